@@ -1,0 +1,27 @@
+# `make bench` runs the default SciFact sweep; `make test` runs the test suite.
+# Both create .venv and install the package (torch pinned by constraints.txt) on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/scifact.toml
+export BENCH_DATA_DIR ?= datasets
+
+.PHONY: bench test install clean-cache
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m bench run $(CONFIG)
+	$(PY) -m bench summary results/$(notdir $(basename $(CONFIG))).parquet --k 100
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
+
+clean-cache:
+	rm -rf .cache

@@ -1,0 +1,1 @@
+"""Quality / latency / memory benchmarks of dense retrieval stacks."""

@@ -1,0 +1,80 @@
+"""Command line: `python -m bench run CONFIG`, `python -m bench summary RESULTS...`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.config import ConfigError, load_config
+from bench.datasets import DatasetError
+from bench.indexes import ParamError
+from bench.store import ResultStore, SchemaError, read_results
+
+USER_ERRORS = (ConfigError, DatasetError, ParamError, SchemaError)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.sweep import run_sweep
+
+    config = load_config(args.config)
+    store = ResultStore(args.results or config.results_path)
+    started = time.perf_counter()
+    try:
+        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
+        return 130
+    print(f"{config.name}: {summary.planned} cells planned, {summary.computed} measured, "
+          f"{summary.already_done} already in {store.path}, {summary.skipped_invalid} grid points skipped "
+          f"(search parameter below K), {summary.corpora_encoded} corpora encoded; "
+          f"wall {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+SUMMARY_COLUMNS = ["encoder", "backend", "build_params", "search_params", "k", "recall_at_k", "ndcg_at_10",
+                   "recall_at_100", "rr_at_10", "search_p50_ms", "search_p95_ms", "throughput_qps", "build_s",
+                   "index_bytes"]
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    frame = read_results(*args.results)
+    if args.k:
+        frame = frame[frame["k"] == args.k]
+    pd.set_option("display.width", 250, "display.max_columns", 30, "display.max_rows", 500,
+                  "display.max_colwidth", 60)
+    print(frame.sort_values(["encoder", "backend", "build_params", "k", "search_p50_ms"])[SUMMARY_COLUMNS]
+          .to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a sweep config, resuming where it stopped")
+    run.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")
+    run.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
+    run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
+    run.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets (default $BENCH_DATA_DIR or datasets/)")
+    run.set_defaults(func=cmd_run)
+    summary = commands.add_parser("summary", help="print the main columns of results files")
+    summary.add_argument("results", nargs="+", type=Path)
+    summary.add_argument("--k", type=int, help="only rows with this K")
+    summary.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

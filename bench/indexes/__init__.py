@@ -1,0 +1,21 @@
+"""ANN backends by name. Each is one small module behind `AnnIndex`."""
+
+from __future__ import annotations
+
+from bench.indexes.base import AnnIndex, Neighbors, ParamError
+from bench.indexes.exact import ExactIndex
+from bench.indexes.faiss_ivf import FaissIVF
+from bench.indexes.hnsw import HnswIndex
+from bench.indexes.scann_index import ScannIndex
+
+BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in (ExactIndex, FaissIVF, HnswIndex, ScannIndex)}
+
+
+def make_index(backend: str, **build) -> AnnIndex:
+    """An unbuilt index of `backend` with validated build parameter names."""
+    if backend not in BACKENDS:
+        raise ParamError(f"unknown backend '{backend}'; expected one of {sorted(BACKENDS)}")
+    return BACKENDS[backend](**build)
+
+
+__all__ = ["AnnIndex", "BACKENDS", "Neighbors", "ParamError", "make_index"]

@@ -1,0 +1,121 @@
+"""The protocol every ANN backend implements, and the parameter checks they share.
+
+As in ann-benchmarks: a backend is constructed with its build parameters, `fit` builds it once,
+`set_search` applies one tuple of search parameters (and K), then `query` answers one query on one
+thread (the latency path) and `batch_query` answers many on a stated number of threads (throughput).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class ParamError(ValueError):
+    """An invalid build or search parameter; the message names it."""
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    """Top-K per query: row ids into the corpus (-1 where fewer than K came back) and inner-product scores."""
+
+    ids: np.ndarray  # (n_queries, k) int64
+    scores: np.ndarray  # (n_queries, k) float32, NaN where ids == -1
+
+
+def check_names(backend: str, kind: str, given: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
+    """Reject unknown parameter names and values of the wrong type."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ParamError(f"{backend}: unknown {kind} parameter(s) {unknown}; expected a subset of {sorted(allowed)}")
+    checked = {}
+    for name, value in given.items():
+        want = allowed[name]
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ParamError(f"{backend}: {kind} parameter '{name}' must be an integer, got {value!r}")
+        if want is float and not isinstance(value, (int, float)):
+            raise ParamError(f"{backend}: {kind} parameter '{name}' must be a number, got {value!r}")
+        checked[name] = want(value)
+    return checked
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParamError(message)
+
+
+class AnnIndex(ABC):
+    """An index over L2-normalized vectors, scored by inner product."""
+
+    name: ClassVar[str]
+    build_params: ClassVar[dict[str, type]] = {}
+    search_params: ClassVar[dict[str, type]] = {}
+
+    def __init__(self, **build: Any):
+        self.build = check_names(self.name, "build", build, self.build_params)
+        self.n = 0
+        self.k = 0
+
+    def check_build(self, n: int) -> None:
+        """Reject build parameters that cannot work on `n` vectors (before any expensive work)."""
+
+    def check_search(self, k: int, search: dict[str, Any]) -> dict[str, Any]:
+        """Validated search parameters for top-`k`; subclasses add their own rules."""
+        checked = check_names(self.name, "search", search, self.search_params)
+        require(k >= 1, f"{self.name}: K must be >= 1, got {k}")
+        if self.n:
+            require(k <= self.n, f"{self.name}: K ({k}) exceeds the number of indexed vectors ({self.n})")
+        return checked
+
+    def fit(self, vectors: np.ndarray, threads: int) -> None:
+        """Build over `vectors` (float32, L2-normalized) using `threads` threads."""
+        self.check_build(len(vectors))
+        self.n = len(vectors)
+        self._fit(np.ascontiguousarray(vectors, dtype=np.float32), threads)
+
+    def set_search(self, k: int, **search: Any) -> None:
+        """Apply one search-parameter tuple for top-`k` queries."""
+        self.k = k
+        self._set_search(k, self.check_search(k, search))
+
+    @abstractmethod
+    def _fit(self, vectors: np.ndarray, threads: int) -> None: ...
+
+    @abstractmethod
+    def _set_search(self, k: int, search: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def query(self, vector: np.ndarray) -> np.ndarray:
+        """Top-k row ids for one query vector (shape (d,)), on one thread: the timed latency path."""
+
+    @abstractmethod
+    def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
+        """Top-k for every row of `vectors`, on `threads` threads."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """Serialized size of the built index in bytes."""
+
+
+def serialized_size(save) -> int:
+    """Bytes written by `save(folder)` into an empty temporary folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        save(folder)
+        return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def pad_missing(ids: np.ndarray, scores: np.ndarray, missing: np.ndarray) -> Neighbors:
+    """Mark `missing` slots as id -1 / score NaN (libraries pad short results differently)."""
+    ids = np.where(missing, -1, ids).astype(np.int64)
+    scores = np.where(missing, np.nan, scores).astype(np.float32)
+    return Neighbors(ids, scores)
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,104 @@
+"""The results schema (one row per sweep cell), defined here and only here, and its parquet store.
+
+A cell is identified by `cell_id` (a hash of everything that defines it: dataset content, encoder,
+backend, build and search parameters, K, measurement settings) and `host_id` (the hardware). The
+store rewrites its parquet file atomically after every cell, so a killed sweep loses at most the
+cell in flight and a re-run skips what is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.cache import atomic_write_bytes
+
+_F64, _I64, _STR = pa.float64(), pa.int64(), pa.string()
+
+SCHEMA = pa.schema([
+    # identity of the cell
+    ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
+    ("dataset", _STR), ("dataset_hash", _STR), ("split", _STR), ("n_docs", _I64), ("n_queries", _I64),
+    ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
+    ("max_seq_length", _I64), ("dim", _I64),
+    ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
+    ("k", _I64),
+    # offline cost and memory
+    ("corpus_encode_s", _F64),  # wall time of encoding the corpus (from the cache's record when cached)
+    ("build_s", _F64), ("build_threads", _I64),
+    ("index_bytes", _I64), ("index_bytes_method", _STR),  # "serialized": bytes the library writes to disk
+    ("rss_after_build_bytes", _I64),  # process RSS right after the build (model and embeddings included)
+    # online latency: query encoding (one query, one thread) and ANN search (one query, one thread)
+    ("query_encode_p50_ms", _F64), ("query_encode_p95_ms", _F64), ("query_encode_p99_ms", _F64),
+    ("query_encode_mean_ms", _F64),
+    ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
+    ("latency_samples", _I64), ("latency_threads", _I64),
+    ("throughput_qps", _F64), ("throughput_threads", _I64),  # batch search of all queries
+    # quality
+    ("recall_at_k", _F64),  # |ANN top-K ∩ exact top-K| / K, by id, mean over queries
+    ("ndcg_at_10", _F64), ("recall_at_100", _F64), ("rr_at_10", _F64),  # ir_measures, vs qrels
+    ("queries_short", _I64),  # queries that got fewer than K results
+    ("query_ids", pa.list_(_STR)), ("q_ndcg_at_10", pa.list_(_F64)), ("q_recall_at_100", pa.list_(_F64)),
+    ("q_rr_at_10", pa.list_(_F64)),
+    # run metadata
+    ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+])
+
+KEY = ["cell_id", "host_id"]
+
+
+class SchemaError(ValueError):
+    """A row or file that does not match SCHEMA."""
+
+
+def empty_frame() -> pd.DataFrame:
+    return SCHEMA.empty_table().to_pandas()
+
+
+class ResultStore:
+    """One parquet file of SCHEMA rows."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._frame: pd.DataFrame | None = None
+
+    def load(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = read_results(self.path) if self.path.exists() else empty_frame()
+        return self._frame
+
+    def done(self, host_id: str) -> set[str]:
+        frame = self.load()
+        return set(frame.loc[frame["host_id"] == host_id, "cell_id"])
+
+    def add(self, row: dict) -> None:
+        """Append one cell (replacing an earlier row with the same cell and host) and rewrite atomically."""
+        missing, extra = set(SCHEMA.names) - set(row), set(row) - set(SCHEMA.names)
+        if missing or extra:
+            raise SchemaError(f"row does not match the results schema: missing {sorted(missing)}, unknown {sorted(extra)}")
+        new = pa.Table.from_pylist([row], schema=SCHEMA).to_pandas()
+        frame = self.load()
+        same = (frame["cell_id"] == row["cell_id"]) & (frame["host_id"] == row["host_id"])
+        frame = pd.concat([frame[~same], new], ignore_index=True) if len(frame[~same]) else new
+        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+        atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
+        self._frame = frame
+
+
+def read_results(*paths: Path | str) -> pd.DataFrame:
+    """Rows of one or more results files, checked against SCHEMA."""
+    frames = []
+    for path in paths:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
+        missing = set(SCHEMA.names) - set(table.schema.names)
+        if missing:
+            raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")
+        frames.append(table.select(SCHEMA.names).cast(SCHEMA).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else empty_frame()

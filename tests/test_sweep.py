@@ -1,0 +1,79 @@
+import dataclasses
+
+import pytest
+
+from bench.cli import main
+from bench.config import load_config
+from bench.store import ResultStore, read_results
+from bench.sweep import run_sweep
+
+
+@pytest.fixture
+def config(tiny_model, tmp_path):
+    base = load_config("configs/tiny.toml")
+    encoders = [dataclasses.replace(base.encoders[0], model=tiny_model)]
+    return dataclasses.replace(base, encoders=encoders, results=str(tmp_path / "tiny.parquet"))
+
+
+class InterruptAfter(ResultStore):
+    """A store that is 'killed' after writing `n` cells."""
+
+    def __init__(self, path, n):
+        super().__init__(path)
+        self.left = n
+
+    def add(self, row):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        super().add(row)
+        self.left -= 1
+
+
+def test_sweep_measures_every_cell_then_resumes(config):
+    first = run_sweep(config)
+    # exact 2 K + ivf 2 nprobe x 2 K + hnsw (ef=10: K=5 only; ef=40: both) + scann 2 x 2
+    assert first.planned == first.computed == 2 + 4 + 3 + 4
+    assert first.skipped_invalid == 1 and first.corpora_encoded == 1
+    frame = read_results(config.results_path)
+    assert len(frame) == first.planned and frame["cell_id"].is_unique
+    assert (frame.loc[frame["backend"] == "exact", "recall_at_k"] == 1.0).all()
+    assert frame[["search_p50_ms", "search_p99_ms", "query_encode_p50_ms", "throughput_qps", "index_bytes",
+                  "build_s", "rss_after_build_bytes"]].gt(0).all().all()
+    assert (frame["search_p50_ms"] <= frame["search_p99_ms"]).all()
+    assert frame["recall_at_k"].between(0, 1).all() and frame["ndcg_at_10"].between(0, 1).all()
+    assert frame["n_queries"].eq(30).all() and frame["query_ids"].map(len).eq(30).all()
+    assert frame["latency_samples"].eq(30 * 2).all()
+    # the per-query lists average to the stored means
+    for _, row in frame.iterrows():
+        assert sum(row["q_ndcg_at_10"]) / 30 == pytest.approx(row["ndcg_at_10"])
+
+    again = run_sweep(config)
+    assert again.computed == 0 and again.already_done == first.planned and again.corpora_encoded == 0
+    assert read_results(config.results_path)["timestamp"].tolist() == frame["timestamp"].tolist()
+
+
+def test_killed_sweep_completes_only_missing_cells(config):
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, store=InterruptAfter(config.results_path, 5))
+    assert len(read_results(config.results_path)) == 5
+    rest = run_sweep(config)
+    assert rest.already_done == 5 and rest.computed == rest.planned - 5
+    frame = read_results(config.results_path)
+    assert len(frame) == rest.planned and frame["cell_id"].is_unique
+
+
+def test_redo_remeasures(config):
+    run_sweep(config)
+    redo = run_sweep(config, redo=True)
+    assert redo.computed == redo.planned
+    assert len(read_results(config.results_path)) == redo.planned
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "b"\ndataset = "synthetic"\nsplit = "test"\nk = [5]\n'
+                   '[[encoders]]\nname = "e"\n[[backends]]\nbackend = "hnsw"\nsearch = { eff = [10] }\n')
+    assert main(["run", str(bad)]) == 2
+    assert "hnsw: unknown search parameter(s) ['eff']" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "no such config file" in capsys.readouterr().err
