@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     print(f"{config.name}: {summary.planned} cells planned, {summary.computed} measured, "
           f"{summary.already_done} already in {store.path}, {summary.skipped_invalid} grid points skipped "
-          f"(search parameter below K), {summary.corpora_encoded} corpora encoded; "
+          f"(invalid combinations, e.g. ef < K), {summary.corpora_encoded} corpora encoded; "
           f"wall {time.perf_counter() - started:.1f}s")
     return 0
 

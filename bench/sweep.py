@@ -50,7 +50,7 @@ class SweepSummary:
     planned: int = 0
     computed: int = 0
     already_done: int = 0
-    skipped_invalid: int = 0  # grid points where a search parameter is below K (e.g. ef < K)
+    skipped_invalid: int = 0  # grid points breaking a cross-parameter rule (ef < K, nprobe > nlist, ...)
     corpora_encoded: int = 0
 
 
@@ -60,30 +60,37 @@ def load_sweep_dataset(config: SweepConfig, data_root: Path | None = None) -> Da
 
 
 def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec) -> tuple[list[Cell], int]:
-    """Every valid cell of the grid for one encoder, and how many grid points were skipped because of K.
+    """Every valid cell of the grid for one encoder, and how many grid points were skipped as invalid.
 
-    Raises ParamError for parameters that are wrong whatever K is (unknown names, nlist > N, ...).
+    A grid is a cartesian product, so some points break a cross-parameter rule (ef < K, nprobe > nlist);
+    those are skipped and counted. A search tuple that no build tuple and no K accepts is an error, as
+    are unknown parameter names, bad types and build parameters that cannot work on this corpus.
     """
+    if max(config.k) > dataset.n_docs:
+        raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
     identity = model_identity(encoder.model)
     cells, skipped = [], 0
     for spec in config.backends:
-        for build in spec.build_grid():
-            index = make_index(spec.backend, **build)
+        indexes = [make_index(spec.backend, **build) for build in spec.build_grid()]
+        for index in indexes:
             index.check_build(dataset.n_docs)
-            for search in spec.search_grid():
-                index.check_search(1, search)  # errors here do not depend on K
-                for k in config.k:
-                    if k > dataset.n_docs:
-                        raise ParamError(f"K ({k}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
-                    try:
-                        index.check_search(k, search)
-                    except ParamError:
-                        skipped += 1
-                        continue
-                    key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
-                           "encoder": dataclasses.asdict(encoder), "model": identity, "backend": spec.backend,
-                           "build": build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
-                    cells.append(Cell(encoder, spec.backend, build, search, k, content_key(key)))
+        for search in spec.search_grid():
+            first_error = None
+            accepted = 0
+            for index, k in itertools.product(indexes, config.k):
+                try:
+                    index.check_search(k, search)
+                except ParamError as err:
+                    first_error = first_error or err
+                    skipped += 1
+                    continue
+                accepted += 1
+                key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
+                       "encoder": dataclasses.asdict(encoder), "model": identity, "backend": spec.backend,
+                       "build": index.build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
+                cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key)))
+            if not accepted:
+                raise ParamError(f"{first_error} (search point {search} is invalid for every build point and K)")
     return cells, skipped
 
 
@@ -119,7 +126,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         pending = [c for c in cells if c.cell_id not in done]
         summary.already_done += len(cells) - len(pending)
         if skipped:
-            log.info("%s: %d grid points skipped (a search parameter below K)", spec.name, skipped)
+            log.info("%s: %d grid points skipped (ef < K, nprobe > nlist, ...)", spec.name, skipped)
         if not pending:
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue

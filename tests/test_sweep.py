@@ -77,3 +77,19 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "hnsw: unknown search parameter(s) ['eff']" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     assert "no such config file" in capsys.readouterr().err
+
+
+def test_grid_skips_cross_parameter_violations_but_not_hopeless_points(config):
+    from bench.config import BackendSpec
+    from bench.datasets import synthetic_dataset
+    from bench.indexes import ParamError
+    from bench.sweep import plan_cells
+
+    ds = synthetic_dataset(n_docs=300, n_queries=30, n_topics=6)
+    ivf = BackendSpec("faiss_ivf", build={"nlist": [4, 16]}, search={"nprobe": [2, 8]})
+    cells, skipped = plan_cells(dataclasses.replace(config, backends=[ivf], k=[5]), ds, config.encoders[0])
+    assert skipped == 1  # nprobe 8 > nlist 4
+    assert sorted((c.build["nlist"], c.search["nprobe"]) for c in cells) == [(4, 2), (16, 2), (16, 8)]
+    hopeless = BackendSpec("faiss_ivf", build={"nlist": [4]}, search={"nprobe": [8]})
+    with pytest.raises(ParamError, match=r"nprobe \(8\) must be between 1 and nlist \(4\).*invalid for every"):
+        plan_cells(dataclasses.replace(config, backends=[hopeless], k=[5]), ds, config.encoders[0])
