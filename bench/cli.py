@@ -36,19 +36,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-SUMMARY_COLUMNS = ["encoder", "backend", "build_params", "search_params", "k", "recall_at_k", "ndcg_at_10",
-                   "recall_at_100", "rr_at_10", "search_p50_ms", "search_p95_ms", "throughput_qps", "build_s",
-                   "index_bytes"]
+def _compact(params_json: str) -> str:
+    import json
+
+    return " ".join(f"{k}={v}" for k, v in json.loads(params_json).items())
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     frame = read_results(*args.results)
     if args.k:
         frame = frame[frame["k"] == args.k]
-    pd.set_option("display.width", 250, "display.max_columns", 30, "display.max_rows", 500,
-                  "display.max_colwidth", 60)
-    print(frame.sort_values(["encoder", "backend", "build_params", "k", "search_p50_ms"])[SUMMARY_COLUMNS]
-          .to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    table = pd.DataFrame({
+        "encoder": frame["encoder"], "backend": frame["backend"],
+        "build": frame["build_params"].map(_compact), "search": frame["search_params"].map(_compact),
+        "K": frame["k"], "recall@K": frame["recall_at_k"], "nDCG@10": frame["ndcg_at_10"],
+        "R@100": frame["recall_at_100"], "RR@10": frame["rr_at_10"], "p50 ms": frame["search_p50_ms"],
+        "p95 ms": frame["search_p95_ms"], "p99 ms": frame["search_p99_ms"], "QPS": frame["throughput_qps"],
+        "build s": frame["build_s"], "index MB": frame["index_bytes"] / 2**20,
+    }).sort_values(["encoder", "backend", "build", "K", "p50 ms"])
+    pd.set_option("display.width", 250, "display.max_columns", 30, "display.max_rows", 1000)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return 0
 
 
