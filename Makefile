@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/scifact.toml
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench test install clean-cache
+.PHONY: bench test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -22,6 +22,16 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
+
+# Latency regression gate against benchmarks/latency_baseline.json (see bench/gate.py).
+check-latency: $(STAMP)
+	$(PY) -m bench.gate
+
+update-baseline: $(STAMP)
+	$(PY) -m bench.gate --update-baseline
+
+microbench: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest benchmarks --benchmark-autosave
 
 clean-cache:
 	rm -rf .cache

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.stats import mannwhitneyu
+from threadpoolctl import threadpool_limits
 
 from bench.datasets import Dataset, synthetic_vectors
 from bench.indexes import make_index
@@ -39,7 +40,7 @@ class GateWorkload:
     k: int = 10
     seed: int = 42
     repetitions: int = 15
-    warmup: int = 50
+    warmup: int = 0  # queries per untimed warmup pass; 0 = all
 
 
 # Fixed parameters per backend: mid-recall settings where the search itself dominates the time.
@@ -114,14 +115,23 @@ def run_workload(workload: GateWorkload = GateWorkload(), slowdown: dict[str, fl
         index.fit(base, threads=1)
         index.set_search(workload.k, **search)
         indexes[name] = index
-    for call in [calibration, *(ix.query for ix in indexes.values())]:
-        for q in queries[: workload.warmup]:
-            call(q)
+    for _ in range(2):  # two untimed passes: caches, branch predictors and CPU clocks settle
+        for call in [calibration, *(ix.query for ix in indexes.values())]:
+            _median_pass_ns(call, queries[: workload.warmup] if workload.warmup else queries)
+    calls = {"calibration": calibration,
+             **{name: slowed(ix.query, slowdown.get(name, 1.0)) for name, ix in indexes.items()}}
     medians: dict[str, list[float]] = {name: [] for name in indexes}
-    for _ in range(workload.repetitions):  # interleaved, so drifts hit every backend alike
-        calib = _median_pass_ns(calibration, queries)
-        for name, index in indexes.items():
-            medians[name].append(_median_pass_ns(slowed(index.query, slowdown.get(name, 1.0)), queries) / calib)
+    for _ in range(workload.repetitions):
+        # Interleaved per query, so the kernel and every backend see the same machine state.
+        samples = {name: np.empty(len(queries), dtype=np.int64) for name in calls}
+        for i, q in enumerate(queries):
+            for name, call in calls.items():
+                start = time.perf_counter_ns()
+                call(q)
+                samples[name][i] = time.perf_counter_ns() - start
+        calib = float(np.median(samples["calibration"]))
+        for name in indexes:
+            medians[name].append(float(np.median(samples[name])) / calib)
     results = {}
     for name, index in indexes.items():
         found = index.batch_query(queries, threads=1).ids
@@ -199,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workload = GateWorkload(**load_baseline(args.baseline)["workload"]) if not args.update_baseline else GateWorkload()
     started = time.perf_counter()
-    results = run_workload(workload, slowdown)
+    with threadpool_limits(limits=1):  # the numpy calibration kernel on one BLAS thread, like the searches
+        results = run_workload(workload, slowdown)
     if args.update_baseline:
         save_baseline(results, workload, args.baseline)
         print(f"baseline written to {args.baseline}: " + ", ".join(
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{workload.repetitions} repetitions x {workload.n_queries} queries, N={workload.n}, dim={workload.dim}")
     for v in verdicts:
         status = "ok" if v.ok else ("SLOWER" if v.slower else "QUALITY CHANGED")
-        print(f"  {v.backend:10s} ratio {v.ratio:5.2f}  p={v.p_value:.2g}  {status:15s} {v.detail}")
+        print(f"  {v.backend:10s} ratio {v.ratio:5.2f}  p={v.p_value:<8.2g} {status:15s} {v.detail}")
     print(f"gate {'passed' if all(v.ok for v in verdicts) else 'FAILED'} in {time.perf_counter() - started:.1f}s")
     return 0 if all(v.ok for v in verdicts) else 1
 

@@ -37,6 +37,8 @@ def check_names(backend: str, kind: str, given: dict[str, Any], allowed: dict[st
     checked = {}
     for name, value in given.items():
         want = allowed[name]
+        if want is bool and not isinstance(value, bool):
+            raise ParamError(f"{backend}: {kind} parameter '{name}' must be true or false, got {value!r}")
         if want is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise ParamError(f"{backend}: {kind} parameter '{name}' must be an integer, got {value!r}")
         if want is float and not isinstance(value, (int, float)):

@@ -1,7 +1,9 @@
 """ScaNN: a k-means tree of `num_leaves`, anisotropic-hashing scores, exact re-scoring of the top candidates.
 
 Build: `num_leaves`, `dimensions_per_block` and `anisotropic_quantization_threshold` (AH codes),
-`reorder` (the default number of candidates re-scored exactly; must be >= K unless set per search).
+`reorder` (the default number of candidates re-scored exactly; must be >= K unless set per search),
+`random_init` (k-means seeding of the tree; off by default because ScaNN's random init is unseeded,
+so builds would differ from run to run).
 Search: `num_leaves_to_search`, `pre_reorder_num_neighbors`.
 """
 
@@ -39,7 +41,7 @@ def _quiet_fd2():
 class ScannIndex(AnnIndex):
     name = "scann"
     build_params = {"num_leaves": int, "dimensions_per_block": int,
-                    "anisotropic_quantization_threshold": float, "reorder": int, "training_sample_size": int}
+                    "anisotropic_quantization_threshold": float, "reorder": int, "training_sample_size": int, "random_init": bool}
     search_params = {"num_leaves_to_search": int, "pre_reorder_num_neighbors": int}
 
     def check_build(self, n: int) -> None:
@@ -65,7 +67,8 @@ class ScannIndex(AnnIndex):
         builder = scann.scann_ops_pybind.builder(vectors, 10, "dot_product")
         builder.set_n_training_threads(threads)
         builder = (builder.tree(num_leaves=leaves, num_leaves_to_search=1,
-                                training_sample_size=self.build.get("training_sample_size", len(vectors)))
+                                training_sample_size=self.build.get("training_sample_size", len(vectors)),
+                                random_init=self.build.get("random_init", False))
                    .score_ah(self.build.get("dimensions_per_block", 2),
                              anisotropic_quantization_threshold=self.build.get("anisotropic_quantization_threshold", 0.2))
                    .reorder(self.build.get("reorder", 100)))
