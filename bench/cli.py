@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields as dataclasses_fields
 import logging
 import sys
 import time
@@ -59,6 +60,29 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_cross(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(CrossTrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    try:
+        config = CrossTrainConfig(**overrides)
+    except ValueError as err:
+        raise ConfigError(f"train-cross: {err}") from None
+    path = train_cross_encoder(config, data_root=args.data_dir)
+    report = read_training(path)
+    print(f"{path}\n  loss {report['loss_first_50']:.4f} (first 50 steps) -> {report['loss_last_50']:.4f} (last 50), "
+          f"{report['steps']} steps in {report['train_seconds']:.0f}s\n"
+          f"  held-out train queries ({report['heldout_queries']}, top-{report['heldout_r']}): nDCG@10 first stage "
+          f"{report['heldout_ndcg_first_stage']:.4f}, cross-encoder {report['heldout_ndcg_cross_only']:.4f}, "
+          f"fused {report['heldout_ndcg_fused']:.4f} at alpha={report['alpha']}\n"
+          f"  Platt a={report['platt']['a']:.3f} b={report['platt']['b']:.3f}: ECE {report['ece_before']:.4f} -> "
+          f"{report['ece_after']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -69,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
     run.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets (default $BENCH_DATA_DIR or datasets/)")
     run.set_defaults(func=cmd_run)
+    train = commands.add_parser("train-cross", help="fine-tune a cross-encoder on a dataset's train qrels (cached)")
+    from bench.train_cross import CrossTrainConfig
+
+    for f in dataclasses_fields(CrossTrainConfig):
+        train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
+                           help=f"default {f.default}")
+    train.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    train.set_defaults(func=cmd_train_cross)
     summary = commands.add_parser("summary", help="print the main columns of results files")
     summary.add_argument("results", nargs="+", type=Path)
     summary.add_argument("--k", type=int, help="only rows with this K")

@@ -59,6 +59,34 @@ class MeasureSpec:
 
 
 @dataclass(frozen=True)
+class RerankerSpec:
+    """A cross-encoder: a model by name or path, or `train` options for `bench train-cross` (trained once, cached).
+
+    `alpha`: fusion weights to sweep, each a number in [0, 1] (1 = the cross-encoder alone) or
+    "heldout" (the weight chosen on held-out train queries when the harness trained the model).
+    """
+
+    name: str
+    model: str = ""
+    train: dict = field(default_factory=dict)
+    max_length: int = 256
+    batch_size: int = 32
+    alpha: list = field(default_factory=lambda: [1.0])
+
+
+@dataclass(frozen=True)
+class RerankSpec:
+    """The second stage: every first-stage cell with K in `k` and recall@K >= `min_recall_at_k` is reranked."""
+
+    rerankers: list[RerankerSpec] = field(default_factory=list)
+    r: list[int] = field(default_factory=lambda: [10, 20, 50, 100])
+    k: list[int] = field(default_factory=list)  # first-stage K values to rerank; empty = all
+    min_recall_at_k: float = 0.0
+    latency_queries: int = 20  # fixed sample (the first queries) whose R pairs are timed, uncached
+    threads: int = 0  # torch threads for reranking; 0 = all available cores
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     dataset: str
@@ -70,6 +98,7 @@ class SweepConfig:
     results: str = ""  # parquet path; default results/<name>.parquet
     max_queries: int = 0  # 0 = every judged query of the split
     synthetic: dict[str, int] = field(default_factory=dict)  # generator options for dataset = "synthetic"
+    rerank: RerankSpec = RerankSpec()
 
     @property
     def results_path(self) -> Path:
@@ -124,7 +153,9 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     except KeyError as err:
         raise ConfigError(f"{source}: missing required key {err}") from None
     measure = _make(MeasureSpec, raw.pop("measure", {}), f"{source}: measure")
-    config = _make(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure}, source)
+    rerank = _parse_rerank(raw.pop("rerank", {}), f"{source}: rerank")
+    config = _make(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure,
+                                 "rerank": rerank}, source)
     ks = config.k if isinstance(config.k, list) else [config.k]
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ConfigError(f"{source}: k must be a list of positive integers, got {config.k!r}")
@@ -135,6 +166,26 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.type != "bi":
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported (supported: 'bi')")
     return dataclasses.replace(config, k=sorted(set(ks)))
+
+
+def _parse_rerank(raw: dict, where: str) -> RerankSpec:
+    raw = dict(raw)
+    rerankers = []
+    for i, r in enumerate(raw.pop("rerankers", [])):
+        spec = _make(RerankerSpec, r, f"{where}.rerankers[{i}]")
+        if bool(spec.model) == bool(spec.train):
+            raise ConfigError(f"{where}.rerankers[{i}]: give exactly one of 'model' or 'train'")
+        alphas = spec.alpha if isinstance(spec.alpha, list) else [spec.alpha]
+        for a in alphas:
+            if a != "heldout" and not (isinstance(a, (int, float)) and 0 <= a <= 1):
+                raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'heldout'")
+            if a == "heldout" and not spec.train:
+                raise ConfigError(f"{where}.rerankers[{i}].alpha: 'heldout' needs a model trained by the harness")
+        rerankers.append(dataclasses.replace(spec, alpha=alphas))
+    spec = _make(RerankSpec, {**raw, "rerankers": rerankers}, where)
+    if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in spec.r):
+        raise ConfigError(f"{where}.r: R values must be positive integers, got {spec.r!r}")
+    return spec
 
 
 def load_config(path: Path | str) -> SweepConfig:

@@ -39,7 +39,8 @@ class Dataset:
     query_ids: list[str]
     query_texts: list[str]
     qrels: dict[str, dict[str, int]]
-    content_hash: str
+    content_hash: str  # corpus, queries and this split's judgments
+    corpus_hash: str  # the corpus alone: keys document embeddings, shared by every split
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -52,7 +53,7 @@ class Dataset:
         return Dataset(
             self.name, self.split, self.doc_ids, self.doc_texts, qids,
             self.query_texts[:n_queries], {q: self.qrels[q] for q in qids},
-            _hash_strings([self.content_hash, str(n_queries)]), self.warnings,
+            _hash_strings([self.content_hash, str(n_queries)]), self.corpus_hash, self.warnings,
         )
 
 
@@ -186,6 +187,7 @@ def load_beir(path: Path, split: str, name: str | None = None) -> Dataset:
         query_texts=[str(queries[q].get("text") or "") for q in qids],
         qrels={q: qrels[q] for q in qids},
         content_hash=_hash_files(files),
+        corpus_hash=_hash_files(files[:1]),
         warnings=warnings,
     )
 
@@ -228,7 +230,7 @@ def synthetic_dataset(
     qrels = {qid: {doc_ids[s]: 1} for qid, s in zip(query_ids, sources)}
     params = f"{n_docs},{n_queries},{n_topics},{doc_len},{query_len},{seed}"
     return Dataset("synthetic", split, doc_ids, doc_texts, query_ids, query_texts, qrels,
-                   _hash_strings(["synthetic", params, split]))
+                   _hash_strings(["synthetic", params, split]), _hash_strings(["synthetic", params]))
 
 
 def synthetic_vectors(

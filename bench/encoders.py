@@ -110,7 +110,7 @@ class Embeddings:
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> Embeddings:
     """Encode corpus and queries, each cached on disk by model identity, dataset content and max length."""
-    key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "dataset": dataset.content_hash}
+    key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
     started = time.perf_counter()
     timing: dict[str, float] = {}
 
@@ -126,7 +126,7 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> E
         encode_seconds = _stored_seconds(key)
     else:
         cached_array("corpus_seconds", key, lambda: np.array([encode_seconds]))
-    queries, _ = cached_array("queries", {**key, "side": "queries", "split": dataset.split},
+    queries, _ = cached_array("queries", {**key, "side": "queries", "dataset": dataset.content_hash},
                               lambda: encoder.encode_queries(dataset.query_texts, batch_size=batch_size))
     return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached)
 

@@ -107,7 +107,7 @@ def run_workload(workload: GateWorkload = GateWorkload(), slowdown: dict[str, fl
     base, queries, source = synthetic_vectors(workload.n, workload.dim, workload.n_queries, seed=workload.seed)
     exact_ids = np.argsort(-(queries @ base.T), axis=1, kind="stable")[:, : workload.k]
     planted = Dataset("gate", "test", [str(i) for i in range(workload.n)], [], [f"q{i}" for i in range(len(queries))],
-                      [], {f"q{i}": {str(s): 1} for i, s in enumerate(source)}, "gate")
+                      [], {f"q{i}": {str(s): 1} for i, s in enumerate(source)}, "gate", "gate")
     calibration = lambda q: base @ q  # noqa: E731  the fixed numpy kernel
     indexes = {}
     for name, (build, search) in backends.items():

@@ -26,6 +26,10 @@ SCHEMA = pa.schema([
     ("max_seq_length", _I64), ("dim", _I64),
     ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
     ("k", _I64),
+    ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
+    ("r", _I64),  # rerank depth R <= K; 0 on first-stage rows
+    ("fusion_alpha", _F64),  # alpha * cross + (1 - alpha) * first stage; NaN on first-stage rows
+    ("rerank_max_length", _I64), ("cross_pairs_scored", _I64),  # pairs scored now (0 = all from the cache)
     # offline cost and memory
     ("corpus_encode_s", _F64),  # wall time of encoding the corpus (from the cache's record when cached)
     ("build_s", _F64), ("build_threads", _I64),
@@ -37,6 +41,12 @@ SCHEMA = pa.schema([
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64), ("latency_threads", _I64),
     ("throughput_qps", _F64), ("throughput_threads", _I64),  # batch search of all queries
+    # reranking R pairs of one query (uncached, `rerank_threads` torch threads), on the first
+    # `rerank_latency_queries` queries' exact top-R; NaN on first-stage rows
+    ("rerank_p50_ms", _F64), ("rerank_p95_ms", _F64), ("rerank_p99_ms", _F64), ("rerank_mean_ms", _F64),
+    ("rerank_latency_queries", _I64), ("rerank_threads", _I64),
+    # end to end per query: encode + search (+ rerank), summed per query over the queries timed by every stage
+    ("e2e_p50_ms", _F64), ("e2e_p95_ms", _F64), ("e2e_p99_ms", _F64), ("e2e_mean_ms", _F64), ("e2e_queries", _I64),
     # quality
     ("recall_at_k", _F64),  # |ANN top-K ∩ exact top-K| / K, by id, mean over queries
     ("ndcg_at_10", _F64), ("recall_at_100", _F64), ("rr_at_10", _F64),  # ir_measures, vs qrels

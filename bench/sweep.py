@@ -16,22 +16,38 @@ import psutil
 from tqdm import tqdm
 
 from bench.cache import content_key
-from bench.config import EncoderSpec, MeasureSpec, SweepConfig
+from bench.config import EncoderSpec, SweepConfig
 from bench.datasets import Dataset, load_dataset
 from bench.encoders import BiEncoder, Embeddings, Encoder, embed_dataset, model_identity
 from bench.env import host_id, run_metadata
 from bench.indexes import ParamError, make_index
 from bench.indexes.base import cpu_count
-from bench.metrics import recall_vs_exact, per_query_quality
+from bench.metrics import per_query_quality, recall_vs_exact
+from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.store import ResultStore
-from bench.timing import LatencyStats, measure_latency, measure_throughput
+from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
+from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class RerankCell:
+    """The first stage of its parent cell, then `reranker` re-scoring the top-`r` with fusion weight `alpha`."""
+
+    reranker: str
+    alpha: float | str  # a number, or "heldout"
+    r: int
+    cell_id: str
+
+
+@dataclass(frozen=True)
 class Cell:
-    """One measurement: an encoder, an index built with `build`, searched with `search` for top-`k`."""
+    """One measurement: an encoder, an index built with `build`, searched with `search` for top-`k`.
+
+    Its rerank children are measured with it (they need its result lists), so a cell counts as done
+    only when it and all its children are in the store.
+    """
 
     encoder: EncoderSpec
     backend: str
@@ -39,10 +55,15 @@ class Cell:
     search: dict
     k: int
     cell_id: str
+    children: tuple[RerankCell, ...] = ()
 
     @property
     def build_key(self) -> tuple[str, str]:
         return self.backend, json.dumps(self.build, sort_keys=True)
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.cell_id, *(c.cell_id for c in self.children)]
 
 
 @dataclass
@@ -88,10 +109,27 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec) -> t
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
                        "encoder": dataclasses.asdict(encoder), "model": identity, "backend": spec.backend,
                        "build": index.build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
-                cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key)))
+                cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key),
+                                  _plan_children(config, k, key)))
             if not accepted:
                 raise ParamError(f"{first_error} (search point {search} is invalid for every build point and K)")
     return cells, skipped
+
+
+def _plan_children(config: SweepConfig, k: int, parent_key: dict) -> tuple[RerankCell, ...]:
+    spec = config.rerank
+    if spec.k and k not in spec.k:
+        return ()
+    children = []
+    for reranker in spec.rerankers:
+        for alpha in reranker.alpha:
+            for r in spec.r:
+                if r > k:
+                    continue
+                key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
+                       "rerank_latency": [spec.latency_queries, spec.threads]}
+                children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
+    return tuple(children)
 
 
 def measure_query_encoding(encoder: Encoder, texts: list[str], warmup: int) -> LatencyStats:
@@ -110,20 +148,32 @@ def _threads(requested: int) -> int:
     return requested if requested > 0 else cpu_count()
 
 
+def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float) -> bool:
+    """Measured on this host, with its rerank children unless its recall is below the rerank threshold."""
+    if cell.cell_id not in recall_by_id:
+        return False
+    if recall_by_id[cell.cell_id] < min_recall:
+        return True
+    return all(child.cell_id in recall_by_id for child in cell.children)
+
+
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`)."""
     store = store or ResultStore(config.results_path)
     dataset = load_sweep_dataset(config, data_root)
     plans = {spec.name: plan_cells(config, dataset, spec) for spec in config.encoders}  # validate all first
-    done = set() if redo else store.done(host_id())
+    frame = store.load()
+    mine = frame[frame["host_id"] == host_id()]
+    recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["recall_at_k"]))
     summary = SweepSummary()
     metadata = run_metadata(config.config_hash())
+    rerankers = Rerankers(config, data_root)
     for spec in config.encoders:
         cells, skipped = plans[spec.name]
         summary.planned += len(cells)
         summary.skipped_invalid += skipped
-        pending = [c for c in cells if c.cell_id not in done]
+        pending = [c for c in cells if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k)]
         summary.already_done += len(cells) - len(pending)
         if skipped:
             log.info("%s: %d grid points skipped (ef < K, nprobe > nlist, ...)", spec.name, skipped)
@@ -139,16 +189,155 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "split": dataset.split, "n_docs": dataset.n_docs, "n_queries": len(dataset.query_ids),
                   "encoder": spec.name, "encoder_type": spec.type, "model": spec.model,
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
-                  "corpus_encode_s": embeddings.encode_seconds,
-                  **{f"query_encode_{k}": v for k, v in _latency_columns(encode_latency).items()}}
-        summary.computed += _measure_cells(pending, embeddings, dataset, config.measure, shared, store)
-        del encoder
+                  "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
+        measurer = CellMeasurer(embeddings, dataset, config, shared, store, encode_latency, rerankers)
+        summary.computed += measurer.measure(pending)
+        del encoder, measurer
         gc.collect()
     return summary
 
 
-def _latency_columns(stats: LatencyStats) -> dict[str, float]:
-    return {"p50_ms": stats.p50_ms, "p95_ms": stats.p95_ms, "p99_ms": stats.p99_ms, "mean_ms": stats.mean_ms}
+FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "r": 0, "fusion_alpha": float("nan"),
+                    "rerank_max_length": 0, "cross_pairs_scored": 0, "rerank_p50_ms": float("nan"),
+                    "rerank_p95_ms": float("nan"), "rerank_p99_ms": float("nan"), "rerank_mean_ms": float("nan"),
+                    "rerank_latency_queries": 0, "rerank_threads": 0}
+
+
+class Rerankers:
+    """The configured cross-encoders, loaded (and trained, once, if asked) on first use."""
+
+    def __init__(self, config: SweepConfig, data_root: Path | None):
+        self.specs = {r.name: r for r in config.rerank.rerankers}
+        self.config, self.data_root = config, data_root
+        self._scorers: dict[str, tuple[CrossEncoderScorer, dict]] = {}
+        self._cache: ScoreCache | None = None
+
+    @property
+    def cache(self) -> ScoreCache:
+        self._cache = self._cache or ScoreCache()
+        return self._cache
+
+    def get(self, name: str) -> tuple[CrossEncoderScorer, dict]:
+        """(scorer, training report; empty for models not trained by the harness)."""
+        if name not in self._scorers:
+            spec = self.specs[name]
+            model, report = spec.model, {}
+            if spec.train:
+                options = {"dataset": self.config.dataset, **spec.train}
+                try:
+                    train_config = CrossTrainConfig(**options)
+                except (TypeError, ValueError) as err:
+                    raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
+                model = str(train_cross_encoder(train_config, data_root=self.data_root))
+                report = read_training(model)
+            self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size), report)
+        return self._scorers[name]
+
+    def alpha(self, name: str, alpha: float | str) -> float:
+        return float(self.get(name)[1]["alpha"]) if alpha == "heldout" else float(alpha)
+
+
+class CellMeasurer:
+    """Measures first-stage cells of one encoder, and their rerank children, writing each row as it goes."""
+
+    def __init__(self, embeddings: Embeddings, dataset: Dataset, config: SweepConfig, shared: dict,
+                 store: ResultStore, encode_latency: LatencyStats, rerankers: Rerankers):
+        self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
+        self.shared, self.store, self.encode_latency, self.rerankers = shared, store, encode_latency, rerankers
+        self.build_threads = _threads(self.settings.build_threads)
+        self.batch_threads = _threads(self.settings.throughput_threads)
+        self._rerank_latency: dict[tuple[str, int], LatencyStats] = {}
+        self.truth = np.empty((0, 0), dtype=np.int64)
+
+    def measure(self, cells: list[Cell]) -> int:
+        """Build each index once per build tuple, then measure its pending cells. Returns rows written."""
+        depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
+        self.truth = _exact_top(self.embeddings, depth, self.build_threads)
+        written = 0
+        progress = tqdm(total=len(cells), desc=f"cells ({self.shared['encoder']})", unit="cell")
+        for (backend, _), group in itertools.groupby(sorted(cells, key=lambda c: c.build_key),
+                                                     key=lambda c: c.build_key):
+            group = list(group)
+            index = make_index(backend, **group[0].build)
+            started = time.perf_counter()
+            index.fit(self.embeddings.docs, self.build_threads)
+            build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
+                     "index_bytes": index.size_bytes(), "index_bytes_method": "serialized",
+                     "rss_after_build_bytes": psutil.Process().memory_info().rss}
+            for cell in group:
+                row = self._first_stage(index, cell, build)
+                written += 1 + self._rerank_children(cell, row)
+                progress.update()
+                progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
+                                         f"p50={row['search_p50_ms']:.3f}ms")
+            del index
+            gc.collect()
+        progress.close()
+        return written
+
+    def _first_stage(self, index, cell: Cell, build: dict) -> dict:
+        sample = list(self.embeddings.queries[: self.settings.query_sample or None])  # rows, shape (d,)
+        index.set_search(cell.k, **cell.search)
+        latency = measure_latency(index.query, sample, self.settings.warmup, self.settings.repeats)
+        qps = measure_throughput(lambda: index.batch_query(self.embeddings.queries, self.batch_threads),
+                                 len(self.embeddings.queries), self.settings.throughput_repeats)
+        self.result = index.batch_query(self.embeddings.queries, self.batch_threads)
+        e2e = end_to_end(self.encode_latency, latency)
+        row = {
+            **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend,
+            "build_params": json.dumps(cell.build, sort_keys=True),
+            "search_params": json.dumps(cell.search, sort_keys=True), "k": cell.k,
+            **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
+            "throughput_qps": qps, "throughput_threads": self.batch_threads,
+            "recall_at_k": recall_vs_exact(self.result.ids, self.truth[:, : cell.k]),
+            "queries_short": int((self.result.ids < 0).any(axis=1).sum()),
+            **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
+            **self._quality(self.result.ids),
+        }
+        self.store.add(row)
+        self.search_latency = latency
+        return row
+
+    def _quality(self, ids: np.ndarray) -> dict:
+        quality = per_query_quality(ids, self.dataset)
+        return {**{name: float(quality[name].mean()) for name in quality.columns},
+                "query_ids": list(quality.index), **{f"q_{name}": quality[name].tolist() for name in quality.columns}}
+
+    def _rerank_latency_of(self, name: str, r: int) -> LatencyStats:
+        """Per-query time to score R pairs, on a fixed query sample and the exact top-R (once per run)."""
+        if (name, r) not in self._rerank_latency:
+            scorer, _ = self.rerankers.get(name)
+            spec = self.config.rerank
+            sample = list(range(min(spec.latency_queries, len(self.dataset.query_ids))))
+            times = time_rerank(scorer, self.dataset, self.truth, r, sample, _threads(spec.threads))
+            self._rerank_latency[(name, r)] = LatencyStats.from_ms(times)
+        return self._rerank_latency[(name, r)]
+
+    def _rerank_children(self, cell: Cell, first_row: dict) -> int:
+        if not cell.children or first_row["recall_at_k"] < self.config.rerank.min_recall_at_k:
+            return 0
+        written = 0
+        for name in dict.fromkeys(ch.reranker for ch in cell.children):
+            children = [ch for ch in cell.children if ch.reranker == name]
+            scorer, _ = self.rerankers.get(name)
+            cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, self.result.ids,
+                                         max(ch.r for ch in children))
+            for child in children:
+                alpha = self.rerankers.alpha(name, child.alpha)
+                ids = rerank(self.result, child.r, [c[: child.r] for c in cross], alpha)
+                latency = self._rerank_latency_of(name, child.r)
+                e2e = end_to_end(self.encode_latency, self.search_latency, latency)
+                self.store.add({
+                    **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
+                    "reranker_identity": scorer.identity, "r": child.r, "fusion_alpha": alpha,
+                    "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
+                    **latency.columns("rerank"), "rerank_latency_queries": latency.samples,
+                    "rerank_threads": _threads(self.config.rerank.threads),
+                    **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
+                })
+                scored = 0
+                written += 1
+        return written
 
 
 def _exact_top(embeddings: Embeddings, k: int, threads: int) -> np.ndarray:
@@ -156,50 +345,3 @@ def _exact_top(embeddings: Embeddings, k: int, threads: int) -> np.ndarray:
     exact.fit(embeddings.docs, threads)
     exact.set_search(k)
     return exact.batch_query(embeddings.queries, threads).ids
-
-
-def _measure_cells(cells: list[Cell], embeddings: Embeddings, dataset: Dataset, measure: MeasureSpec,
-                   shared: dict, store: ResultStore) -> int:
-    """Build each index once per build tuple, then measure each of its pending cells and store the row."""
-    build_threads, batch_threads = _threads(measure.build_threads), _threads(measure.throughput_threads)
-    truth = _exact_top(embeddings, max(c.k for c in cells), build_threads)
-    sample = list(embeddings.queries[: measure.query_sample or None])  # rows, shape (d,)
-    computed = 0
-    progress = tqdm(total=len(cells), desc=f"cells ({shared['encoder']})", unit="cell")
-    for (backend, _), group in itertools.groupby(sorted(cells, key=lambda c: c.build_key), key=lambda c: c.build_key):
-        group = list(group)
-        index = make_index(backend, **group[0].build)
-        started = time.perf_counter()
-        index.fit(embeddings.docs, build_threads)
-        build_s = time.perf_counter() - started
-        index_bytes, rss = index.size_bytes(), psutil.Process().memory_info().rss
-        for cell in group:
-            index.set_search(cell.k, **cell.search)
-            latency = measure_latency(index.query, sample, measure.warmup, measure.repeats)
-            qps = measure_throughput(lambda: index.batch_query(embeddings.queries, batch_threads),
-                                     len(embeddings.queries), measure.throughput_repeats)
-            result = index.batch_query(embeddings.queries, batch_threads)
-            quality = per_query_quality(result.ids, dataset)
-            row = {
-                **shared, "cell_id": cell.cell_id, "backend": backend,
-                "build_params": json.dumps(cell.build, sort_keys=True),
-                "search_params": json.dumps(cell.search, sort_keys=True), "k": cell.k,
-                "build_s": build_s, "build_threads": build_threads, "index_bytes": index_bytes,
-                "index_bytes_method": "serialized", "rss_after_build_bytes": rss,
-                **{f"search_{k}": v for k, v in _latency_columns(latency).items()},
-                "latency_samples": latency.samples, "latency_threads": 1,
-                "throughput_qps": qps, "throughput_threads": batch_threads,
-                "recall_at_k": recall_vs_exact(result.ids, truth[:, : cell.k]),
-                **{name: float(quality[name].mean()) for name in quality.columns},
-                "queries_short": int((result.ids < 0).any(axis=1).sum()),
-                "query_ids": list(quality.index), **{f"q_{name}": quality[name].tolist() for name in quality.columns},
-            }
-            store.add(row)
-            computed += 1
-            progress.update()
-            progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
-                                     f"p50={latency.p50_ms:.3f}ms")
-        del index
-        gc.collect()
-    progress.close()
-    return computed

@@ -19,33 +19,45 @@ class LatencyStats:
     p99_ms: float
     mean_ms: float
     samples: int
+    per_input_ms: tuple[float, ...] = ()  # median over repeats for each input, in input order
 
     @classmethod
-    def from_ns(cls, samples_ns: np.ndarray) -> "LatencyStats":
-        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    def from_ms(cls, ms: np.ndarray) -> "LatencyStats":
+        """Stats of a (repeats, inputs) or flat array of milliseconds."""
+        ms = np.asarray(ms, dtype=np.float64)
+        per_input = tuple(np.median(ms, axis=0).tolist()) if ms.ndim == 2 else tuple(ms.tolist())
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-        return cls(float(p50), float(p95), float(p99), float(ms.mean()), int(ms.size))
+        return cls(float(p50), float(p95), float(p99), float(ms.mean()), int(ms.size), per_input)
+
+    def columns(self, prefix: str) -> dict[str, float]:
+        """The schema's `<prefix>_p50_ms`, ... columns."""
+        return {f"{prefix}_p50_ms": self.p50_ms, f"{prefix}_p95_ms": self.p95_ms,
+                f"{prefix}_p99_ms": self.p99_ms, f"{prefix}_mean_ms": self.mean_ms}
+
+
+def end_to_end(*stages: LatencyStats) -> LatencyStats:
+    """Per-query sum of sequential stages, over the queries every stage timed (the shortest prefix)."""
+    n = min(len(s.per_input_ms) for s in stages)
+    return LatencyStats.from_ms(np.sum([np.asarray(s.per_input_ms[:n]) for s in stages], axis=0))
 
 
 def measure_latency(call: Callable, inputs: Sequence, warmup: int, repeats: int) -> LatencyStats:
     """Time `call(x)` once per input per repeat, after `warmup` untimed calls; GC paused while timing."""
     for x in inputs[: max(warmup, 0)]:
         call(x)
-    samples = np.empty(len(inputs) * repeats, dtype=np.int64)
+    samples = np.empty((repeats, len(inputs)), dtype=np.int64)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        i = 0
-        for _ in range(repeats):
-            for x in inputs:
+        for rep in range(repeats):
+            for i, x in enumerate(inputs):
                 start = time.perf_counter_ns()
                 call(x)
-                samples[i] = time.perf_counter_ns() - start
-                i += 1
+                samples[rep, i] = time.perf_counter_ns() - start
     finally:
         if gc_was_enabled:
             gc.enable()
-    return LatencyStats.from_ns(samples)
+    return LatencyStats.from_ms(samples / 1e6)
 
 
 def measure_throughput(call: Callable[[], object], n_items: int, repeats: int) -> float:

@@ -9,7 +9,7 @@ from bench.metrics import per_query_quality, recall_vs_exact
 
 def tiny_dataset():
     return Dataset("hand", "test", ["d0", "d1", "d2"], ["a", "b", "c"], ["q1", "q2", "q3"], ["x", "y", "z"],
-                   {"q1": {"d1": 1}, "q2": {"d0": 1, "d2": 1}, "q3": {"d2": 1}}, "h")
+                   {"q1": {"d1": 1}, "q2": {"d0": 1, "d2": 1}, "q3": {"d2": 1}}, "h", "c")
 
 
 def test_ir_measures_on_hand_built_ranking():

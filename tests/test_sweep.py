@@ -93,3 +93,32 @@ def test_grid_skips_cross_parameter_violations_but_not_hopeless_points(config):
     hopeless = BackendSpec("faiss_ivf", build={"nlist": [4]}, search={"nprobe": [8]})
     with pytest.raises(ParamError, match=r"nprobe \(8\) must be between 1 and nlist \(4\).*invalid for every"):
         plan_cells(dataclasses.replace(config, backends=[hopeless], k=[5]), ds, config.encoders[0])
+
+
+def test_sweep_with_reranking(config, tiny_cross_encoder):
+    from bench.config import RerankerSpec, RerankSpec
+
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0, 0.0])],
+                        r=[5, 10], k=[20], latency_queries=4)
+    config = dataclasses.replace(config, rerank=rerank,
+                                 backends=[b for b in config.backends if b.backend in ("exact", "hnsw")])
+    first = run_sweep(config)
+    frame = read_results(config.results_path)
+    reranked = frame[frame["r"] > 0]
+    # K=20 cells: exact and hnsw ef=40; each with 2 alphas x 2 R
+    assert len(reranked) == 2 * 2 * 2 and (reranked["r"] <= reranked["k"]).all()
+    assert first.computed == len(frame)
+    assert reranked["rerank_p50_ms"].gt(0).all() and reranked["rerank_latency_queries"].eq(4).all()
+    assert (reranked["e2e_p50_ms"] > reranked["rerank_p50_ms"]).all()
+    assert frame.loc[frame["r"] == 0, "rerank_p50_ms"].isna().all()
+    exact = frame[frame["backend"] == "exact"]
+    plain = exact[(exact["r"] == 0) & (exact["k"] == 20)].iloc[0]
+    fused0 = exact[(exact["fusion_alpha"] == 0.0) & (exact["r"] == 10)].iloc[0]
+    assert fused0["q_ndcg_at_10"].tolist() == plain["q_ndcg_at_10"].tolist()  # alpha 0 = first stage
+    # each pair scored once: the second cell at K=20 found the exact cell's pairs in the cache
+    assert reranked["cross_pairs_scored"].sum() <= 30 * 10
+    again = run_sweep(config)
+    assert again.computed == 0
+    redo = run_sweep(config, redo=True)
+    redone = read_results(config.results_path)
+    assert redo.computed == len(redone) and redone.loc[redone["r"] > 0, "cross_pairs_scored"].eq(0).all()

@@ -1,0 +1,140 @@
+"""The rerank stage: a cross-encoder scores (query, doc) pairs of the first stage's top-R.
+
+Scores are cached on disk (sqlite) by model identity, dataset, query id and doc id, so an R grid
+costs one pass at the largest R and a re-run costs nothing. Fusion mixes the cross-encoder with the
+first-stage score: alpha * cross + (1 - alpha) * first, both min-max normalized per query.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.cache import cache_dir
+from bench.datasets import Dataset
+from bench.encoders import model_identity, resolve_model
+from bench.indexes import Neighbors, ParamError
+
+
+class CrossEncoderScorer:
+    """Any Hugging Face sequence-classification model (a sentence-transformers CrossEncoder saves as one).
+
+    The score is the logit of the single label (or of the last label for multi-label heads).
+    """
+
+    def __init__(self, model: str, max_length: int = 256, batch_size: int = 32, device: str = "cpu"):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.device, self.max_length, self.batch_size = device, max_length, batch_size
+        self.identity = f"{model_identity(model)}|max_length={max_length}"
+        self._torch = torch
+
+    def score(self, queries: list[str], docs: list[str]) -> np.ndarray:
+        """Scores of the pairs (queries[i], docs[i]), in batches of `batch_size`."""
+        out = []
+        with self._torch.inference_mode():
+            for start in range(0, len(queries), self.batch_size):
+                batch = self.tokenizer(queries[start:start + self.batch_size], docs[start:start + self.batch_size],
+                                       truncation="longest_first", max_length=self.max_length, padding=True,
+                                       return_tensors="pt").to(self.device)
+                out.append(self.model(**batch).logits[:, -1].float().cpu().numpy())
+        return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+
+class ScoreCache:
+    """(model, dataset, query id, doc id) -> score, in a sqlite file under the cache dir."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / "cross_scores.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS scores (model TEXT, dataset TEXT, qid TEXT, did TEXT, score REAL,"
+                        " PRIMARY KEY (model, dataset, qid, did))")
+
+    def get(self, model: str, dataset: str, qid: str) -> dict[str, float]:
+        rows = self.db.execute("SELECT did, score FROM scores WHERE model=? AND dataset=? AND qid=?",
+                               (model, dataset, qid))
+        return dict(rows.fetchall())
+
+    def put(self, model: str, dataset: str, rows: list[tuple[str, str, float]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)",
+                                [(model, dataset, q, d, float(s)) for q, d, s in rows])
+
+
+def cross_scores(scorer: CrossEncoderScorer, cache: ScoreCache, dataset: Dataset, ids: np.ndarray,
+                 r: int, chunk: int = 256) -> tuple[list[np.ndarray], int]:
+    """Cross-encoder scores of each query's top-`r` ids (aligned with ids[:, :r], NaN for -1 slots).
+
+    Only pairs missing from the cache are scored; returns (scores per query, pairs scored now).
+    """
+    corpus_key = dataset.corpus_hash
+    known = [cache.get(scorer.identity, corpus_key, qid) for qid in dataset.query_ids]
+    missing = [(qi, dataset.doc_ids[j]) for qi, row in enumerate(ids[:, :r]) for j in row
+               if j >= 0 and dataset.doc_ids[j] not in known[qi]]
+    missing = list(dict.fromkeys(missing))
+    text = dict(zip(dataset.doc_ids, dataset.doc_texts))
+    for start in tqdm(range(0, len(missing), chunk), desc=f"cross-encoder pairs ({len(missing)})", unit="chunk",
+                      disable=not missing):
+        part = missing[start:start + chunk]
+        scores = scorer.score([dataset.query_texts[qi] for qi, _ in part], [text[did] for _, did in part])
+        cache.put(scorer.identity, corpus_key, [(dataset.query_ids[qi], did, s) for (qi, did), s in zip(part, scores)])
+        for (qi, did), s in zip(part, scores):
+            known[qi][did] = float(s)
+    per_query = [np.array([known[qi][dataset.doc_ids[j]] if j >= 0 else np.nan for j in row], dtype=np.float64)
+                 for qi, row in enumerate(ids[:, :r])]
+    return per_query, len(missing)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    span = np.nanmax(x) - np.nanmin(x) if len(x) else 0.0
+    return (x - np.nanmin(x)) / span if span > 0 else np.zeros_like(x)
+
+
+def rerank(first: Neighbors, r: int, cross: list[np.ndarray], alpha: float = 1.0) -> np.ndarray:
+    """First-stage ids with each query's top-`r` re-ordered by alpha * cross + (1 - alpha) * first-stage.
+
+    Both scores are min-max normalized per query over the R candidates; ties keep the first-stage
+    order, so alpha = 0 reproduces the first stage exactly. Ranks below R keep their order.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ParamError(f"fusion alpha must be in [0, 1], got {alpha}")
+    if r > first.ids.shape[1]:
+        raise ParamError(f"R ({r}) must be <= K ({first.ids.shape[1]})")
+    out = first.ids.copy()
+    for qi, scores in enumerate(cross):
+        valid = first.ids[qi, :r] >= 0
+        n = int(valid.sum())
+        fused = alpha * _minmax(scores[:n]) + (1 - alpha) * _minmax(first.scores[qi, :n].astype(np.float64))
+        out[qi, :n] = first.ids[qi, :n][np.argsort(-fused, kind="stable")]
+    return out
+
+
+def time_rerank(scorer: CrossEncoderScorer, dataset: Dataset, ids: np.ndarray, r: int,
+                queries: list[int], threads: int) -> np.ndarray:
+    """Wall milliseconds of scoring each sampled query's top-`r` pairs (uncached: the online cost)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    text = dict(zip(dataset.doc_ids, dataset.doc_texts))
+    try:
+        qi0 = queries[0]
+        scorer.score([dataset.query_texts[qi0]] * 2, [text[dataset.doc_ids[j]] for j in ids[qi0, :2]])  # warmup
+        times = []
+        for qi in queries:
+            docs = [text[dataset.doc_ids[j]] for j in ids[qi, :r] if j >= 0]
+            start = time.perf_counter()
+            scorer.score([dataset.query_texts[qi]] * len(docs), docs)
+            times.append((time.perf_counter() - start) * 1e3)
+        return np.array(times)
+    finally:
+        torch.set_num_threads(saved)

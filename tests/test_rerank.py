@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from bench.datasets import synthetic_dataset
+from bench.indexes import Neighbors, ParamError
+from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank
+from bench.train_cross import LOSSES, expected_calibration_error, platt_fit, ranking_loss
+
+
+def first_stage():
+    ids = np.array([[4, 2, 7, 1, 9], [3, 5, 0, -1, -1]])
+    scores = np.array([[0.9, 0.8, 0.8, 0.5, 0.1], [0.7, 0.6, 0.2, np.nan, np.nan]], dtype=np.float32)
+    return Neighbors(ids, scores)
+
+
+def test_alpha_zero_reproduces_the_first_stage_exactly():
+    first = first_stage()
+    cross = [np.array([0.1, 5.0, -2.0, 3.0]), np.array([1.0, 9.0, 4.0, np.nan])]
+    assert np.array_equal(rerank(first, 4, cross, alpha=0.0), first.ids)
+
+
+def test_cross_only_reorders_the_top_r_and_keeps_the_rest():
+    first = first_stage()
+    cross = [np.array([0.1, 5.0, -2.0]), np.array([1.0, 9.0, 4.0])]
+    out = rerank(first, 3, cross, alpha=1.0)
+    assert out[0].tolist() == [2, 4, 7, 1, 9]
+    assert out[1].tolist() == [5, 0, 3, -1, -1]
+
+
+def test_r_above_k_and_bad_alpha_are_rejected():
+    with pytest.raises(ParamError, match=r"R \(6\) must be <= K \(5\)"):
+        rerank(first_stage(), 6, [np.zeros(6)] * 2)
+    with pytest.raises(ParamError, match="alpha must be in"):
+        rerank(first_stage(), 2, [np.zeros(2)] * 2, alpha=1.5)
+
+
+def test_scores_are_cached_per_pair(tiny_cross_encoder, tmp_path):
+    ds = synthetic_dataset(n_docs=30, n_queries=4)
+    ids = np.tile(np.arange(10), (4, 1))
+    scorer = CrossEncoderScorer(tiny_cross_encoder, max_length=32, batch_size=8)
+    cache = ScoreCache(tmp_path / "s.sqlite")
+    first, scored = cross_scores(scorer, cache, ds, ids, r=5)
+    assert scored == 20
+    more, scored_more = cross_scores(scorer, cache, ds, ids, r=8)
+    assert scored_more == 12  # only ranks 6-8 are new
+    again, scored_again = cross_scores(scorer, ScoreCache(tmp_path / "s.sqlite"), ds, ids, r=8)
+    assert scored_again == 0
+    np.testing.assert_allclose(np.stack(more)[:, :5], np.stack(first), rtol=1e-5)
+    np.testing.assert_allclose(np.stack(again), np.stack(more))
+    direct = scorer.score([ds.query_texts[0]], [ds.doc_texts[3]])
+    assert again[0][3] == pytest.approx(float(direct[0]), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_each_loss_learns_a_toy_ranking(loss):
+    """Lists of 4 items described by 3 features; the positive (column 0) has the largest first feature."""
+    torch.manual_seed(0)
+    features = torch.randn(64, 4, 3)
+    features[:, 0, 0] = features[:, :, 0].max(dim=1).values + 1.0
+    scorer = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(scorer.parameters(), lr=0.5)
+    initial = ranking_loss(scorer(features).squeeze(-1), loss).item()
+    for _ in range(100):
+        value = ranking_loss(scorer(features).squeeze(-1), loss)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    logits = scorer(features).squeeze(-1)
+    assert ranking_loss(logits, loss).item() < 0.5 * initial
+    assert (logits.argmax(dim=1) == 0).float().mean() == 1.0
+
+
+def test_listwise_loss_hand_value():
+    logits = torch.tensor([[2.0, 0.0, 0.0]])
+    expected = -np.log(np.exp(2) / (np.exp(2) + 2))
+    assert float(ranking_loss(logits, "listwise")) == pytest.approx(expected, rel=1e-6)
+
+
+def test_platt_scaling_reduces_calibration_error():
+    rng = np.random.default_rng(0)
+    labels = (rng.random(2000) < 0.3).astype(float)
+    scores = 3.0 * labels + rng.standard_normal(2000) + 4.0  # sigmoid(scores) is overconfident
+    before = expected_calibration_error(1 / (1 + np.exp(-scores)), labels)
+    a, b = platt_fit(scores, labels)
+    after = expected_calibration_error(1 / (1 + np.exp(-(a * scores + b))), labels)
+    assert after < 0.05 < before
