@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/scifact.toml
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 bench: $(STAMP)
 	$(PY) -m bench run $(CONFIG)
 	$(PY) -m bench summary results/$(notdir $(basename $(CONFIG))).parquet --k 100
+
+report: $(STAMP)
+	$(PY) -m bench report results/scifact.parquet --out report.md --plots results/plots
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest

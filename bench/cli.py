@@ -83,6 +83,41 @@ def cmd_train_cross(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    frame = read_results(*args.results)
+    if frame.empty:
+        raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
+    out = Path(args.out)
+    link = Path(args.plots).resolve().relative_to(out.resolve().parent).as_posix() + "/"
+    text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test)
+    from bench.cache import atomic_write_bytes
+
+    atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
+    print(f"wrote {out} and plots under {args.plots}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from bench.report import RECOMMEND_COLUMNS, Budget, NothingFits, recommend, with_derived
+
+    frame = with_derived(read_results(*args.results))
+    try:
+        ranked = recommend(frame, Budget(args.p95_ms, args.memory_mb, args.min_recall), top=args.top)
+    except NothingFits as err:
+        print(f"nothing fits: {err}", file=sys.stderr)
+        return 1
+    best = ranked.iloc[0]
+    print(f"recommended: {best['encoder']} + {best['backend']} ({best['config']}), K={best['k']}, "
+          f"rerank: {best['stage2']} R={best['r']}\n  nDCG@10 {best['ndcg_at_10']:.4f}, recall@K "
+          f"{best['recall_at_k']:.4f}, end-to-end p50 {best['e2e_p50_ms']:.3f} ms / p95 {best['e2e_p95_ms']:.3f} ms, "
+          f"memory {best['memory_mb']:.1f} MB\nrunners-up:")
+    pd.set_option("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 70)
+    print(ranked.iloc[1:][RECOMMEND_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -101,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"default {f.default}")
     train.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     train.set_defaults(func=cmd_train_cross)
+    report = commands.add_parser("report", help="write report.md and plots from results files")
+    report.add_argument("results", nargs="+", type=Path)
+    report.add_argument("--out", default="report.md")
+    report.add_argument("--plots", default="results/plots")
+    report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
+    report.set_defaults(func=cmd_report)
+    recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
+    recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])
+    recommend.add_argument("--p95-ms", type=float, required=True, help="end-to-end p95 latency budget per query")
+    recommend.add_argument("--memory-mb", type=float, required=True, help="index + model weights budget")
+    recommend.add_argument("--min-recall", type=float, default=0.0, help="minimum recall@K against exact search")
+    recommend.add_argument("--top", type=int, default=5)
+    recommend.set_defaults(func=cmd_recommend)
     summary = commands.add_parser("summary", help="print the main columns of results files")
     summary.add_argument("results", nargs="+", type=Path)
     summary.add_argument("--k", type=int, help="only rows with this K")

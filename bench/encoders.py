@@ -65,6 +65,8 @@ class Encoder(Protocol):
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray: ...
 
+    def n_parameters(self) -> int: ...
+
 
 class BiEncoder:
     """One sentence-transformers network, shared weights, for queries and documents."""

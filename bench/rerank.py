@@ -37,6 +37,9 @@ class CrossEncoderScorer:
         self.identity = f"{model_identity(model)}|max_length={max_length}"
         self._torch = torch
 
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     def score(self, queries: list[str], docs: list[str]) -> np.ndarray:
         """Scores of the pairs (queries[i], docs[i]), in batches of `batch_size`."""
         out = []

@@ -23,13 +23,14 @@ SCHEMA = pa.schema([
     ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
     ("dataset", _STR), ("dataset_hash", _STR), ("split", _STR), ("n_docs", _I64), ("n_queries", _I64),
     ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
-    ("max_seq_length", _I64), ("dim", _I64),
+    ("max_seq_length", _I64), ("dim", _I64), ("encoder_params", _I64),
     ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
     ("k", _I64),
     ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
     ("r", _I64),  # rerank depth R <= K; 0 on first-stage rows
     ("fusion_alpha", _F64),  # alpha * cross + (1 - alpha) * first stage; NaN on first-stage rows
     ("rerank_max_length", _I64), ("cross_pairs_scored", _I64),  # pairs scored now (0 = all from the cache)
+    ("reranker_params", _I64), ("reranker_train_s", _F64),  # 0 / NaN on first-stage rows and untrained models
     # offline cost and memory
     ("corpus_encode_s", _F64),  # wall time of encoding the corpus (from the cache's record when cached)
     ("build_s", _F64), ("build_threads", _I64),

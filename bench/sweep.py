@@ -189,6 +189,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "split": dataset.split, "n_docs": dataset.n_docs, "n_queries": len(dataset.query_ids),
                   "encoder": spec.name, "encoder_type": spec.type, "model": spec.model,
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
+                  "encoder_params": encoder.n_parameters(),
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
         measurer = CellMeasurer(embeddings, dataset, config, shared, store, encode_latency, rerankers)
         summary.computed += measurer.measure(pending)
@@ -198,7 +199,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
 
 
 FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "r": 0, "fusion_alpha": float("nan"),
-                    "rerank_max_length": 0, "cross_pairs_scored": 0, "rerank_p50_ms": float("nan"),
+                    "rerank_max_length": 0, "cross_pairs_scored": 0, "reranker_params": 0,
+                    "reranker_train_s": float("nan"), "rerank_p50_ms": float("nan"),
                     "rerank_p95_ms": float("nan"), "rerank_p99_ms": float("nan"), "rerank_mean_ms": float("nan"),
                     "rerank_latency_queries": 0, "rerank_threads": 0}
 
@@ -319,7 +321,7 @@ class CellMeasurer:
         written = 0
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
             children = [ch for ch in cell.children if ch.reranker == name]
-            scorer, _ = self.rerankers.get(name)
+            scorer, report = self.rerankers.get(name)
             cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, self.result.ids,
                                          max(ch.r for ch in children))
             for child in children:
@@ -331,6 +333,7 @@ class CellMeasurer:
                     **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
                     "reranker_identity": scorer.identity, "r": child.r, "fusion_alpha": alpha,
                     "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
+                    "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), "rerank_latency_queries": latency.samples,
                     "rerank_threads": _threads(self.config.rerank.threads),
                     **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),

@@ -122,3 +122,17 @@ def test_sweep_with_reranking(config, tiny_cross_encoder):
     redo = run_sweep(config, redo=True)
     redone = read_results(config.results_path)
     assert redo.computed == len(redone) and redone.loc[redone["r"] > 0, "cross_pairs_scored"].eq(0).all()
+
+    # the report regenerates byte for byte, with real PNG plots
+    out, plots = config.results_path.parent / "report.md", config.results_path.parent / "plots"
+    assert main(["report", str(config.results_path), "--out", str(out), "--plots", str(plots)]) == 0
+    text = out.read_bytes()
+    assert main(["report", str(config.results_path), "--out", str(out), "--plots", str(plots)]) == 0
+    assert out.read_bytes() == text
+    pngs = sorted(plots.glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    report = text.decode()
+    for section in ["## Cost comparison per encoder type", "## Pareto frontiers", "## K x R",
+                    "## Significance against the baseline", "## Recommendations under budgets"]:
+        assert section in report
+    assert all(f"plots/{p.name}" in report for p in pngs)
