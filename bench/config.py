@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.encoders import DEFAULT_MODEL
+from bench.encoders import DEFAULT_MODEL, ENCODER_TYPES
 
 
 class ConfigError(ValueError):
@@ -163,8 +163,9 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: encoder names must be unique, got {names}")
     for i, e in enumerate(encoders):
-        if e.type != "bi":
-            raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported (supported: 'bi')")
+        if e.type not in ENCODER_TYPES:
+            raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
+                              f"(supported: {sorted(ENCODER_TYPES)})")
     return dataclasses.replace(config, k=sorted(set(ks)))
 
 

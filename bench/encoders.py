@@ -57,6 +57,7 @@ class Encoder(Protocol):
 
     identity: str
     max_seq_length: int
+    output: str  # "vectors" (L2-normalized float32) or "text" (for text backends)
 
     @property
     def dim(self) -> int: ...
@@ -68,8 +69,28 @@ class Encoder(Protocol):
     def n_parameters(self) -> int: ...
 
 
+class TextPassthrough:
+    """The `bm25` encoder type: no network; queries and documents stay text, for a text backend (bm25s)."""
+
+    output = "text"
+    identity = "text"
+    max_seq_length = 0
+    dim = 0
+
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return np.array(texts, dtype=object)
+
+    def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return np.array(texts, dtype=object)
+
+    def n_parameters(self) -> int:
+        return 0
+
+
 class BiEncoder:
     """One sentence-transformers network, shared weights, for queries and documents."""
+
+    output = "vectors"
 
     def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
@@ -110,8 +131,17 @@ class Embeddings:
     cached: bool
 
 
+ENCODER_TYPES = {"bi": "vectors", "bm25": "text"}  # encoder type -> what it outputs
+
+
+def make_encoder(kind: str, model: str, max_seq_length: int | None) -> Encoder:
+    return TextPassthrough() if kind == "bm25" else BiEncoder(model, max_seq_length)
+
+
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> Embeddings:
     """Encode corpus and queries, each cached on disk by model identity, dataset content and max length."""
+    if encoder.output == "text":
+        return Embeddings(encoder.encode_docs(dataset.doc_texts), encoder.encode_queries(dataset.query_texts), 0.0, True)
     key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
     started = time.perf_counter()
     timing: dict[str, float] = {}

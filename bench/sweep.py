@@ -18,9 +18,9 @@ from tqdm import tqdm
 from bench.cache import content_key
 from bench.config import EncoderSpec, SweepConfig
 from bench.datasets import Dataset, load_dataset
-from bench.encoders import BiEncoder, Embeddings, Encoder, embed_dataset, model_identity
+from bench.encoders import ENCODER_TYPES, Embeddings, Encoder, embed_dataset, make_encoder, model_identity
 from bench.env import host_id, run_metadata
-from bench.indexes import ParamError, make_index
+from bench.indexes import BACKENDS, ParamError, make_index
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
@@ -89,9 +89,12 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec) -> t
     """
     if max(config.k) > dataset.n_docs:
         raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
-    identity = model_identity(encoder.model)
+    output = ENCODER_TYPES[encoder.type]
+    identity = model_identity(encoder.model) if output == "vectors" else encoder.type
     cells, skipped = [], 0
     for spec in config.backends:
+        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != output:
+            continue  # e.g. bm25s takes text, HNSW takes vectors
         indexes = [make_index(spec.backend, **build) for build in spec.build_grid()]
         for index in indexes:
             index.check_build(dataset.n_docs)
@@ -180,7 +183,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         if not pending:
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue
-        encoder = BiEncoder(spec.model, spec.max_seq_length)
+        encoder = make_encoder(spec.type, spec.model, spec.max_seq_length)
         embeddings = embed_dataset(encoder, dataset, spec.batch_size)
         summary.corpora_encoded += not embeddings.cached
         encode_latency = measure_query_encoding(
@@ -254,7 +257,7 @@ class CellMeasurer:
     def measure(self, cells: list[Cell]) -> int:
         """Build each index once per build tuple, then measure its pending cells. Returns rows written."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
-        self.truth = _exact_top(self.embeddings, depth, self.build_threads)
+        self.truth = _exact_top(self.embeddings, depth, self.build_threads, EXACT_BACKEND[cells[0].backend])
         written = 0
         progress = tqdm(total=len(cells), desc=f"cells ({self.shared['encoder']})", unit="cell")
         for (backend, _), group in itertools.groupby(sorted(cells, key=lambda c: c.build_key),
@@ -343,8 +346,12 @@ class CellMeasurer:
         return written
 
 
-def _exact_top(embeddings: Embeddings, k: int, threads: int) -> np.ndarray:
-    exact = make_index("exact")
+EXACT_BACKEND = {name: ("bm25s" if cls.input == "text" else "exact") for name, cls in BACKENDS.items()}
+
+
+def _exact_top(embeddings: Embeddings, k: int, threads: int, backend: str = "exact") -> np.ndarray:
+    """Ground truth: exact inner-product search, or for text backends BM25 with default parameters."""
+    exact = make_index(backend)
     exact.fit(embeddings.docs, threads)
     exact.set_search(k)
     return exact.batch_query(embeddings.queries, threads).ids

@@ -11,7 +11,7 @@ from bench.sweep import run_sweep
 @pytest.fixture
 def config(tiny_model, tmp_path):
     base = load_config("configs/tiny.toml")
-    encoders = [dataclasses.replace(base.encoders[0], model=tiny_model)]
+    encoders = [dataclasses.replace(base.encoders[0], model=tiny_model), *base.encoders[1:]]
     return dataclasses.replace(base, encoders=encoders, results=str(tmp_path / "tiny.parquet"))
 
 
@@ -31,14 +31,16 @@ class InterruptAfter(ResultStore):
 
 def test_sweep_measures_every_cell_then_resumes(config):
     first = run_sweep(config)
-    # exact 2 K + ivf 2 nprobe x 2 K + hnsw (ef=10: K=5 only; ef=40: both) + scann 2 x 2
-    assert first.planned == first.computed == 2 + 4 + 3 + 4
+    # exact 2 K + ivf 2 nprobe x 2 K + hnsw (ef=10: K=5 only; ef=40: both) + scann 2 x 2; bm25 2 K
+    assert first.planned == first.computed == 2 + 4 + 3 + 4 + 2
     assert first.skipped_invalid == 1 and first.corpora_encoded == 1
     frame = read_results(config.results_path)
     assert len(frame) == first.planned and frame["cell_id"].is_unique
-    assert (frame.loc[frame["backend"] == "exact", "recall_at_k"] == 1.0).all()
+    assert (frame.loc[frame["backend"].isin(["exact", "bm25s"]), "recall_at_k"] == 1.0).all()
+    # the synthetic queries copy words of their relevant document: BM25 finds it
+    assert frame.loc[frame["backend"] == "bm25s", "rr_at_10"].min() > 0.9
     assert frame[["search_p50_ms", "search_p99_ms", "query_encode_p50_ms", "throughput_qps", "index_bytes",
-                  "build_s", "rss_after_build_bytes"]].gt(0).all().all()
+                  "build_s", "rss_after_build_bytes", "e2e_p95_ms"]].gt(0).all().all()
     assert (frame["search_p50_ms"] <= frame["search_p99_ms"]).all()
     assert frame["recall_at_k"].between(0, 1).all() and frame["ndcg_at_10"].between(0, 1).all()
     assert frame["n_queries"].eq(30).all() and frame["query_ids"].map(len).eq(30).all()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from bench.indexes.base import AnnIndex, Neighbors, ParamError
+from bench.indexes.bm25 import Bm25Index
 from bench.indexes.exact import ExactIndex
 from bench.indexes.faiss_ivf import FaissIVF
 from bench.indexes.hnsw import HnswIndex
 from bench.indexes.scann_index import ScannIndex
 
-BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in (ExactIndex, FaissIVF, HnswIndex, ScannIndex)}
+BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in (ExactIndex, FaissIVF, HnswIndex, ScannIndex, Bm25Index)}
 
 
 def make_index(backend: str, **build) -> AnnIndex:

@@ -41,7 +41,9 @@ def check_names(backend: str, kind: str, given: dict[str, Any], allowed: dict[st
             raise ParamError(f"{backend}: {kind} parameter '{name}' must be true or false, got {value!r}")
         if want is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise ParamError(f"{backend}: {kind} parameter '{name}' must be an integer, got {value!r}")
-        if want is float and not isinstance(value, (int, float)):
+        if want is str and not isinstance(value, str):
+            raise ParamError(f"{backend}: {kind} parameter '{name}' must be a string, got {value!r}")
+        if want is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ParamError(f"{backend}: {kind} parameter '{name}' must be a number, got {value!r}")
         checked[name] = want(value)
     return checked
@@ -56,6 +58,7 @@ class AnnIndex(ABC):
     """An index over L2-normalized vectors, scored by inner product."""
 
     name: ClassVar[str]
+    input: ClassVar[str] = "vectors"  # what fit/query take: "vectors" or "text" (see the encoder's `output`)
     build_params: ClassVar[dict[str, type]] = {}
     search_params: ClassVar[dict[str, type]] = {}
 
