@@ -20,7 +20,8 @@ def test_shipped_configs_load():
     assert load_config("configs/tiny.toml").name == "tiny"
     scifact = load_config("configs/scifact.toml")
     assert max(scifact.k) >= 1000
-    assert {b.backend for b in scifact.backends} == {"exact", "faiss_ivf", "hnsw", "scann"}
+    assert {b.backend for b in scifact.backends} == {"exact", "faiss_ivf", "hnsw", "scann", "bm25s"}
+    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 100
 
 
 @pytest.mark.parametrize("change, message", [
