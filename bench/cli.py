@@ -30,8 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
-    print(f"{config.name}: {summary.planned} cells planned, {summary.computed} measured, "
-          f"{summary.already_done} already in {store.path}, {summary.skipped_invalid} grid points skipped "
+    print(f"{config.name}: {summary.planned} first-stage cells planned, {summary.already_done} already complete in "
+          f"{store.path}, {summary.computed} rows measured (first stage + rerank), {summary.skipped_invalid} grid points skipped "
           f"(invalid combinations, e.g. ef < K), {summary.corpora_encoded} corpora encoded; "
           f"wall {time.perf_counter() - started:.1f}s")
     return 0

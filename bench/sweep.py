@@ -68,9 +68,9 @@ class Cell:
 
 @dataclass
 class SweepSummary:
-    planned: int = 0
-    computed: int = 0
-    already_done: int = 0
+    planned: int = 0  # first-stage cells (each with its rerank children)
+    computed: int = 0  # rows written: first-stage and rerank
+    already_done: int = 0  # first-stage cells complete with their children
     skipped_invalid: int = 0  # grid points breaking a cross-parameter rule (ef < K, nprobe > nlist, ...)
     corpora_encoded: int = 0
 
