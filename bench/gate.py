@@ -133,9 +133,9 @@ def run_workload(workload: GateWorkload = GateWorkload(), slowdown: dict[str, fl
         for name in indexes:
             medians[name].append(float(np.median(samples[name])) / calib)
     results = {}
+    calib_ms = _median_pass_ns(calibration, queries) / 1e6
     for name, index in indexes.items():
         found = index.batch_query(queries, threads=1).ids
-        calib_ms = _median_pass_ns(calibration, queries) / 1e6
         results[name] = BackendTiming(
             backend=name, normalized_medians=medians[name],
             median_ms=float(np.median(medians[name]) * calib_ms),

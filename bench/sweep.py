@@ -20,8 +20,8 @@ from bench.config import EncoderSpec, SweepConfig
 from bench.datasets import Dataset, load_dataset
 from bench.encoders import ENCODER_TYPES, Embeddings, Encoder, embed_dataset, make_encoder, model_identity
 from bench.env import host_id, run_metadata
-from bench.indexes import BACKENDS, ParamError, make_index
-from bench.indexes.base import cpu_count
+from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
+from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.store import ResultStore
@@ -257,7 +257,9 @@ class CellMeasurer:
     def measure(self, cells: list[Cell]) -> int:
         """Build each index once per build tuple, then measure its pending cells. Returns rows written."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
-        self.truth = _exact_top(self.embeddings, depth, self.build_threads, EXACT_BACKEND[cells[0].backend])
+        # ground truth: exact inner-product search, or for text backends BM25 with default parameters
+        self.truth = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
+                                     EXACT_BACKEND[cells[0].backend]).ids
         written = 0
         progress = tqdm(total=len(cells), desc=f"cells ({self.shared['encoder']})", unit="cell")
         for (backend, _), group in itertools.groupby(sorted(cells, key=lambda c: c.build_key),
@@ -270,8 +272,8 @@ class CellMeasurer:
                      "index_bytes": index.size_bytes(), "index_bytes_method": "serialized",
                      "rss_after_build_bytes": psutil.Process().memory_info().rss}
             for cell in group:
-                row = self._first_stage(index, cell, build)
-                written += 1 + self._rerank_children(cell, row)
+                row, result, latency = self._first_stage(index, cell, build)
+                written += 1 + self._rerank_children(cell, row, result, latency)
                 progress.update()
                 progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
                                          f"p50={row['search_p50_ms']:.3f}ms")
@@ -280,13 +282,14 @@ class CellMeasurer:
         progress.close()
         return written
 
-    def _first_stage(self, index, cell: Cell, build: dict) -> dict:
+    def _first_stage(self, index, cell: Cell, build: dict) -> tuple[dict, Neighbors, LatencyStats]:
+        """Measure and store one first-stage cell; returns its row, result lists and search latency."""
         sample = list(self.embeddings.queries[: self.settings.query_sample or None])  # rows, shape (d,)
         index.set_search(cell.k, **cell.search)
         latency = measure_latency(index.query, sample, self.settings.warmup, self.settings.repeats)
         qps = measure_throughput(lambda: index.batch_query(self.embeddings.queries, self.batch_threads),
                                  len(self.embeddings.queries), self.settings.throughput_repeats)
-        self.result = index.batch_query(self.embeddings.queries, self.batch_threads)
+        result = index.batch_query(self.embeddings.queries, self.batch_threads)
         e2e = end_to_end(self.encode_latency, latency)
         row = {
             **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend,
@@ -294,14 +297,13 @@ class CellMeasurer:
             "search_params": json.dumps(cell.search, sort_keys=True), "k": cell.k,
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
-            "recall_at_k": recall_vs_exact(self.result.ids, self.truth[:, : cell.k]),
-            "queries_short": int((self.result.ids < 0).any(axis=1).sum()),
+            "recall_at_k": recall_vs_exact(result.ids, self.truth[:, : cell.k]),
+            "queries_short": int((result.ids < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
-            **self._quality(self.result.ids),
+            **self._quality(result.ids),
         }
         self.store.add(row)
-        self.search_latency = latency
-        return row
+        return row, result, latency
 
     def _quality(self, ids: np.ndarray) -> dict:
         quality = per_query_quality(ids, self.dataset)
@@ -318,20 +320,20 @@ class CellMeasurer:
             self._rerank_latency[(name, r)] = LatencyStats.from_ms(times)
         return self._rerank_latency[(name, r)]
 
-    def _rerank_children(self, cell: Cell, first_row: dict) -> int:
+    def _rerank_children(self, cell: Cell, first_row: dict, result: Neighbors, search_latency: LatencyStats) -> int:
         if not cell.children or first_row["recall_at_k"] < self.config.rerank.min_recall_at_k:
             return 0
         written = 0
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
             children = [ch for ch in cell.children if ch.reranker == name]
             scorer, report = self.rerankers.get(name)
-            cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, self.result.ids,
+            cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, result.ids,
                                          max(ch.r for ch in children))
             for child in children:
                 alpha = self.rerankers.alpha(name, child.alpha)
-                ids = rerank(self.result, child.r, [c[: child.r] for c in cross], alpha)
+                ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)
                 latency = self._rerank_latency_of(name, child.r)
-                e2e = end_to_end(self.encode_latency, self.search_latency, latency)
+                e2e = end_to_end(self.encode_latency, search_latency, latency)
                 self.store.add({
                     **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
                     "reranker_identity": scorer.identity, "r": child.r, "fusion_alpha": alpha,
@@ -347,11 +349,3 @@ class CellMeasurer:
 
 
 EXACT_BACKEND = {name: ("bm25s" if cls.input == "text" else "exact") for name, cls in BACKENDS.items()}
-
-
-def _exact_top(embeddings: Embeddings, k: int, threads: int, backend: str = "exact") -> np.ndarray:
-    """Ground truth: exact inner-product search, or for text backends BM25 with default parameters."""
-    exact = make_index(backend)
-    exact.fit(embeddings.docs, threads)
-    exact.set_search(k)
-    return exact.batch_query(embeddings.queries, threads).ids

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.datasets import load_dataset
 from bench.encoders import BiEncoder, embed_dataset
-from bench.indexes import make_index
+from bench.indexes import exact_neighbors
 from bench.metrics import per_query_quality
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank
 
@@ -42,10 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_dataset(args.dataset, "test").subset(args.queries)
     embeddings = embed_dataset(BiEncoder(), dataset)
-    index = make_index("exact")
-    index.fit(embeddings.docs, threads=2)
-    index.set_search(max(args.r))
-    first = index.batch_query(embeddings.queries, threads=2)
+    first = exact_neighbors(embeddings.docs, embeddings.queries, max(args.r), threads=2)
     scorer = CrossEncoderScorer(args.model, max_length=args.max_length)
     alone, alone_pairs, _ = run([max(args.r)], scorer, dataset, first)
     grid, grid_pairs, ndcg = run(args.r, scorer, dataset, first)

@@ -19,4 +19,12 @@ def make_index(backend: str, **build) -> AnnIndex:
     return BACKENDS[backend](**build)
 
 
-__all__ = ["AnnIndex", "BACKENDS", "Neighbors", "ParamError", "make_index"]
+def exact_neighbors(docs, queries, k: int, threads: int, backend: str = "exact") -> Neighbors:
+    """Top-`k` of every query by a backend without approximation: ground truth and first stages."""
+    index = make_index(backend)
+    index.fit(docs, threads)
+    index.set_search(k)
+    return index.batch_query(queries, threads)
+
+
+__all__ = ["AnnIndex", "BACKENDS", "Neighbors", "ParamError", "exact_neighbors", "make_index"]
