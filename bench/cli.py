@@ -60,17 +60,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_cross(args: argparse.Namespace) -> int:
-    import dataclasses
+def _config_from_args(cls, args: argparse.Namespace, command: str):
+    """A training config dataclass from the options given on the command line (the rest default)."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses_fields(cls) if getattr(args, f.name, None) is not None}
+    try:
+        return cls(**overrides)
+    except ValueError as err:
+        raise ConfigError(f"{command}: {err}") from None
 
+
+def cmd_train_cross(args: argparse.Namespace) -> int:
     from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(CrossTrainConfig)
-                 if getattr(args, f.name, None) is not None}
-    try:
-        config = CrossTrainConfig(**overrides)
-    except ValueError as err:
-        raise ConfigError(f"train-cross: {err}") from None
+    config = _config_from_args(CrossTrainConfig, args, "train-cross")
     path = train_cross_encoder(config, data_root=args.data_dir)
     report = read_training(path)
     print(f"{path}\n  loss {report['loss_first_50']:.4f} (first 50 steps) -> {report['loss_last_50']:.4f} (last 50), "
@@ -80,6 +82,20 @@ def cmd_train_cross(args: argparse.Namespace) -> int:
           f"fused {report['heldout_ndcg_fused']:.4f} at alpha={report['alpha']}\n"
           f"  Platt a={report['platt']['a']:.3f} b={report['platt']['b']:.3f}: ECE {report['ece_before']:.4f} -> "
           f"{report['ece_after']:.4f}")
+    return 0
+
+
+def cmd_train_towers(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.towers import TowerTrainConfig, train_towers
+
+    config = _config_from_args(TowerTrainConfig, args, "train-towers")
+    path = train_towers(config, data_root=args.data_dir)
+    report = json.loads((path / "training.json").read_text())
+    print(f"{path}\n  {config.architecture} ({config.mode}): loss {report['loss_first_10']:.4f} (first 10 steps) -> "
+          f"{report['loss_last_10']:.4f} (last 10), {report['steps']} steps in {report['train_seconds']:.1f}s; "
+          f"{report['parameters']:,} parameters ({report['trainable_parameters']:,} trained)")
     return 0
 
 
@@ -136,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"default {f.default}")
     train.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     train.set_defaults(func=cmd_train_cross)
+    towers = commands.add_parser("train-towers", help="train a bi-encoder or twin tower on a dataset's train qrels "
+                                                      "(InfoNCE, hard negatives, optional distillation; cached)")
+    from bench.towers import TowerTrainConfig
+
+    for f in dataclasses_fields(TowerTrainConfig):
+        kind = {"epochs": int, "lr": float}.get(f.name, type(f.default))
+        towers.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=f"default {f.default}")
+    towers.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    towers.set_defaults(func=cmd_train_towers)
     report = commands.add_parser("report", help="write report.md and plots from results files")
     report.add_argument("results", nargs="+", type=Path)
     report.add_argument("--out", default="report.md")

@@ -25,11 +25,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EncoderSpec:
+    """An encoder: `model` by name or path, or (types bi and twin) `train` options for `bench train-towers`
+    (architecture = the type, dataset = the sweep's; trained once, cached)."""
+
     name: str
-    type: str = "bi"
+    type: str = "bi"  # "bi" (shared weights), "twin" (separate query and document networks), "bm25" (text)
     model: str = DEFAULT_MODEL
     max_seq_length: int | None = None
     batch_size: int = 64
+    train: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class RerankSpec:
     r: list[int] = field(default_factory=lambda: [10, 20, 50, 100])
     k: list[int] = field(default_factory=list)  # first-stage K values to rerank; empty = all
     min_recall_at_k: float = 0.0
+    encoders: list[str] = field(default_factory=list)  # first-stage encoders to rerank; empty = all
     latency_queries: int = 20  # fixed sample (the first queries) whose R pairs are timed, uncached
     threads: int = 0  # torch threads for reranking; 0 = all available cores
 
@@ -166,7 +171,26 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.type not in ENCODER_TYPES:
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
                               f"(supported: {sorted(ENCODER_TYPES)})")
+        if e.train:
+            try:
+                tower_config(e, config.dataset)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{source}: encoders[{i}].train: {err}") from None
+    unknown = sorted(set(rerank.encoders) - set(names))
+    if unknown:
+        raise ConfigError(f"{source}: rerank.encoders names unknown encoder(s) {unknown}; encoders are {names}")
     return dataclasses.replace(config, k=sorted(set(ks)))
+
+
+def tower_config(spec: EncoderSpec, dataset: str):
+    """The `bench train-towers` settings of an encoder with `train` options."""
+    from bench.towers import TowerTrainConfig
+
+    if spec.type not in ("bi", "twin"):
+        raise ValueError(f"only types bi and twin can be trained, not '{spec.type}'")
+    if "architecture" in spec.train:
+        raise ValueError("the architecture is the encoder's type; leave it out of train")
+    return TowerTrainConfig(**{"dataset": dataset, **spec.train, "architecture": spec.type})
 
 
 def _parse_rerank(raw: dict, where: str) -> RerankSpec:

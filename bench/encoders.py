@@ -8,6 +8,7 @@ works offline.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from functools import lru_cache
@@ -63,6 +64,9 @@ class Encoder(Protocol):
     identity: str
     max_seq_length: int
     output: str  # "vectors" (L2-normalized float32) or "text" (for text backends)
+    mode: str  # "pretrained", or how `bench train-towers` trained it: "heads" or "full"
+    train_seconds: float  # NaN unless trained by the harness
+    frozen_backbone: "FrozenBackbone | None"
 
     @property
     def dim(self) -> int: ...
@@ -81,6 +85,9 @@ class TextPassthrough:
     identity = "text"
     max_seq_length = 0
     dim = 0
+    mode = "pretrained"
+    train_seconds = float("nan")
+    frozen_backbone = None
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return np.array(texts, dtype=object)
@@ -92,8 +99,15 @@ class TextPassthrough:
         return 0
 
 
-class BiEncoder:
-    """One sentence-transformers network, shared weights, for queries and documents."""
+class SentenceEncoder:
+    """A sentence-transformers model: one network with shared weights (the `bi` type), or a twin tower whose
+    `Router` sends queries and documents through separate networks (the `twin` type).
+
+    Queries go through `encode_query`, documents through `encode_document`; for a plain model both are
+    the same network. A model trained by `bench train-towers` in "heads" mode is a frozen backbone plus
+    projection heads: `frozen_backbone` names that backbone so the corpus is encoded by it once (cached)
+    and only the heads run per tower (`project`).
+    """
 
     output = "vectors"
 
@@ -106,24 +120,58 @@ class BiEncoder:
             self.model.max_seq_length = max_seq_length
         self.max_seq_length = int(self.model.max_seq_length)
         self.identity = model_identity(model)
+        training = _read_json(Path(resolve_model(model)) / "training.json")
+        self.mode = training.get("config", {}).get("mode", "pretrained")
+        self.train_seconds = float(training.get("train_seconds", float("nan")))
+        self.frozen_backbone: FrozenBackbone | None = None
+        if self.mode == "heads":
+            self.frozen_backbone = FrozenBackbone(training["config"]["backbone"], training["config"]["max_seq_length"],
+                                                  training["backbone_modules"])
 
     @property
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                                    convert_to_numpy=True, normalize_embeddings=True)
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        vectors = self.model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True,
+                                          normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return self._encode(texts, batch_size, progress=False)
-
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        return self._encode(texts, batch_size, progress)
+        vectors = self.model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True,
+                                             normalize_embeddings=True, show_progress_bar=progress)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def project(self, backbone_vectors: np.ndarray, side: str) -> np.ndarray:
+        """The heads of a frozen-backbone model applied to the backbone's vectors; side: "query" or "document"."""
+        import torch
+
+        if self.frozen_backbone is None:
+            raise ValueError(f"{self.model_name} has no frozen backbone to project from")
+        tail = list(self.model)[self.frozen_backbone.modules:]
+        with torch.inference_mode():
+            features = {"sentence_embedding": torch.from_numpy(np.asarray(backbone_vectors)), "task": side}
+            for module in tail:
+                features = module(features)
+            vectors = torch.nn.functional.normalize(features["sentence_embedding"], dim=-1)
+        return np.ascontiguousarray(vectors.numpy(), dtype=np.float32)
 
     def n_parameters(self) -> int:
+        """Distinct parameters: a twin tower counts both towers, a shared backbone once."""
         return sum(p.numel() for p in self.model.parameters())
+
+
+@dataclass(frozen=True)
+class FrozenBackbone:
+    """The pretrained model under a heads-mode tower, and how many of the tower's modules belong to it."""
+
+    model: str
+    max_seq_length: int
+    modules: int
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 @dataclass(frozen=True)
@@ -136,17 +184,24 @@ class Embeddings:
     cached: bool
 
 
-ENCODER_TYPES = {"bi": "vectors", "bm25": "text"}  # encoder type -> what it outputs
+ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text"}  # encoder type -> what it outputs
 
 
 def make_encoder(kind: str, model: str, max_seq_length: int | None) -> Encoder:
-    return TextPassthrough() if kind == "bm25" else BiEncoder(model, max_seq_length)
+    return TextPassthrough() if kind == "bm25" else SentenceEncoder(model, max_seq_length)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> Embeddings:
     """Encode corpus and queries, each cached on disk by model identity, dataset content and max length."""
     if encoder.output == "text":
         return Embeddings(encoder.encode_docs(dataset.doc_texts), encoder.encode_queries(dataset.query_texts), 0.0, True)
+    if encoder.frozen_backbone is not None:  # heads over a frozen backbone: its cached vectors, then the heads
+        backbone = embed_dataset(SentenceEncoder(encoder.frozen_backbone.model, encoder.frozen_backbone.max_seq_length),
+                                 dataset, batch_size)
+        started = time.perf_counter()
+        docs = encoder.project(backbone.docs, "document")
+        seconds = backbone.encode_seconds + time.perf_counter() - started
+        return Embeddings(docs, encoder.project(backbone.queries, "query"), seconds, backbone.cached)
     key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
     started = time.perf_counter()
     timing: dict[str, float] = {}

@@ -23,7 +23,10 @@ SCHEMA = pa.schema([
     ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
     ("dataset", _STR), ("dataset_hash", _STR), ("split", _STR), ("n_docs", _I64), ("n_queries", _I64),
     ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
-    ("max_seq_length", _I64), ("dim", _I64), ("encoder_params", _I64),
+    ("max_seq_length", _I64), ("dim", _I64),
+    ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
+    ("encoder_mode", _STR),  # "pretrained", or how the harness trained it: "heads" (frozen backbone) or "full"
+    ("encoder_train_s", _F64),  # NaN unless trained by the harness
     ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
     ("k", _I64),
     ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
@@ -60,6 +63,9 @@ SCHEMA = pa.schema([
 ])
 
 KEY = ["cell_id", "host_id"]
+
+# Columns added after results files were first written, and the value older rows get on reading.
+ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan")}
 
 
 class SchemaError(ValueError):
@@ -108,6 +114,9 @@ def read_results(*paths: Path | str) -> pd.DataFrame:
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as err:
             raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
+        for name, value in ADDED_COLUMNS.items():
+            if name not in table.schema.names:
+                table = table.append_column(name, pa.array([value] * len(table), SCHEMA.field(name).type))
         missing = set(SCHEMA.names) - set(table.schema.names)
         if missing:
             raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")

@@ -16,9 +16,10 @@ import psutil
 from tqdm import tqdm
 
 from bench.cache import content_key
-from bench.config import EncoderSpec, SweepConfig
+from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset, load_dataset
-from bench.encoders import ENCODER_TYPES, Embeddings, Encoder, embed_dataset, make_encoder, model_identity
+from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
+                            model_identity)
 from bench.env import host_id, run_metadata
 from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
 from bench.indexes.base import Neighbors, cpu_count
@@ -80,7 +81,41 @@ def load_sweep_dataset(config: SweepConfig, data_root: Path | None = None) -> Da
     return dataset.subset(config.max_queries) if config.max_queries else dataset
 
 
-def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec) -> tuple[list[Cell], int]:
+@dataclass(frozen=True)
+class ResolvedEncoder:
+    """Where an encoder spec's model lives and what identifies it (before any training happens)."""
+
+    spec: EncoderSpec
+    model: str  # a name or path; for encoders trained by the harness, their cache folder
+    identity: str
+    train_dataset: Dataset | None = None  # set when the harness trains it
+
+    def load(self, data_root: Path | None) -> Encoder:
+        """The encoder, trained first (once, cached) if the spec asks for training."""
+        if self.train_dataset is not None:
+            from bench.towers import train_towers
+
+            train_towers(tower_config(self.spec, self.train_dataset.name), data_root, dataset=self.train_dataset)
+            return SentenceEncoder(self.model, self.spec.max_seq_length)
+        return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
+
+
+def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
+    if ENCODER_TYPES[spec.type] == "text":
+        return ResolvedEncoder(spec, spec.model, spec.type)
+    if not spec.train:
+        return ResolvedEncoder(spec, spec.model, model_identity(spec.model))
+    from bench.towers import model_dir
+
+    tower = tower_config(spec, config.dataset)
+    synthetic = config.synthetic if tower.dataset == config.dataset else {}
+    train = load_dataset(tower.dataset, tower.split, root=data_root, **synthetic)
+    folder = model_dir(tower, train)
+    return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", train)
+
+
+def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
+               identity: str | None = None) -> tuple[list[Cell], int]:
     """Every valid cell of the grid for one encoder, and how many grid points were skipped as invalid.
 
     A grid is a cartesian product, so some points break a cross-parameter rule (ef < K, nprobe > nlist);
@@ -90,7 +125,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec) -> t
     if max(config.k) > dataset.n_docs:
         raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
     output = ENCODER_TYPES[encoder.type]
-    identity = model_identity(encoder.model) if output == "vectors" else encoder.type
+    identity = identity or resolve_encoder(encoder, config).identity
     cells, skipped = [], 0
     for spec in config.backends:
         if spec.backend in BACKENDS and BACKENDS[spec.backend].input != output:
@@ -110,18 +145,26 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec) -> t
                     continue
                 accepted += 1
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
-                       "encoder": dataclasses.asdict(encoder), "model": identity, "backend": spec.backend,
+                       "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
                        "build": index.build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
                 cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key),
-                                  _plan_children(config, k, key)))
+                                  _plan_children(config, encoder.name, k, key)))
             if not accepted:
                 raise ParamError(f"{first_error} (search point {search} is invalid for every build point and K)")
     return cells, skipped
 
 
-def _plan_children(config: SweepConfig, k: int, parent_key: dict) -> tuple[RerankCell, ...]:
+def _spec_key(encoder: EncoderSpec) -> dict:
+    """The encoder spec as it enters cell ids; an empty `train` is left out so ids predating it still match."""
+    key = dataclasses.asdict(encoder)
+    if not key["train"]:
+        del key["train"]
+    return key
+
+
+def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) -> tuple[RerankCell, ...]:
     spec = config.rerank
-    if spec.k and k not in spec.k:
+    if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
         return ()
     children = []
     for reranker in spec.rerankers:
@@ -165,7 +208,9 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`)."""
     store = store or ResultStore(config.results_path)
     dataset = load_sweep_dataset(config, data_root)
-    plans = {spec.name: plan_cells(config, dataset, spec) for spec in config.encoders}  # validate all first
+    resolved = {spec.name: resolve_encoder(spec, config, data_root) for spec in config.encoders}
+    plans = {spec.name: plan_cells(config, dataset, spec, resolved[spec.name].identity)
+             for spec in config.encoders}  # validate all first
     frame = store.load()
     mine = frame[frame["host_id"] == host_id()]
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["recall_at_k"]))
@@ -183,16 +228,17 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         if not pending:
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue
-        encoder = make_encoder(spec.type, spec.model, spec.max_seq_length)
+        encoder = resolved[spec.name].load(data_root)
         embeddings = embed_dataset(encoder, dataset, spec.batch_size)
         summary.corpora_encoded += not embeddings.cached
         encode_latency = measure_query_encoding(
             encoder, dataset.query_texts[: config.measure.encode_sample], config.measure.warmup)
         shared = {**metadata, "config_name": config.name, "dataset": dataset.name, "dataset_hash": dataset.content_hash,
                   "split": dataset.split, "n_docs": dataset.n_docs, "n_queries": len(dataset.query_ids),
-                  "encoder": spec.name, "encoder_type": spec.type, "model": spec.model,
+                  "encoder": spec.name, "encoder_type": spec.type, "model": resolved[spec.name].model,
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
-                  "encoder_params": encoder.n_parameters(),
+                  "encoder_params": encoder.n_parameters(), "encoder_mode": encoder.mode,
+                  "encoder_train_s": encoder.train_seconds,
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
         measurer = CellMeasurer(embeddings, dataset, config, shared, store, encode_latency, rerankers)
         summary.computed += measurer.measure(pending)

@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.cache import cache_dir, content_key
 from bench.datasets import Dataset, load_dataset
-from bench.encoders import DEFAULT_MODEL, BiEncoder, embed_dataset, model_identity, resolve_model
+from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import Neighbors, exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality
@@ -118,7 +118,7 @@ def split_queries(dataset: Dataset, fraction: float, seed: int) -> tuple[list[in
 
 def first_stage(dataset: Dataset, model: str, depth: int) -> Neighbors:
     """Exact bi-encoder top-`depth` for every query of `dataset` (embeddings cached)."""
-    embeddings = embed_dataset(BiEncoder(model), dataset)
+    embeddings = embed_dataset(SentenceEncoder(model), dataset)
     return exact_neighbors(embeddings.docs, embeddings.queries, depth, cpu_count())
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.datasets import load_dataset
-from bench.encoders import BiEncoder, embed_dataset
+from bench.encoders import SentenceEncoder, embed_dataset
 from bench.indexes import exact_neighbors
 from bench.metrics import per_query_quality
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=192)
     args = parser.parse_args()
     dataset = load_dataset(args.dataset, "test").subset(args.queries)
-    embeddings = embed_dataset(BiEncoder(), dataset)
+    embeddings = embed_dataset(SentenceEncoder(), dataset)
     first = exact_neighbors(embeddings.docs, embeddings.queries, max(args.r), threads=2)
     scorer = CrossEncoderScorer(args.model, max_length=args.max_length)
     alone, alone_pairs, _ = run([max(args.r)], scorer, dataset, first)

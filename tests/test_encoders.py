@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import synthetic_dataset
-from bench.encoders import BiEncoder, embed_dataset, model_identity, resolve_model
+from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
 
 
 def test_default_model_resolves_to_bundled_copy():
@@ -14,7 +14,7 @@ def test_default_model_resolves_to_bundled_copy():
 
 def test_embeddings_are_normalized_and_cached(tiny_model):
     ds = synthetic_dataset(n_docs=40, n_queries=5)
-    encoder = BiEncoder(tiny_model)
+    encoder = SentenceEncoder(tiny_model)
     first = embed_dataset(encoder, ds)
     assert first.docs.shape == (40, 32) and first.queries.shape == (5, 32) and not first.cached
     np.testing.assert_allclose(np.linalg.norm(first.docs, axis=1), 1.0, rtol=1e-5)
@@ -22,7 +22,7 @@ def test_embeddings_are_normalized_and_cached(tiny_model):
     assert second.cached and np.array_equal(first.docs, second.docs)
     assert second.encode_seconds == first.encode_seconds
     # a different max length is a different artifact
-    assert not embed_dataset(BiEncoder(tiny_model, max_seq_length=16), ds).cached
+    assert not embed_dataset(SentenceEncoder(tiny_model, max_seq_length=16), ds).cached
 
 
 def test_model_identity_follows_files(tiny_model):
