@@ -183,6 +183,65 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
     return "\n".join(lines)
 
 
+ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "twin-tower"}
+
+
+def _baseline_encoder(first: pd.DataFrame) -> str:
+    """The pretrained bi-encoder (the first one by name), else the first dense encoder by name."""
+    dense = first[first["encoder_type"] != "bm25"]
+    pretrained = dense[(dense["encoder_type"] == "bi") & (dense["encoder_mode"] == "pretrained")]
+    pool = pretrained if len(pretrained) else dense
+    return sorted(pool["encoder"].unique())[0] if len(pool) else ""
+
+
+def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
+    """Dense encoders side by side at exact search (K = 100 where measured), each tested against the
+    pretrained bi-encoder; then each encoder through each ANN backend."""
+    dense = first[first["encoder_type"] != "bm25"]
+    if dense["encoder"].nunique() < 2:
+        return []
+    exact = dense[dense["backend"] == "exact"]
+    k = 100 if (exact["k"] == 100).any() else int(exact["k"].max())
+    exact = exact[exact["k"] == k].drop_duplicates("encoder").set_index("encoder", drop=False)
+    name = _baseline_encoder(first)
+    baseline, others = exact.loc[name], exact.drop(index=name).copy()
+    others["label"] = others["encoder"]
+    tests = paired_tests(baseline, others, test=test).set_index("system")
+    rows = []
+    for encoder, row in exact.sort_values(["encoder_type", "encoder_mode", "encoder"]).iterrows():
+        entry = {"encoder": encoder, "type": ENCODER_TYPE_NAMES.get(row["encoder_type"], row["encoder_type"]),
+                 "training": row["encoder_mode"], "parameters": f"{row['encoder_params']:,}",
+                 "model MB": 4 * row["encoder_params"] / MB, "train s": row["encoder_train_s"],
+                 "corpus encode s": row["corpus_encode_s"], "query encode p50 ms": row["query_encode_p50_ms"],
+                 "nDCG@10": row["ndcg_at_10"], "R@100": row["recall_at_100"], "MRR@10": row["rr_at_10"]}
+        if encoder in tests.index:
+            t = tests.loc[encoder]
+            entry.update({"delta": t["delta"], "p": t["p"], "p Holm": t["p_holm"],
+                          "better / worse": f"{t['improved']} / {t['worsened']}"})
+        rows.append(entry)
+    ann = []
+    for (encoder, backend), group in dense[(dense["k"] == k) & (dense["backend"] != "exact")].groupby(["encoder", "backend"]):
+        good = group[group["recall_at_k"] >= 0.95].sort_values("search_p95_ms")
+        top = group.sort_values(["recall_at_k", "search_p95_ms"], ascending=[False, True]).iloc[0]
+        entry = {"encoder": encoder, "backend": backend, "cells": len(group), "best recall@K": top["recall_at_k"],
+                 "its p95 ms": top["search_p95_ms"]}
+        if len(good):
+            g = good.iloc[0]
+            entry.update({"fastest with recall@K >= 0.95": g["config"], "recall@K": g["recall_at_k"],
+                          "nDCG@10": g["ndcg_at_10"], "search p50 ms": g["search_p50_ms"], "search p95 ms": g["search_p95_ms"],
+                          "index MB": g["index_bytes"] / MB})
+        ann.append(entry)
+    return ["## Encoder types, trained like for like", "",
+            f"Exact search, K={k}. `training`: pretrained, `heads` (linear projection heads over the frozen backbone) "
+            f"or `full` fine-tuning (`bench train-towers`; same backbone, data, loss, steps and seed within a mode, "
+            f"only weight sharing differs). Parameters count distinct weights: a twin tower counts both towers, a "
+            f"frozen backbone shared by two heads once. Paired {'t-test' if test == 't' else 'Wilcoxon test'} on "
+            f"per-query nDCG@10 against {name}, Holm-corrected over the {len(tests)} comparisons.", "",
+            _md(pd.DataFrame(rows)), "",
+            f"The same encoders through the ANN grid (K={k}): per encoder and backend, the highest recall@K reached "
+            "and the fastest cell with recall@K >= 0.95.", "", _md(pd.DataFrame(ann)), ""]
+
+
 def _cost_table(frame: pd.DataFrame) -> tuple[str, str]:
     first = frame[frame["r"] == 0]
     rows, notes = [], []
@@ -194,10 +253,11 @@ def _cost_table(frame: pd.DataFrame) -> tuple[str, str]:
         fast = at100[at100["recall_at_k"] >= 0.95].sort_values("e2e_p95_ms").head(1)
         ref = fast.iloc[0] if len(fast) else at100.iloc[0]
         kind = group["encoder_type"].iloc[0]
+        trained = "" if np.isnan(ref["encoder_train_s"]) else f" + {ref['encoder_train_s']:.0f} training"
         rows.append({
-            "encoder type": f"{'BM25, no encoder' if kind == 'bm25' else kind + '-encoder'} ({encoder})",
+            "encoder type": f"{ENCODER_TYPE_NAMES.get(kind, kind)} ({encoder})",
             "online p50 / p95 ms": f"{ref['e2e_p50_ms']:.2f} / {ref['e2e_p95_ms']:.2f}",
-            "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2f} build",
+            "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2f} build{trained}",
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{4 * ref['encoder_params'] / MB:.1f} model",
             "quality nDCG@10": f"{exact['ndcg_at_10'].max():.4f} exact, {best_ann['ndcg_at_10'].iloc[0]:.4f} best ANN"
@@ -244,6 +304,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
               "(which holds the embeddings) + float32 model weights.", "", table, "", notes, ""]
 
     first = frame[frame["r"] == 0]
+    parts += _encoder_types(first, test)
     dense = first[first["encoder_type"] != "bm25"]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["## Pareto frontiers", "",
               "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", "",
@@ -293,12 +354,13 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                     lines.append(entry)
             parts += [f"### {encoder} + {stage2}", "", _md(pd.DataFrame(lines)), ""]
 
-    baseline_rows = first[(first["backend"] == "exact")].sort_values("k")
+    own = first[(first["encoder"] == _baseline_encoder(first)) | (first["encoder_type"] == "bm25")]
+    baseline_rows = own[(own["backend"] == "exact")].sort_values("k")
     if len(baseline_rows):
         baseline = baseline_rows[baseline_rows["k"] == 100].iloc[0] if (baseline_rows["k"] == 100).any() \
             else baseline_rows.iloc[-1]
         systems = []
-        for backend, rows in first[first["backend"] != "exact"].groupby("backend"):
+        for backend, rows in own[own["backend"] != "exact"].groupby("backend"):
             good = rows[(rows["k"] == baseline["k"]) & (rows["recall_at_k"] >= 0.95)].sort_values("search_p95_ms")
             if len(good):
                 systems.append(good.iloc[0])
@@ -313,8 +375,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                       f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (nDCG@10 "
                       f"{baseline['ndcg_at_10']:.4f}). Per-query paired {'t-test' if test == 't' else 'Wilcoxon test'} "
                       f"on nDCG@10, Holm-corrected over the {len(tests)} comparisons; counts of queries improved "
-                      "and worsened. Systems: each ANN backend's fastest cell with recall@K >= 0.95, and each "
-                      "reranker's best row.", "", _md(tests), ""]
+                      f"and worsened. Systems: each ANN backend's fastest cell with recall@K >= 0.95 ({baseline['encoder']}; BM25), "
+                      "and each reranker's best row.", "", _md(tests), ""]
 
     budgets = budgets or DEFAULT_BUDGETS
     rec_rows = []

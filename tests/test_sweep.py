@@ -138,3 +138,31 @@ def test_sweep_with_reranking(config, tiny_cross_encoder):
                     "## Significance against the baseline", "## Recommendations under budgets"]:
         assert section in report
     assert all(f"plots/{p.name}" in report for p in pngs)
+
+
+def test_trained_towers_are_encoder_types_in_the_sweep(config):
+    from bench.config import EncoderSpec
+
+    train = {"mode": "heads", "backbone": config.encoders[0].model, "max_seq_length": 64, "epochs": 3,
+             "batch_size": 10, "hard_negatives": "none"}
+    towers = [EncoderSpec("bi-heads", "bi", train=train), EncoderSpec("twin-heads", "twin", train=train)]
+    exact = [b for b in config.backends if b.backend == "exact"]
+    config = dataclasses.replace(config, encoders=[config.encoders[0], *towers], backends=exact)
+    summary = run_sweep(config)
+    assert summary.computed == 3 * 2
+    frame = read_results(config.results_path).set_index("encoder")
+    assert dict(frame["encoder_mode"].groupby(level=0).first()) == {"minilm": "pretrained", "bi-heads": "heads",
+                                                                      "twin-heads": "heads"}
+    params = frame["encoder_params"].groupby(level=0).first()
+    head = 32 * 32 + 32  # a 32-d linear projection with bias
+    assert params["bi-heads"] == params["minilm"] + head and params["twin-heads"] == params["minilm"] + 2 * head
+    assert frame.loc[["bi-heads", "twin-heads"], "encoder_train_s"].gt(0).all()
+    assert frame.loc["minilm", "encoder_train_s"].isna().all()
+    # trained once: a re-run measures nothing and trains nothing
+    assert run_sweep(config).computed == 0
+    from bench.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"encoders\[0\].train: only types bi and twin"):
+        parse_config({"name": "b", "dataset": "synthetic", "split": "test", "k": [5],
+                      "encoders": [{"name": "x", "type": "bm25", "train": train}], "backends": [{"backend": "exact"}]},
+                     "inline.toml")
