@@ -99,6 +99,25 @@ def cmd_train_towers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    from bench.report import scale_section
+    from bench.scale import load_scale_config, run_scale
+    from bench.store import SCALE_SCHEMA
+
+    config = load_scale_config(args.config)
+    store = ResultStore(args.results or config.results_path, SCALE_SCHEMA)
+    started = time.perf_counter()
+    try:
+        written = run_scale(config, data_root=args.data_dir, store=store)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
+        return 130
+    print(scale_section(store.load()))
+    print(f"{config.name}: {written} rows measured, {len(store.load())} in {store.path}; "
+          f"wall {time.perf_counter() - started:.1f}s")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
@@ -161,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         towers.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=f"default {f.default}")
     towers.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     towers.set_defaults(func=cmd_train_towers)
+    scale = commands.add_parser("scale", help="the scale series: growth with N at a fixed recall target")
+    scale.add_argument("config", type=Path, help="scale config (TOML), e.g. configs/scale.toml")
+    scale.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
+    scale.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    scale.set_defaults(func=cmd_scale)
     report = commands.add_parser("report", help="write report.md and plots from results files")
     report.add_argument("results", nargs="+", type=Path)
     report.add_argument("--out", default="report.md")

@@ -43,10 +43,10 @@ class BackendSpec:
     search: dict[str, list] = field(default_factory=dict)
 
     def build_grid(self) -> list[dict[str, Any]]:
-        return _grid(self.build)
+        return grid(self.build)
 
     def search_grid(self) -> list[dict[str, Any]]:
-        return _grid(self.search)
+        return grid(self.search)
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,12 @@ class SweepConfig:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _grid(axes: dict[str, list]) -> list[dict[str, Any]]:
+def grid(axes: dict[str, list]) -> list[dict[str, Any]]:
     names = sorted(axes)
     return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
 
 
-def _make(cls, raw: Any, where: str):
+def from_table(cls, raw: Any, where: str):
     """Build dataclass `cls` from a TOML table, naming the unknown or mistyped key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
@@ -132,7 +132,7 @@ def _make(cls, raw: Any, where: str):
         raise ConfigError(f"{where}: {err}") from None
 
 
-def _as_lists(table: Any, where: str) -> dict[str, list]:
+def as_lists(table: Any, where: str) -> dict[str, list]:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table of parameter = [values]")
     lists = {}
@@ -148,18 +148,18 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     """A SweepConfig from a parsed TOML document; `source` names it in errors."""
     raw = dict(raw)
     try:
-        encoders = [_make(EncoderSpec, e, f"{source}: encoders[{i}]") for i, e in enumerate(raw.pop("encoders"))]
+        encoders = [from_table(EncoderSpec, e, f"{source}: encoders[{i}]") for i, e in enumerate(raw.pop("encoders"))]
         backends = []
         for i, b in enumerate(raw.pop("backends")):
             where = f"{source}: backends[{i}]"
-            spec = _make(BackendSpec, b, where)
-            backends.append(dataclasses.replace(spec, build=_as_lists(spec.build, f"{where}.build"),
-                                                search=_as_lists(spec.search, f"{where}.search")))
+            spec = from_table(BackendSpec, b, where)
+            backends.append(dataclasses.replace(spec, build=as_lists(spec.build, f"{where}.build"),
+                                                search=as_lists(spec.search, f"{where}.search")))
     except KeyError as err:
         raise ConfigError(f"{source}: missing required key {err}") from None
-    measure = _make(MeasureSpec, raw.pop("measure", {}), f"{source}: measure")
+    measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{source}: measure")
     rerank = _parse_rerank(raw.pop("rerank", {}), f"{source}: rerank")
-    config = _make(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure,
+    config = from_table(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure,
                                  "rerank": rerank}, source)
     ks = config.k if isinstance(config.k, list) else [config.k]
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
@@ -197,7 +197,7 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
     raw = dict(raw)
     rerankers = []
     for i, r in enumerate(raw.pop("rerankers", [])):
-        spec = _make(RerankerSpec, r, f"{where}.rerankers[{i}]")
+        spec = from_table(RerankerSpec, r, f"{where}.rerankers[{i}]")
         if bool(spec.model) == bool(spec.train):
             raise ConfigError(f"{where}.rerankers[{i}]: give exactly one of 'model' or 'train'")
         alphas = spec.alpha if isinstance(spec.alpha, list) else [spec.alpha]
@@ -207,7 +207,7 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
             if a == "heldout" and not spec.train:
                 raise ConfigError(f"{where}.rerankers[{i}].alpha: 'heldout' needs a model trained by the harness")
         rerankers.append(dataclasses.replace(spec, alpha=alphas))
-    spec = _make(RerankSpec, {**raw, "rerankers": rerankers}, where)
+    spec = from_table(RerankSpec, {**raw, "rerankers": rerankers}, where)
     if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in spec.r):
         raise ConfigError(f"{where}.r: R values must be positive integers, got {spec.r!r}")
     return spec

@@ -393,3 +393,47 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
               "(`python -m bench recommend --p95-ms X --memory-mb Y [--min-recall Z]` for any other).", "",
               _md(pd.DataFrame(rec_rows)), ""]
     return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- scale series
+
+
+def scale_section(frame: pd.DataFrame) -> str:
+    """Markdown for the scale series: one row per backend, vector source and N, then the log-log slopes."""
+    from bench.scale import growth
+
+    if frame.empty:
+        return ""
+    rows = frame.assign(order=frame["source"].map({"real": 0, "gmm": 1})).sort_values(["backend", "n", "order"])
+    table = pd.DataFrame({
+        "backend": rows["backend"], "vectors": rows["source"], "N": rows["n"].map("{:,}".format),
+        "build": rows["build_params"].map(_params),
+        "search (cheapest at target)": rows["search_params"].map(_params)
+        + np.where(rows["reached"], "", " (target NOT reached)"),
+        f"recall@{int(rows['k'].iloc[0])}": rows["recall_at_k"], "build s": rows["build_s"],
+        "index MB": rows["index_bytes"] / MB, "predicted MB": rows["predicted_index_bytes"] / MB,
+        "index / predicted": rows["index_bytes"] / rows["predicted_index_bytes"],
+        "RSS growth MB": rows["rss_build_delta_bytes"] / MB,
+        "RSS / predicted": rows["rss_build_delta_bytes"] / rows["predicted_index_bytes"],
+        "p50 ms": rows["search_p50_ms"], "p95 ms": rows["search_p95_ms"],
+    })
+    ratio = rows["index_bytes"] / rows["predicted_index_bytes"]
+    slopes = growth(frame)
+    first = frame.iloc[0]
+    generator = json.loads(frame.loc[frame["source"] == "gmm", "generator"].iloc[0]) if (frame["source"] == "gmm").any() else {}
+    return "\n".join([
+        "## Scale: growth with N", "",
+        f"Each backend at the cheapest search point of its grid reaching recall@{int(first['k'])} >= "
+        f"{first['target_recall']} against exact search ({first['n_queries']} real queries, {first['dim']} dims), "
+        "latency of one query on one thread. `vectors`: `real` = the encoder's embeddings of the corpus; `gmm` = "
+        f"sampled from {generator.get('mixture', 'the generator')} fitted to the {generator.get('fitted_on', '?')} "
+        f"real ones ({generator.get('model', '')}, {generator.get('dataset', '')}, seed {generator.get('seed', '')}). "
+        "Predicted bytes come from each library's layout (`bench/scale.py: predicted_bytes`); RSS growth is the "
+        "process RSS after the build minus before it (the vectors were already loaded; allocator and build-time "
+        "buffers included).", "",
+        _md(table), "",
+        f"Serialized index / predicted: {ratio.min():.4f} to {ratio.max():.4f} over {len(ratio)} rows "
+        f"(largest deviation {100 * (ratio - 1).abs().max():.2f}%).", "",
+        "Log-log slopes against N over the generator's sizes (1 = linear growth):", "",
+        _md(slopes, ".3f") if len(slopes) else "(fewer than two sizes measured)", "",
+    ])

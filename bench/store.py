@@ -62,6 +62,27 @@ SCHEMA = pa.schema([
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
 ])
 
+# The scale series (`python -m bench scale`): one row per (vector source, N, backend), each at the cheapest
+# search parameters that reach the recall target.
+SCALE_SCHEMA = pa.schema([
+    ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
+    ("source", _STR),  # "real": the encoder's embeddings of the dataset; "gmm": sampled from the fitted generator
+    ("generator", _STR),  # JSON: how the vectors were made (model, dataset, mixture components, seed)
+    ("n", _I64), ("dim", _I64), ("n_queries", _I64), ("k", _I64), ("target_recall", _F64),
+    ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # search: the chosen point (JSON)
+    ("search_tried", _STR),  # JSON list of [search params, recall@k] in the order tried
+    ("reached", pa.bool_()),  # False: no search point in the grid reached the target (the last one is reported)
+    ("recall_at_k", _F64),
+    ("build_s", _F64), ("build_threads", _I64),
+    ("index_bytes", _I64),  # serialized by the library
+    ("predicted_index_bytes", _I64),  # from the backend's layout (bench.scale.predicted_bytes)
+    ("rss_build_delta_bytes", _I64),  # process RSS after the build minus before (vectors already loaded)
+    ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
+    ("latency_samples", _I64),
+    ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+])
+
 KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.
@@ -72,20 +93,21 @@ class SchemaError(ValueError):
     """A row or file that does not match SCHEMA."""
 
 
-def empty_frame() -> pd.DataFrame:
-    return SCHEMA.empty_table().to_pandas()
+def empty_frame(schema: pa.Schema = SCHEMA) -> pd.DataFrame:
+    return schema.empty_table().to_pandas()
 
 
 class ResultStore:
-    """One parquet file of SCHEMA rows."""
+    """One parquet file of `schema` rows (SCHEMA unless told)."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, schema: pa.Schema = SCHEMA):
         self.path = Path(path)
+        self.schema = schema
         self._frame: pd.DataFrame | None = None
 
     def load(self) -> pd.DataFrame:
         if self._frame is None:
-            self._frame = read_results(self.path) if self.path.exists() else empty_frame()
+            self._frame = read_results(self.path, schema=self.schema) if self.path.exists() else empty_frame(self.schema)
         return self._frame
 
     def done(self, host_id: str) -> set[str]:
@@ -94,20 +116,20 @@ class ResultStore:
 
     def add(self, row: dict) -> None:
         """Append one cell (replacing an earlier row with the same cell and host) and rewrite atomically."""
-        missing, extra = set(SCHEMA.names) - set(row), set(row) - set(SCHEMA.names)
+        missing, extra = set(self.schema.names) - set(row), set(row) - set(self.schema.names)
         if missing or extra:
             raise SchemaError(f"row does not match the results schema: missing {sorted(missing)}, unknown {sorted(extra)}")
-        new = pa.Table.from_pylist([row], schema=SCHEMA).to_pandas()
+        new = pa.Table.from_pylist([row], schema=self.schema).to_pandas()
         frame = self.load()
         same = (frame["cell_id"] == row["cell_id"]) & (frame["host_id"] == row["host_id"])
         frame = pd.concat([frame[~same], new], ignore_index=True) if len(frame[~same]) else new
-        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
         atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
         self._frame = frame
 
 
-def read_results(*paths: Path | str) -> pd.DataFrame:
-    """Rows of one or more results files, checked against SCHEMA."""
+def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame:
+    """Rows of one or more results files, checked against `schema`."""
     frames = []
     for path in paths:
         try:
@@ -115,10 +137,10 @@ def read_results(*paths: Path | str) -> pd.DataFrame:
         except (OSError, pa.ArrowInvalid) as err:
             raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
         for name, value in ADDED_COLUMNS.items():
-            if name not in table.schema.names:
+            if name in schema.names and name not in table.schema.names:
                 table = table.append_column(name, pa.array([value] * len(table), SCHEMA.field(name).type))
-        missing = set(SCHEMA.names) - set(table.schema.names)
+        missing = set(schema.names) - set(table.schema.names)
         if missing:
             raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")
-        frames.append(table.select(SCHEMA.names).cast(SCHEMA).to_pandas())
-    return pd.concat(frames, ignore_index=True) if frames else empty_frame()
+        frames.append(table.select(schema.names).cast(schema).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else empty_frame(schema)

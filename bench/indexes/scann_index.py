@@ -67,7 +67,7 @@ class ScannIndex(AnnIndex):
         builder = scann.scann_ops_pybind.builder(vectors, 10, "dot_product")
         builder.set_n_training_threads(threads)
         builder = (builder.tree(num_leaves=leaves, num_leaves_to_search=1,
-                                training_sample_size=self.build.get("training_sample_size", len(vectors)),
+                                training_sample_size=min(self.build.get("training_sample_size", len(vectors)), len(vectors)),
                                 random_init=self.build.get("random_init", False))
                    .score_ah(self.build.get("dimensions_per_block", 2),
                              anisotropic_quantization_threshold=self.build.get("anisotropic_quantization_threshold", 0.2))

@@ -1,0 +1,312 @@
+"""The scale series: how build time, index bytes, RSS and latency at a fixed recall grow with N.
+
+Vectors: the encoder's real embeddings of the dataset's corpus (the small end), and beyond that samples
+from a generator fitted to them: a Gaussian mixture (scikit-learn, diagonal covariances) in the real
+embeddings' PCA basis, rotated back and L2-normalized, so the samples keep the corpus' cluster structure
+and its decaying spectrum. The generator is also sampled at the real corpus size, so the two can be
+compared cell by cell. Queries are the dataset's real queries, encoded by the same model.
+
+For each source, N and backend: build once (threads as configured), try the search grid in order and
+keep the first point whose recall@k against exact search reaches the target, then time single queries
+there. Memory is measured (serialized bytes, RSS growth over the build) and predicted from each
+backend's layout (`predicted_bytes`); `growth` fits log-log slopes over N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from bench.cache import cached_array, content_key
+from bench.config import ConfigError, MeasureSpec, as_lists, from_table, grid
+from bench.datasets import load_dataset
+from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset
+from bench.env import host_id, run_metadata
+from bench.indexes import exact_neighbors, make_index
+from bench.indexes.base import ParamError, cpu_count
+from bench.metrics import recall_vs_exact
+from bench.store import SCALE_SCHEMA, ResultStore
+from bench.timing import measure_latency
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScaleBackend:
+    """A backend's build parameters (numbers, or "sqrt(N)" / "<c>*sqrt(N)", resolved per N) and its search
+    grid, tried in order (list cheapest first)."""
+
+    backend: str
+    build: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, list] = field(default_factory=dict)
+
+    def build_at(self, n: int) -> dict[str, Any]:
+        return {name: resolve_size_rule(value, n, f"{self.backend}.build.{name}") for name, value in self.build.items()}
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    name: str
+    backends: list[ScaleBackend]
+    dataset: str = "scifact"
+    split: str = "test"
+    model: str = DEFAULT_MODEL
+    max_seq_length: int = 256
+    sizes: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000])
+    real: bool = True  # also measure the real embeddings (N = corpus size) and the generator at that N
+    k: int = 10
+    target_recall: float = 0.95
+    components: int = 64  # Gaussian mixture components
+    seed: int = 0
+    measure: MeasureSpec = MeasureSpec()
+    results: str = ""
+
+    @property
+    def results_path(self) -> Path:
+        return Path(self.results or f"results/{self.name}.parquet")
+
+    def config_hash(self) -> str:
+        return content_key(dataclasses.asdict(self))[:12]
+
+
+_SIZE_RULE = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?sqrt\(N\)\s*$")
+
+
+def resolve_size_rule(value: Any, n: int, where: str) -> Any:
+    """A build parameter: a fixed value, or "sqrt(N)" / "<c>*sqrt(N)" (rounded to an integer)."""
+    if not isinstance(value, str):
+        return value
+    match = _SIZE_RULE.match(value)
+    if not match:
+        raise ParamError(f"{where}: '{value}' is neither a value nor 'sqrt(N)' / '<c>*sqrt(N)'")
+    return max(1, round(float(match.group(1) or 1.0) * math.sqrt(n)))
+
+
+def load_scale_config(path: Path | str) -> ScaleConfig:
+    import tomllib
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    backends = []
+    for i, b in enumerate(raw.pop("backends", [])):
+        spec = from_table(ScaleBackend, b, f"{path}: backends[{i}]")
+        backends.append(dataclasses.replace(spec, search=as_lists(spec.search, f"{path}: backends[{i}].search")))
+    measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{path}: measure")
+    config = from_table(ScaleConfig, {**raw, "backends": backends, "measure": measure}, str(path))
+    if not backends:
+        raise ConfigError(f"{path}: no backends")
+    if not 0 < config.target_recall <= 1:
+        raise ConfigError(f"{path}: target_recall must be in (0, 1], got {config.target_recall}")
+    if any(not isinstance(n, int) or n < config.k for n in config.sizes):
+        raise ConfigError(f"{path}: sizes must be integers >= k ({config.k}), got {config.sizes}")
+    for spec in backends:
+        for n in config.sizes:
+            make_index(spec.backend, **spec.build_at(n)).check_build(n)
+    return config
+
+
+# ---------------------------------------------------------------- the generator
+
+
+@dataclass
+class MixtureGenerator:
+    """A diagonal Gaussian mixture fitted in the PCA basis of real embeddings."""
+
+    mean: np.ndarray  # (d,)
+    basis: np.ndarray  # (d, d): rows are principal directions
+    weights: np.ndarray  # (c,)
+    means: np.ndarray  # (c, d) in the PCA basis
+    variances: np.ndarray  # (c, d)
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, components: int, seed: int) -> "MixtureGenerator":
+        from sklearn.decomposition import PCA
+        from sklearn.mixture import GaussianMixture
+
+        pca = PCA(random_state=seed).fit(vectors)
+        gmm = GaussianMixture(components, covariance_type="diag", random_state=seed, reg_covar=1e-6, max_iter=200)
+        gmm.fit(pca.transform(vectors))
+        return cls(pca.mean_, pca.components_, gmm.weights_, gmm.means_, gmm.covariances_)
+
+    def sample(self, n: int, seed: int, chunk: int = 100_000) -> np.ndarray:
+        """`n` unit vectors, float32, generated chunk by chunk (no float64 copy of the whole set)."""
+        rng = np.random.default_rng(seed)
+        out = np.empty((n, len(self.mean)), dtype=np.float32)
+        basis, mean = self.basis.astype(np.float32), self.mean.astype(np.float32)
+        scale = np.sqrt(self.variances).astype(np.float32)
+        centers = self.means.astype(np.float32)
+        for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            which = rng.choice(len(self.weights), size=size, p=self.weights / self.weights.sum())
+            z = centers[which] + rng.standard_normal((size, len(mean)), dtype=np.float32) * scale[which]
+            x = z @ basis + mean
+            out[start:start + size] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+
+# ---------------------------------------------------------------- memory model
+
+
+def predicted_bytes(backend: str, build: dict, n: int, dim: int) -> int:
+    """Serialized size from each library's layout (float32 vectors)."""
+    vectors = n * dim * 4
+    if backend == "exact":  # faiss IndexFlatIP: the vectors
+        return vectors
+    if backend == "faiss_ivf":  # IVF-Flat: vectors + int64 ids in the lists, the list sizes, nlist centroids
+        nlist = build["nlist"]
+        return vectors + n * 8 + nlist * 8 + nlist * dim * 4
+    if backend == "hnsw":  # hnswlib: level 0 (count, 2M links, vector, label) per element, a link-list size
+        m = build.get("M", 16)  # per element, and on average 1/(M-1) upper levels of (count + M links)
+        return int(n * (4 + 2 * m * 4 + dim * 4 + 8) + n * 4 + n / (m - 1) * (m * 4 + 4))
+    if backend == "scann":  # float32 dataset kept for reordering, a leaf token per point, one byte per AH block,
+        blocks = math.ceil(dim / build.get("dimensions_per_block", 2))  # tree centroids, the AH codebook
+        return vectors + n * 4 + n * blocks + build["num_leaves"] * dim * 8 + blocks * 16 * build.get(
+            "dimensions_per_block", 2) * 4
+    raise ParamError(f"no memory model for backend '{backend}'")
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class ScaleCell:
+    source: str  # "real" or "gmm"
+    n: int
+    spec: ScaleBackend
+    cell_id: str
+
+
+def plan_scale(config: ScaleConfig, corpus_size: int) -> list[ScaleCell]:
+    points = ([("real", corpus_size), ("gmm", corpus_size)] if config.real else []) + [("gmm", n) for n in config.sizes]
+    cells = []
+    for source, n in points:
+        for spec in config.backends:
+            key = {"source": source, "n": n, "backend": spec.backend, "build": spec.build_at(n), "search": spec.search,
+                   "k": config.k, "target": config.target_recall, "dataset": config.dataset, "split": config.split,
+                   "model": config.model, "max_seq_length": config.max_seq_length,
+                   "generator": [config.components, config.seed], "measure": dataclasses.asdict(config.measure)}
+            cells.append(ScaleCell(source, n, spec, content_key(key)))
+    return cells
+
+
+def run_scale(config: ScaleConfig, data_root: Path | None = None, store: ResultStore | None = None) -> int:
+    """Measure every cell of the series not yet stored for this hardware; returns rows written."""
+    store = store or ResultStore(config.results_path, SCALE_SCHEMA)
+    dataset = load_dataset(config.dataset, config.split, root=data_root)
+    embeddings = embed_dataset(SentenceEncoder(config.model, config.max_seq_length), dataset)
+    real, queries = embeddings.docs, embeddings.queries
+    cells = plan_scale(config, len(real))
+    frame = store.load()
+    done = set(frame.loc[frame["host_id"] == host_id(), "cell_id"])
+    pending = [c for c in cells if c.cell_id not in done]
+    log.info("scale: %d cells, %d already measured", len(cells), len(cells) - len(pending))
+    if not pending:
+        return 0
+    generator = MixtureGenerator.fit(real, config.components, config.seed)
+    described = {"model": config.model, "dataset": f"{config.dataset}/{config.split}", "fitted_on": len(real),
+                 "mixture": f"{config.components} diagonal Gaussians in the PCA basis", "seed": config.seed}
+    metadata = run_metadata(config.config_hash())
+    threads = config.measure.build_threads or cpu_count()
+    written = 0
+    for (source, n), group in _by_corpus(pending):
+        vectors = real if source == "real" else _sample(generator, config, n, len(real))
+        truth = exact_neighbors(vectors, queries, config.k, threads).ids
+        for cell in group:
+            row = _measure(cell, vectors, queries, truth, config, threads)
+            store.add({**metadata, **row, "cell_id": cell.cell_id, "config_name": config.name, "source": source,
+                       "generator": json.dumps(described if source == "gmm" else {"model": config.model,
+                                               "dataset": described["dataset"]}, sort_keys=True),
+                       "n": n, "dim": vectors.shape[1], "n_queries": len(queries), "k": config.k,
+                       "target_recall": config.target_recall})
+            written += 1
+        del vectors, truth
+        gc.collect()
+    return written
+
+
+def _by_corpus(cells: list[ScaleCell]):
+    order = list(dict.fromkeys((c.source, c.n) for c in cells))
+    return [(point, [c for c in cells if (c.source, c.n) == point]) for point in order]
+
+
+def _sample(generator: MixtureGenerator, config: ScaleConfig, n: int, fitted_on: int) -> np.ndarray:
+    parts = {"generator": [config.dataset, config.split, config.model, config.max_seq_length, config.components,
+                           config.seed, fitted_on], "n": n}
+    if n <= 200_000:  # small samples are cached; a million 384-d vectors (1.5 GB) are cheaper to regenerate
+        return cached_array("scale_vectors", parts, lambda: generator.sample(n, config.seed + n))[0]
+    return generator.sample(n, config.seed + n)
+
+
+def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, threads: int) -> dict:
+    build = cell.spec.build_at(cell.n)
+    index = make_index(cell.spec.backend, **build)
+    index.check_build(cell.n)
+    gc.collect()
+    rss = psutil.Process().memory_info().rss
+    started = time.perf_counter()
+    index.fit(vectors, threads)
+    build_s = time.perf_counter() - started
+    rss_delta = psutil.Process().memory_info().rss - rss
+    tried, chosen, recall = [], {}, 0.0
+    for search in grid(cell.spec.search) or [{}]:
+        try:
+            index.check_search(config.k, search)
+        except ParamError:
+            continue
+        index.set_search(config.k, **search)
+        recall = recall_vs_exact(index.batch_query(queries, threads).ids, truth)
+        tried.append([search, round(recall, 4)])
+        chosen = search
+        if recall >= config.target_recall:
+            break
+    index.set_search(config.k, **chosen)
+    latency = measure_latency(index.query, list(queries), config.measure.warmup, config.measure.repeats)
+    row = {"backend": cell.spec.backend, "build_params": json.dumps(build, sort_keys=True),
+           "search_params": json.dumps(chosen, sort_keys=True), "search_tried": json.dumps(tried),
+           "reached": recall >= config.target_recall, "recall_at_k": recall, "build_s": build_s,
+           "build_threads": threads, "index_bytes": index.size_bytes(),
+           "predicted_index_bytes": predicted_bytes(cell.spec.backend, build, cell.n, vectors.shape[1]),
+           "rss_build_delta_bytes": rss_delta, **latency.columns("search"), "latency_samples": latency.samples}
+    log.info("%s N=%d %s: recall %.3f at %s, p50 %.3f ms, build %.1f s", cell.source, cell.n, cell.spec.backend,
+             recall, chosen, latency.p50_ms, build_s)
+    del index
+    return row
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_delta_bytes", "search_p50_ms",
+                                          "search_p95_ms")) -> pd.DataFrame:
+    """Per backend, the log-log slope of each column against N over the generator's rows (>= 2 sizes)."""
+    rows = []
+    sampled = frame[frame["source"] == "gmm"]
+    for backend, group in sampled.groupby("backend"):
+        group = group.sort_values("n")
+        if group["n"].nunique() < 2:
+            continue
+        entry = {"backend": backend, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
+        for column in columns:
+            values = group[column].to_numpy(dtype=float)
+            ok = values > 0
+            entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
+                                        if ok.sum() >= 2 else float("nan"))
+        rows.append(entry)
+    return pd.DataFrame(rows)

@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+
+from bench.datasets import synthetic_vectors
+from bench.indexes import ParamError, make_index
+from bench.report import scale_section
+from bench.scale import (MixtureGenerator, ScaleBackend, ScaleConfig, growth, predicted_bytes, resolve_size_rule,
+                         run_scale)
+from bench.store import SCALE_SCHEMA, ResultStore, read_results
+
+
+def test_size_rules():
+    assert resolve_size_rule(64, 10_000, "x") == 64
+    assert resolve_size_rule("sqrt(N)", 10_000, "x") == 100
+    assert resolve_size_rule("4*sqrt(N)", 10_000, "x") == 400
+    with pytest.raises(ParamError, match="faiss_ivf.build.nlist"):
+        resolve_size_rule("log(N)", 10, "faiss_ivf.build.nlist")
+
+
+def test_generator_keeps_the_spectrum_and_is_seeded():
+    real, _, _ = synthetic_vectors(3000, 32, 1, n_clusters=8)
+    generator = MixtureGenerator.fit(real, components=8, seed=0)
+    sample = generator.sample(5000, seed=1, chunk=1000)
+    assert sample.shape == (5000, 32) and sample.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(sample, axis=1), 1.0, rtol=1e-5)
+    assert np.array_equal(sample, generator.sample(5000, seed=1, chunk=1000))
+    real_spectrum = np.linalg.svd(real - real.mean(0), compute_uv=False)[:5] ** 2 / len(real)
+    fake_spectrum = np.linalg.svd(sample - sample.mean(0), compute_uv=False)[:5] ** 2 / len(sample)
+    np.testing.assert_allclose(fake_spectrum, real_spectrum, rtol=0.2)
+
+
+@pytest.mark.parametrize("backend,build", [
+    ("exact", {}), ("faiss_ivf", {"nlist": 50}), ("hnsw", {"M": 8, "ef_construction": 40}),
+    ("scann", {"num_leaves": 40, "dimensions_per_block": 2, "reorder": 50}),
+])
+def test_predicted_bytes_match_the_serialized_index(backend, build):
+    vectors, _, _ = synthetic_vectors(8000, 64, 1)
+    index = make_index(backend, **build)
+    index.fit(vectors, 2)
+    assert index.size_bytes() == pytest.approx(predicted_bytes(backend, build, 8000, 64), rel=0.01)
+
+
+def test_scale_series_runs_resumes_and_fits_slopes(tiny_model, tmp_path):
+    config = ScaleConfig(
+        name="tiny-scale", dataset="synthetic", model=tiny_model, max_seq_length=32, sizes=[1000, 4000], k=5,
+        components=4, backends=[ScaleBackend("hnsw", {"M": 8, "ef_construction": 40}, {"ef": [5, 20, 80, 400]}),
+                                ScaleBackend("faiss_ivf", {"nlist": "sqrt(N)"}, {"nprobe": [1, 4, 16, 63]})])
+    store = ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)
+    # real (500 docs) and the generator at 500, then 1000 and 4000: 4 points x 2 backends
+    assert run_scale(config, store=store) == 8
+    frame = read_results(tmp_path / "scale.parquet", schema=SCALE_SCHEMA)
+    assert sorted(frame["n"].unique()) == [500, 1000, 4000] and set(frame["source"]) == {"real", "gmm"}
+    assert frame["reached"].all() and (frame["recall_at_k"] >= 0.95).all()
+    ivf = frame[(frame["backend"] == "faiss_ivf") & (frame["n"] == 4000)].iloc[0]
+    assert json.loads(ivf["build_params"]) == {"nlist": 63}
+    tried = json.loads(ivf["search_tried"])
+    assert all(recall < 0.95 for _, recall in tried[:-1]) and tried[-1][1] >= 0.95  # the first point reaching it
+    assert (frame["index_bytes"] / frame["predicted_index_bytes"]).between(0.99, 1.01).all()
+    slopes = growth(frame).set_index("backend")
+    assert slopes.loc["hnsw", "slope index_bytes"] == pytest.approx(1.0, abs=0.05)  # bytes grow linearly with N
+    assert "Log-log slopes" in scale_section(frame)
+    assert run_scale(config, store=ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)) == 0
