@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/scifact.toml
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -21,7 +21,12 @@ bench: $(STAMP)
 	$(PY) -m bench summary results/$(notdir $(basename $(CONFIG))).parquet --k 100
 
 report: $(STAMP)
-	$(PY) -m bench report results/scifact.parquet --out report.md --plots results/plots
+	$(PY) -m bench report results/scifact.parquet --out report.md --plots results/plots \
+		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet)
+
+# Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
+scale: $(STAMP)
+	$(PY) -m bench scale configs/scale.toml
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest

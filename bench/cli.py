@@ -22,14 +22,20 @@ USER_ERRORS = (ConfigError, DatasetError, ParamError, SchemaError)
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.sweep import run_sweep
 
+    from bench.executors import LocalExecutor, RayExecutor
+
     config = load_config(args.config)
     store = ResultStore(args.results or config.results_path)
+    executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
     started = time.perf_counter()
     try:
-        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store)
+        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.close()
     print(f"{config.name}: {summary.planned} first-stage cells planned, {summary.already_done} already complete in "
           f"{store.path}, {summary.computed} rows measured (first stage + rerank), {summary.skipped_invalid} grid points skipped "
           f"(invalid combinations, e.g. ef < K), {summary.corpora_encoded} corpora encoded; "
@@ -126,7 +132,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(args.plots).resolve().relative_to(out.resolve().parent).as_posix() + "/"
-    text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test)
+    scale = None
+    if args.scale:
+        from bench.store import SCALE_SCHEMA
+
+        scale = read_results(args.scale, schema=SCALE_SCHEMA)
+    text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -162,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
     run.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets (default $BENCH_DATA_DIR or datasets/)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="where build groups run: this process, or one Ray task each (needs the 'distributed' extra)")
+    run.add_argument("--ray-address", help="Ray cluster to join (e.g. ray://head:10001); default: start a local Ray")
     run.set_defaults(func=cmd_run)
     train = commands.add_parser("train-cross", help="fine-tune a cross-encoder on a dataset's train qrels (cached)")
     from bench.train_cross import CrossTrainConfig
@@ -190,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report.md")
     report.add_argument("--plots", default="results/plots")
     report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
+    report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])

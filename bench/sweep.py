@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import itertools
@@ -10,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import psutil
@@ -26,6 +28,7 @@ from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.store import ResultStore
+from bench.executors import Executor, LocalExecutor
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
 from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
 
@@ -204,9 +207,13 @@ def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float) -> b
 
 
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
-              store: ResultStore | None = None) -> SweepSummary:
-    """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`)."""
+              store: ResultStore | None = None, executor: Executor | None = None) -> SweepSummary:
+    """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
+
+    Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
+    """
     store = store or ResultStore(config.results_path)
+    executor = executor or LocalExecutor()
     dataset = load_sweep_dataset(config, data_root)
     resolved = {spec.name: resolve_encoder(spec, config, data_root) for spec in config.encoders}
     plans = {spec.name: plan_cells(config, dataset, spec, resolved[spec.name].identity)
@@ -240,8 +247,9 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "encoder_params": encoder.n_parameters(), "encoder_mode": encoder.mode,
                   "encoder_train_s": encoder.train_seconds,
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
-        measurer = CellMeasurer(embeddings, dataset, config, shared, store, encode_latency, rerankers)
-        summary.computed += measurer.measure(pending)
+        measurer = CellMeasurer(embeddings, dataset, config, shared, store.add, encode_latency, rerankers)
+        groups = measurer.prepare(pending)
+        summary.computed += executor.run(measurer, groups, store.add, f"cells ({spec.name})", len(pending))
         del encoder, measurer
         gc.collect()
     return summary
@@ -289,43 +297,54 @@ class Rerankers:
 
 
 class CellMeasurer:
-    """Measures first-stage cells of one encoder, and their rerank children, writing each row as it goes."""
+    """Measures first-stage cells of one encoder, and their rerank children, handing each row to `sink`
+    as it is measured (the store, or a list an executor ships back)."""
 
     def __init__(self, embeddings: Embeddings, dataset: Dataset, config: SweepConfig, shared: dict,
-                 store: ResultStore, encode_latency: LatencyStats, rerankers: Rerankers):
+                 sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers):
         self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
-        self.shared, self.store, self.encode_latency, self.rerankers = shared, store, encode_latency, rerankers
+        self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
         self.build_threads = _threads(self.settings.build_threads)
         self.batch_threads = _threads(self.settings.throughput_threads)
+        self.rerank_threads = _threads(config.rerank.threads) if config.rerank.rerankers else 1
         self._rerank_latency: dict[tuple[str, int], LatencyStats] = {}
         self.truth = np.empty((0, 0), dtype=np.int64)
 
-    def measure(self, cells: list[Cell]) -> int:
-        """Build each index once per build tuple, then measure its pending cells. Returns rows written."""
+    def portable(self) -> "CellMeasurer":
+        """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
+        clone = copy.copy(self)
+        clone.sink = None
+        clone.rerankers = Rerankers(self.config, self.rerankers.data_root)
+        return clone
+
+    def prepare(self, cells: list[Cell]) -> list[list[Cell]]:
+        """Compute the ground truth these cells need; returns them grouped by build tuple (one index each)."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
         # ground truth: exact inner-product search, or for text backends BM25 with default parameters
         self.truth = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
                                      EXACT_BACKEND[cells[0].backend]).ids
+        ordered = sorted(cells, key=lambda c: c.build_key)
+        return [list(group) for _, group in itertools.groupby(ordered, key=lambda c: c.build_key)]
+
+    def measure_group(self, group: list[Cell], progress: tqdm | None = None) -> int:
+        """Build the group's index once, then measure its cells (and their rerank children). Returns rows written."""
+        backend = group[0].backend
+        index = make_index(backend, **group[0].build)
+        started = time.perf_counter()
+        index.fit(self.embeddings.docs, self.build_threads)
+        build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
+                 "index_bytes": index.size_bytes(), "index_bytes_method": "serialized",
+                 "rss_after_build_bytes": psutil.Process().memory_info().rss}
         written = 0
-        progress = tqdm(total=len(cells), desc=f"cells ({self.shared['encoder']})", unit="cell")
-        for (backend, _), group in itertools.groupby(sorted(cells, key=lambda c: c.build_key),
-                                                     key=lambda c: c.build_key):
-            group = list(group)
-            index = make_index(backend, **group[0].build)
-            started = time.perf_counter()
-            index.fit(self.embeddings.docs, self.build_threads)
-            build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
-                     "index_bytes": index.size_bytes(), "index_bytes_method": "serialized",
-                     "rss_after_build_bytes": psutil.Process().memory_info().rss}
-            for cell in group:
-                row, result, latency = self._first_stage(index, cell, build)
-                written += 1 + self._rerank_children(cell, row, result, latency)
+        for cell in group:
+            row, result, latency = self._first_stage(index, cell, build)
+            written += 1 + self._rerank_children(cell, row, result, latency)
+            if progress is not None:
                 progress.update()
                 progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
                                          f"p50={row['search_p50_ms']:.3f}ms")
-            del index
-            gc.collect()
-        progress.close()
+        del index
+        gc.collect()
         return written
 
     def _first_stage(self, index, cell: Cell, build: dict) -> tuple[dict, Neighbors, LatencyStats]:
@@ -348,7 +367,7 @@ class CellMeasurer:
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
             **self._quality(result.ids),
         }
-        self.store.add(row)
+        self.sink(row)
         return row, result, latency
 
     def _quality(self, ids: np.ndarray) -> dict:
@@ -380,13 +399,13 @@ class CellMeasurer:
                 ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)
                 latency = self._rerank_latency_of(name, child.r)
                 e2e = end_to_end(self.encode_latency, search_latency, latency)
-                self.store.add({
+                self.sink({
                     **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
                     "reranker_identity": scorer.identity, "r": child.r, "fusion_alpha": alpha,
                     "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
                     "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), "rerank_latency_queries": latency.samples,
-                    "rerank_threads": _threads(self.config.rerank.threads),
+                    "rerank_threads": self.rerank_threads,
                     **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
                 })
                 scored = 0

@@ -166,3 +166,31 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
         parse_config({"name": "b", "dataset": "synthetic", "split": "test", "k": [5],
                       "encoders": [{"name": "x", "type": "bm25", "train": train}], "backends": [{"backend": "exact"}]},
                      "inline.toml")
+
+
+def test_ray_executor_gives_the_local_numbers(config, tmp_path):
+    from bench.executors import RayExecutor
+
+    one_thread = dataclasses.replace(config.measure, build_threads=1, throughput_threads=1)
+    local = dataclasses.replace(config, measure=one_thread)
+    on_ray = dataclasses.replace(local, results=str(tmp_path / "ray.parquet"))
+    run_sweep(local)
+    executor = RayExecutor(num_cpus=2)
+    try:
+        summary = run_sweep(on_ray, executor=executor)
+    finally:
+        executor.close()
+    assert summary.computed == summary.planned
+    a = read_results(local.results_path).set_index("cell_id").sort_index()
+    b = read_results(on_ray.results_path).set_index("cell_id").sort_index()
+    assert list(a.index) == list(b.index)  # the same cells, the same schema
+    for column in ["recall_at_k", "ndcg_at_10", "recall_at_100", "rr_at_10", "index_bytes", "queries_short"]:
+        assert a[column].tolist() == b[column].tolist(), column
+    assert b["search_p50_ms"].gt(0).all() and b["host_id"].eq(a["host_id"].iloc[0]).all()
+    # resumable like a local run: nothing left to do
+    assert run_sweep(on_ray, executor=LocalExecutorForCheck()).computed == 0
+
+
+class LocalExecutorForCheck:
+    def run(self, measurer, groups, write, desc, total):
+        raise AssertionError("nothing should be measured")
