@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/scifact.toml
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report scale test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale filters test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -22,11 +22,16 @@ bench: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m bench report results/scifact.parquet --out report.md --plots results/plots \
-		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet)
+		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet) \
+		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet)
 
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)
 	$(PY) -m bench scale configs/scale.toml
+
+# Filtered search per backend, selectivity and strategy: results/filters.parquet.
+filters: $(STAMP)
+	$(PY) -m bench filters configs/filters.toml
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest

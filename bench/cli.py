@@ -124,6 +124,25 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_filters(args: argparse.Namespace) -> int:
+    from bench.filters import load_filter_config, run_filters
+    from bench.report import filters_section
+    from bench.store import FILTER_SCHEMA
+
+    config = load_filter_config(args.config)
+    store = ResultStore(args.results or config.results_path, FILTER_SCHEMA)
+    started = time.perf_counter()
+    try:
+        written = run_filters(config, data_root=args.data_dir, store=store)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
+        return 130
+    print(filters_section(store.load()))
+    print(f"{config.name}: {written} rows measured, {len(store.load())} in {store.path}; "
+          f"wall {time.perf_counter() - started:.1f}s")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
@@ -132,12 +151,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(args.plots).resolve().relative_to(out.resolve().parent).as_posix() + "/"
-    scale = None
-    if args.scale:
-        from bench.store import SCALE_SCHEMA
+    from bench.store import FILTER_SCHEMA, SCALE_SCHEMA
 
-        scale = read_results(args.scale, schema=SCALE_SCHEMA)
-    text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale)
+    scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
+    filters = read_results(args.filters, schema=FILTER_SCHEMA) if args.filters else None
+    text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
+                        filters=filters)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -199,12 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     scale.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     scale.set_defaults(func=cmd_scale)
+    filters = commands.add_parser("filters", help="filtered search: pre-, post- and native filtering per selectivity")
+    filters.add_argument("config", type=Path, help="filter config (TOML), e.g. configs/filters.toml")
+    filters.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
+    filters.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    filters.set_defaults(func=cmd_filters)
     report = commands.add_parser("report", help="write report.md and plots from results files")
     report.add_argument("results", nargs="+", type=Path)
     report.add_argument("--out", default="report.md")
     report.add_argument("--plots", default="results/plots")
     report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
     report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
+    report.add_argument("--filters", type=Path, help="filtered-search results (python -m bench filters) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])

@@ -83,6 +83,24 @@ SCALE_SCHEMA = pa.schema([
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
 ])
 
+# Filtered search (`python -m bench filters`): one row per (backend, selectivity, strategy).
+FILTER_SCHEMA = pa.schema([
+    ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
+    ("dataset", _STR), ("n_docs", _I64), ("n_queries", _I64), ("k", _I64),
+    ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # search: as used, for k_requested
+    ("strategy", _STR),  # prefilter | native | postfilter | postfilter-inflated
+    ("native_filter", _STR),  # the library mechanism for `native` rows
+    ("selectivity", _F64), ("selectivity_realized", _F64),  # target and mean fraction of documents passing
+    ("k_requested", _I64),  # candidates asked from the index (K, or K / selectivity capped, for post-filters)
+    ("recall_at_k", _F64),  # vs exact search over the passing documents
+    ("queries_short", _I64),  # queries that got fewer results than min(K, passing documents)
+    ("violations", _I64),  # returned ids failing the filter (must be 0)
+    ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
+    ("latency_samples", _I64),
+    ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+])
+
 KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.

@@ -29,6 +29,27 @@ class Neighbors:
     scores: np.ndarray  # (n_queries, k) float32, NaN where ids == -1
 
 
+class AllowedIds:
+    """The corpus rows a filtered query may return: sorted ids, a boolean mask, and the library-side
+    forms of them (built once per filter, outside the timed path, as a service would cache them)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = np.asarray(mask, dtype=bool)
+        self.ids = np.flatnonzero(self.mask).astype(np.int64)
+        self._faiss = None
+
+    def accepts(self, label: int) -> bool:
+        return bool(self.mask[label])
+
+    @property
+    def faiss_selector(self):
+        if self._faiss is None:
+            import faiss
+
+            self._faiss = faiss.IDSelectorBatch(self.ids)
+        return self._faiss
+
+
 def check_names(backend: str, kind: str, given: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
     """Reject unknown parameter names and values of the wrong type."""
     unknown = sorted(set(given) - set(allowed))
@@ -106,6 +127,12 @@ class AnnIndex(ABC):
     @abstractmethod
     def size_bytes(self) -> int:
         """Serialized size of the built index in bytes."""
+
+    native_filter: ClassVar[str] = ""  # how the library filters during search ("" = it cannot)
+
+    def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
+        """Top-k among `allowed` rows only, filtered inside the library's search, on one thread."""
+        raise ParamError(f"{self.name}: the library has no filtered search")
 
 
 def serialized_size(save) -> int:

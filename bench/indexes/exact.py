@@ -5,11 +5,12 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from bench.indexes.base import AnnIndex, Neighbors, pad_missing
+from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, pad_missing
 
 
 class ExactIndex(AnnIndex):
     name = "exact"
+    native_filter = "faiss IDSelectorBatch"
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         faiss.omp_set_num_threads(threads)
@@ -21,6 +22,10 @@ class ExactIndex(AnnIndex):
 
     def query(self, vector: np.ndarray) -> np.ndarray:
         return self.index.search(vector[None, :], self.k)[1][0]
+
+    def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
+        params = faiss.SearchParameters(sel=allowed.faiss_selector)
+        return self.index.search(vector[None, :], self.k, params=params)[1][0]
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         faiss.omp_set_num_threads(threads)

@@ -7,13 +7,14 @@ import logging
 import faiss
 import numpy as np
 
-from bench.indexes.base import AnnIndex, Neighbors, pad_missing, require
+from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, pad_missing, require
 
 log = logging.getLogger(__name__)
 
 
 class FaissIVF(AnnIndex):
     name = "faiss_ivf"
+    native_filter = "faiss IDSelectorBatch in SearchParametersIVF"
     build_params = {"nlist": int, "seed": int}
     search_params = {"nprobe": int}
 
@@ -46,6 +47,10 @@ class FaissIVF(AnnIndex):
 
     def query(self, vector: np.ndarray) -> np.ndarray:
         return self.index.search(vector[None, :], self.k, params=self.params)[1][0]
+
+    def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
+        params = faiss.SearchParametersIVF(sel=allowed.faiss_selector, nprobe=self.params.nprobe)
+        return self.index.search(vector[None, :], self.k, params=params)[1][0]
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         faiss.omp_set_num_threads(threads)

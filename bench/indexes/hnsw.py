@@ -7,11 +7,12 @@ import os
 import hnswlib
 import numpy as np
 
-from bench.indexes.base import AnnIndex, Neighbors, pad_missing, require, serialized_size
+from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, pad_missing, require, serialized_size
 
 
 class HnswIndex(AnnIndex):
     name = "hnsw"
+    native_filter = "hnswlib filter callback"
     build_params = {"M": int, "ef_construction": int, "seed": int}
     search_params = {"ef": int}
 
@@ -38,6 +39,12 @@ class HnswIndex(AnnIndex):
 
     def query(self, vector: np.ndarray) -> np.ndarray:
         return self.index.knn_query(vector[None, :], k=self.k, num_threads=1)[0][0]
+
+    def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
+        try:
+            return self.index.knn_query(vector[None, :], k=self.k, num_threads=1, filter=allowed.accepts)[0][0]
+        except RuntimeError:  # hnswlib refuses to return fewer than k: count the query as answered short
+            return np.full(self.k, -1, dtype=np.int64)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         labels, distances = self.index.knn_query(vectors, k=self.k, num_threads=threads)
