@@ -34,6 +34,18 @@ class EncoderSpec:
     max_seq_length: int | None = None
     batch_size: int = 64
     train: dict = field(default_factory=dict)
+    chunk_tokens: int = 0  # > 0: index passages of this many tokens instead of whole documents
+    chunk_stride: int = 0  # tokens between passage starts; 0 = chunk_tokens (no overlap)
+    aggregate: str = "max"  # passages -> documents: max (MaxP), sum (SumP), first (FirstP)
+
+    @property
+    def chunking(self):
+        """The passage split, or None for whole documents."""
+        from bench.chunking import Chunking
+
+        if not self.chunk_tokens:
+            return None
+        return Chunking(self.chunk_tokens, self.chunk_stride or self.chunk_tokens, self.aggregate)
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,16 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
                 tower_config(e, config.dataset)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{source}: encoders[{i}].train: {err}") from None
+        if e.chunk_tokens:
+            if ENCODER_TYPES[e.type] != "vectors":
+                raise ConfigError(f"{source}: encoders[{i}]: chunking needs a vector encoder, not '{e.type}'")
+            try:
+                e.chunking
+            except ValueError as err:
+                raise ConfigError(f"{source}: encoders[{i}]: {err}") from None
+            if e.max_seq_length and e.chunk_tokens > e.max_seq_length - 2:
+                raise ConfigError(f"{source}: encoders[{i}].chunk_tokens ({e.chunk_tokens}) must leave room for the "
+                                  f"special tokens within max_seq_length ({e.max_seq_length})")
     unknown = sorted(set(rerank.encoders) - set(names))
     if unknown:
         raise ConfigError(f"{source}: rerank.encoders names unknown encoder(s) {unknown}; encoders are {names}")

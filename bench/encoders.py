@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from bench.cache import cached_array
+from bench.chunking import Chunking, Passages, split_passages
 from bench.datasets import Dataset
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Encoder(Protocol):
     mode: str  # "pretrained", or how `bench train-towers` trained it: "heads" or "full"
     train_seconds: float  # NaN unless trained by the harness
     frozen_backbone: "FrozenBackbone | None"
+    tokenizer: object  # the network's tokenizer (passage splitting), None for text encoders
 
     @property
     def dim(self) -> int: ...
@@ -88,6 +90,7 @@ class TextPassthrough:
     mode = "pretrained"
     train_seconds = float("nan")
     frozen_backbone = None
+    tokenizer = None
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return np.array(texts, dtype=object)
@@ -131,6 +134,10 @@ class SentenceEncoder:
     @property
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         vectors = self.model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True,
@@ -178,10 +185,11 @@ def _read_json(path: Path) -> dict:
 class Embeddings:
     """Corpus and query vectors of one encoder on one dataset, and what producing them cost."""
 
-    docs: np.ndarray
+    docs: np.ndarray  # one row per document, or per passage when `passages` is set
     queries: np.ndarray
     encode_seconds: float  # corpus encoding time when computed now; the cached run's time otherwise
     cached: bool
+    passages: Passages | None = None
 
 
 ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text"}  # encoder type -> what it outputs
@@ -191,24 +199,31 @@ def make_encoder(kind: str, model: str, max_seq_length: int | None) -> Encoder:
     return TextPassthrough() if kind == "bm25" else SentenceEncoder(model, max_seq_length)
 
 
-def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> Embeddings:
-    """Encode corpus and queries, each cached on disk by model identity, dataset content and max length."""
+def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:
+    """Encode corpus (documents, or their passages under `chunking`) and queries, each cached on disk by
+    model identity, dataset content, max length and passage split."""
     if encoder.output == "text":
         return Embeddings(encoder.encode_docs(dataset.doc_texts), encoder.encode_queries(dataset.query_texts), 0.0, True)
     if encoder.frozen_backbone is not None:  # heads over a frozen backbone: its cached vectors, then the heads
         backbone = embed_dataset(SentenceEncoder(encoder.frozen_backbone.model, encoder.frozen_backbone.max_seq_length),
-                                 dataset, batch_size)
+                                 dataset, batch_size, chunking)
         started = time.perf_counter()
         docs = encoder.project(backbone.docs, "document")
         seconds = backbone.encode_seconds + time.perf_counter() - started
-        return Embeddings(docs, encoder.project(backbone.queries, "query"), seconds, backbone.cached)
+        return Embeddings(docs, encoder.project(backbone.queries, "query"), seconds, backbone.cached, backbone.passages)
     key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
+    passages = None
+    texts = dataset.doc_texts
+    if chunking is not None:
+        passages = split_passages(dataset.doc_texts, encoder.tokenizer, chunking)
+        texts = passages.texts
+        key["passages"] = [chunking.tokens, chunking.stride]
     started = time.perf_counter()
     timing: dict[str, float] = {}
 
     def encode_corpus() -> np.ndarray:
-        log.info("encoding %d documents with %s", dataset.n_docs, encoder.identity)
-        vectors = encoder.encode_docs(dataset.doc_texts, batch_size=batch_size, progress=True)
+        log.info("encoding %d %s with %s", len(texts), "passages" if passages else "documents", encoder.identity)
+        vectors = encoder.encode_docs(texts, batch_size=batch_size, progress=True)
         timing["seconds"] = time.perf_counter() - started
         return vectors
 
@@ -218,9 +233,10 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64) -> E
         encode_seconds = _stored_seconds(key)
     else:
         cached_array("corpus_seconds", key, lambda: np.array([encode_seconds]))
-    queries, _ = cached_array("queries", {**key, "side": "queries", "dataset": dataset.content_hash},
+    query_key = {k: v for k, v in key.items() if k != "passages"}
+    queries, _ = cached_array("queries", {**query_key, "side": "queries", "dataset": dataset.content_hash},
                               lambda: encoder.encode_queries(dataset.query_texts, batch_size=batch_size))
-    return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached)
+    return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached, passages=passages)
 
 
 def _stored_seconds(key: dict) -> float:

@@ -27,6 +27,8 @@ SCHEMA = pa.schema([
     ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
     ("encoder_mode", _STR),  # "pretrained", or how the harness trained it: "heads" (frozen backbone) or "full"
     ("encoder_train_s", _F64),  # NaN unless trained by the harness
+    ("chunking", _STR),  # JSON {tokens, stride, aggregate} when passages are indexed; "" = whole documents
+    ("n_chunks", _I64),  # passages indexed (0 = whole documents: one vector per document)
     ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
     ("k", _I64),
     ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
@@ -104,7 +106,7 @@ FILTER_SCHEMA = pa.schema([
 KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.
-ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan")}
+ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0}
 
 
 class SchemaError(ValueError):

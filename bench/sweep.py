@@ -18,6 +18,7 @@ import psutil
 from tqdm import tqdm
 
 from bench.cache import content_key
+from bench.chunking import Chunking, aggregate, first_documents
 from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset, load_dataset
 from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
@@ -157,11 +158,16 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     return cells, skipped
 
 
+SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max"}
+
+
 def _spec_key(encoder: EncoderSpec) -> dict:
-    """The encoder spec as it enters cell ids; an empty `train` is left out so ids predating it still match."""
+    """The encoder spec as it enters cell ids; fields added later are left out at their defaults, so cell ids
+    predating them still match."""
     key = dataclasses.asdict(encoder)
-    if not key["train"]:
-        del key["train"]
+    for name, default in SPEC_FIELDS_ADDED.items():
+        if key[name] == default:
+            del key[name]
     return key
 
 
@@ -236,7 +242,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue
         encoder = resolved[spec.name].load(data_root)
-        embeddings = embed_dataset(encoder, dataset, spec.batch_size)
+        embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
         encode_latency = measure_query_encoding(
             encoder, dataset.query_texts[: config.measure.encode_sample], config.measure.warmup)
@@ -246,8 +252,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
                   "encoder_params": encoder.n_parameters(), "encoder_mode": encoder.mode,
                   "encoder_train_s": encoder.train_seconds,
+                  "chunking": json.dumps(dataclasses.asdict(spec.chunking), sort_keys=True) if spec.chunking else "",
+                  "n_chunks": len(embeddings.passages.texts) if embeddings.passages else 0,
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
-        measurer = CellMeasurer(embeddings, dataset, config, shared, store.add, encode_latency, rerankers)
+        measurer = CellMeasurer(embeddings, dataset, config, shared, store.add, encode_latency, rerankers, spec.chunking)
         groups = measurer.prepare(pending)
         summary.computed += executor.run(measurer, groups, store.add, f"cells ({spec.name})", len(pending))
         del encoder, measurer
@@ -301,14 +309,17 @@ class CellMeasurer:
     as it is measured (the store, or a list an executor ships back)."""
 
     def __init__(self, embeddings: Embeddings, dataset: Dataset, config: SweepConfig, shared: dict,
-                 sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers):
+                 sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers,
+                 chunking: Chunking | None = None):
         self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
         self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
         self.build_threads = _threads(self.settings.build_threads)
         self.batch_threads = _threads(self.settings.throughput_threads)
         self.rerank_threads = _threads(config.rerank.threads) if config.rerank.rerankers else 1
         self._rerank_latency: dict[tuple[str, int], LatencyStats] = {}
-        self.truth = np.empty((0, 0), dtype=np.int64)
+        self.truth = np.empty((0, 0), dtype=np.int64)  # exact top documents at the deepest K or R needed
+        self.truth_at: dict[int, np.ndarray] = {}  # K -> exact top-K, aggregated to documents when chunked
+        self.chunking = chunking
 
     def portable(self) -> "CellMeasurer":
         """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
@@ -321,10 +332,19 @@ class CellMeasurer:
         """Compute the ground truth these cells need; returns them grouped by build tuple (one index each)."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
         # ground truth: exact inner-product search, or for text backends BM25 with default parameters
-        self.truth = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
-                                     EXACT_BACKEND[cells[0].backend]).ids
+        exact = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
+                                EXACT_BACKEND[cells[0].backend])
+        self.truth = self._to_documents(exact, depth).ids
+        self.truth_at = {k: self._to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
+                         for k in {c.k for c in cells}}
         ordered = sorted(cells, key=lambda c: c.build_key)
         return [list(group) for _, group in itertools.groupby(ordered, key=lambda c: c.build_key)]
+
+    def _to_documents(self, hits: Neighbors, k: int) -> Neighbors:
+        """Passage hits aggregated to documents when the corpus is chunked; document hits unchanged."""
+        if self.chunking is None:
+            return hits
+        return aggregate(hits, self.embeddings.passages, self.chunking.aggregate, k)
 
     def measure_group(self, group: list[Cell], progress: tqdm | None = None) -> int:
         """Build the group's index once, then measure its cells (and their rerank children). Returns rows written."""
@@ -351,10 +371,14 @@ class CellMeasurer:
         """Measure and store one first-stage cell; returns its row, result lists and search latency."""
         sample = list(self.embeddings.queries[: self.settings.query_sample or None])  # rows, shape (d,)
         index.set_search(cell.k, **cell.search)
-        latency = measure_latency(index.query, sample, self.settings.warmup, self.settings.repeats)
+        search = index.query
+        if self.chunking is not None:  # the timed path includes mapping passages to distinct documents
+            passages = self.embeddings.passages
+            search = lambda vector: first_documents(index.query(vector), passages)  # noqa: E731
+        latency = measure_latency(search, sample, self.settings.warmup, self.settings.repeats)
         qps = measure_throughput(lambda: index.batch_query(self.embeddings.queries, self.batch_threads),
                                  len(self.embeddings.queries), self.settings.throughput_repeats)
-        result = index.batch_query(self.embeddings.queries, self.batch_threads)
+        result = self._to_documents(index.batch_query(self.embeddings.queries, self.batch_threads), cell.k)
         e2e = end_to_end(self.encode_latency, latency)
         row = {
             **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend,
@@ -362,7 +386,7 @@ class CellMeasurer:
             "search_params": json.dumps(cell.search, sort_keys=True), "k": cell.k,
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
-            "recall_at_k": recall_vs_exact(result.ids, self.truth[:, : cell.k]),
+            "recall_at_k": recall_vs_exact(result.ids, self.truth_at[cell.k]),
             "queries_short": int((result.ids < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
             **self._quality(result.ids),
