@@ -188,7 +188,7 @@ ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "t
 
 def _baseline_encoder(first: pd.DataFrame) -> str:
     """The pretrained bi-encoder (the first one by name), else the first dense encoder by name."""
-    dense = first[first["encoder_type"] != "bm25"]
+    dense = first[(first["encoder_type"] != "bm25") & (first["chunking"] == "")]
     pretrained = dense[(dense["encoder_type"] == "bi") & (dense["encoder_mode"] == "pretrained")]
     pool = pretrained if len(pretrained) else dense
     return sorted(pool["encoder"].unique())[0] if len(pool) else ""
@@ -197,12 +197,12 @@ def _baseline_encoder(first: pd.DataFrame) -> str:
 def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
     """Dense encoders side by side at exact search (K = 100 where measured), each tested against the
     pretrained bi-encoder; then each encoder through each ANN backend."""
-    dense = first[first["encoder_type"] != "bm25"]
+    dense = first[(first["encoder_type"] != "bm25") & (first["chunking"] == "")]
     if dense["encoder"].nunique() < 2:
         return []
     exact = dense[dense["backend"] == "exact"]
     k = 100 if (exact["k"] == 100).any() else int(exact["k"].max())
-    exact = exact[exact["k"] == k].drop_duplicates("encoder").set_index("encoder", drop=False)
+    exact = exact[exact["k"] == k].drop_duplicates("encoder").set_index("encoder", drop=False).rename_axis(None)
     name = _baseline_encoder(first)
     baseline, others = exact.loc[name], exact.drop(index=name).copy()
     others["label"] = others["encoder"]
@@ -251,6 +251,47 @@ def _scale_note(scale: pd.DataFrame | None) -> str:
         return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
     parts = [f"{r['backend']} {r['slope index_bytes']:.2f} / {r['slope search_p95_ms']:.2f}" for _, r in slopes.iterrows()]
     return f"measured log-log slopes in N ({slopes['sizes'].iloc[0]}), index bytes / p95 at fixed recall: " + "; ".join(parts)
+
+
+def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
+    """Whole documents vs passages of the same model: exact search at each K, paired tests at K = 100."""
+    chunked = first[first["chunking"] != ""]
+    if chunked.empty:
+        return []
+    models = set(chunked["model_identity"])
+    whole = first[(first["chunking"] == "") & first["model_identity"].isin(models) & (first["encoder_mode"] == "pretrained")]
+    rows = pd.concat([whole, chunked])
+    exact = rows[rows["backend"] == "exact"]
+    table = []
+    for (encoder, k), row in exact.groupby(["encoder", "k"]):
+        row = row.iloc[0]
+        spec = json.loads(row["chunking"]) if row["chunking"] else {}
+        ann = rows[(rows["encoder"] == encoder) & (rows["k"] == k) & (rows["backend"] != "exact")
+                   & (rows["recall_at_k"] >= 0.95)].sort_values("search_p95_ms").head(1)
+        table.append({
+            "encoder": encoder, "passages": f"{spec['tokens']} tokens, stride {spec['stride']}, {spec['aggregate']}"
+            if spec else "whole documents", "vectors": row["n_chunks"] or row["n_docs"], "K": k,
+            "corpus encode s": row["corpus_encode_s"], "index MB": row["index_bytes"] / MB,
+            "nDCG@10": row["ndcg_at_10"], "R@100": row["recall_at_100"], "MRR@10": row["rr_at_10"],
+            "exact p95 ms": row["search_p95_ms"],
+            "fastest ANN at recall >= 0.95": (f"{ann.iloc[0]['backend']} {ann.iloc[0]['config']}: "
+                                              f"{ann.iloc[0]['search_p95_ms']:.3f} ms p95, {ann.iloc[0]['index_bytes'] / MB:.1f} MB")
+            if len(ann) else "-"})
+    parts = ["## Long documents: passages vs whole documents", "",
+             "The same model over whole documents (truncated at its max length) and over token-window passages; "
+             "a search returns K passages, aggregated to at most K documents, so R@100 at K = 100 counts fewer "
+             "documents. Exact search per K; the fastest ANN cell with recall@K >= 0.95 (against exact search over "
+             "the same passages, after aggregation).", "", markdown_table(pd.DataFrame(table)), ""]
+    at = exact[exact["k"] == (100 if (exact["k"] == 100).any() else exact["k"].max())]
+    base = at[at["chunking"] == ""]
+    if len(base):
+        others = at[at["chunking"] != ""].copy()
+        others["label"] = others["encoder"]
+        tests = paired_tests(base.iloc[0], others, test=test)
+        parts += [f"Paired {'t-test' if test == 't' else 'Wilcoxon test'} on per-query nDCG@10 against "
+                  f"{base.iloc[0]['encoder']} (exact, K={base.iloc[0]['k']}), Holm-corrected:", "",
+                  markdown_table(tests), ""]
+    return parts
 
 
 def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple[str, str]:
@@ -318,6 +359,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
 
     first = frame[frame["r"] == 0]
     parts += _encoder_types(first, test)
+    parts += _chunking_section(first, test)
     dense = first[first["encoder_type"] != "bm25"]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["## Pareto frontiers", "",
               "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", "",

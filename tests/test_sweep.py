@@ -158,6 +158,11 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
     assert params["bi-heads"] == params["minilm"] + head and params["twin-heads"] == params["minilm"] + 2 * head
     assert frame.loc[["bi-heads", "twin-heads"], "encoder_train_s"].gt(0).all()
     assert frame.loc["minilm", "encoder_train_s"].isna().all()
+    from bench.report import build_report
+
+    text = build_report(read_results(config.results_path), ["t.parquet"], config.results_path.parent / "plots", "p/")
+    section = text.split("## Encoder types, trained like for like")[1].split("\n## ")[0]
+    assert "| twin-heads | twin-tower | heads |" in section and "p Holm" in section
     # trained once: a re-run measures nothing and trains nothing
     assert run_sweep(config).computed == 0
     from bench.config import ConfigError, parse_config
