@@ -30,6 +30,8 @@ from bench.metrics import per_query_quality, recall_vs_exact
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.store import ResultStore
 from bench.executors import Executor, LocalExecutor
+from bench.towers import TowerTrainConfig, train_towers
+from bench.towers import model_dir as tower_model_dir
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
 from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
 
@@ -92,14 +94,13 @@ class ResolvedEncoder:
     spec: EncoderSpec
     model: str  # a name or path; for encoders trained by the harness, their cache folder
     identity: str
-    train_dataset: Dataset | None = None  # set when the harness trains it
+    tower: TowerTrainConfig | None = None  # set when the harness trains it ...
+    train_dataset: Dataset | None = None  # ... on this dataset
 
     def load(self, data_root: Path | None) -> Encoder:
         """The encoder, trained first (once, cached) if the spec asks for training."""
-        if self.train_dataset is not None:
-            from bench.towers import train_towers
-
-            train_towers(tower_config(self.spec, self.train_dataset.name), data_root, dataset=self.train_dataset)
+        if self.tower is not None:
+            train_towers(self.tower, data_root, dataset=self.train_dataset)
             return SentenceEncoder(self.model, self.spec.max_seq_length)
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
 
@@ -109,13 +110,11 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
         return ResolvedEncoder(spec, spec.model, spec.type)
     if not spec.train:
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model))
-    from bench.towers import model_dir
-
     tower = tower_config(spec, config.dataset)
     synthetic = config.synthetic if tower.dataset == config.dataset else {}
     train = load_dataset(tower.dataset, tower.split, root=data_root, **synthetic)
-    folder = model_dir(tower, train)
-    return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", train)
+    folder = tower_model_dir(tower, train)
+    return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", tower, train)
 
 
 def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
