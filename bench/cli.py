@@ -105,6 +105,20 @@ def cmd_train_towers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_series(store: ResultStore, run, section, name: str) -> int:
+    """Run a measurement series into `store`, then print its report section and a summary line."""
+    started = time.perf_counter()
+    try:
+        written = run(store)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
+        return 130
+    print(section(store.load()))
+    print(f"{name}: {written} rows measured, {len(store.load())} in {store.path}; "
+          f"wall {time.perf_counter() - started:.1f}s")
+    return 0
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     from bench.report import scale_section
     from bench.scale import load_scale_config, run_scale
@@ -112,16 +126,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
     config = load_scale_config(args.config)
     store = ResultStore(args.results or config.results_path, SCALE_SCHEMA)
-    started = time.perf_counter()
-    try:
-        written = run_scale(config, data_root=args.data_dir, store=store)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
-        return 130
-    print(scale_section(store.load()))
-    print(f"{config.name}: {written} rows measured, {len(store.load())} in {store.path}; "
-          f"wall {time.perf_counter() - started:.1f}s")
-    return 0
+    return _run_series(store, lambda s: run_scale(config, data_root=args.data_dir, store=s), scale_section, config.name)
 
 
 def cmd_filters(args: argparse.Namespace) -> int:
@@ -131,16 +136,8 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
     config = load_filter_config(args.config)
     store = ResultStore(args.results or config.results_path, FILTER_SCHEMA)
-    started = time.perf_counter()
-    try:
-        written = run_filters(config, data_root=args.data_dir, store=store)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
-        return 130
-    print(filters_section(store.load()))
-    print(f"{config.name}: {written} rows measured, {len(store.load())} in {store.path}; "
-          f"wall {time.perf_counter() - started:.1f}s")
-    return 0
+    return _run_series(store, lambda s: run_filters(config, data_root=args.data_dir, store=s), filters_section,
+                       config.name)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

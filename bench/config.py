@@ -235,12 +235,28 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
     return spec
 
 
-def load_config(path: Path | str) -> SweepConfig:
+def read_toml(path: Path | str) -> dict:
+    """A TOML file's tables; a missing or malformed file is a ConfigError naming it."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    return parse_config(raw, str(path))
+
+
+@dataclass(frozen=True)
+class SeriesOutput:
+    """Where a measurement series (scale, filters) writes, and the hash its rows carry."""
+
+    @property
+    def results_path(self) -> Path:
+        return Path(self.results or f"results/{self.name}.parquet")
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_config(path: Path | str) -> SweepConfig:
+    return parse_config(read_toml(path), str(path))

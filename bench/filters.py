@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.cache import content_key
-from bench.config import ConfigError, MeasureSpec, from_table
+from bench.config import ConfigError, MeasureSpec, SeriesOutput, read_toml, from_table
 from bench.datasets import load_dataset
 from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset
 from bench.env import host_id, run_metadata
@@ -53,7 +53,7 @@ class FilterBackend:
 
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(SeriesOutput):
     name: str
     backends: list[FilterBackend]
     dataset: str = "scifact"
@@ -68,24 +68,10 @@ class FilterConfig:
     measure: MeasureSpec = MeasureSpec()
     results: str = ""
 
-    @property
-    def results_path(self) -> Path:
-        return Path(self.results or f"results/{self.name}.parquet")
-
-    def config_hash(self) -> str:
-        return content_key(dataclasses.asdict(self))[:12]
-
 
 def load_filter_config(path: Path | str) -> FilterConfig:
-    import tomllib
-
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    raw = read_toml(path)
     backends = [from_table(FilterBackend, b, f"{path}: backends[{i}]") for i, b in enumerate(raw.pop("backends", []))]
     measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{path}: measure")
     config = from_table(FilterConfig, {**raw, "backends": backends, "measure": measure}, str(path))

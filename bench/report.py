@@ -217,7 +217,7 @@ def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
         if encoder in tests.index:
             t = tests.loc[encoder]
             entry.update({"delta": t["delta"], "p": t["p"], "p Holm": t["p_holm"],
-                          "better / worse": f"{t['improved']} / {t['worsened']}"})
+                          "better / worse": f"{int(t['improved'])} / {int(t['worsened'])}"})
         rows.append(entry)
     ann = []
     for (encoder, backend), group in dense[(dense["k"] == k) & (dense["backend"] != "exact")].groupby(["encoder", "backend"]):
@@ -236,7 +236,10 @@ def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
             f"or `full` fine-tuning (`bench train-towers`; same backbone, data, loss, steps and seed within a mode, "
             f"only weight sharing differs). Parameters count distinct weights: a twin tower counts both towers, a "
             f"frozen backbone shared by two heads once. Paired {'t-test' if test == 't' else 'Wilcoxon test'} on "
-            f"per-query nDCG@10 against {name}, Holm-corrected over the {len(tests)} comparisons.", "",
+            f"per-query nDCG@10 against {name}, Holm-corrected over the {len(tests)} comparisons. Where train and "
+            f"test share relevant documents (SciFact does), part of a trained encoder's gain can be a learned "
+            f"document prior: `make seen-positives` splits the test queries by that (results/seen_positives.md).",
+            "",
             markdown_table(pd.DataFrame(rows)), "",
             f"The same encoders through the ANN grid (K={k}): per encoder and backend, the highest recall@K reached "
             "and the fastest cell with recall@K >= 0.95.", "", markdown_table(pd.DataFrame(ann)), ""]
@@ -460,10 +463,11 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
 
 def scale_section(frame: pd.DataFrame) -> str:
     """Markdown for the scale series: one row per backend, vector source and N, then the log-log slopes."""
-    from bench.scale import growth
+    from bench.scale import growth, latest
 
     if frame.empty:
         return ""
+    frame = latest(frame)
     rows = frame.assign(order=frame["source"].map({"real": 0, "gmm": 1})).sort_values(["backend", "n", "order"])
     table = pd.DataFrame({
         "backend": rows["backend"], "vectors": rows["source"], "N": rows["n"].map("{:,}".format),

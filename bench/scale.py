@@ -30,7 +30,7 @@ import pandas as pd
 import psutil
 
 from bench.cache import cached_array, content_key
-from bench.config import ConfigError, MeasureSpec, as_lists, from_table, grid
+from bench.config import ConfigError, MeasureSpec, SeriesOutput, read_toml, as_lists, from_table, grid
 from bench.datasets import load_dataset
 from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset
 from bench.env import host_id, run_metadata
@@ -57,7 +57,7 @@ class ScaleBackend:
 
 
 @dataclass(frozen=True)
-class ScaleConfig:
+class ScaleConfig(SeriesOutput):
     name: str
     backends: list[ScaleBackend]
     dataset: str = "scifact"
@@ -72,13 +72,6 @@ class ScaleConfig:
     seed: int = 0
     measure: MeasureSpec = MeasureSpec()
     results: str = ""
-
-    @property
-    def results_path(self) -> Path:
-        return Path(self.results or f"results/{self.name}.parquet")
-
-    def config_hash(self) -> str:
-        return content_key(dataclasses.asdict(self))[:12]
 
 
 _SIZE_RULE = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?sqrt\(N\)\s*$")
@@ -95,15 +88,8 @@ def resolve_size_rule(value: Any, n: int, where: str) -> Any:
 
 
 def load_scale_config(path: Path | str) -> ScaleConfig:
-    import tomllib
-
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    raw = read_toml(path)
     backends = []
     for i, b in enumerate(raw.pop("backends", [])):
         spec = from_table(ScaleBackend, b, f"{path}: backends[{i}]")
@@ -293,10 +279,16 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
 # ---------------------------------------------------------------- analysis
 
 
+def latest(frame: pd.DataFrame) -> pd.DataFrame:
+    """The newest row per (host, source, N, backend): rows of an earlier grid stay in the file but not in tables."""
+    return frame.sort_values("timestamp").drop_duplicates(["host_id", "source", "n", "backend"], keep="last")
+
+
 def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_delta_bytes", "search_p50_ms",
                                           "search_p95_ms")) -> pd.DataFrame:
     """Per backend, the log-log slope of each column against N over the generator's rows (>= 2 sizes)."""
     rows = []
+    frame = latest(frame)
     sampled = frame[frame["source"] == "gmm"]
     for backend, group in sampled.groupby("backend"):
         group = group.sort_values("n")
