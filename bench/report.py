@@ -498,7 +498,8 @@ def scale_section(frame: pd.DataFrame) -> str:
         markdown_table(table), "",
         f"Serialized index / predicted: {ratio.min():.4f} to {ratio.max():.4f} over {len(ratio)} rows "
         f"(largest deviation {100 * (ratio - 1).abs().max():.2f}%).", "",
-        "Log-log slopes against N over the generator's sizes (1 = linear growth):", "",
+        "Log-log slopes against N over the generator's configured sizes (1 = linear growth). RSS growth is only "
+        "meaningful at large N: at small N the allocator reuses freed memory and the growth reads near 0.", "",
         markdown_table(slopes, ".3f") if len(slopes) else "(fewer than two sizes measured)", "",
     ])
 

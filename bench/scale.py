@@ -286,10 +286,12 @@ def latest(frame: pd.DataFrame) -> pd.DataFrame:
 
 def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_delta_bytes", "search_p50_ms",
                                           "search_p95_ms")) -> pd.DataFrame:
-    """Per backend, the log-log slope of each column against N over the generator's rows (>= 2 sizes)."""
+    """Per backend, the log-log slope of each column against N over the configured sizes (>= 2 needed): the
+    generator's rows, less its comparison point at the real corpus size."""
     rows = []
     frame = latest(frame)
-    sampled = frame[frame["source"] == "gmm"]
+    real_sizes = set(frame.loc[frame["source"] == "real", "n"])
+    sampled = frame[(frame["source"] == "gmm") & ~frame["n"].isin(real_sizes)]
     for backend, group in sampled.groupby("backend"):
         group = group.sort_values("n")
         if group["n"].nunique() < 2:
