@@ -34,7 +34,8 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out["config"] = out["build_params"].map(_params) + " / " + out["search_params"].map(_params)
     out["stage2"] = np.where(out["r"] > 0, out["reranker"] + " a=" + out["fusion_alpha"].map("{:.2f}".format), "-")
     out["memory_mb"] = (out["index_bytes"] + 4 * (out["encoder_params"] + out["reranker_params"])) / MB
-    out["embeddings_mb"] = out["n_docs"] * out["dim"] * 4 / MB
+    vectors = out["n_chunks"].where(out["n_chunks"] > 0, out["n_docs"])  # passages when chunked
+    out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
     return out
 
 
@@ -252,8 +253,9 @@ def _scale_note(scale: pd.DataFrame | None) -> str:
     slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
     if slopes.empty:
         return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
-    parts = [f"{r['backend']} {r['slope index_bytes']:.2f} / {r['slope search_p95_ms']:.2f}" for _, r in slopes.iterrows()]
-    return f"measured log-log slopes in N ({slopes['sizes'].iloc[0]}), index bytes / p95 at fixed recall: " + "; ".join(parts)
+    bytes_slopes = ", ".join(f"{r['backend']} {r['slope index_bytes']:.2f}" for _, r in slopes.iterrows())
+    p95_slopes = ", ".join(f"{r['backend']} {r['slope search_p95_ms']:.2f}" for _, r in slopes.iterrows())
+    return f"measured (N {slopes['sizes'].iloc[0]}): index bytes ~ N^({bytes_slopes}); p95 at fixed recall ~ N^({p95_slopes})"
 
 
 def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
