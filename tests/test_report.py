@@ -22,7 +22,7 @@ def table():
         "k": 100, "r": 20 if name == "rerank" else 0, "reranker": "ce" if name == "rerank" else "",
         "fusion_alpha": 0.5 if name == "rerank" else np.nan, "ndcg_at_10": ndcg, "recall_at_k": recall,
         "e2e_p50_ms": p95 / 2, "e2e_p95_ms": p95, "index_bytes": int(mb * 2**20), "encoder_params": 0,
-        "reranker_params": 0, "n_docs": 1000, "dim": 8,
+        "reranker_params": 0, "n_docs": 1000, "n_chunks": 0, "dim": 8,
     } for i, (name, p95, mb, ndcg, recall) in enumerate(rows)])
 
 
