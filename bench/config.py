@@ -246,9 +246,20 @@ def read_toml(path: Path | str) -> dict:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
 
 
-@dataclass(frozen=True)
-class SeriesOutput:
-    """Where a measurement series (scale, filters) writes, and the hash its rows carry."""
+@dataclass(frozen=True, kw_only=True)
+class SeriesConfig:
+    """What a measurement series (scale, filters) shares: the embeddings it measures on (a model over a
+    dataset split), K, seed, timing settings, where it writes, and the hash its rows carry."""
+
+    name: str
+    dataset: str = "scifact"
+    split: str = "test"
+    model: str = DEFAULT_MODEL
+    max_seq_length: int = 256
+    k: int = 10
+    seed: int = 0
+    measure: MeasureSpec = MeasureSpec()
+    results: str = ""  # parquet path; default results/<name>.parquet
 
     @property
     def results_path(self) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Callable, Protocol
+from typing import Protocol
 
 from tqdm import tqdm
 
@@ -21,14 +21,14 @@ HARDWARE_COLUMNS = ("host_id", "cpu_model", "n_cpus", "memory_gb", "platform")
 
 
 class Executor(Protocol):
-    def run(self, measurer, groups: list, write: Callable[[dict], None], desc: str, total: int) -> int:
-        """Measure every group with `measurer`, passing each row to `write`; returns rows written."""
+    def run(self, measurer, groups: list, desc: str, total: int) -> int:
+        """Measure every group with `measurer`; each row ends in `measurer.sink` here. Returns rows written."""
 
 
 class LocalExecutor:
     """Groups one after another in this process; rows are written as they are measured."""
 
-    def run(self, measurer, groups: list, write: Callable[[dict], None], desc: str, total: int) -> int:
+    def run(self, measurer, groups: list, desc: str, total: int) -> int:
         progress = tqdm(total=total, desc=desc, unit="cell")
         try:
             return sum(measurer.measure_group(group, progress) for group in groups)
@@ -66,7 +66,7 @@ class RayExecutor:
         ray.init(**options, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
         self._started = True
 
-    def run(self, measurer, groups: list, write: Callable[[dict], None], desc: str, total: int) -> int:
+    def run(self, measurer, groups: list, desc: str, total: int) -> int:
         import ray
 
         self._init()
@@ -81,7 +81,7 @@ class RayExecutor:
                 done, pending = ray.wait(pending, num_returns=1)
                 for rows in ray.get(done):
                     for row in rows:
-                        write(row)
+                        measurer.sink(row)
                     written += len(rows)
                     progress.update(sum(1 for row in rows if row["r"] == 0))
         finally:

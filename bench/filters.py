@@ -29,9 +29,9 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.cache import content_key
-from bench.config import ConfigError, MeasureSpec, SeriesOutput, read_toml, from_table
+from bench.config import ConfigError, MeasureSpec, SeriesConfig, read_toml, from_table
 from bench.datasets import load_dataset
-from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset
+from bench.encoders import SentenceEncoder, embed_dataset
 from bench.env import host_id, run_metadata
 from bench.indexes import make_index
 from bench.indexes.base import AllowedIds, AnnIndex, ParamError, cpu_count
@@ -53,20 +53,11 @@ class FilterBackend:
 
 
 @dataclass(frozen=True)
-class FilterConfig(SeriesOutput):
-    name: str
+class FilterConfig(SeriesConfig):
     backends: list[FilterBackend]
-    dataset: str = "scifact"
-    split: str = "test"
-    model: str = DEFAULT_MODEL
-    max_seq_length: int = 256
     selectivities: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.5])
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
-    k: int = 10
     inflation_cap: int = 1000  # most candidates a post-filter asks for
-    seed: int = 0
-    measure: MeasureSpec = MeasureSpec()
-    results: str = ""
 
 
 def load_filter_config(path: Path | str) -> FilterConfig:

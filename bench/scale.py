@@ -30,9 +30,9 @@ import pandas as pd
 import psutil
 
 from bench.cache import cached_array, content_key
-from bench.config import ConfigError, MeasureSpec, SeriesOutput, read_toml, as_lists, from_table, grid
+from bench.config import ConfigError, MeasureSpec, SeriesConfig, read_toml, as_lists, from_table, grid
 from bench.datasets import load_dataset
-from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset
+from bench.encoders import SentenceEncoder, embed_dataset
 from bench.env import host_id, run_metadata
 from bench.indexes import exact_neighbors, make_index
 from bench.indexes.base import ParamError, cpu_count
@@ -57,21 +57,12 @@ class ScaleBackend:
 
 
 @dataclass(frozen=True)
-class ScaleConfig(SeriesOutput):
-    name: str
+class ScaleConfig(SeriesConfig):
     backends: list[ScaleBackend]
-    dataset: str = "scifact"
-    split: str = "test"
-    model: str = DEFAULT_MODEL
-    max_seq_length: int = 256
     sizes: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000])
     real: bool = True  # also measure the real embeddings (N = corpus size) and the generator at that N
-    k: int = 10
     target_recall: float = 0.95
     components: int = 64  # Gaussian mixture components
-    seed: int = 0
-    measure: MeasureSpec = MeasureSpec()
-    results: str = ""
 
 
 _SIZE_RULE = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?sqrt\(N\)\s*$")

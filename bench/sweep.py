@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -105,6 +106,12 @@ class ResolvedEncoder:
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
 
 
+@lru_cache(maxsize=4)
+def _training_split(name: str, split: str, data_root: Path | None, synthetic: tuple) -> Dataset:
+    """A training split, read once however many trained encoders use it."""
+    return load_dataset(name, split, root=data_root, **dict(synthetic))
+
+
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
     if ENCODER_TYPES[spec.type] == "text":
         return ResolvedEncoder(spec, spec.model, spec.type)
@@ -112,7 +119,7 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model))
     tower = tower_config(spec, config.dataset)
     synthetic = config.synthetic if tower.dataset == config.dataset else {}
-    train = load_dataset(tower.dataset, tower.split, root=data_root, **synthetic)
+    train = _training_split(tower.dataset, tower.split, data_root, tuple(sorted(synthetic.items())))
     folder = tower_model_dir(tower, train)
     return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", tower, train)
 
@@ -256,7 +263,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
         measurer = CellMeasurer(embeddings, dataset, config, shared, store.add, encode_latency, rerankers, spec.chunking)
         groups = measurer.prepare(pending)
-        summary.computed += executor.run(measurer, groups, store.add, f"cells ({spec.name})", len(pending))
+        summary.computed += executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
         del encoder, measurer
         gc.collect()
     return summary

@@ -206,6 +206,8 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, datase
     import torch
     from tqdm import tqdm
 
+    from bench.train_cross import warmup_then_decay
+
     dataset = dataset or load_dataset(config.dataset, config.split, root=data_root)
     target = model_dir(config, dataset)
     if (target / "training.json").exists():
@@ -230,8 +232,7 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, datase
     optimizer = torch.optim.AdamW(trainable, lr=config.lr)
     steps_per_epoch = len(examples) // config.batch_size
     total = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warmup (10%) and decay
-        optimizer, lambda s: min((s + 1) / max(1.0, 0.1 * total), max(0.0, 1 - s / total)))
+    scheduler = warmup_then_decay(optimizer, total)
     losses, started = [], time.perf_counter()
     model.train()
     for epoch in range(config.epochs):

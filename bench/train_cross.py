@@ -81,6 +81,14 @@ def ranking_loss(logits, loss: str, margin: float = 1.0):
     raise ValueError(f"unknown loss '{loss}'")
 
 
+def warmup_then_decay(optimizer, total_steps: int):
+    """Learning rate: linear warmup over the first 10% of `total_steps`, then linear decay to 0."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(1.0, 0.1 * total_steps), max(0.0, 1 - s / total_steps)))
+
+
 def platt_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(a, b) minimizing the log loss of sigmoid(a * score + b)."""
     from scipy.optimize import minimize
@@ -157,9 +165,7 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     steps_per_epoch = (len(examples) + config.batch_queries - 1) // config.batch_queries
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warmup (10%) and decay
-        optimizer, lambda s: min((s + 1) / max(1, 0.1 * steps_per_epoch * config.epochs),
-                                 max(0.0, 1 - s / (steps_per_epoch * config.epochs))))
+    scheduler = warmup_then_decay(optimizer, steps_per_epoch * config.epochs)
     losses, started = [], time.perf_counter()
     model.train()
     from tqdm import tqdm

@@ -197,5 +197,5 @@ def test_ray_executor_gives_the_local_numbers(config, tmp_path):
 
 
 class LocalExecutorForCheck:
-    def run(self, measurer, groups, write, desc, total):
+    def run(self, measurer, groups, desc, total):
         raise AssertionError("nothing should be measured")
