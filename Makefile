@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/scifact.toml
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report scale filters seen-positives test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale filters test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -28,10 +28,6 @@ report: $(STAMP)
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)
 	$(PY) -m bench scale configs/scale.toml
-
-# Trained encoders on test queries whose relevant document was / was not a train positive.
-seen-positives: $(STAMP)
-	$(PY) benchmarks/seen_positives.py results/scifact.parquet > results/seen_positives.md
 
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)

@@ -83,9 +83,10 @@ def cmd_train_cross(args: argparse.Namespace) -> int:
     report = read_training(path)
     print(f"{path}\n  loss {report['loss_first_50']:.4f} (first 50 steps) -> {report['loss_last_50']:.4f} (last 50), "
           f"{report['steps']} steps in {report['train_seconds']:.0f}s\n"
-          f"  held-out train queries ({report['heldout_queries']}, top-{report['heldout_r']}): nDCG@10 first stage "
-          f"{report['heldout_ndcg_first_stage']:.4f}, cross-encoder {report['heldout_ndcg_cross_only']:.4f}, "
-          f"fused {report['heldout_ndcg_fused']:.4f} at alpha={report['alpha']}\n"
+          f"  trained on {report['train_queries']} train queries ({report['protocol']['guard']['reason']})\n"
+          f"  dev queries ({report['dev_queries']}, top-{report['dev_r']}): nDCG@10 first stage "
+          f"{report['dev_ndcg_first_stage']:.4f}, cross-encoder {report['dev_ndcg_cross_only']:.4f}, "
+          f"fused {report['dev_ndcg_fused']:.4f} at alpha={report['alpha']} (chosen on dev)\n"
           f"  Platt a={report['platt']['a']:.3f} b={report['platt']['b']:.3f}: ECE {report['ece_before']:.4f} -> "
           f"{report['ece_after']:.4f}")
     return 0
@@ -162,22 +163,48 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from bench.report import RECOMMEND_COLUMNS, Budget, NothingFits, recommend, with_derived
+    from bench.analysis import Budget, NothingFits, recommend, with_derived
+    from bench.report import ci
 
-    frame = with_derived(read_results(*args.results))
     try:
-        ranked = recommend(frame, Budget(args.p95_ms, args.memory_mb, args.min_recall), top=args.top)
-    except NothingFits as err:
-        print(f"nothing fits: {err}", file=sys.stderr)
-        return 1
-    best = ranked.iloc[0]
-    print(f"recommended: {best['encoder']} + {best['backend']} ({best['config']}), K={best['k']}, "
-          f"rerank: {best['stage2']} R={best['r']}\n  nDCG@10 {best['ndcg_at_10']:.4f}, recall@K "
-          f"{best['recall_at_k']:.4f}, end-to-end p50 {best['e2e_p50_ms']:.3f} ms / p95 {best['e2e_p95_ms']:.3f} ms, "
-          f"memory {best['memory_mb']:.1f} MB\nrunners-up:")
-    pd.set_option("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 70)
-    print(ranked.iloc[1:][RECOMMEND_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        budget = Budget(args.p95_ms, args.memory_mb, args.min_recall)
+    except ValueError as err:
+        raise ConfigError(f"recommend: {err}") from None
+    if args.top < 1:
+        raise ConfigError(f"recommend: --top must be >= 1, got {args.top}")
+    frame = with_derived(read_results(*args.results))
+    if frame.empty:
+        raise SchemaError(f"{', '.join(map(str, args.results))}: no rows")
+    for dataset, rows in frame.groupby("dataset"):
+        try:
+            choice = recommend(rows, budget, exclude_seen=args.exclude_seen)
+        except NothingFits as err:
+            print(f"{dataset}: nothing fits: {err}", file=sys.stderr)
+            return 1
+        pick, source = choice.pick, pick_source(rows)
+        seen = "  [a model in it saw documents the evaluation queries judge, in training]\n" if pick["saw_eval_docs"] else ""
+        print(f"{dataset}: recommended {pick['pipeline']}\n{seen}"
+              f"  dev nDCG@10 {ci(*choice.dev_interval())} ({source}), test nDCG@10 {ci(*choice.test_interval())} "
+              f"(95% t-intervals; test reported once, for this pick)\n"
+              f"  recall@K {pick['recall_at_k']:.3f}, end-to-end p50 {pick['e2e_p50_ms']:.3g} ms / p95 "
+              f"{pick['e2e_p95_ms']:.3g} ms, memory {pick['memory_mb']:.1f} MB\n"
+              f"  rule: dev-best {choice.dev_best['pipeline']} (dev {choice.dev_best['dev_ndcg_at_10']:.3f}); "
+              f"{len(choice.ties)} of {choice.candidates} rows within the budget are not significantly below it on dev "
+              f"(one-sided paired t-test, p >= 0.05); the cheapest of them is the pick (its p = {choice.p_vs_best:.2g})")
+        others = choice.ties.drop(index=pick.name).sort_values(["e2e_p95_ms", "memory_mb"]).head(args.top - 1)
+        if len(others):
+            print("  other tied rows, cheapest first:")
+            pd.set_option("display.width", 200, "display.max_columns", 10, "display.max_colwidth", 90)
+            print(pd.DataFrame({"pipeline": others["pipeline"], "dev nDCG@10": others["dev_ndcg_at_10"].round(3),
+                                "e2e p95 ms": others["e2e_p95_ms"].map("{:.3g}".format),
+                                "memory MB": others["memory_mb"].round(1)}).to_string(index=False))
     return 0
+
+
+def pick_source(rows: pd.DataFrame) -> str:
+    n_dev = int(rows["n_dev_queries"].iloc[0])
+    return f"{n_dev} dev queries: {rows['dev_source'].iloc[0]}" if n_dev else \
+        "NO dev queries: chosen on the test queries themselves"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--p95-ms", type=float, required=True, help="end-to-end p95 latency budget per query")
     recommend.add_argument("--memory-mb", type=float, required=True, help="index + model weights budget")
     recommend.add_argument("--min-recall", type=float, default=0.0, help="minimum recall@K against exact search")
-    recommend.add_argument("--top", type=int, default=5)
+    recommend.add_argument("--top", type=int, default=5, help="rows to show: the pick and the tied rows after it")
+    recommend.add_argument("--exclude-seen", action="store_true",
+                           help="leave out models trained on documents the evaluation queries judge")
     recommend.set_defaults(func=cmd_recommend)
     summary = commands.add_parser("summary", help="print the main columns of results files")
     summary.add_argument("results", nargs="+", type=Path)

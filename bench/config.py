@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.encoders import DEFAULT_MODEL, ENCODER_TYPES
+from bench.splits import Protocol
 
 
 class ConfigError(ValueError):
@@ -79,7 +80,7 @@ class RerankerSpec:
     """A cross-encoder: a model by name or path, or `train` options for `bench train-cross` (trained once, cached).
 
     `alpha`: fusion weights to sweep, each a number in [0, 1] (1 = the cross-encoder alone) or
-    "heldout" (the weight chosen on held-out train queries when the harness trained the model).
+    "dev" (the weight chosen on the dev queries when the harness trained the model).
     """
 
     name: str
@@ -92,7 +93,7 @@ class RerankerSpec:
 
 @dataclass(frozen=True)
 class RerankSpec:
-    """The second stage: every first-stage cell with K in `k` and recall@K >= `min_recall_at_k` is reranked."""
+    """The second stage: every first-stage cell with K in `k` and dev recall@K >= `min_recall_at_k` is reranked."""
 
     rerankers: list[RerankerSpec] = field(default_factory=list)
     r: list[int] = field(default_factory=lambda: [10, 20, 50, 100])
@@ -116,6 +117,7 @@ class SweepConfig:
     max_queries: int = 0  # 0 = every judged query of the split
     synthetic: dict[str, int] = field(default_factory=dict)  # generator options for dataset = "synthetic"
     rerank: RerankSpec = RerankSpec()
+    protocol: Protocol = Protocol()  # dev queries and the leakage guard (bench.splits)
 
     @property
     def results_path(self) -> Path:
@@ -140,7 +142,7 @@ def from_table(cls, raw: Any, where: str):
         raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
     try:
         return cls(**raw)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
@@ -171,8 +173,14 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         raise ConfigError(f"{source}: missing required key {err}") from None
     measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{source}: measure")
     rerank = _parse_rerank(raw.pop("rerank", {}), f"{source}: rerank")
+    protocol = raw.pop("protocol", {})
+    if not isinstance(protocol, dict):
+        raise ConfigError(f"{source}: protocol: expected a table, got {type(protocol).__name__}")
+    if "test_split" in protocol:
+        raise ConfigError(f"{source}: protocol.test_split: the test split is the config's `split`")
+    protocol = from_table(Protocol, {**protocol, "test_split": raw.get("split", "test")}, f"{source}: protocol")
     config = from_table(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure,
-                                 "rerank": rerank}, source)
+                                 "rerank": rerank, "protocol": protocol}, source)
     ks = config.k if isinstance(config.k, list) else [config.k]
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ConfigError(f"{source}: k must be a list of positive integers, got {config.k!r}")
@@ -224,10 +232,10 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
             raise ConfigError(f"{where}.rerankers[{i}]: give exactly one of 'model' or 'train'")
         alphas = spec.alpha if isinstance(spec.alpha, list) else [spec.alpha]
         for a in alphas:
-            if a != "heldout" and not (isinstance(a, (int, float)) and 0 <= a <= 1):
-                raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'heldout'")
-            if a == "heldout" and not spec.train:
-                raise ConfigError(f"{where}.rerankers[{i}].alpha: 'heldout' needs a model trained by the harness")
+            if a != "dev" and not (isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1):
+                raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'dev'")
+            if a == "dev" and not spec.train:
+                raise ConfigError(f"{where}.rerankers[{i}].alpha: 'dev' needs a model trained by the harness")
         rerankers.append(dataclasses.replace(spec, alpha=alphas))
     spec = from_table(RerankSpec, {**raw, "rerankers": rerankers}, where)
     if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in spec.r):

@@ -212,9 +212,14 @@ def synthetic_dataset(
 ) -> Dataset:
     """Documents drawn from topic vocabularies; query i copies words of document `i * step`, its one relevant doc.
 
+    Splits: "test" and "train", as SciFact; "train" has its own queries (ids `train-q<i>`), made from the
+    documents halfway between the test queries' sources, so the two splits never judge the same document.
+
     Each topic owns a disjoint vocabulary of pseudo-words, so a query shares its words with its source
     document and that document's topic, and nothing else: a sensible encoder ranks the source first.
     """
+    if split not in ("test", "train"):
+        raise DatasetError(f"synthetic: qrels/{split}.tsv missing; splits present: ['test', 'train']")
     if n_docs < 1 or n_queries < 1 or n_queries > n_docs:
         raise DatasetError(f"synthetic: need 1 <= n_queries ({n_queries}) <= n_docs ({n_docs})")
     rng = np.random.default_rng(seed)
@@ -223,10 +228,13 @@ def synthetic_dataset(
     doc_words = [rng.choice(vocab[t], size=doc_len) for t in topics]
     doc_texts = [" ".join(words) for words in doc_words]
     step = n_docs // n_queries
-    sources = [i * step for i in range(n_queries)]
+    offset = 0 if split == "test" or step < 2 else step // 2
+    sources = [i * step + offset for i in range(n_queries)]
+    if split != "test":
+        rng = np.random.default_rng([seed, *split.encode()])  # same corpus, other queries
     query_texts = [" ".join(rng.choice(doc_words[s], size=query_len, replace=False)) for s in sources]
     doc_ids = [f"d{i}" for i in range(n_docs)]
-    query_ids = [f"q{i}" for i in range(n_queries)]
+    query_ids = [f"q{i}" if split == "test" else f"{split}-q{i}" for i in range(n_queries)]
     qrels = {qid: {doc_ids[s]: 1} for qid, s in zip(query_ids, sources)}
     params = f"{n_docs},{n_queries},{n_topics},{doc_len},{query_len},{seed}"
     return Dataset("synthetic", split, doc_ids, doc_texts, query_ids, query_texts, qrels,

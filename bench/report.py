@@ -1,132 +1,50 @@
-"""The report: cost table per encoder type, Pareto frontiers, K x R, significance, and a K/R recommender.
+"""The report: the protocol, cost table per encoder type, seen/unseen positives, Pareto frontiers, K x R,
+significance and recommendations under budgets, rendered as markdown and plots.
 
-Everything here is a pure function of the results rows, so `make report` on committed results
-regenerates `report.md` byte for byte. Memory footprint of a configuration = index bytes (which hold
-the vectors for every backend here) + float32 model weights of the query encoder and the reranker.
+Everything here is a pure function of the results rows, so `make report` on committed results regenerates
+`report.md` byte for byte. Every choice is made on the dev queries and reported once on the test queries
+(bench.analysis holds the statistics and the selection rules; this module only renders).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-MB = 2**20
+from bench.analysis import (ABBREVIATIONS, ALPHA, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, Choice, NothingFits,
+                            fastest_at_recall, paired_tests, pareto, per_query, recommend, seen_split, select,
+                            t_interval, with_derived)
+from bench.analysis import params_text as _params
 
-
-# Short names for long parameters in tables (the parquet keeps the library's names).
-ABBREVIATIONS = {"anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
-                 "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder",
-                 "ef_construction": "efC"}
-
-
-def _params(text: str) -> str:
-    return " ".join(f"{ABBREVIATIONS.get(k, k)}={v}" for k, v in json.loads(text).items()) or "-"
-
-
-def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows plus the columns the report reasons with."""
-    out = frame.copy()
-    out["config"] = out["build_params"].map(_params) + " / " + out["search_params"].map(_params)
-    out["stage2"] = np.where(out["r"] > 0, out["reranker"] + " a=" + out["fusion_alpha"].map("{:.2f}".format), "-")
-    out["memory_mb"] = (out["index_bytes"] + 4 * (out["encoder_params"] + out["reranker_params"])) / MB
-    vectors = out["n_chunks"].where(out["n_chunks"] > 0, out["n_docs"])  # passages when chunked
-    out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
-    return out
+# One colour per backend (and per reranking stage) in every plot.
+BACKEND_COLORS = {"exact": "#000000", "faiss_ivf": "#1f77b4", "hnsw": "#ff7f0e", "scann": "#2ca02c",
+                  "bm25s": "#d62728"}
+STAGE_COLORS = {"encode": "#9467bd", "search": "#1f77b4", "rerank": "#d62728"}
+K_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+INTERVAL_NOTE = ("Intervals: 95% t-interval of the mean over queries (scipy.stats.t); `±` gives its half-width. "
+                 "Quality figures carry 3 decimals: their intervals are a few hundredths wide.")
 
 
-# ---------------------------------------------------------------- significance
+def ci(mean: float, half: float) -> str:
+    """A mean with its 95% half-width, at the precision the interval supports."""
+    if np.isnan(half):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {half:.3f}"
 
 
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in input order."""
-    order = np.argsort(p_values)
-    m = len(p_values)
-    adjusted, running = np.empty(m), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
+def quality(row: pd.Series, split: str = "test", measures=("ndcg_at_10", "recall_at_100", "rr_at_10")) -> dict:
+    """Formatted quality columns of one row, each with its interval."""
+    names = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "rr_at_10": "MRR@10"}
+    prefix = "" if split == "test" else "dev "
+    return {f"{prefix}{names[m]}": ci(*t_interval(per_query(row, m, split))) for m in measures}
 
 
-def paired_tests(baseline: pd.Series, systems: pd.DataFrame, measure: str = "ndcg_at_10",
-                 test: str = "t") -> pd.DataFrame:
-    """Per-query paired test of each system row against the baseline row (t-test or Wilcoxon), Holm-corrected."""
-    base = pd.Series(baseline[f"q_{measure}"], index=baseline["query_ids"])
-    rows = []
-    for _, row in systems.iterrows():
-        other = pd.Series(row[f"q_{measure}"], index=row["query_ids"]).reindex(base.index)
-        if other.isna().any():
-            raise ValueError("paired test needs the same queries in both rows")
-        diff = other.to_numpy() - base.to_numpy()
-        if not diff.any():
-            p = 1.0
-        elif test == "wilcoxon":
-            p = float(stats.wilcoxon(other, base).pvalue)
-        else:
-            p = float(stats.ttest_rel(other, base).pvalue)
-        rows.append({"system": row["label"], measure: float(other.mean()), "delta": float(diff.mean()), "p": p,
-                     "improved": int((diff > 0).sum()), "worsened": int((diff < 0).sum())})
-    table = pd.DataFrame(rows)
-    if len(table):
-        table["p_holm"] = holm(table["p"].tolist())
-    return table
-
-
-# ---------------------------------------------------------------- Pareto
-
-
-def pareto(frame: pd.DataFrame, quality: str, cost: str) -> pd.DataFrame:
-    """Rows not dominated (higher quality at no higher cost), sorted by cost."""
-    ordered = frame.sort_values([cost, quality], ascending=[True, False])
-    best, keep = -np.inf, []
-    for index, value in ordered[quality].items():
-        if value > best:
-            keep.append(index)
-            best = value
-    return ordered.loc[keep]
-
-
-# ---------------------------------------------------------------- recommender
-
-
-class NothingFits(ValueError):
-    """No configuration meets the budgets."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    p95_ms: float
-    memory_mb: float
-    min_recall: float = 0.0
-
-
-def recommend(frame: pd.DataFrame, budget: Budget, top: int = 5) -> pd.DataFrame:
-    """Rows within the budget, best nDCG@10 first (ties: lower p95). Raises NothingFits."""
-    rows = frame if "memory_mb" in frame else with_derived(frame)
-    fits = rows[(rows["e2e_p95_ms"] <= budget.p95_ms) & (rows["memory_mb"] <= budget.memory_mb)
-                & (rows["recall_at_k"] >= budget.min_recall)]
-    if fits.empty:
-        fastest = rows.loc[rows["e2e_p95_ms"].idxmin()] if len(rows) else None
-        hint = (f"; the fastest configuration needs p95 {fastest['e2e_p95_ms']:.3f} ms and "
-                f"{fastest['memory_mb']:.1f} MB") if fastest is not None else ""
-        raise NothingFits(f"no configuration has end-to-end p95 <= {budget.p95_ms} ms, memory <= "
-                          f"{budget.memory_mb} MB and recall@K >= {budget.min_recall}{hint}")
-    return fits.sort_values(["ndcg_at_10", "e2e_p95_ms"], ascending=[False, True]).head(top)
-
-
-DEFAULT_BUDGETS = [Budget(2, 100), Budget(10, 100), Budget(50, 200), Budget(300, 200), Budget(1000, 200),
-                   Budget(5000, 200)]
-
-RECOMMEND_COLUMNS = ["encoder", "backend", "config", "k", "stage2", "r", "ndcg_at_10", "recall_at_k",
-                     "e2e_p50_ms", "e2e_p95_ms", "memory_mb"]
-
-
-# ---------------------------------------------------------------- rendering
+def _mark(row: pd.Series) -> str:
+    """A pipeline's label, marked when a model in it saw the evaluation queries' documents in training."""
+    return row["pipeline"] + (" [documents seen in training]" if row["saw_eval_docs"] else "")
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -141,28 +59,69 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join([header, rule, *body])
 
 
-def _plot(path: Path, series: list[tuple[str, pd.DataFrame]], x: str, y: str, xlabel: str, ylabel: str,
-          title: str, logx: bool = True) -> None:
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for label, rows in series:
-        rows = rows.sort_values(x)
-        ax.plot(rows[x], rows[y], marker="o", markersize=3, label=label)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    return plt
+
+
+def _readable_log_axis(axis) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    _pyplot().close(fig)
+
+
+def _facets(n: int):
+    plt = _pyplot()
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _frontier_plot(path: Path, panels: list[tuple[str, list[tuple[str, pd.DataFrame]]]], x: str, y: str,
+                   xlabel: str, ylabel: str, title: str) -> None:
+    """One panel per encoder, one frontier line per backend (same colour everywhere)."""
+    fig, axes = _facets(len(panels))
+    for ax, (panel, series) in zip(axes, panels):
+        for label, rows in series:
+            rows = rows.sort_values(x)
+            ax.plot(rows[x], rows[y], marker="o", markersize=3, label=label,
+                    color=BACKEND_COLORS.get(label.split(" ")[0], None))
+        ax.set_xscale("log")
+        _readable_log_axis(ax.xaxis)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- sections
 
 
 def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
@@ -170,8 +129,9 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
     first, last = frame["timestamp"].min(), frame["timestamp"].max()
     lines = [
         f"- results: {', '.join(sources)} ({len(frame)} rows, host {', '.join(sorted(frame['host_id'].unique()))})",
-        f"- dataset: {frame['dataset'].iloc[0]} / {frame['split'].iloc[0]}: {frame['n_docs'].iloc[0]} documents, "
-        f"{frame['n_queries'].iloc[0]} queries (dataset hash {frame['dataset_hash'].iloc[0]})",
+        f"- dataset: {frame['dataset'].iloc[0]}: {frame['n_docs'].iloc[0]} documents; {frame['n_queries'].iloc[0]} "
+        f"{frame['split'].iloc[0]} queries, {frame['n_dev_queries'].iloc[0]} dev queries "
+        f"(dataset hash {frame['dataset_hash'].iloc[0]})",
         f"- hardware: {frame['cpu_model'].iloc[0]}, {frame['n_cpus'].iloc[0]} cores, {frame['memory_gb'].iloc[0]} GB RAM; "
         f"{frame['platform'].iloc[0]}",
         f"- threads: latency 1 per query (search), throughput {frame['throughput_threads'].iloc[0]}, "
@@ -182,6 +142,35 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
                             zip(frame["git_sha"], frame["git_dirty"])})),
     ]
     return "\n".join(lines)
+
+
+def _protocol_lines(frame: pd.DataFrame) -> list[str]:
+    """The first lines of the report: which queries chose, which report, and what training saw."""
+    _, protocol = seen_split(frame)
+    source = frame["dev_source"].iloc[0]
+    n_dev, n_test = int(frame["n_dev_queries"].iloc[0]), int(frame["n_queries"].iloc[0])
+    lines = []
+    if n_dev == 0:
+        lines.append(f"**This dataset has no dev queries: every choice below and every reported number use the same "
+                     f"{n_test} {frame['split'].iloc[0]} queries, so the chosen rows' numbers are optimistic.**")
+    else:
+        lines.append(f"Settings, depths and every \"best\" row are chosen on {n_dev} dev queries ({source}), never "
+                     f"trained on; numbers are reported once, on the {n_test} {frame['split'].iloc[0]} queries, for what "
+                     f"was chosen. A choice takes the dev-best row, then the cheapest row whose dev nDCG@10 is not "
+                     f"significantly below it (one-sided paired t-test over the dev queries, p >= {ALPHA}): a tie goes to "
+                     f"the cheaper option (lower end-to-end p95, where p95s within {LATENCY_TIE:.0%} tie; then memory; "
+                     f"then higher recall@K).")
+    guard = protocol.get("guard")
+    if guard:
+        lines += ["", f"Leakage guard: {guard['reason']}; {guard['kept']} train queries trained on. Before it, "
+                  f"{guard['test_seen_share']:.1%} of test and {guard['dev_seen_share']:.1%} of dev queries have a "
+                  f"relevant document that is a train positive, and {guard['train_pairs_on_eval_docs']:.1%} of the "
+                  f"train (query, positive) pairs are on a dev/test relevant document."]
+        if frame["saw_eval_docs"].any():
+            lines += ["", "**Models trained on this dataset saw documents that its dev/test queries judge relevant; their "
+                      "rows are marked \"documents seen in training\" wherever they appear.**"]
+    lines += ["", INTERVAL_NOTE]
+    return lines
 
 
 ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "twin-tower"}
@@ -195,14 +184,30 @@ def _baseline_encoder(first: pd.DataFrame) -> str:
     return sorted(pool["encoder"].unique())[0] if len(pool) else ""
 
 
+def _reference_k(rows: pd.DataFrame) -> int:
+    return 100 if (rows["k"] == 100).any() else int(rows["k"].max())
+
+
+def _test_name(test: str) -> str:
+    return "paired t-test" if test == "t" else "Wilcoxon signed-rank test"
+
+
+def _tests_table(tests: pd.DataFrame, measure: str = "ndcg_at_10") -> pd.DataFrame:
+    return pd.DataFrame({
+        "system": tests["system"], "nDCG@10": [ci(m, h) for m, h in zip(tests[measure], tests["ci"])],
+        "delta": [ci(m, h) for m, h in zip(tests["delta"], tests["delta_ci"])],
+        "p": tests["p"].map(_p), "p Holm": tests["p_holm"].map(_p),
+        "better / worse": tests["improved"].astype(str) + " / " + tests["worsened"].astype(str)})
+
+
 def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
-    """Dense encoders side by side at exact search (K = 100 where measured), each tested against the
-    pretrained bi-encoder; then each encoder through each ANN backend."""
+    """Dense encoders side by side at exact search, each tested against the pretrained bi-encoder; then each
+    encoder's fastest cell per ANN backend reaching recall@K >= 0.95 on dev."""
     dense = first[(first["encoder_type"] != "bm25") & (first["chunking"] == "")]
     if dense["encoder"].nunique() < 2:
         return []
     exact = dense[dense["backend"] == "exact"]
-    k = 100 if (exact["k"] == 100).any() else int(exact["k"].max())
+    k = _reference_k(exact)
     exact = exact[exact["k"] == k].drop_duplicates("encoder").set_index("encoder", drop=False).rename_axis(None)
     name = _baseline_encoder(first)
     baseline, others = exact.loc[name], exact.drop(index=name).copy()
@@ -210,40 +215,79 @@ def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
     tests = paired_tests(baseline, others, test=test).set_index("system")
     rows = []
     for encoder, row in exact.sort_values(["encoder_type", "encoder_mode", "encoder"]).iterrows():
-        entry = {"encoder": encoder, "type": ENCODER_TYPE_NAMES.get(row["encoder_type"], row["encoder_type"]),
+        entry = {"encoder": encoder + (" [seen]" if row["saw_eval_docs"] else ""),
+                 "type": ENCODER_TYPE_NAMES.get(row["encoder_type"], row["encoder_type"]),
                  "training": row["encoder_mode"], "parameters": f"{row['encoder_params']:,}",
-                 "model MB": 4 * row["encoder_params"] / MB, "train s": row["encoder_train_s"],
-                 "corpus encode s": row["corpus_encode_s"], "query encode p50 ms": row["query_encode_p50_ms"],
-                 "nDCG@10": row["ndcg_at_10"], "R@100": row["recall_at_100"], "MRR@10": row["rr_at_10"]}
+                 "train s": row["encoder_train_s"], "corpus encode s": row["corpus_encode_s"],
+                 "query encode p50 ms": row["query_encode_p50_ms"], **quality(row, "dev", ("ndcg_at_10",)),
+                 **quality(row)}
         if encoder in tests.index:
             t = tests.loc[encoder]
-            entry.update({"delta": t["delta"], "p": t["p"], "p Holm": t["p_holm"],
+            entry.update({"delta nDCG@10": ci(t["delta"], t["delta_ci"]), "p Holm": _p(t["p_holm"]),
                           "better / worse": f"{int(t['improved'])} / {int(t['worsened'])}"})
         rows.append(entry)
     ann = []
     for (encoder, backend), group in dense[(dense["k"] == k) & (dense["backend"] != "exact")].groupby(["encoder", "backend"]):
-        good = group[group["recall_at_k"] >= 0.95].sort_values("search_p95_ms")
-        top = group.sort_values(["recall_at_k", "search_p95_ms"], ascending=[False, True]).iloc[0]
-        entry = {"encoder": encoder, "backend": backend, "cells": len(group), "best recall@K": top["recall_at_k"],
-                 "its p95 ms": top["search_p95_ms"]}
-        if len(good):
-            g = good.iloc[0]
-            entry.update({"fastest with recall@K >= 0.95": g["config"], "recall@K": g["recall_at_k"],
-                          "nDCG@10": g["ndcg_at_10"], "search p50 ms": g["search_p50_ms"], "search p95 ms": g["search_p95_ms"],
-                          "index MB": g["index_bytes"] / MB})
+        good = fastest_at_recall(group)
+        entry = {"encoder": encoder, "backend": backend, "cells": len(group),
+                 "best dev recall@K": f"{group['dev_recall_at_k'].max():.3f}"}
+        if good is not None:
+            entry.update({"fastest with dev recall@K >= 0.95": good["config"], "test recall@K": f"{good['recall_at_k']:.3f}",
+                          **quality(good, measures=("ndcg_at_10",)), "search p95 ms": f"{good['search_p95_ms']:.2g}",
+                          "index MB": f"{good['index_bytes'] / MB:.1f}"})
         ann.append(entry)
     return ["## Encoder types, trained like for like", "",
             f"Exact search, K={k}. `training`: pretrained, `heads` (linear projection heads over the frozen backbone) "
             f"or `full` fine-tuning (`bench train-towers`; same backbone, data, loss, steps and seed within a mode, "
-            f"only weight sharing differs). Parameters count distinct weights: a twin tower counts both towers, a "
-            f"frozen backbone shared by two heads once. Paired {'t-test' if test == 't' else 'Wilcoxon test'} on "
-            f"per-query nDCG@10 against {name}, Holm-corrected over the {len(tests)} comparisons. Where train and "
-            f"test share relevant documents (SciFact does), part of a trained encoder's gain can be a learned "
-            f"document prior: `make seen-positives` splits the test queries by that (results/seen_positives.md).",
-            "",
+            f"only weight sharing differs), on the protocol's training queries. {_test_name(test).capitalize()} on "
+            f"per-query test nDCG@10 against {name}, Holm-corrected (statsmodels) over the {len(tests)} comparisons; "
+            f"`delta` with its 95% t-interval. `[seen]`: trained on documents the evaluation queries judge.", "",
             markdown_table(pd.DataFrame(rows)), "",
-            f"The same encoders through the ANN grid (K={k}): per encoder and backend, the highest recall@K reached "
-            "and the fastest cell with recall@K >= 0.95.", "", markdown_table(pd.DataFrame(ann)), ""]
+            f"The same encoders through the ANN grid (K={k}): per encoder and backend, the highest dev recall@K reached "
+            "and the fastest cell reaching dev recall@K >= 0.95, with its test numbers.", "",
+            markdown_table(pd.DataFrame(ann)), ""]
+
+
+def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
+    """Every trained model's quality on test queries with / without a relevant document that is a train positive."""
+    seen_ids, protocol = seen_split(frame)
+    first = frame[frame["r"] == 0]
+    baseline_name = _baseline_encoder(first)
+    if not protocol.get("guard") or not baseline_name:
+        return []
+    exact = first[(first["backend"] == "exact") & (first["chunking"] == "")]
+    k = _reference_k(exact) if len(exact) else 0
+    base = exact[(exact["encoder"] == baseline_name) & (exact["k"] == k)]
+    if base.empty:
+        return []
+    base = base.iloc[0]
+    systems = [(row["encoder"], row, base) for _, row in
+               exact[(exact["k"] == k) & (exact["encoder_mode"] != "pretrained")].drop_duplicates("encoder").iterrows()]
+    reranked = frame[(frame["r"] > 0) & (frame["encoder"] == baseline_name) & (frame["backend"] == "exact")
+                     & (frame["k"] == k) & (frame["reranker_train_s"].notna())]
+    for stage2, rows in reranked.groupby("stage2"):
+        pick = select(rows)
+        systems.append((f"{baseline_name} exact K={k} + {stage2} R={pick['r']} (R chosen on dev)", pick, base))
+    if not systems:
+        return []
+    test_ids = list(per_query(base).index)
+    groups = [("seen", [q for q in test_ids if q in seen_ids]), ("unseen", [q for q in test_ids if q not in seen_ids])]
+    table, labels = [], []
+    for label, row, reference in systems:
+        entry = {"model": label + (" [seen]" if row["saw_eval_docs"] else "")}
+        for group, members in groups:
+            if not members:
+                continue
+            mine, theirs = per_query(row)[members], per_query(reference)[members]
+            entry[f"{group} ({len(members)}): nDCG@10"] = ci(*t_interval(mine))
+            entry[f"{group}: delta vs {baseline_name}"] = ci(*t_interval(mine - theirs))
+        table.append(entry)
+    return ["## What trained models gain on seen and unseen documents", "",
+            f"Test queries split by whether a relevant document is a positive of the train queries (before the guard; "
+            f"{len(groups[0][1])} seen, {len(groups[1][1])} unseen). A gain that sits on the seen group is a learned "
+            f"document prior, not retrieval skill. Each trained encoder at exact search (K={k}); each trained "
+            f"reranker on {baseline_name}'s exact top-K at its dev-chosen R; deltas against {baseline_name} exact "
+            "search on the same queries, with 95% t-intervals.", "", markdown_table(pd.DataFrame(table)), ""]
 
 
 def _scale_note(scale: pd.DataFrame | None) -> str:
@@ -259,7 +303,7 @@ def _scale_note(scale: pd.DataFrame | None) -> str:
 
 
 def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
-    """Whole documents vs passages of the same model: exact search at each K, paired tests at K = 100."""
+    """Whole documents vs passages of the same model: exact search at each K, paired tests at the reference K."""
     chunked = first[first["chunking"] != ""]
     if chunked.empty:
         return []
@@ -271,31 +315,28 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
     for (encoder, k), row in exact.groupby(["encoder", "k"]):
         row = row.iloc[0]
         spec = json.loads(row["chunking"]) if row["chunking"] else {}
-        ann = rows[(rows["encoder"] == encoder) & (rows["k"] == k) & (rows["backend"] != "exact")
-                   & (rows["recall_at_k"] >= 0.95)].sort_values("search_p95_ms").head(1)
+        ann = fastest_at_recall(rows[(rows["encoder"] == encoder) & (rows["k"] == k) & (rows["backend"] != "exact")])
         table.append({
             "encoder": encoder, "passages": f"{spec['tokens']} tokens, stride {spec['stride']}, {spec['aggregate']}"
             if spec else "whole documents", "vectors": row["n_chunks"] or row["n_docs"], "K": k,
-            "corpus encode s": row["corpus_encode_s"], "index MB": row["index_bytes"] / MB,
-            "nDCG@10": row["ndcg_at_10"], "R@100": row["recall_at_100"], "MRR@10": row["rr_at_10"],
-            "exact p95 ms": row["search_p95_ms"],
-            "fastest ANN at recall >= 0.95": (f"{ann.iloc[0]['backend']} {ann.iloc[0]['config']}: "
-                                              f"{ann.iloc[0]['search_p95_ms']:.3f} ms p95, {ann.iloc[0]['index_bytes'] / MB:.1f} MB")
-            if len(ann) else "-"})
+            "corpus encode s": f"{row['corpus_encode_s']:.0f}", "index MB": f"{row['index_bytes'] / MB:.1f}",
+            **quality(row), "exact p95 ms": f"{row['search_p95_ms']:.2g}",
+            "fastest ANN at dev recall >= 0.95": (f"{ann['backend']} {ann['config']}: {ann['search_p95_ms']:.2g} ms p95, "
+                                                  f"{ann['index_bytes'] / MB:.1f} MB") if ann is not None else "-"})
     parts = ["## Long documents: passages vs whole documents", "",
              "The same model over whole documents (truncated at its max length) and over token-window passages; "
              "a search returns K passages, aggregated to at most K documents, so R@100 at K = 100 counts fewer "
-             "documents. Exact search per K; the fastest ANN cell with recall@K >= 0.95 (against exact search over "
-             "the same passages, after aggregation).", "", markdown_table(pd.DataFrame(table)), ""]
-    at = exact[exact["k"] == (100 if (exact["k"] == 100).any() else exact["k"].max())]
+             "documents. Exact search per K; the fastest ANN cell with dev recall@K >= 0.95 (against exact search "
+             "over the same passages, after aggregation).", "", markdown_table(pd.DataFrame(table)), ""]
+    at = exact[exact["k"] == _reference_k(exact)]
     base = at[at["chunking"] == ""]
     if len(base):
         others = at[at["chunking"] != ""].copy()
         others["label"] = others["encoder"]
         tests = paired_tests(base.iloc[0], others, test=test)
-        parts += [f"Paired {'t-test' if test == 't' else 'Wilcoxon test'} on per-query nDCG@10 against "
-                  f"{base.iloc[0]['encoder']} (exact, K={base.iloc[0]['k']}), Holm-corrected:", "",
-                  markdown_table(tests), ""]
+        parts += [f"{_test_name(test).capitalize()} on per-query test nDCG@10 against {base.iloc[0]['encoder']} "
+                  f"(exact, K={base.iloc[0]['k']}), Holm-corrected (statsmodels):", "",
+                  markdown_table(_tests_table(tests)), ""]
     return parts
 
 
@@ -305,158 +346,279 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
     for encoder, group in first.groupby("encoder"):
         exact = group[(group["backend"] == "exact")]
         ann = group[(group["backend"] != "exact")]
-        at100 = group[group["k"] == 100] if (group["k"] == 100).any() else group
-        best_ann = ann.sort_values(["ndcg_at_10", "e2e_p95_ms"], ascending=[False, True]).head(1)
-        fast = at100[at100["recall_at_k"] >= 0.95].sort_values("e2e_p95_ms").head(1)
-        ref = fast.iloc[0] if len(fast) else at100.iloc[0]
+        k = _reference_k(group)
+        at_k = group[group["k"] == k]
+        ref = fastest_at_recall(at_k)
+        ref = ref if ref is not None else at_k.sort_values("e2e_p95_ms").iloc[0]
         kind = group["encoder_type"].iloc[0]
         trained = "" if np.isnan(ref["encoder_train_s"]) else f" + {ref['encoder_train_s']:.0f} training"
+        exact_row = exact[exact["k"] == k].iloc[0] if (exact["k"] == k).any() else None
+        best_ann = select(ann[ann["k"] == k]) if (ann["k"] == k).any() else None
+        parts = []
+        if exact_row is not None:
+            parts.append(f"{ci(*t_interval(exact_row['q_ndcg_at_10']))} exact")
+        if best_ann is not None:
+            parts.append(f"{ci(*t_interval(best_ann['q_ndcg_at_10']))} dev-chosen ANN ({best_ann['backend']} "
+                         f"{best_ann['config']})")
+        quality_text = "; ".join(parts) or ci(*t_interval(ref["q_ndcg_at_10"]))
         rows.append({
-            "encoder type": f"{ENCODER_TYPE_NAMES.get(kind, kind)} ({encoder})",
-            "online p50 / p95 ms": f"{ref['e2e_p50_ms']:.2f} / {ref['e2e_p95_ms']:.2f}",
-            "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2f} build{trained}",
+            "encoder type": f"{ENCODER_TYPE_NAMES.get(kind, kind)} ({encoder})" + (" [seen]" if ref["saw_eval_docs"] else ""),
+            "online p50 / p95 ms": f"{ref['e2e_p50_ms']:.3g} / {ref['e2e_p95_ms']:.3g}",
+            "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2g} build{trained}",
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{4 * ref['encoder_params'] / MB:.1f} model",
-            "quality nDCG@10": f"{exact['ndcg_at_10'].max():.4f} exact, {best_ann['ndcg_at_10'].iloc[0]:.4f} best ANN"
-            if len(exact) and len(best_ann) else f"{group['ndcg_at_10'].max():.4f}",
+            f"test nDCG@10 (K={k})": quality_text,
             "scale": "inverted index grows with the corpus tokens (not in the scale series)" if kind == "bm25"
             else _scale_note(scale),
         })
         notes.append(f"{encoder}: online/offline/memory from the cell `{ref['backend']} {ref['config']}` at K={ref['k']} "
-                     f"(fastest with recall@K >= 0.95; cell_id {ref['cell_id'][:12]}); quality from the exact "
-                     f"cell and the best ANN cell of this encoder")
+                     f"(fastest with dev recall@K >= 0.95; cell_id {ref['cell_id'][:12]})")
     reranked = frame[frame["r"] > 0]
     for name, group in reranked.groupby("reranker"):
         at = group[group["r"] == group["r"].max()]
-        best = group.sort_values("ndcg_at_10", ascending=False).iloc[0]
+        best = select(group)
         ref = at.iloc[0]
         rows.append({
-            "encoder type": f"cross-encoder ({name}, reranks top-R)",
-            "online p50 / p95 ms": f"{ref['rerank_p50_ms']:.1f} / {ref['rerank_p95_ms']:.1f} for R={ref['r']} "
-                                   f"(+ first stage: e2e {ref['e2e_p95_ms']:.1f} p95)",
+            "encoder type": f"cross-encoder ({name}, reranks top-R)" + (" [seen]" if ref["reranker_saw_eval_docs"] else ""),
+            "online p50 / p95 ms": f"{ref['rerank_p50_ms']:.3g} / {ref['rerank_p95_ms']:.3g} for R={ref['r']} "
+                                   f"(+ first stage: e2e {ref['e2e_p95_ms']:.3g} p95)",
             "offline cost s": f"{ref['reranker_train_s']:.0f} training" if not np.isnan(ref['reranker_train_s'])
             else "none (pretrained)",
             "memory MB": f"{4 * ref['reranker_params'] / MB:.1f} model, no stored embeddings",
-            "quality nDCG@10": f"{best['ndcg_at_10']:.4f} best ({best['backend']} K={best['k']} R={best['r']} "
-                               f"alpha={best['fusion_alpha']:.2f})",
+            f"test nDCG@10 (K={k})": f"{ci(*t_interval(best['q_ndcg_at_10']))} dev-chosen ({best['encoder']} "
+                                     f"{best['backend']} K={best['k']} R={best['r']} alpha={best['fusion_alpha']:.2f})",
             "scale": "cost per query grows with R, not with N",
         })
         notes.append(f"{name}: latency of scoring R={ref['r']} pairs on {ref['rerank_latency_queries']} queries "
-                     f"({ref['rerank_threads']} threads); best row cell_id {best['cell_id'][:12]}")
+                     f"({ref['rerank_threads']} threads); dev-chosen row cell_id {best['cell_id'][:12]}")
     return markdown_table(pd.DataFrame(rows)), "\n".join(f"- {n}" for n in notes)
+
+
+def _recall_frontiers(dense: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]:
+    parts = ["### Recall@K vs p95 ANN search latency", "",
+             "Per encoder, the frontier of each backend over dev recall@K (the plots; one panel per encoder, one "
+             "colour per backend); the table gives the test recall@K of the same cells.", ""]
+    for k in sorted(dense["k"].unique()):
+        at_k = dense[dense["k"] == k]
+        panels, tables = [], []
+        for encoder, rows in at_k.groupby("encoder"):
+            per_backend = [(b, pareto(g, "dev_recall_at_k", "search_p95_ms")) for b, g in rows.groupby("backend")]
+            panels.append((encoder, per_backend))
+            tables += [g for _, g in per_backend]
+        png = plots_dir / f"pareto_recall_k{k}.png"
+        _frontier_plot(png, panels, "search_p95_ms", "dev_recall_at_k", "p95 search ms (log)", f"dev recall@{k}",
+                       f"Recall@{k} vs p95 search latency: frontier per backend, one panel per encoder")
+        frontier = pd.concat(tables)
+        parts += [f"K = {k}: ![recall@{k} frontier]({link_prefix}{png.name})", "",
+                  markdown_table(pd.DataFrame({
+                      "encoder": frontier["encoder"], "backend": frontier["backend"], "config": frontier["config"],
+                      "dev recall@K": frontier["dev_recall_at_k"].map("{:.3f}".format),
+                      "test recall@K": frontier["recall_at_k"].map("{:.3f}".format),
+                      "search p50 ms": frontier["search_p50_ms"].map("{:.2g}".format),
+                      "search p95 ms": frontier["search_p95_ms"].map("{:.2g}".format),
+                      "QPS": frontier["throughput_qps"].map("{:.3g}".format),
+                      "index MB": (frontier["index_bytes"] / MB).map("{:.1f}".format)})), ""]
+    return parts
+
+
+def _ndcg_frontier(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]:
+    panels, rows = [], []
+    for encoder, group in frame.groupby("encoder"):
+        series = [(label, pareto(g, "dev_ndcg_at_10", "e2e_p95_ms"))
+                  for label, g in group.groupby(np.where(group["r"] > 0, group["backend"] + " + " + group["stage2"],
+                                                         group["backend"]))]
+        panels.append((encoder, series))
+        rows.append(pareto(group, "dev_ndcg_at_10", "e2e_p95_ms"))
+    png = plots_dir / "pareto_ndcg.png"
+    _frontier_plot(png, panels, "e2e_p95_ms", "dev_ndcg_at_10", "end-to-end p95 ms (log)", "dev nDCG@10",
+                   "Dev nDCG@10 vs end-to-end p95: frontier per backend / reranker, one panel per encoder")
+    frontier = pd.concat(rows)
+    return ["### nDCG@10 vs end-to-end p95", "",
+            "Frontiers over dev nDCG@10 per encoder; the table adds the test nDCG@10 of the same rows.", "",
+            f"![nDCG@10 frontier]({link_prefix}{png.name})", "",
+            markdown_table(pd.DataFrame({
+                "pipeline": frontier.apply(_mark, axis=1), "dev nDCG@10": frontier["dev_ndcg_at_10"].map("{:.3f}".format),
+                "test nDCG@10": [ci(*t_interval(v)) for v in frontier["q_ndcg_at_10"]],
+                "e2e p95 ms": frontier["e2e_p95_ms"].map("{:.3g}".format),
+                "memory MB": frontier["memory_mb"].map("{:.1f}".format)})), ""]
+
+
+def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]:
+    reranked = frame[frame["r"] > 0]
+    if reranked.empty:
+        return []
+    parts = ["## K x R", "",
+             "For each first stage (its fastest cell reaching dev recall@K >= 0.95 at each K): test nDCG@10 with its "
+             "interval / end-to-end p95 (ms) after reranking the top R; R = 0 is the first stage alone. `*` marks the "
+             "dev-chosen (K, R) of each table.", ""]
+    for (encoder, stage2), group in reranked.groupby(["encoder", "stage2"]):
+        lines, curves, cells_all = [], [], []
+        for backend, rows in frame[frame["encoder"] == encoder].groupby("backend"):
+            for k in sorted(rows["k"].unique()):
+                chosen = fastest_at_recall(rows[(rows["r"] == 0) & (rows["k"] == k)])
+                if chosen is None:
+                    continue
+                cells = rows[(rows["config"] == chosen["config"]) & (rows["k"] == k)
+                             & ((rows["r"] == 0) | (rows["stage2"] == stage2))].sort_values("r")
+                if not (cells["r"] > 0).any():
+                    continue
+                cells_all.append(cells)
+                lines.append((backend, chosen["config"], k, cells))
+                curves.append((f"{backend} K={k}", cells))
+        if not lines:
+            continue
+        pick = select(pd.concat(cells_all))
+        table = []
+        for backend, config, k, cells in lines:
+            entry = {"backend": backend, "config": config, "K": k}
+            for _, c in cells.iterrows():
+                star = "*" if c["cell_id"] == pick["cell_id"] else ""
+                entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['q_ndcg_at_10']))} / {c['e2e_p95_ms']:.3g}"
+            table.append(entry)
+        png = plots_dir / f"k_by_r_{encoder}_{stage2.split(' ')[0]}_{stage2.split('=')[-1]}.png"
+        _r_plot(png, curves, f"{encoder} + {stage2}")
+        parts += [f"### {encoder} + {stage2}", "",
+                  f"Dev-chosen: {pick['backend']} K={pick['k']} R={pick['r']}, test nDCG@10 "
+                  f"{ci(*t_interval(pick['q_ndcg_at_10']))}.", "",
+                  markdown_table(pd.DataFrame(table)), "", f"![nDCG@10 vs R]({link_prefix}{png.name})", ""]
+    return parts
+
+
+def _r_plot(path: Path, curves: list[tuple[str, pd.DataFrame]], title: str) -> None:
+    """Test nDCG@10 against R (0 = first stage) per first stage and K, with 95% interval bands."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for i, (label, cells) in enumerate(curves):
+        stats_ = [t_interval(v) for v in cells["q_ndcg_at_10"]]
+        mean = np.array([m for m, _ in stats_])
+        half = np.array([h for _, h in stats_])
+        x = cells["r"].to_numpy()
+        backend = label.split(" ")[0]
+        color = BACKEND_COLORS.get(backend) if len({c[0].split(' ')[0] for c in curves}) == len(curves) \
+            else K_COLORS[i % len(K_COLORS)]
+        ax.plot(x, mean, marker="o", markersize=3, label=label, color=color)
+        ax.fill_between(x, mean - half, mean + half, alpha=0.12, color=color)
+    ax.set_xlabel("R (cross-encoder depth; 0 = first stage alone)")
+    ax.set_ylabel("test nDCG@10 (95% band)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[str]:
+    own = first[(first["encoder"] == _baseline_encoder(first)) | (first["encoder_type"] == "bm25")]
+    baseline_rows = own[(own["backend"] == "exact")]
+    if baseline_rows.empty:
+        return []
+    k = _reference_k(baseline_rows)
+    baseline = baseline_rows[baseline_rows["k"] == k].iloc[0]
+    systems = []
+    for _, rows in own[(own["backend"] != "exact") & (own["k"] == k)].groupby(["encoder", "backend"]):
+        good = fastest_at_recall(rows)
+        if good is not None:
+            systems.append(good)
+    reranked = frame[frame["r"] > 0]
+    for _, rows in reranked.groupby("stage2"):
+        systems.append(select(rows))
+    if not systems:
+        return []
+    chosen = pd.DataFrame(systems)
+    chosen["label"] = chosen.apply(_mark, axis=1)
+    tests = paired_tests(baseline, chosen, test=test)
+    return ["## Significance against the baseline", "",
+            f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (test nDCG@10 "
+            f"{ci(*t_interval(baseline['q_ndcg_at_10']))}). Systems, each chosen on dev: each ANN backend's fastest "
+            f"cell reaching dev recall@K >= 0.95 ({baseline['encoder']}; BM25), and each reranking stage's dev-chosen "
+            f"row; tested once on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
+            f"(statsmodels multipletests) over the {len(tests)} comparisons; queries improved / worsened.", "",
+            markdown_table(_tests_table(tests)), ""]
+
+
+def _stage_plot(path: Path, picks: list[tuple[str, pd.Series]]) -> None:
+    """End-to-end latency of each recommended pipeline split by stage (mean ms per query)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(picks)), dpi=100)
+    labels = [label for label, _ in picks]
+    left = np.zeros(len(picks))
+    for stage, column in (("encode", "query_encode_mean_ms"), ("search", "search_mean_ms"),
+                          ("rerank", "rerank_mean_ms")):
+        values = np.array([0.0 if np.isnan(row[column]) else row[column] for _, row in picks])
+        ax.barh(labels, values, left=left, color=STAGE_COLORS[stage], label=stage)
+        left += values
+    ax.set_xlabel("mean latency per query (ms), by stage")
+    ax.tick_params(labelsize=7)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    ax.grid(True, axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+def _recommendations(frame: pd.DataFrame, budgets: list[Budget], plots_dir: Path, link_prefix: str) -> list[str]:
+    rows, picks = [], []
+    for budget in budgets:
+        head = {"p95 budget ms": f"{budget.p95_ms:g}", "memory budget MB": f"{budget.memory_mb:g}"}
+        try:
+            choice = recommend(frame, budget)
+        except NothingFits:
+            rows.append({**head, "pick": "nothing fits"})
+            continue
+        pick = choice.pick
+        rows.append({**head, "pick": _mark(pick), "dev nDCG@10": ci(*choice.dev_interval()),
+                     "test nDCG@10": ci(*choice.test_interval()),
+                     "e2e p95 ms": f"{pick['e2e_p95_ms']:.3g}", "memory MB": f"{pick['memory_mb']:.1f}",
+                     "tied with dev-best": f"{len(choice.ties)} of {choice.candidates}",
+                     "dev-best": f"{choice.dev_best['pipeline']} ({choice.dev_best['dev_ndcg_at_10']:.3f}; "
+                                 f"pick's one-sided p {_p(choice.p_vs_best)})"})
+        label = f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB"
+        picks.append((label, pick))
+    parts = ["## Recommendations under budgets", "",
+             "Within an end-to-end p95 and a memory budget: the dev-best configuration, then the cheapest one whose "
+             f"dev nDCG@10 is not significantly below it (one-sided paired t-test on the dev queries, p >= {ALPHA}); "
+             "its test nDCG@10 is reported once (`python -m bench recommend --p95-ms X --memory-mb Y` for any other "
+             "budget).", "", markdown_table(pd.DataFrame(rows)), ""]
+    if picks:
+        png = plots_dir / "latency_by_stage.png"
+        _stage_plot(png, picks)
+        parts += ["End-to-end latency of each pick, by stage:", "", f"![latency by stage]({link_prefix}{png.name})", ""]
+    return parts
 
 
 def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_prefix: str,
                  budgets: list[Budget] | None = None, test: str = "t", scale: pd.DataFrame | None = None,
                  filters: pd.DataFrame | None = None) -> str:
+    if frame["dataset"].nunique() > 1:
+        raise ValueError(f"one dataset per report, got {sorted(frame['dataset'].unique())}")
     frame = with_derived(frame)
-    parts = ["# Retrieval stack benchmark report", "",
+    parts = ["# Retrieval stack benchmark report", "", *_protocol_lines(frame), "",
              "Generated by `make report` (`python -m bench report`) from the results named below; every number "
-             "is a column of those rows (cell ids given where a single row is meant).", "",
-             "## Environment", "", _environment(frame, sources), ""]
+             "is a column of those rows or computed from their per-query values (cell ids given where a single row "
+             "is meant).", "", "## Environment", "", _environment(frame, sources), ""]
 
     table, notes = _cost_table(frame, scale)
     parts += ["## Cost comparison per encoder type", "",
               "The design note's table with measured numbers. Online latency is end to end per query "
               "(query encoding + ANN search, + reranking for the cross-encoder), one query at a time. "
               "Offline cost is corpus encoding + index build (+ training). Memory is the serialized index "
-              "(which holds the embeddings) + float32 model weights.", "", table, "", notes, ""]
+              "(which holds the embeddings) + float32 model weights. Quality: test nDCG@10 of the exact cell and of "
+              "the dev-chosen ANN cell.", "", table, "", notes, ""]
 
     first = frame[frame["r"] == 0]
+    parts += _seen_section(frame, test)
     parts += _encoder_types(first, test)
     parts += _chunking_section(first, test)
     dense = first[first["encoder_type"] != "bm25"]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["## Pareto frontiers", "",
-              "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", "",
-              "### Recall@K vs p95 ANN search latency", ""]
-    for k in sorted(dense["k"].unique()):
-        at_k = dense[dense["k"] == k]
-        per_backend = [(b, pareto(g, "recall_at_k", "search_p95_ms")) for b, g in at_k.groupby("backend")]
-        png = plots_dir / f"pareto_recall_k{k}.png"
-        _plot(png, per_backend, "search_p95_ms", "recall_at_k", "p95 search latency per query (ms, log scale)",
-              f"recall@{k} vs exact search", f"Recall@{k} vs p95 latency, frontier per backend")
-        overall = set(pareto(at_k, "recall_at_k", "search_p95_ms")["cell_id"])
-        frontier = pd.concat([rows for _, rows in per_backend])
-        frontier["overall"] = np.where(frontier["cell_id"].isin(overall), "yes", "")
-        parts += [f"K = {k}: ![recall@{k} frontier]({link_prefix}{png.name})", "",
-                  "Frontier rows per backend (`overall`: also on the frontier across backends):", "",
-                  markdown_table(frontier[["encoder", "backend", "config", "recall_at_k", "ndcg_at_10", "search_p50_ms",
-                                "search_p95_ms", "throughput_qps", "index_bytes", "overall"]]), ""]
-
-    parts += ["### nDCG@10 vs end-to-end p95", ""]
-    series = [(label, pareto(g, "ndcg_at_10", "e2e_p95_ms"))
-              for label, g in frame.groupby(np.where(frame["r"] > 0, frame["stage2"], frame["backend"]))]
-    png = plots_dir / "pareto_ndcg.png"
-    _plot(png, series, "e2e_p95_ms", "ndcg_at_10", "end-to-end p95 latency per query (ms, log scale)", "nDCG@10",
-          "nDCG@10 vs end-to-end p95 (frontier per first stage / reranker)")
-    overall = pareto(frame, "ndcg_at_10", "e2e_p95_ms")
-    parts += [f"![nDCG@10 frontier]({link_prefix}{png.name})", "",
-              markdown_table(overall[["encoder", "backend", "config", "k", "stage2", "r", "ndcg_at_10", "e2e_p50_ms",
-                           "e2e_p95_ms", "memory_mb"]]), ""]
-
-    reranked = frame[frame["r"] > 0]
-    if len(reranked):
-        parts += ["## K x R", "", "For each first stage (its fastest cell with recall@K >= 0.95 at each K), "
-                  "nDCG@10 and end-to-end p95 (ms) after reranking the top R; R = 0 is the first stage alone.", ""]
-        for (encoder, stage2), group in reranked.groupby(["encoder", "stage2"]):
-            lines = []
-            for backend, rows in frame[frame["encoder"] == encoder].groupby("backend"):
-                for k in sorted(rows["k"].unique()):
-                    plain = rows[(rows["r"] == 0) & (rows["k"] == k) & (rows["recall_at_k"] >= 0.95)]
-                    if plain.empty:
-                        continue
-                    chosen = plain.sort_values("search_p95_ms").iloc[0]
-                    cells = rows[(rows["config"] == chosen["config"]) & (rows["k"] == k)
-                                 & ((rows["r"] == 0) | (rows["stage2"] == stage2))].sort_values("r")
-                    entry = {"backend": backend, "config": chosen["config"], "K": k}
-                    for _, c in cells.iterrows():
-                        entry[f"R={c['r']}"] = f"{c['ndcg_at_10']:.4f} / {c['e2e_p95_ms']:.1f}"
-                    lines.append(entry)
-            parts += [f"### {encoder} + {stage2}", "", markdown_table(pd.DataFrame(lines)), ""]
-
-    own = first[(first["encoder"] == _baseline_encoder(first)) | (first["encoder_type"] == "bm25")]
-    baseline_rows = own[(own["backend"] == "exact")].sort_values("k")
-    if len(baseline_rows):
-        baseline = baseline_rows[baseline_rows["k"] == 100].iloc[0] if (baseline_rows["k"] == 100).any() \
-            else baseline_rows.iloc[-1]
-        systems = []
-        for backend, rows in own[own["backend"] != "exact"].groupby("backend"):
-            good = rows[(rows["k"] == baseline["k"]) & (rows["recall_at_k"] >= 0.95)].sort_values("search_p95_ms")
-            if len(good):
-                systems.append(good.iloc[0])
-        for stage2, rows in reranked.groupby("stage2"):
-            systems.append(rows.sort_values(["ndcg_at_10", "e2e_p95_ms"], ascending=[False, True]).iloc[0])
-        if systems:
-            chosen = pd.DataFrame(systems)
-            chosen["label"] = (chosen["backend"] + " " + chosen["config"] + " K=" + chosen["k"].astype(str)
-                               + np.where(chosen["r"] > 0, " + " + chosen["stage2"] + " R=" + chosen["r"].astype(str), ""))
-            tests = paired_tests(baseline, chosen, test=test)
-            parts += ["## Significance against the baseline", "",
-                      f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (nDCG@10 "
-                      f"{baseline['ndcg_at_10']:.4f}). Per-query paired {'t-test' if test == 't' else 'Wilcoxon test'} "
-                      f"on nDCG@10, Holm-corrected over the {len(tests)} comparisons; counts of queries improved "
-                      f"and worsened. Systems: each ANN backend's fastest cell with recall@K >= 0.95 ({baseline['encoder']}; BM25), "
-                      "and each reranker's best row.", "", markdown_table(tests), ""]
-
+              "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", ""]
+    parts += _recall_frontiers(dense, plots_dir, link_prefix)
+    parts += _ndcg_frontier(frame, plots_dir, link_prefix)
+    parts += _k_by_r(frame, plots_dir, link_prefix)
+    parts += _significance(frame, first, test)
     if scale is not None and len(scale):
         parts += [scale_section(scale)]
     if filters is not None and len(filters):
         parts += [filters_section(filters)]
-
-    budgets = budgets or DEFAULT_BUDGETS
-    rec_rows = []
-    for budget in budgets:
-        try:
-            best = recommend(frame, budget, top=1).iloc[0]
-            rec_rows.append({"p95 budget ms": budget.p95_ms, "memory budget MB": budget.memory_mb,
-                             **{c: best[c] for c in RECOMMEND_COLUMNS}})
-        except NothingFits:
-            rec_rows.append({"p95 budget ms": budget.p95_ms, "memory budget MB": budget.memory_mb,
-                             "encoder": "nothing fits"})
-    parts += ["## Recommendations under budgets", "",
-              "Best nDCG@10 within an end-to-end p95 latency and a memory budget "
-              "(`python -m bench recommend --p95-ms X --memory-mb Y [--min-recall Z]` for any other).", "",
-              markdown_table(pd.DataFrame(rec_rows)), ""]
+    parts += _recommendations(frame, budgets or DEFAULT_BUDGETS, plots_dir, link_prefix)
     return "\n".join(parts)
 
 

@@ -22,16 +22,21 @@ SCHEMA = pa.schema([
     # identity of the cell
     ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
     ("dataset", _STR), ("dataset_hash", _STR), ("split", _STR), ("n_docs", _I64), ("n_queries", _I64),
+    # the protocol (bench.splits): where the dev queries come from, how many, and the leakage guard (JSON:
+    # dev source, counts, guard drops, shares of seen queries, the seen dev/test query ids)
+    ("dev_source", _STR), ("n_dev_queries", _I64), ("protocol", _STR),
     ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
     ("max_seq_length", _I64), ("dim", _I64),
     ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
     ("encoder_mode", _STR),  # "pretrained", or how the harness trained it: "heads" (frozen backbone) or "full"
     ("encoder_train_s", _F64),  # NaN unless trained by the harness
+    ("encoder_saw_eval_docs", pa.bool_()),  # trained on documents relevant to dev/test queries (guard not applied)
     ("chunking", _STR),  # JSON {tokens, stride, aggregate} when passages are indexed; "" = whole documents
     ("n_chunks", _I64),  # passages indexed (0 = whole documents: one vector per document)
     ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
     ("k", _I64),
     ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
+    ("reranker_saw_eval_docs", pa.bool_()),
     ("r", _I64),  # rerank depth R <= K; 0 on first-stage rows
     ("fusion_alpha", _F64),  # alpha * cross + (1 - alpha) * first stage; NaN on first-stage rows
     ("rerank_max_length", _I64), ("cross_pairs_scored", _I64),  # pairs scored now (0 = all from the cache)
@@ -53,12 +58,16 @@ SCHEMA = pa.schema([
     ("rerank_latency_queries", _I64), ("rerank_threads", _I64),
     # end to end per query: encode + search (+ rerank), summed per query over the queries timed by every stage
     ("e2e_p50_ms", _F64), ("e2e_p95_ms", _F64), ("e2e_p99_ms", _F64), ("e2e_mean_ms", _F64), ("e2e_queries", _I64),
-    # quality
+    # quality on the test queries (reported), then the same on the dev queries (used to choose settings;
+    # a copy of the test columns when the dataset has no dev queries: `dev_source` says so)
     ("recall_at_k", _F64),  # |ANN top-K ∩ exact top-K| / K, by id, mean over queries
     ("ndcg_at_10", _F64), ("recall_at_100", _F64), ("rr_at_10", _F64),  # ir_measures, vs qrels
-    ("queries_short", _I64),  # queries that got fewer than K results
+    ("queries_short", _I64),  # test queries that got fewer than K results
     ("query_ids", pa.list_(_STR)), ("q_ndcg_at_10", pa.list_(_F64)), ("q_recall_at_100", pa.list_(_F64)),
     ("q_rr_at_10", pa.list_(_F64)),
+    ("dev_recall_at_k", _F64), ("dev_ndcg_at_10", _F64), ("dev_recall_at_100", _F64), ("dev_rr_at_10", _F64),
+    ("dev_query_ids", pa.list_(_STR)), ("dev_q_ndcg_at_10", pa.list_(_F64)), ("dev_q_recall_at_100", pa.list_(_F64)),
+    ("dev_q_rr_at_10", pa.list_(_F64)),
     # run metadata
     ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),

@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from bench.cache import content_key
 from bench.chunking import Chunking, aggregate, first_documents
 from bench.config import EncoderSpec, SweepConfig, tower_config
-from bench.datasets import Dataset, load_dataset
+from bench.datasets import Dataset
 from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
                             model_identity)
 from bench.env import host_id, run_metadata
@@ -29,6 +28,7 @@ from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
+from bench.splits import QuerySplits, describe, load_splits, restrict
 from bench.store import ResultStore
 from bench.executors import Executor, LocalExecutor
 from bench.towers import TowerTrainConfig, train_towers
@@ -44,7 +44,7 @@ class RerankCell:
     """The first stage of its parent cell, then `reranker` re-scoring the top-`r` with fusion weight `alpha`."""
 
     reranker: str
-    alpha: float | str  # a number, or "heldout"
+    alpha: float | str  # a number, or "dev"
     r: int
     cell_id: str
 
@@ -83,9 +83,17 @@ class SweepSummary:
     corpora_encoded: int = 0
 
 
-def load_sweep_dataset(config: SweepConfig, data_root: Path | None = None) -> Dataset:
-    dataset = load_dataset(config.dataset, config.split, root=data_root, **config.synthetic)
-    return dataset.subset(config.max_queries) if config.max_queries else dataset
+def sweep_splits(config: SweepConfig, data_root: Path | None = None, dataset: str | None = None) -> QuerySplits:
+    """The protocol's test, dev and training queries of `dataset` (default: the sweep's); `max_queries` caps
+    the test and the dev queries of the sweep's own dataset."""
+    name = dataset or config.dataset
+    synthetic = config.synthetic if name == config.dataset else {}
+    splits = load_splits(name, data_root, config.protocol, **synthetic)
+    if not config.max_queries or name != config.dataset:
+        return splits
+    cap = config.max_queries
+    return dataclasses.replace(splits, test=restrict(splits.test, splits.test.query_ids[:cap], splits.test.split),
+                               dev=restrict(splits.dev, splits.dev.query_ids[:cap], "dev") if splits.dev else None)
 
 
 @dataclass(frozen=True)
@@ -96,20 +104,19 @@ class ResolvedEncoder:
     model: str  # a name or path; for encoders trained by the harness, their cache folder
     identity: str
     tower: TowerTrainConfig | None = None  # set when the harness trains it ...
-    train_dataset: Dataset | None = None  # ... on this dataset
+    splits: QuerySplits | None = None  # ... on these splits' training queries
+
+    @property
+    def saw_eval_docs(self) -> bool:
+        """Trained on queries judging documents that dev/test queries judge relevant (guard off or not applied)."""
+        return self.splits is not None and self.splits.guard.saw_eval_docs
 
     def load(self, data_root: Path | None) -> Encoder:
         """The encoder, trained first (once, cached) if the spec asks for training."""
         if self.tower is not None:
-            train_towers(self.tower, data_root, dataset=self.train_dataset)
+            train_towers(self.tower, data_root, splits=self.splits)
             return SentenceEncoder(self.model, self.spec.max_seq_length)
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
-
-
-@lru_cache(maxsize=4)
-def _training_split(name: str, split: str, data_root: Path | None, synthetic: tuple) -> Dataset:
-    """A training split, read once however many trained encoders use it."""
-    return load_dataset(name, split, root=data_root, **dict(synthetic))
 
 
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
@@ -118,10 +125,11 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
     if not spec.train:
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model))
     tower = tower_config(spec, config.dataset)
-    synthetic = config.synthetic if tower.dataset == config.dataset else {}
-    train = _training_split(tower.dataset, tower.split, data_root, tuple(sorted(synthetic.items())))
-    folder = tower_model_dir(tower, train)
-    return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", tower, train)
+    splits = sweep_splits(config, data_root, tower.dataset)
+    if splits.train is None:
+        raise ParamError(f"encoder '{spec.name}': dataset '{tower.dataset}' has no train queries to train on")
+    folder = tower_model_dir(tower, splits)
+    return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", tower, splits)
 
 
 def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
@@ -210,7 +218,7 @@ def _threads(requested: int) -> int:
 
 
 def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float) -> bool:
-    """Measured on this host, with its rerank children unless its recall is below the rerank threshold."""
+    """Measured on this host, with its rerank children unless its dev recall is below the rerank threshold."""
     if cell.cell_id not in recall_by_id:
         return False
     if recall_by_id[cell.cell_id] < min_recall:
@@ -226,16 +234,18 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
-    dataset = load_sweep_dataset(config, data_root)
+    splits = sweep_splits(config, data_root)
+    dataset = splits.evaluation  # test queries first, then dev: every cell is evaluated on both
     resolved = {spec.name: resolve_encoder(spec, config, data_root) for spec in config.encoders}
     plans = {spec.name: plan_cells(config, dataset, spec, resolved[spec.name].identity)
              for spec in config.encoders}  # validate all first
     frame = store.load()
     mine = frame[frame["host_id"] == host_id()]
-    recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["recall_at_k"]))
+    recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))
     summary = SweepSummary()
     metadata = run_metadata(config.config_hash())
     rerankers = Rerankers(config, data_root)
+    protocol = describe(splits)
     for spec in config.encoders:
         cells, skipped = plans[spec.name]
         summary.planned += len(cells)
@@ -250,10 +260,13 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         encoder = resolved[spec.name].load(data_root)
         embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
-        encode_latency = measure_query_encoding(
-            encoder, dataset.query_texts[: config.measure.encode_sample], config.measure.warmup)
+        encode_latency = measure_query_encoding(  # on test queries (they come first)
+            encoder, splits.test.query_texts[: config.measure.encode_sample], config.measure.warmup)
         shared = {**metadata, "config_name": config.name, "dataset": dataset.name, "dataset_hash": dataset.content_hash,
-                  "split": dataset.split, "n_docs": dataset.n_docs, "n_queries": len(dataset.query_ids),
+                  "split": splits.test.split, "n_docs": dataset.n_docs, "n_queries": len(splits.test.query_ids),
+                  "protocol": protocol, "dev_source": splits.dev_source,
+                  "n_dev_queries": len(splits.dev.query_ids) if splits.dev else 0,
+                  "encoder_saw_eval_docs": resolved[spec.name].saw_eval_docs,
                   "encoder": spec.name, "encoder_type": spec.type, "model": resolved[spec.name].model,
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
                   "encoder_params": encoder.n_parameters(), "encoder_mode": encoder.mode,
@@ -261,7 +274,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "chunking": json.dumps(dataclasses.asdict(spec.chunking), sort_keys=True) if spec.chunking else "",
                   "n_chunks": len(embeddings.passages.texts) if embeddings.passages else 0,
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
-        measurer = CellMeasurer(embeddings, dataset, config, shared, store.add, encode_latency, rerankers, spec.chunking)
+        measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, store.add,
+                                encode_latency, rerankers, spec.chunking)
         groups = measurer.prepare(pending)
         summary.computed += executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
         del encoder, measurer
@@ -269,7 +283,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     return summary
 
 
-FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "r": 0, "fusion_alpha": float("nan"),
+FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "reranker_saw_eval_docs": False, "r": 0, "fusion_alpha": float("nan"),
                     "rerank_max_length": 0, "cross_pairs_scored": 0, "reranker_params": 0,
                     "reranker_train_s": float("nan"), "rerank_p50_ms": float("nan"),
                     "rerank_p95_ms": float("nan"), "rerank_p99_ms": float("nan"), "rerank_mean_ms": float("nan"),
@@ -301,23 +315,26 @@ class Rerankers:
                     train_config = CrossTrainConfig(**options)
                 except (TypeError, ValueError) as err:
                     raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
-                model = str(train_cross_encoder(train_config, data_root=self.data_root))
+                splits = sweep_splits(self.config, self.data_root, train_config.dataset)
+                model = str(train_cross_encoder(train_config, data_root=self.data_root, splits=splits))
                 report = read_training(model)
             self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size), report)
         return self._scorers[name]
 
     def alpha(self, name: str, alpha: float | str) -> float:
-        return float(self.get(name)[1]["alpha"]) if alpha == "heldout" else float(alpha)
+        return float(self.get(name)[1]["alpha"]) if alpha == "dev" else float(alpha)
 
 
 class CellMeasurer:
     """Measures first-stage cells of one encoder, and their rerank children, handing each row to `sink`
     as it is measured (the store, or a list an executor ships back)."""
 
-    def __init__(self, embeddings: Embeddings, dataset: Dataset, config: SweepConfig, shared: dict,
+    def __init__(self, embeddings: Embeddings, dataset: Dataset, n_test: int, config: SweepConfig, shared: dict,
                  sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers,
                  chunking: Chunking | None = None):
+        """`dataset` holds the test queries, then the dev queries: the first `n_test` are test."""
         self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
+        self.n_test = n_test
         self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
         self.build_threads = _threads(self.settings.build_threads)
         self.batch_threads = _threads(self.settings.throughput_threads)
@@ -375,7 +392,8 @@ class CellMeasurer:
 
     def _first_stage(self, index, cell: Cell, build: dict) -> tuple[dict, Neighbors, LatencyStats]:
         """Measure and store one first-stage cell; returns its row, result lists and search latency."""
-        sample = list(self.embeddings.queries[: self.settings.query_sample or None])  # rows, shape (d,)
+        test = self.embeddings.queries[: self.n_test]  # latency is timed on the test queries
+        sample = list(test[: self.settings.query_sample or None])  # rows, shape (d,)
         index.set_search(cell.k, **cell.search)
         search = index.query
         if self.chunking is not None:  # the timed path includes mapping passages to distinct documents
@@ -392,18 +410,32 @@ class CellMeasurer:
             "search_params": json.dumps(cell.search, sort_keys=True), "k": cell.k,
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
-            "recall_at_k": recall_vs_exact(result.ids, self.truth_at[cell.k]),
-            "queries_short": int((result.ids < 0).any(axis=1).sum()),
+            **self._recall(result.ids, self.truth_at[cell.k]),
+            "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
             **self._quality(result.ids),
         }
         self.sink(row)
         return row, result, latency
 
+    def _recall(self, ids: np.ndarray, truth: np.ndarray) -> dict:
+        """recall@K against exact search on the test queries, and on the dev queries (= test when there are none)."""
+        test = recall_vs_exact(ids[: self.n_test], truth[: self.n_test])
+        dev = recall_vs_exact(ids[self.n_test:], truth[self.n_test:]) if len(ids) > self.n_test else test
+        return {"recall_at_k": test, "dev_recall_at_k": dev}
+
     def _quality(self, ids: np.ndarray) -> dict:
+        """Means and per-query lists on the test queries (`ndcg_at_10`, ...) and the dev queries (`dev_...`);
+        without dev queries the dev columns repeat the test ones (the rows' `dev_source` says so)."""
         quality = per_query_quality(ids, self.dataset)
-        return {**{name: float(quality[name].mean()) for name in quality.columns},
-                "query_ids": list(quality.index), **{f"q_{name}": quality[name].tolist() for name in quality.columns}}
+        columns = {}
+        parts = [("", quality.iloc[: self.n_test]), ("dev_", quality.iloc[self.n_test:] if len(quality) > self.n_test
+                                                     else quality.iloc[: self.n_test])]
+        for prefix, part in parts:
+            columns.update({f"{prefix}{name}": float(part[name].mean()) for name in part.columns})
+            columns[f"{prefix}query_ids"] = list(part.index)
+            columns.update({f"{prefix}q_{name}": part[name].tolist() for name in part.columns})
+        return columns
 
     def _rerank_latency_of(self, name: str, r: int) -> LatencyStats:
         """Per-query time to score R pairs, on a fixed query sample and the exact top-R (once per run)."""
@@ -416,7 +448,7 @@ class CellMeasurer:
         return self._rerank_latency[(name, r)]
 
     def _rerank_children(self, cell: Cell, first_row: dict, result: Neighbors, search_latency: LatencyStats) -> int:
-        if not cell.children or first_row["recall_at_k"] < self.config.rerank.min_recall_at_k:
+        if not cell.children or first_row["dev_recall_at_k"] < self.config.rerank.min_recall_at_k:
             return 0
         written = 0
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
@@ -431,7 +463,7 @@ class CellMeasurer:
                 e2e = end_to_end(self.encode_latency, search_latency, latency)
                 self.sink({
                     **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
-                    "reranker_identity": scorer.identity, "r": child.r, "fusion_alpha": alpha,
+                    "reranker_identity": scorer.identity, "reranker_saw_eval_docs": bool(report.get("saw_eval_docs")), "r": child.r, "fusion_alpha": alpha,
                     "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
                     "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), "rerank_latency_queries": latency.samples,

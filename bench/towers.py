@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.cache import atomic_write_bytes, cache_dir, content_key
-from bench.datasets import Dataset, load_dataset
+from bench.datasets import Dataset
 from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import exact_neighbors
 from bench.indexes.base import cpu_count
+from bench.splits import Protocol, QuerySplits
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ class TowerTrainConfig:
     mode: str = "heads"  # "heads": projection heads over a frozen backbone; "full": fine-tune everything
     backbone: str = DEFAULT_MODEL
     dataset: str = "scifact"
-    split: str = "train"
     max_seq_length: int = 256
     tau: float = 0.05
     hard_negatives: str = "bi"  # who mines them: the pretrained bi-encoder, BM25, or "none"
@@ -139,7 +139,8 @@ def build_towers(config: TowerTrainConfig):
     return SentenceTransformer(modules=backbone + tail, device="cpu")
 
 
-def model_dir(config: TowerTrainConfig, dataset: Dataset) -> Path:
+def model_dir(config: TowerTrainConfig, splits: QuerySplits) -> Path:
+    dataset = splits.train
     key = content_key({**dataclasses.asdict(config), "backbone": model_identity(config.backbone),
                        "teacher": config.teacher if config.kd != "none" else "", "dataset": dataset.content_hash})
     return cache_dir() / "models" / f"{config.architecture}-{config.mode}-{key}"
@@ -185,31 +186,36 @@ def mine_negatives(dataset: Dataset, config: TowerTrainConfig, pretrained) -> np
     return exact_neighbors(pretrained.docs, pretrained.queries, config.neg_rank_hi, cpu_count()).ids
 
 
-def teacher_scores(config: TowerTrainConfig, dataset: Dataset, candidates: np.ndarray,
+def teacher_scores(config: TowerTrainConfig, splits: QuerySplits, candidates: np.ndarray,
                    data_root: Path | None) -> np.ndarray:
-    """The cross-encoder's scores of each query's candidates (cached per pair)."""
+    """The cross-encoder's scores of each training query's candidates (cached per pair); a teacher the harness
+    trains sees the same training queries as the student."""
     from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores
     from bench.train_cross import CrossTrainConfig, train_cross_encoder
 
+    dataset = splits.train
     teacher = config.teacher
     if not Path(teacher).exists():
         teacher = str(train_cross_encoder(CrossTrainConfig(loss=config.teacher, dataset=config.dataset),
-                                          data_root=data_root))
+                                          data_root=data_root, splits=splits))
     scorer = CrossEncoderScorer(teacher, max_length=config.teacher_max_length)
     scores, scored = cross_scores(scorer, ScoreCache(), dataset, candidates, candidates.shape[1])
     log.info("teacher %s: %d pairs scored now", scorer.identity, scored)
     return np.stack(scores)
 
 
-def train_towers(config: TowerTrainConfig, data_root: Path | None = None, dataset: Dataset | None = None) -> Path:
-    """Train (or find already trained) the encoder of `config`; returns its sentence-transformers folder."""
+def train_towers(config: TowerTrainConfig, data_root: Path | None = None, splits: QuerySplits | None = None,
+                 protocol: Protocol = Protocol()) -> Path:
+    """Train (or find already trained) the encoder of `config` on the protocol's training queries (bench.splits);
+    returns its sentence-transformers folder."""
     import torch
     from tqdm import tqdm
 
-    from bench.train_cross import warmup_then_decay
+    from bench.train_cross import protocol_splits, warmup_then_decay
 
-    dataset = dataset or load_dataset(config.dataset, config.split, root=data_root)
-    target = model_dir(config, dataset)
+    splits = protocol_splits(config.dataset, data_root, protocol, splits, needs_dev=config.kd != "none")
+    dataset = splits.train
+    target = model_dir(config, splits)
     if (target / "training.json").exists():
         log.info("towers already trained: %s", target)
         return target
@@ -224,7 +230,7 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, datase
     candidates = teacher = None
     if config.kd != "none":
         candidates = exact_neighbors(pretrained.docs, pretrained.queries, config.kd_depth, cpu_count()).ids
-        teacher = torch.from_numpy(teacher_scores(config, dataset, candidates, data_root)).float()
+        teacher = torch.from_numpy(teacher_scores(config, splits, candidates, data_root)).float()
     model = build_towers(config)
     towers = _Towers(model, config, dataset, {"query": torch.from_numpy(pretrained.queries),
                                               "document": torch.from_numpy(pretrained.docs)})
@@ -269,7 +275,8 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, datase
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp))
     report = {
-        "config": dataclasses.asdict(config), "backbone_identity": model_identity(config.backbone),
+        "config": dataclasses.asdict(config), "protocol": splits.summary(), "train_queries": len(dataset.query_ids),
+        "saw_eval_docs": splits.guard.saw_eval_docs, "backbone_identity": model_identity(config.backbone),
         "backbone_modules": towers.n_backbone, "train_examples": len(examples), "steps": len(losses),
         "train_seconds": train_seconds, "loss_first_10": float(np.mean(losses[:10])),
         "loss_last_10": float(np.mean(losses[-10:])), "losses": losses,

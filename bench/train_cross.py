@@ -5,8 +5,9 @@ bi-encoder's ranks [neg_rank_lo, neg_rank_hi) that are not judged relevant (skip
 which in sparsely judged collections holds unjudged positives). Losses: pointwise BCE, pairwise
 margin ranking, listwise softmax cross-entropy over the (1 + negatives) list.
 
-A held-out fraction of the train queries is never trained on; on it we fit Platt scaling (with the
-expected calibration error before and after) and choose the fusion weight alpha. The model is saved
+It trains on the protocol's training queries (bench.splits: dev queries held out, and the leakage guard's
+drops); on the dev queries it fits Platt scaling (with the expected calibration error before and after)
+and chooses the fusion weight alpha: settings, chosen on dev like any other. The model is saved
 in Hugging Face format under the cache, keyed by the content of everything that defines it, with
 `training.json` beside it; a second call with the same settings returns the saved model.
 """
@@ -23,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.cache import cache_dir, content_key
-from bench.datasets import Dataset, load_dataset
+from bench.datasets import Dataset
 from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import Neighbors, exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality
+from bench.splits import Protocol, QuerySplits, load_splits
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ ALPHAS = tuple(round(a, 2) for a in np.linspace(0, 1, 21))
 class CrossTrainConfig:
     backbone: str = DEFAULT_MODEL
     dataset: str = "scifact"
-    split: str = "train"
     first_stage: str = DEFAULT_MODEL  # bi-encoder that mines negatives and gives the fusion's first-stage score
     loss: str = "listwise"
     epochs: int = 1
@@ -50,15 +51,14 @@ class CrossTrainConfig:
     neg_rank_hi: int = 40
     max_length: int = 192
     margin: float = 1.0
-    heldout_fraction: float = 0.2
-    heldout_r: int = 20  # first-stage depth reranked on held-out queries to fit calibration and alpha
+    dev_r: int = 20  # first-stage depth reranked on the dev queries to fit calibration and choose alpha
     seed: int = 0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.dev_r < 1:
+            raise ValueError(f"dev_r must be >= 1, got {self.dev_r}")
         if not 0 <= self.neg_rank_lo < self.neg_rank_hi:
             raise ValueError(f"need 0 <= neg_rank_lo < neg_rank_hi, got {self.neg_rank_lo}, {self.neg_rank_hi}")
 
@@ -117,29 +117,39 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def split_queries(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, held-out) query positions, a seeded random split."""
-    order = np.random.default_rng(seed).permutation(len(dataset.query_ids))
-    n_heldout = max(1, int(round(fraction * len(order))))
-    return sorted(order[n_heldout:].tolist()), sorted(order[:n_heldout].tolist())
-
-
 def first_stage(dataset: Dataset, model: str, depth: int) -> Neighbors:
     """Exact bi-encoder top-`depth` for every query of `dataset` (embeddings cached)."""
     embeddings = embed_dataset(SentenceEncoder(model), dataset)
     return exact_neighbors(embeddings.docs, embeddings.queries, depth, cpu_count())
 
 
-def model_dir(config: CrossTrainConfig, dataset: Dataset) -> Path:
+def model_dir(config: CrossTrainConfig, splits: QuerySplits) -> Path:
     key = content_key({**dataclasses.asdict(config), "backbone": model_identity(config.backbone),
-                       "first_stage": model_identity(config.first_stage), "dataset": dataset.content_hash})
+                       "first_stage": model_identity(config.first_stage), "dataset": splits.train.content_hash,
+                       "dev": splits.dev.content_hash})
     return cache_dir() / "models" / f"cross-{config.loss}-{key}"
 
 
-def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None, dataset: Dataset | None = None) -> Path:
-    """Train (or find already trained) the cross-encoder of `config`; returns its folder."""
-    dataset = dataset or load_dataset(config.dataset, config.split, root=data_root)
-    target = model_dir(config, dataset)
+def protocol_splits(dataset: str, data_root: Path | None, protocol: Protocol, splits: QuerySplits | None,
+                    needs_dev: bool = False) -> QuerySplits:
+    """The splits a trainer uses: given, or the protocol's for `dataset`; train (and dev) queries required."""
+    from bench.datasets import DatasetError
+
+    splits = splits or load_splits(dataset, data_root, protocol)
+    if splits.train is None:
+        raise DatasetError(f"dataset '{dataset}' has no train queries to train on (qrels/train.tsv)")
+    if needs_dev and splits.dev is None:
+        raise DatasetError(f"dataset '{dataset}' has no dev queries to calibrate on")
+    return splits
+
+
+def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None, splits: QuerySplits | None = None,
+                        protocol: Protocol = Protocol()) -> Path:
+    """Train (or find already trained) the cross-encoder of `config` on the protocol's training queries,
+    calibrated and its fusion weight chosen on the dev queries; returns its folder."""
+    splits = protocol_splits(config.dataset, data_root, protocol, splits, needs_dev=True)
+    dataset, dev = splits.train, splits.dev
+    target = model_dir(config, splits)
     if (target / "training.json").exists():
         log.info("cross-encoder already trained: %s", target)
         return target
@@ -151,12 +161,11 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    train_q, heldout_q = split_queries(dataset, config.heldout_fraction, config.seed)
-    ranked = first_stage(dataset, config.first_stage, max(config.neg_rank_hi, config.heldout_r))
+    ranked = first_stage(dataset, config.first_stage, config.neg_rank_hi)
     text = dataset.doc_texts
     doc_pos = {d: i for i, d in enumerate(dataset.doc_ids)}
     examples = []  # (query position, positive doc row, negative pool)
-    for qi in train_q:
+    for qi in range(len(dataset.query_ids)):
         positives = {doc_pos[d] for d, g in dataset.qrels[dataset.query_ids[qi]].items() if g > 0}
         pool = [j for j in ranked.ids[qi, config.neg_rank_lo:config.neg_rank_hi] if j >= 0 and j not in positives]
         examples.extend((qi, p, pool) for p in sorted(positives))
@@ -195,32 +204,30 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
 
-    # Held-out train queries: calibration and the fusion weight.
+    # Dev queries: calibration and the fusion weight.
     scorer = CrossEncoderScorer(str(tmp), max_length=config.max_length)
-    held = dataclasses.replace(dataset, query_ids=[dataset.query_ids[q] for q in heldout_q],
-                               query_texts=[dataset.query_texts[q] for q in heldout_q],
-                               qrels={dataset.query_ids[q]: dataset.qrels[dataset.query_ids[q]] for q in heldout_q})
-    held_first = Neighbors(ranked.ids[heldout_q, :config.heldout_r], ranked.scores[heldout_q, :config.heldout_r])
-    cross = [scorer.score([held.query_texts[i]] * config.heldout_r, [text[j] for j in row])
-             for i, row in enumerate(held_first.ids)]
-    labels = np.concatenate([[float(dataset.doc_ids[j] in held.qrels[qid]) for j in row]
-                             for qid, row in zip(held.query_ids, held_first.ids)])
+    dev_first = first_stage(dev, config.first_stage, config.dev_r)
+    cross = [scorer.score([dev.query_texts[i]] * config.dev_r, [text[j] for j in row])
+             for i, row in enumerate(tqdm(dev_first.ids, desc="score dev queries (calibration, alpha)", unit="query"))]
+    labels = np.concatenate([[float(dev.qrels[qid].get(dataset.doc_ids[j], 0) > 0) for j in row]
+                             for qid, row in zip(dev.query_ids, dev_first.ids)])
     raw = np.concatenate(cross)
     a, b = platt_fit(raw, labels)
-    ndcg_by_alpha = {alpha: float(per_query_quality(rerank(held_first, config.heldout_r, cross, alpha), held)
+    ndcg_by_alpha = {alpha: float(per_query_quality(rerank(dev_first, config.dev_r, cross, alpha), dev)
                                   ["ndcg_at_10"].mean()) for alpha in ALPHAS}
     best_alpha = max(ALPHAS, key=lambda al: (ndcg_by_alpha[al], al))
     report = {
-        "config": dataclasses.asdict(config), "train_examples": len(examples), "steps": len(losses),
+        "config": dataclasses.asdict(config), "protocol": splits.summary(), "train_queries": len(dataset.query_ids),
+        "saw_eval_docs": splits.guard.saw_eval_docs, "train_examples": len(examples), "steps": len(losses),
         "train_seconds": train_seconds, "loss_first_50": float(np.mean(losses[:50])),
         "loss_last_50": float(np.mean(losses[-50:])), "losses": losses,
-        "heldout_queries": len(heldout_q), "heldout_r": config.heldout_r,
+        "dev_queries": len(dev.query_ids), "dev_r": config.dev_r,
         "platt": {"a": a, "b": b},
         "ece_before": expected_calibration_error(_sigmoid(raw), labels),
         "ece_after": expected_calibration_error(_sigmoid(a * raw + b), labels),
-        "heldout_ndcg_at_10_by_alpha": {str(k): v for k, v in ndcg_by_alpha.items()},
-        "alpha": best_alpha, "heldout_ndcg_first_stage": ndcg_by_alpha[0.0],
-        "heldout_ndcg_cross_only": ndcg_by_alpha[1.0], "heldout_ndcg_fused": ndcg_by_alpha[best_alpha],
+        "dev_ndcg_at_10_by_alpha": {str(k): v for k, v in ndcg_by_alpha.items()},
+        "alpha": best_alpha, "dev_ndcg_first_stage": ndcg_by_alpha[0.0],
+        "dev_ndcg_cross_only": ndcg_by_alpha[1.0], "dev_ndcg_fused": ndcg_by_alpha[best_alpha],
     }
     atomic_write_bytes(tmp / "training.json", lambda p: p.write_text(json.dumps(report, indent=1)))
     if target.exists():

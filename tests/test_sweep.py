@@ -117,8 +117,10 @@ def test_sweep_with_reranking(config, tiny_cross_encoder):
     plain = exact[(exact["r"] == 0) & (exact["k"] == 20)].iloc[0]
     fused0 = exact[(exact["fusion_alpha"] == 0.0) & (exact["r"] == 10)].iloc[0]
     assert fused0["q_ndcg_at_10"].tolist() == plain["q_ndcg_at_10"].tolist()  # alpha 0 = first stage
-    # each pair scored once: the second cell at K=20 found the exact cell's pairs in the cache
-    assert reranked["cross_pairs_scored"].sum() <= 30 * 10
+    # each pair scored once: the second cell at K=20 found the exact cell's pairs in the cache;
+    # the test queries and the 8 dev queries (25% of the synthetic train split) are both reranked
+    assert frame["n_dev_queries"].eq(8).all() and frame["dev_query_ids"].map(len).eq(8).all()
+    assert reranked["cross_pairs_scored"].sum() <= (30 + 8) * 10
     again = run_sweep(config)
     assert again.computed == 0
     redo = run_sweep(config, redo=True)
@@ -134,6 +136,8 @@ def test_sweep_with_reranking(config, tiny_cross_encoder):
     pngs = sorted(plots.glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     report = text.decode()
+    assert report.startswith("# Retrieval stack benchmark report\n\nSettings, depths and every \"best\" row are "
+                             "chosen on 8 dev queries (25% of train (seed 0))")
     for section in ["## Cost comparison per encoder type", "## Pareto frontiers", "## K x R",
                     "## Significance against the baseline", "## Recommendations under budgets"]:
         assert section in report
@@ -163,6 +167,9 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
     text = build_report(read_results(config.results_path), ["t.parquet"], config.results_path.parent / "plots", "p/")
     section = text.split("## Encoder types, trained like for like")[1].split("\n## ")[0]
     assert "| twin-heads | twin-tower | heads |" in section and "p Holm" in section
+    # the synthetic splits judge different documents: the guard drops nothing, and the report splits by it
+    assert "## What trained models gain on seen and unseen documents" in text
+    assert not frame["encoder_saw_eval_docs"].any()
     # trained once: a re-run measures nothing and trains nothing
     assert run_sweep(config).computed == 0
     from bench.config import ConfigError, parse_config

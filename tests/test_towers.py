@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bench.datasets import synthetic_dataset
+from bench.splits import load_splits
 from bench.encoders import SentenceEncoder, embed_dataset
 from bench.towers import TowerTrainConfig, build_towers, distillation_loss, info_nce, train_towers
 
@@ -76,13 +77,14 @@ def test_parameter_count_of_a_twin_is_two_towers(tiny_model):
 
 @pytest.mark.parametrize("architecture", ["bi", "twin"])
 def test_heads_training_learns_and_reuses_backbone_vectors(tiny_model, architecture):
-    train = synthetic_dataset(n_docs=120, n_queries=60, n_topics=6, seed=1, split="train")
+    splits = load_splits("synthetic", n_docs=120, n_queries=60, n_topics=6, seed=1)
     config = TowerTrainConfig(architecture=architecture, mode="heads", backbone=tiny_model, dataset="synthetic",
                               max_seq_length=64, epochs=30, lr=5e-3, batch_size=16, hard_negatives="none")
-    folder = train_towers(config, dataset=train)
+    folder = train_towers(config, splits=splits)
     report = json.loads((folder / "training.json").read_text())
     assert report["loss_last_10"] < report["loss_first_10"]
-    assert train_towers(config, dataset=train) == folder  # cached: a second call finds it
+    assert report["train_queries"] == 45 and not report["saw_eval_docs"]  # 60 train queries, 15 held out as dev
+    assert train_towers(config, splits=splits) == folder  # cached: a second call finds it
     encoder = SentenceEncoder(str(folder))
     assert encoder.mode == "heads" and encoder.frozen_backbone is not None
     test = synthetic_dataset(n_docs=120, n_queries=10, n_topics=6, seed=1)
@@ -95,13 +97,13 @@ def test_heads_training_learns_and_reuses_backbone_vectors(tiny_model, architect
 
 
 def test_full_training_with_hard_negatives_and_distillation(tiny_model, tiny_cross_encoder):
-    train = synthetic_dataset(n_docs=80, n_queries=16, n_topics=4, seed=2, split="train")
+    splits = load_splits("synthetic", n_docs=80, n_queries=16, n_topics=4, seed=2)
     config = TowerTrainConfig(architecture="twin", mode="full", backbone=tiny_model, dataset="synthetic",
                               max_seq_length=32, epochs=1, batch_size=8, hard_negatives="bm25", neg_rank_lo=1,
                               neg_rank_hi=10, kd="kl", kd_depth=4, teacher=tiny_cross_encoder, teacher_max_length=64)
-    folder = train_towers(config, dataset=train)
+    folder = train_towers(config, splits=splits)
     report = json.loads((folder / "training.json").read_text())
-    assert report["steps"] == 2 and report["config"]["kd"] == "kl"
+    assert report["train_queries"] == 12 and report["steps"] == 1 and report["config"]["kd"] == "kl"
     assert SentenceEncoder(str(folder)).n_parameters() == report["parameters"]
 
 

@@ -1,0 +1,272 @@
+"""Statistics and selection over results rows: intervals, paired tests, Pareto frontiers, choosing under a budget.
+
+The rules (the report states them where it uses them):
+- choose on dev, report on test: every "best" is the dev-best row, then the cheapest row whose dev nDCG@10 is
+  not significantly below it (one-sided paired t-test over the dev queries at `ALPHA`); its test numbers are
+  reported once, with a 95% interval.
+- "cheapest": lowest end-to-end p95; p95s within `LATENCY_TIE` (relative) of the lowest are a tie, broken by
+  memory (same tolerance), then by higher dev recall@K (exact search first), then by higher dev nDCG@10.
+- intervals: a t-interval of the mean over queries (scipy.stats.t), 95%.
+- comparisons: paired t-test (or Wilcoxon signed-rank) per query, Holm-corrected over the family with
+  statsmodels' multipletests.
+Nothing here renders text; bench.report does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+MB = 2**20
+ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
+LATENCY_TIE = 0.05  # relative p95 (and memory) difference treated as a tie
+CONFIDENCE = 0.95
+MEASURES = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "rr_at_10": "MRR@10"}
+
+# Short names for long parameters in tables (the parquet keeps the library's names).
+ABBREVIATIONS = {"anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
+                 "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder",
+                 "ef_construction": "efC"}
+
+
+def params_text(text: str) -> str:
+    return " ".join(f"{ABBREVIATIONS.get(k, k)}={v}" for k, v in json.loads(text).items()) or "-"
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows plus the columns the analysis and the report reason with."""
+    out = frame.copy()
+    out["config"] = out["build_params"].map(params_text) + " / " + out["search_params"].map(params_text)
+    out["stage2"] = np.where(out["r"] > 0, out["reranker"] + " a=" + out["fusion_alpha"].map("{:.2f}".format), "-")
+    out["memory_mb"] = (out["index_bytes"] + 4 * (out["encoder_params"] + out["reranker_params"])) / MB
+    vectors = out["n_chunks"].where(out["n_chunks"] > 0, out["n_docs"])  # passages when chunked
+    out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
+    out["saw_eval_docs"] = out["encoder_saw_eval_docs"] | out["reranker_saw_eval_docs"]
+    out["pipeline"] = (out["encoder"] + " + " + out["backend"] + " " + out["config"] + " K=" + out["k"].astype(str)
+                       + np.where(out["r"] > 0, " + " + out["stage2"] + " R=" + out["r"].astype(str), ""))
+    return out
+
+
+# ---------------------------------------------------------------- per-query values and intervals
+
+
+def per_query(row: pd.Series, measure: str = "ndcg_at_10", split: str = "test") -> pd.Series:
+    """A row's per-query values of `measure` on the test or the dev queries, indexed by query id."""
+    prefix = "" if split == "test" else "dev_"
+    return pd.Series(np.asarray(row[f"{prefix}q_{measure}"], dtype=float), index=list(row[f"{prefix}query_ids"]))
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """(mean, half-width) of the t-interval for the mean of `values`."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan")
+    sem = float(values.std(ddof=1)) / np.sqrt(len(values))
+    return mean, float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sem)
+
+
+def with_intervals(frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """`<measure>_ci`: the 95% half-width of each quality mean, on `split`'s queries."""
+    out = frame.copy()
+    prefix = "" if split == "test" else "dev_"
+    for measure in MEASURES:
+        out[f"{prefix}{measure}_ci"] = [t_interval(v)[1] for v in out[f"{prefix}q_{measure}"]]
+    return out
+
+
+# ---------------------------------------------------------------- paired tests
+
+
+def paired_p(diff: np.ndarray, test: str = "t", alternative: str = "two-sided") -> float:
+    """p-value of a paired test on per-query differences; identical lists give 1."""
+    diff = np.asarray(diff, dtype=float)
+    if not np.any(diff):
+        return 1.0
+    if test == "wilcoxon":
+        return float(stats.wilcoxon(diff, alternative=alternative).pvalue)
+    if np.allclose(diff, diff[0]):  # constant non-zero difference: no variance to test against
+        return 0.0 if (alternative != "less" and diff[0] > 0) or (alternative != "greater" and diff[0] < 0) else 1.0
+    return float(stats.ttest_1samp(diff, 0.0, alternative=alternative).pvalue)
+
+
+def holm(p_values) -> list[float]:
+    """Holm-adjusted p-values (statsmodels), in input order."""
+    p_values = list(p_values)
+    return multipletests(p_values, method="holm")[1].tolist() if p_values else []
+
+
+def paired_tests(baseline: pd.Series, systems: pd.DataFrame, measure: str = "ndcg_at_10", test: str = "t",
+                 split: str = "test", queries: list[str] | None = None) -> pd.DataFrame:
+    """Each system row against the baseline row on the same queries (`queries` restricts them): mean,
+    difference with its 95% t-interval, paired p-value and Holm's correction over the systems."""
+    base = per_query(baseline, measure, split)
+    if queries is not None:
+        base = base.reindex(queries)
+    rows = []
+    for _, row in systems.iterrows():
+        other = per_query(row, measure, split).reindex(base.index)
+        if other.isna().any() or base.isna().any():
+            raise ValueError(f"paired test needs the same queries in both rows ({row.get('label', '')})")
+        diff = other.to_numpy() - base.to_numpy()
+        mean, half = t_interval(other)
+        delta, delta_half = t_interval(diff)
+        rows.append({"system": row.get("label", row.get("pipeline", "")), measure: mean, "ci": half,
+                     "delta": delta, "delta_ci": delta_half, "p": paired_p(diff, test),
+                     "improved": int((diff > 0).sum()), "worsened": int((diff < 0).sum())})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_holm"] = holm(table["p"])
+    return table
+
+
+# ---------------------------------------------------------------- Pareto
+
+
+def pareto(frame: pd.DataFrame, quality: str, cost: str) -> pd.DataFrame:
+    """Rows not dominated (higher quality at no higher cost), sorted by cost."""
+    ordered = frame.sort_values([cost, quality], ascending=[True, False])
+    best, keep = -np.inf, []
+    for index, value in ordered[quality].items():
+        if value > best:
+            keep.append(index)
+            best = value
+    return ordered.loc[keep]
+
+
+# ---------------------------------------------------------------- choosing
+
+
+class NothingFits(ValueError):
+    """No configuration meets the budgets."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    p95_ms: float
+    memory_mb: float
+    min_recall: float = 0.0
+
+    def __post_init__(self):
+        for name in ("p95_ms", "memory_mb"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive number, got {value}")
+        if not 0 <= self.min_recall <= 1:
+            raise ValueError(f"min-recall must be in [0, 1], got {self.min_recall}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A dev-chosen row: the dev-best, the cheapest row tied with it, and what the choice rests on."""
+
+    pick: pd.Series
+    dev_best: pd.Series
+    ties: pd.DataFrame  # rows whose dev nDCG@10 is not significantly below the dev-best (the pick among them)
+    candidates: int  # rows considered
+    p_vs_best: float  # one-sided paired p of "the pick is worse than the dev-best" on dev
+
+    def test_interval(self, measure: str = "ndcg_at_10") -> tuple[float, float]:
+        return t_interval(self.pick[f"q_{measure}"])
+
+    def dev_interval(self, measure: str = "ndcg_at_10") -> tuple[float, float]:
+        return t_interval(self.pick[f"dev_q_{measure}"])
+
+
+def _dev_matrix(rows: pd.DataFrame) -> np.ndarray:
+    """Per-query dev nDCG@10, one row per results row, columns aligned by query id."""
+    ids = list(rows["dev_query_ids"].iloc[0])
+    matrix = []
+    for _, row in rows.iterrows():
+        values = per_query(row, "ndcg_at_10", "dev")
+        if list(values.index) != ids:
+            values = values.reindex(ids)
+            if values.isna().any():
+                raise ValueError("rows to choose among must share their dev queries (one dataset at a time)")
+        matrix.append(values.to_numpy())
+    return np.vstack(matrix)
+
+
+def _cheapest(rows: pd.DataFrame) -> pd.Series:
+    """Lowest e2e p95, ties (within LATENCY_TIE) broken by memory, then dev recall@K, then dev nDCG@10."""
+    fastest = rows["e2e_p95_ms"].min()
+    close = rows[rows["e2e_p95_ms"] <= fastest * (1 + LATENCY_TIE)]
+    smallest = close["memory_mb"].min()
+    close = close[close["memory_mb"] <= smallest * (1 + LATENCY_TIE)]
+    return close.sort_values(["dev_recall_at_k", "dev_ndcg_at_10", "e2e_p95_ms", "memory_mb", "cell_id"],
+                             ascending=[False, False, True, True, True]).iloc[0]
+
+
+def choose(rows: pd.DataFrame, alpha: float = ALPHA) -> Choice:
+    """The dev-best row, then the cheapest row whose dev nDCG@10 is not significantly below it."""
+    if rows.empty:
+        raise NothingFits("no rows to choose from")
+    if rows["dataset"].nunique() > 1:
+        raise ValueError(f"choose within one dataset at a time, got {sorted(rows['dataset'].unique())}")
+    rows = rows if "memory_mb" in rows else with_derived(rows)
+    order = rows.sort_values(["dev_ndcg_at_10", "e2e_p95_ms", "cell_id"], ascending=[False, True, True])
+    best = order.iloc[0]
+    matrix = _dev_matrix(order)
+    diffs = matrix[0] - matrix  # best minus each, per dev query
+    p = np.array([paired_p(d, "t", "greater") for d in diffs])
+    tied = order[p >= alpha]
+    pick = _cheapest(tied)
+    return Choice(pick=pick, dev_best=best, ties=tied, candidates=len(rows),
+                  p_vs_best=float(p[list(order.index).index(pick.name)]))
+
+
+def within(rows: pd.DataFrame, budget: Budget) -> pd.DataFrame:
+    rows = rows if "memory_mb" in rows else with_derived(rows)
+    return rows[(rows["e2e_p95_ms"] <= budget.p95_ms) & (rows["memory_mb"] <= budget.memory_mb)
+                & (rows["dev_recall_at_k"] >= budget.min_recall)]
+
+
+def recommend(frame: pd.DataFrame, budget: Budget, exclude_seen: bool = False) -> Choice:
+    """The dev-chosen configuration within the budget (see `choose`). Raises NothingFits.
+
+    `exclude_seen` leaves out rows of models trained on documents the evaluation queries judge."""
+    rows = frame if "memory_mb" in frame else with_derived(frame)
+    if exclude_seen:
+        rows = rows[~rows["saw_eval_docs"]]
+    fits = within(rows, budget)
+    if fits.empty:
+        hint = ""
+        if len(rows):
+            fastest = rows.loc[rows["e2e_p95_ms"].idxmin()]
+            hint = (f"; the fastest configuration needs p95 {fastest['e2e_p95_ms']:.3g} ms and "
+                    f"{fastest['memory_mb']:.1f} MB")
+        raise NothingFits(f"no configuration has end-to-end p95 <= {budget.p95_ms} ms, memory <= "
+                          f"{budget.memory_mb} MB and recall@K >= {budget.min_recall}{hint}")
+    return choose(fits)
+
+
+def select(rows: pd.DataFrame) -> pd.Series:
+    """The dev-chosen row of a group (the report's "best")."""
+    return choose(rows).pick
+
+
+def fastest_at_recall(rows: pd.DataFrame, target: float = 0.95) -> pd.Series | None:
+    """The lowest-p95 search cell whose dev recall@K reaches `target` (recall is chosen on dev too)."""
+    good = rows[rows["dev_recall_at_k"] >= target]
+    if good.empty:
+        return None
+    return good.sort_values(["search_p95_ms", "cell_id"]).iloc[0]
+
+
+DEFAULT_BUDGETS = [Budget(5, 200), Budget(10, 100), Budget(50, 200), Budget(300, 200), Budget(1000, 500),
+                   Budget(10000, 1000)]
+
+
+# ---------------------------------------------------------------- seen / unseen positives
+
+
+def seen_split(frame: pd.DataFrame) -> tuple[set[str], dict]:
+    """The dev/test query ids with a relevant document that is a train positive, and the protocol record."""
+    protocol = json.loads(frame["protocol"].iloc[0] or "{}")
+    guard = protocol.get("guard") or {}
+    return set(guard.get("seen_query_ids", [])), protocol
