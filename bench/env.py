@@ -58,7 +58,8 @@ def run_metadata(config_hash: str) -> dict:
     return {
         "timestamp": datetime.now(timezone.utc),
         "git_sha": _git("rev-parse", "HEAD") or "unknown",
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # code that differs from the commit; the results and report a run writes do not count
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!report.md")),
         "versions": json.dumps(versions(), sort_keys=True),
         "cpu_model": cpu_model(),
         "n_cpus": cpu_count(),
