@@ -26,6 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     store = ResultStore(args.results or config.results_path)
+    store.check_writable()
     executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
     started = time.perf_counter()
     try:
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.INFO if args.verbose else logging.WARNING)  # it sets itself to DEBUG
     try:
         return args.func(args)
     except USER_ERRORS as err:

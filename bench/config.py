@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ class RerankerSpec:
     train: dict = field(default_factory=dict)
     max_length: int = 256
     batch_size: int = 32
-    alpha: list = field(default_factory=lambda: [1.0])
+    alpha: list[float | typing.Literal["dev"]] = field(default_factory=lambda: [1.0])
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,28 @@ def from_table(cls, raw: Any, where: str):
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    check_types(cls, raw, where)
     try:
         return cls(**raw)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
+
+
+def check_types(cls, raw: dict, where: str) -> None:
+    """Each value of `raw` against the type of `cls`'s field of that name (pydantic, strict: no coercion)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = typing.get_type_hints(cls)
+    for name, value in raw.items():
+        if name not in hints:
+            continue
+        try:
+            TypeAdapter(hints[name]).validate_python(value, strict=True)
+        except ValidationError as err:
+            problem = err.errors()[0]
+            at = "".join(f"[{p}]" if isinstance(p, int) else "" for p in problem["loc"])
+            sep = "." if ": " in where else ": "
+            raise ConfigError(f"{where}{sep}{name}{at}: {problem['msg'].lower()}, got {value!r}") from None
 
 
 def as_lists(table: Any, where: str) -> dict[str, list]:
@@ -166,11 +185,14 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         backends = []
         for i, b in enumerate(raw.pop("backends")):
             where = f"{source}: backends[{i}]"
-            spec = from_table(BackendSpec, b, where)
-            backends.append(dataclasses.replace(spec, build=as_lists(spec.build, f"{where}.build"),
-                                                search=as_lists(spec.search, f"{where}.search")))
+            if not isinstance(b, dict):
+                raise ConfigError(f"{where}: expected a table, got {type(b).__name__}")
+            grids = {key: as_lists(b[key], f"{where}.{key}") for key in ("build", "search") if key in b}
+            backends.append(from_table(BackendSpec, {**b, **grids}, where))
     except KeyError as err:
         raise ConfigError(f"{source}: missing required key {err}") from None
+    if "k" in raw and not isinstance(raw["k"], list):
+        raw["k"] = [raw["k"]]
     measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{source}: measure")
     rerank = _parse_rerank(raw.pop("rerank", {}), f"{source}: rerank")
     protocol = raw.pop("protocol", {})
@@ -192,6 +214,9 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
                               f"(supported: {sorted(ENCODER_TYPES)})")
         if e.train:
+            from bench.towers import TowerTrainConfig
+
+            check_types(TowerTrainConfig, e.train, f"{source}: encoders[{i}].train")
             try:
                 tower_config(e, config.dataset)
             except (TypeError, ValueError) as err:
@@ -227,6 +252,8 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
     raw = dict(raw)
     rerankers = []
     for i, r in enumerate(raw.pop("rerankers", [])):
+        if isinstance(r, dict) and "alpha" in r and not isinstance(r["alpha"], list):
+            r = {**r, "alpha": [r["alpha"]]}
         spec = from_table(RerankerSpec, r, f"{where}.rerankers[{i}]")
         if bool(spec.model) == bool(spec.train):
             raise ConfigError(f"{where}.rerankers[{i}]: give exactly one of 'model' or 'train'")
@@ -236,6 +263,10 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
                 raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'dev'")
             if a == "dev" and not spec.train:
                 raise ConfigError(f"{where}.rerankers[{i}].alpha: 'dev' needs a model trained by the harness")
+        if spec.train:
+            from bench.train_cross import CrossTrainConfig
+
+            from_table(CrossTrainConfig, spec.train, f"{where}.rerankers[{i}].train")
         rerankers.append(dataclasses.replace(spec, alpha=alphas))
     spec = from_table(RerankSpec, {**raw, "rerankers": rerankers}, where)
     if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in spec.r):
@@ -277,5 +308,13 @@ class SeriesConfig:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def resolve_dataset_path(raw: dict, config_path: Path) -> dict:
+    """A dataset given as a relative path (not a bare name) is relative to the config file's folder."""
+    dataset = raw.get("dataset")
+    if isinstance(dataset, str) and ("/" in dataset or dataset.startswith(".")) and not Path(dataset).is_absolute():
+        return {**raw, "dataset": str((config_path.parent / dataset).resolve())}
+    return raw
+
+
 def load_config(path: Path | str) -> SweepConfig:
-    return parse_config(read_toml(path), str(path))
+    return parse_config(resolve_dataset_path(read_toml(path), Path(path)), str(path))

@@ -78,10 +78,12 @@ def load_dataset(name: str, split: str = "test", root: Path | None = None, **syn
 
 
 def download_beir(name: str, root: Path) -> Path:
-    """Fetch BEIR's public `<name>.zip` into `root`; offline, a clear error saying what to do."""
+    """Fetch BEIR's public `<name>.zip` into `root`; offline, a clear error saying what to do (and no folder
+    left behind that the attempt created)."""
     url = BEIR_URL.format(name=name)
     target = root / name
     zip_path = root / f"{name}.zip.part"
+    created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s to %s", url, root)
@@ -89,9 +91,12 @@ def download_beir(name: str, root: Path) -> Path:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(root)
     except (OSError, zipfile.BadZipFile) as err:
+        zip_path.unlink(missing_ok=True)
+        if created and root.exists() and not any(root.iterdir()):
+            root.rmdir()
         raise DatasetError(
-            f"dataset '{name}' is not under {root.resolve()} (set BENCH_DATA_DIR to the folder that holds "
-            f"'{name}/corpus.jsonl') and downloading {url} failed: {err}. On a machine with internet, "
+            f"dataset '{name}' is not under {root.resolve()} (pass --data-dir, or set BENCH_DATA_DIR, to the folder "
+            f"that holds '{name}/corpus.jsonl') and downloading {url} failed: {err}. On a machine with internet, "
             f"download that zip and unzip it into the data dir."
         ) from err
     finally:

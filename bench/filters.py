@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.cache import content_key
-from bench.config import ConfigError, MeasureSpec, SeriesConfig, read_toml, from_table
+from bench.config import ConfigError, MeasureSpec, SeriesConfig, from_table, read_toml, resolve_dataset_path
 from bench.datasets import load_dataset
 from bench.encoders import SentenceEncoder, embed_dataset
 from bench.env import host_id, run_metadata
@@ -62,7 +62,7 @@ class FilterConfig(SeriesConfig):
 
 def load_filter_config(path: Path | str) -> FilterConfig:
     path = Path(path)
-    raw = read_toml(path)
+    raw = resolve_dataset_path(read_toml(path), Path(path))
     backends = [from_table(FilterBackend, b, f"{path}: backends[{i}]") for i, b in enumerate(raw.pop("backends", []))]
     measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{path}: measure")
     config = from_table(FilterConfig, {**raw, "backends": backends, "measure": measure}, str(path))

@@ -30,7 +30,7 @@ import pandas as pd
 import psutil
 
 from bench.cache import cached_array, content_key
-from bench.config import ConfigError, MeasureSpec, SeriesConfig, read_toml, as_lists, from_table, grid
+from bench.config import ConfigError, MeasureSpec, SeriesConfig, as_lists, from_table, grid, read_toml, resolve_dataset_path
 from bench.datasets import load_dataset
 from bench.encoders import SentenceEncoder, embed_dataset
 from bench.env import host_id, run_metadata
@@ -80,7 +80,7 @@ def resolve_size_rule(value: Any, n: int, where: str) -> Any:
 
 def load_scale_config(path: Path | str) -> ScaleConfig:
     path = Path(path)
-    raw = read_toml(path)
+    raw = resolve_dataset_path(read_toml(path), Path(path))
     backends = []
     for i, b in enumerate(raw.pop("backends", [])):
         spec = from_table(ScaleBackend, b, f"{path}: backends[{i}]")

@@ -139,6 +139,19 @@ class ResultStore:
             self._frame = read_results(self.path, schema=self.schema) if self.path.exists() else empty_frame(self.schema)
         return self._frame
 
+    def check_writable(self) -> None:
+        """Fail now, naming the path, if results cannot be written there (before any expensive work)."""
+        import tempfile
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".probe"):
+                pass
+        except OSError as err:
+            raise SchemaError(f"{self.path}: results cannot be written there ({err.strerror or err})") from None
+        if self.path.exists():
+            self.load()  # an unreadable or foreign results file is named now, not after the first cell
+
     def done(self, host_id: str) -> set[str]:
         frame = self.load()
         return set(frame.loc[frame["host_id"] == host_id, "cell_id"])
@@ -161,6 +174,8 @@ def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame
     """Rows of one or more results files, checked against `schema`."""
     frames = []
     for path in paths:
+        if not Path(path).exists():
+            raise SchemaError(f"{path}: no such results file")
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as err:

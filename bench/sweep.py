@@ -185,6 +185,26 @@ def _spec_key(encoder: EncoderSpec) -> dict:
     return key
 
 
+def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
+    """Before anything is measured: R values that no reranked K admits, and trained rerankers whose dataset
+    has no train or dev queries, are errors."""
+    spec = config.rerank
+    if not spec.rerankers:
+        return
+    ks = [k for k in config.k if not spec.k or k in spec.k]
+    too_deep = [r for r in spec.r if not any(r <= k for k in ks)]
+    if not ks or too_deep:
+        raise ParamError(f"rerank.r: R {too_deep or spec.r} exceeds every reranked K {ks} (R <= K is needed)")
+    for reranker in spec.rerankers:
+        if reranker.train:
+            name = reranker.train.get("dataset", config.dataset)
+            splits = sweep_splits(config, data_root, name)
+            if splits.train is None or splits.dev is None:
+                raise ParamError(f"rerank.rerankers '{reranker.name}': dataset '{name}' has no "
+                                 f"{'train' if splits.train is None else 'dev'} queries to train the model on "
+                                 "(give `model = ...` instead, or train on another dataset)")
+
+
 def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) -> tuple[RerankCell, ...]:
     spec = config.rerank
     if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
@@ -194,7 +214,7 @@ def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) 
         for alpha in reranker.alpha:
             for r in spec.r:
                 if r > k:
-                    continue
+                    continue  # R <= K; check_rerank refuses an R that no K admits
                 key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
                        "rerank_latency": [spec.latency_queries, spec.threads]}
                 children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
@@ -239,6 +259,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     resolved = {spec.name: resolve_encoder(spec, config, data_root) for spec in config.encoders}
     plans = {spec.name: plan_cells(config, dataset, spec, resolved[spec.name].identity)
              for spec in config.encoders}  # validate all first
+    check_rerank(config, data_root)
     frame = store.load()
     mine = frame[frame["host_id"] == host_id()]
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))

@@ -44,3 +44,58 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("name = [")
     with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
         load_config(bad)
+
+
+def _write(tmp_path, text, name="c.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BASE = 'name = "b"\ndataset = "synthetic"\nsplit = "test"\nk = [5]\n[[encoders]]\nname = "e"\n[[backends]]\nbackend = "exact"\n'
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('[measure]\nwarmup = "five"\n', "measure.warmup: input should be a valid integer, got 'five'"),
+    ('[[rerank.rerankers]]\nname = "c"\ntrain = { loss = "listwize" }\n',
+     "rerank.rerankers[0].train: loss must be one of"),
+    ('[[rerank.rerankers]]\nname = "c"\ntrain = { epochs = "2" }\n', "rerank.rerankers[0].train.epochs: input should"),
+    ('[protocol]\nguard = "yes"\n', "protocol.guard: input should be a valid boolean"),
+])
+def test_mistyped_options_fail_at_parse_time_with_one_line(tmp_path, capsys, extra, message):
+    from bench.cli import main
+
+    assert main(["run", str(_write(tmp_path, BASE + extra)), "--results", str(tmp_path / "r.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "r.parquet").exists()
+
+
+def test_bad_run_inputs_fail_before_any_work(tmp_path, capsys, tiny_cross_encoder):
+    from bench.cli import main
+
+    (tmp_path / "file.txt").write_text("x")  # a file where the results folder should be
+    assert main(["run", str(_write(tmp_path, BASE)), "--results", str(tmp_path / "file.txt" / "r.parquet")]) == 2
+    assert "results cannot be written there" in capsys.readouterr().err
+    deep = BASE + f'[rerank]\nr = [10]\n[[rerank.rerankers]]\nname = "c"\nmodel = "{tiny_cross_encoder}"\n'
+    assert main(["run", str(_write(tmp_path, deep)), "--results", str(tmp_path / "r.parquet")]) == 2
+    assert "rerank.r: R [10] exceeds every reranked K [5]" in capsys.readouterr().err
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_a_trained_reranker_needs_train_queries_before_anything_is_measured(tmp_path, capsys):
+    from bench.cli import main
+    from test_splits import write_beir
+
+    write_beir(tmp_path / "data" / "only-test", {"test": {"t1": "d1", "t2": "d2"}})
+    text = BASE.replace('"synthetic"', '"data/only-test"') + \
+        '[rerank]\nr = [5]\n[[rerank.rerankers]]\nname = "c"\ntrain = { loss = "listwise" }\n'
+    assert main(["run", str(_write(tmp_path, text)), "--results", str(tmp_path / "r.parquet")]) == 2
+    assert "has no train queries" in capsys.readouterr().err  # the dataset path was found next to the config
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_summary_of_a_missing_file_says_so(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["summary", str(tmp_path / "nope.parquet")]) == 2
+    assert "nope.parquet: no such results file" in capsys.readouterr().err
