@@ -44,26 +44,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compact(params_json: str) -> str:
-    import json
-
-    return " ".join(f"{k}={v}" for k, v in json.loads(params_json).items())
-
-
 def cmd_summary(args: argparse.Namespace) -> int:
-    frame = read_results(*args.results)
+    from bench.analysis import fastest_at_recall, t_interval, with_derived
+
+    frame = with_derived(read_results(*args.results))
     if args.k:
         frame = frame[frame["k"] == args.k]
+    keys = ["dataset", "encoder", "backend", "k", "reranker", "r", "fusion_alpha"]
+    if args.all:
+        rows = frame
+    else:  # per group: the fastest cell reaching dev recall@K >= 0.95, else the one with the highest dev recall
+        picks = []
+        for _, group in frame.groupby(keys, dropna=False):
+            pick = fastest_at_recall(group)
+            picks.append(pick if pick is not None else group.sort_values("dev_recall_at_k").iloc[-1])
+        rows = pd.DataFrame(picks)
+    if rows.empty:
+        print("no rows")
+        return 0
     table = pd.DataFrame({
-        "encoder": frame["encoder"], "backend": frame["backend"],
-        "build": frame["build_params"].map(_compact), "search": frame["search_params"].map(_compact),
-        "K": frame["k"], "recall@K": frame["recall_at_k"], "nDCG@10": frame["ndcg_at_10"],
-        "R@100": frame["recall_at_100"], "RR@10": frame["rr_at_10"], "p50 ms": frame["search_p50_ms"],
-        "p95 ms": frame["search_p95_ms"], "p99 ms": frame["search_p99_ms"], "QPS": frame["throughput_qps"],
-        "build s": frame["build_s"], "index MB": frame["index_bytes"] / 2**20,
-    }).sort_values(["encoder", "backend", "build", "K", "p50 ms"])
-    pd.set_option("display.width", 250, "display.max_columns", 30, "display.max_rows", 1000)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        "dataset": rows["dataset"], "encoder": rows["encoder"], "backend": rows["backend"], "config": rows["config"],
+        "K": rows["k"], "reranker": rows["reranker"].replace("", "-"), "R": rows["r"],
+        "alpha": rows["fusion_alpha"].map(lambda a: "-" if pd.isna(a) else f"{a:.2f}"),
+        "recall@K": rows["recall_at_k"].map("{:.3f}".format), "dev nDCG@10": rows["dev_ndcg_at_10"].map("{:.3f}".format),
+        "test nDCG@10": [f"{m:.3f} ± {h:.3f}" for m, h in (t_interval(v) for v in rows["q_ndcg_at_10"])],
+        "R@100": rows["recall_at_100"].map("{:.3f}".format) + rows["k"].map(lambda k: "*" if k < 100 else ""),
+        "e2e p95 ms": rows["e2e_p95_ms"].map("{:.3g}".format), "index MB": (rows["index_bytes"] / 2**20).map("{:.1f}".format),
+    }).sort_values(["dataset", "encoder", "backend", "K", "R", "alpha"])
+    pd.set_option("display.width", 200, "display.max_columns", 30, "display.max_rows", 5000, "display.max_colwidth", 40)
+    print(table.to_string(index=False))
+    print(f"\n{len(table)} of {len(frame)} rows" + ("" if args.all else
+          " (per dataset, encoder, backend, K, reranker, R, alpha: the fastest cell reaching dev recall@K >= 0.95; --all for every row)")
+          + "; test nDCG@10 with its 95% t-interval; R@100* : K < 100, so computed from K results")
     return 0
 
 
@@ -268,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print the main columns of results files")
     summary.add_argument("results", nargs="+", type=Path)
     summary.add_argument("--k", type=int, help="only rows with this K")
+    summary.add_argument("--all", action="store_true", help="every row, not one per backend, K and reranking stage")
     summary.set_defaults(func=cmd_summary)
     return parser
 

@@ -206,3 +206,47 @@ def test_ray_executor_gives_the_local_numbers(config, tmp_path):
 class LocalExecutorForCheck:
     def run(self, measurer, groups, desc, total):
         raise AssertionError("nothing should be measured")
+
+
+def _synthetic_as_beir(root, seed):
+    """The synthetic collection (test and train splits) written in BEIR layout under `root`."""
+    import json
+
+    from bench.datasets import synthetic_dataset
+
+    test, train = (synthetic_dataset(n_docs=300, n_queries=30, n_topics=6, seed=seed, split=s) for s in ("test", "train"))
+    root.mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": t}) + "\n"
+                                               for d, t in zip(test.doc_ids, test.doc_texts)))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for ds in (test, train)
+                                                for q, t in zip(ds.query_ids, ds.query_texts)))
+    (root / "qrels").mkdir()
+    for ds in (test, train):
+        (root / "qrels" / f"{ds.split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+            f"{q}\t{d}\t{g}\n" for q, judged in ds.qrels.items() for d, g in judged.items()))
+    return root
+
+
+def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, capsys):
+    exact = [b for b in config.backends if b.backend in ("exact", "hnsw")]
+    one = dataclasses.replace(config, backends=exact)
+    other = dataclasses.replace(one, dataset=str(_synthetic_as_beir(tmp_path / "synth-b", seed=7)), synthetic={},
+                                results=str(tmp_path / "b.parquet"))
+    run_sweep(one)
+    run_sweep(other)
+    paths = [str(one.results_path), str(other.results_path)]
+    out, plots = tmp_path / "report.md", tmp_path / "plots"
+    assert main(["report", *paths, "--out", str(out), "--plots", str(plots)]) == 0
+    text = out.read_text()
+    assert "## Across datasets" in text and "# Dataset: synth-b" in text and "# Dataset: synthetic" in text
+    assert "| minilm + exact - / - K=5 |" in text  # one configuration, a column per dataset
+    assert (plots / "synth-b" / "pareto_ndcg.png").exists() and (plots / "synthetic" / "pareto_ndcg.png").exists()
+    capsys.readouterr()
+    assert main(["recommend", *paths, "--p95-ms", "1000", "--memory-mb", "1000"]) == 0
+    printed = capsys.readouterr().out
+    assert "synth-b: recommended" in printed and "synthetic: recommended" in printed
+    assert main(["summary", *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["dataset", "encoder", "backend"] and "reranker" in lines[0] and "alpha" in lines[0]
+    # one row per dataset, encoder, backend and K: bm25 is not in these configs' backends, so 2 x 2 x 2
+    assert sum(1 for line in lines if line.split()[:1] in (["synthetic"], ["synth-b"])) == 2 * 2 * 2
