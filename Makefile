@@ -1,10 +1,11 @@
-# `make bench` runs the default SciFact sweep; `make test` runs the test suite.
+# `make bench` runs the reference sweeps (SciFact, then NFCorpus); `make test` runs the test suite.
 # Both create .venv and install the package (torch pinned by constraints.txt) on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CONFIG ?= configs/scifact.toml
+CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
+RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
 .PHONY: bench report scale filters test install clean-cache check-latency update-baseline microbench
@@ -17,11 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(PY) -m bench run $(CONFIG)
-	$(PY) -m bench summary results/$(notdir $(basename $(CONFIG))).parquet --k 100
+	set -e; for config in $(CONFIGS); do $(PY) -m bench run $$config; done
+	$(PY) -m bench summary $(RESULTS) --k 100
 
 report: $(STAMP)
-	$(PY) -m bench report results/scifact.parquet --out report.md --plots results/plots \
+	$(PY) -m bench report $(wildcard $(RESULTS)) --out report.md --plots results/plots \
 		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet) \
 		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet)
 
