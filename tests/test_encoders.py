@@ -25,6 +25,13 @@ def test_embeddings_are_normalized_and_cached(tiny_model):
     assert not embed_dataset(SentenceEncoder(tiny_model, max_seq_length=16), ds).cached
 
 
-def test_model_identity_follows_files(tiny_model):
-    assert model_identity(tiny_model) == model_identity(tiny_model)
-    assert "@sha256:" in model_identity(tiny_model)
+def test_model_identity_follows_files(tiny_model, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model, copy)
+    before = model_identity(str(copy))
+    assert "@sha256:" in before and before.split("@")[1] == model_identity(tiny_model).split("@")[1]
+    (copy / "config_sentence_transformers.json").write_text("{}")  # the same folder, other content
+    model_identity.cache_clear()  # a new process would see the new files
+    assert model_identity(str(copy)) != before

@@ -85,3 +85,19 @@ def test_platt_scaling_reduces_calibration_error():
     a, b = platt_fit(scores, labels)
     after = expected_calibration_error(1 / (1 + np.exp(-(a * scores + b))), labels)
     assert after < 0.05 < before
+
+
+def test_cross_encoder_trains_on_guarded_queries_and_chooses_alpha_on_dev(tiny_model, tiny_cross_encoder):
+    import json
+
+    from bench.splits import load_splits
+    from bench.train_cross import CrossTrainConfig, train_cross_encoder
+
+    splits = load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3)
+    config = CrossTrainConfig(backbone=tiny_cross_encoder, first_stage=tiny_model, dataset="synthetic", negatives=3,
+                              batch_queries=4, max_length=32, neg_rank_lo=1, neg_rank_hi=10, dev_r=5)
+    folder = train_cross_encoder(config, splits=splits)
+    report = json.loads((folder / "training.json").read_text())
+    assert report["train_queries"] == 18 and report["dev_queries"] == 6 and not report["saw_eval_docs"]
+    assert report["steps"] == 18 // 4 + 1 and report["alpha"] in [float(a) for a in report["dev_ndcg_at_10_by_alpha"]]
+    assert train_cross_encoder(config, splits=splits) == folder  # cached

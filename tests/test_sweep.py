@@ -250,3 +250,20 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     assert lines[0].split()[:3] == ["dataset", "encoder", "backend"] and "reranker" in lines[0] and "alpha" in lines[0]
     # one row per dataset, encoder, backend and K: bm25 is not in these configs' backends, so 2 x 2 x 2
     assert sum(1 for line in lines if line.split()[:1] in (["synthetic"], ["synth-b"])) == 2 * 2 * 2
+
+
+def test_reranking_one_dataset_with_a_model_trained_on_another(config, tmp_path, tiny_model, tiny_cross_encoder):
+    from bench.config import RerankerSpec, RerankSpec
+
+    train = {"dataset": "synthetic", "backbone": tiny_cross_encoder, "first_stage": tiny_model, "negatives": 3,
+             "batch_queries": 8, "max_length": 32, "neg_rank_lo": 1, "neg_rank_hi": 10, "dev_r": 5}
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", train=train, max_length=32, alpha=[1.0, "dev"])], r=[5],
+                        k=[5], latency_queries=4)
+    other = dataclasses.replace(config, dataset=str(_synthetic_as_beir(tmp_path / "synth-c", seed=11)), synthetic={},
+                                encoders=config.encoders[:1], rerank=rerank,
+                                backends=[b for b in config.backends if b.backend == "exact"])
+    run_sweep(other)
+    frame = read_results(other.results_path)
+    reranked = frame[frame["r"] > 0]
+    assert len(reranked) == 2 and (reranked["dataset"] == "synth-c").all()
+    assert not reranked["reranker_saw_eval_docs"].any() and reranked["reranker_train_s"].gt(0).all()
