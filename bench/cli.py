@@ -30,7 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
     started = time.perf_counter()
     try:
-        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor)
+        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor,
+                            announce=lambda text: print(text, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
@@ -289,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.INFO if args.verbose else logging.WARNING)  # it sets itself to DEBUG
+    for handler in logging.getLogger().handlers:  # bm25s sets its own logger to DEBUG when imported
+        handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except USER_ERRORS as err:

@@ -27,6 +27,7 @@ from bench.env import host_id, run_metadata
 from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
+from bench.plan import Speeds, duration, render, work_phases
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.splits import QuerySplits, describe, load_splits, restrict
 from bench.store import ResultStore
@@ -247,10 +248,12 @@ def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float) -> b
 
 
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
-              store: ResultStore | None = None, executor: Executor | None = None) -> SweepSummary:
+              store: ResultStore | None = None, executor: Executor | None = None,
+              announce: Callable[[str], None] | None = None) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
+    `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -267,11 +270,17 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     metadata = run_metadata(config.config_hash())
     rerankers = Rerankers(config, data_root)
     protocol = describe(splits)
-    for spec in config.encoders:
+    todo = {spec.name: [c for c in plans[spec.name][0] if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k)]
+            for spec in config.encoders}
+    speeds = Speeds()
+    if announce:
+        announce(render(work_phases(config, splits, resolved, todo, speeds), f"{config.name}: plan"))
+    prepare_models(resolved, todo, rerankers, data_root)
+    for index, spec in enumerate(config.encoders):
         cells, skipped = plans[spec.name]
         summary.planned += len(cells)
         summary.skipped_invalid += skipped
-        pending = [c for c in cells if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k)]
+        pending = todo[spec.name]
         summary.already_done += len(cells) - len(pending)
         if skipped:
             log.info("%s: %d grid points skipped (ef < K, nprobe > nlist, ...)", spec.name, skipped)
@@ -281,6 +290,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         encoder = resolved[spec.name].load(data_root)
         embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
+        if not embeddings.cached and encoder.frozen_backbone is None:
+            speeds.record("encode_docs_per_s", len(embeddings.docs) / embeddings.encode_seconds)
         encode_latency = measure_query_encoding(  # on test queries (they come first)
             encoder, splits.test.query_texts[: config.measure.encode_sample], config.measure.warmup)
         shared = {**metadata, "config_name": config.name, "dataset": dataset.name, "dataset_hash": dataset.content_hash,
@@ -298,10 +309,40 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, store.add,
                                 encode_latency, rerankers, spec.chunking)
         groups = measurer.prepare(pending)
-        summary.computed += executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
+        started = time.perf_counter()
+        written = executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
+        summary.computed += written
+        speeds.record("cell_s", (time.perf_counter() - started - measurer.scoring_seconds) / max(written, 1))
+        _record_training_speeds(speeds, resolved[spec.name], rerankers)
         del encoder, measurer
         gc.collect()
+        left = {e.name: todo[e.name] for e in config.encoders[index + 1:]}
+        if announce and any(left.values()):
+            phases = work_phases(config, splits, {n: resolved[n] for n in left}, left, speeds)
+            announce(f"{config.name}: {spec.name} done; about {duration(sum(p.seconds for p in phases))} left")
     return summary
+
+
+def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Cell]], rerankers: "Rerankers",
+                   data_root: Path | None) -> None:
+    """Train (once, cached) every model that pending cells need, before any cell is measured: no measurement
+    waits on training, and executors never race to train the same model."""
+    for name, cells in todo.items():
+        if cells and resolved[name].tower is not None:
+            train_towers(resolved[name].tower, data_root, splits=resolved[name].splits)
+    for reranker in dict.fromkeys(ch.reranker for cells in todo.values() for c in cells for ch in c.children):
+        rerankers.get(reranker)
+
+
+def _record_training_speeds(speeds: Speeds, encoder: ResolvedEncoder, rerankers: "Rerankers") -> None:
+    """Per-step training rates of the models this encoder's cells used, for the next estimate."""
+    if encoder.tower is not None and encoder.tower.mode == "full":
+        report = read_training(encoder.model)
+        speeds.record("tower_full_step_s", report.get("train_seconds", 0) / max(report.get("steps", 0), 1))
+    elif encoder.tower is not None:
+        speeds.record("tower_heads_s", read_training(encoder.model).get("train_seconds", 0))
+    for _, report in rerankers.loaded():
+        speeds.record("cross_train_step_s", report.get("train_seconds", 0) / max(report.get("steps", 0), 1))
 
 
 FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "reranker_saw_eval_docs": False, "r": 0, "fusion_alpha": float("nan"),
@@ -342,6 +383,9 @@ class Rerankers:
             self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size), report)
         return self._scorers[name]
 
+    def loaded(self) -> list[tuple[CrossEncoderScorer, dict]]:
+        return list(self._scorers.values())
+
     def alpha(self, name: str, alpha: float | str) -> float:
         return float(self.get(name)[1]["alpha"]) if alpha == "dev" else float(alpha)
 
@@ -361,6 +405,7 @@ class CellMeasurer:
         self.batch_threads = _threads(self.settings.throughput_threads)
         self.rerank_threads = _threads(config.rerank.threads) if config.rerank.rerankers else 1
         self._rerank_latency: dict[tuple[str, int], LatencyStats] = {}
+        self.scoring_seconds = 0.0  # spent scoring cross-encoder pairs (not a per-cell cost)
         self.truth = np.empty((0, 0), dtype=np.int64)  # exact top documents at the deepest K or R needed
         self.truth_at: dict[int, np.ndarray] = {}  # K -> exact top-K, aggregated to documents when chunked
         self.chunking = chunking
@@ -475,8 +520,13 @@ class CellMeasurer:
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
             children = [ch for ch in cell.children if ch.reranker == name]
             scorer, report = self.rerankers.get(name)
+            started = time.perf_counter()
             cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, result.ids,
                                          max(ch.r for ch in children))
+            if scored:
+                seconds = time.perf_counter() - started
+                self.scoring_seconds += seconds
+                Speeds().record("score_pairs_per_s", scored / seconds)
             for child in children:
                 alpha = self.rerankers.alpha(name, child.alpha)
                 ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)

@@ -30,7 +30,11 @@ class InterruptAfter(ResultStore):
 
 
 def test_sweep_measures_every_cell_then_resumes(config):
-    first = run_sweep(config)
+    said = []
+    first = run_sweep(config, announce=said.append)
+    # the plan comes first, with an estimate per phase; rates are measured and remembered for the next plan
+    assert said[0].startswith("tiny: plan: about ") and "encode corpus for minilm" in said[0]
+    assert "measure cells of minilm" in said[0] and "measure cells of bm25" in said[0]
     # exact 2 K + ivf 2 nprobe x 2 K + hnsw (ef=10: K=5 only; ef=40: both) + scann 2 x 2; bm25 2 K
     assert first.planned == first.computed == 2 + 4 + 3 + 4 + 2
     assert first.skipped_invalid == 1 and first.corpora_encoded == 1
@@ -49,8 +53,10 @@ def test_sweep_measures_every_cell_then_resumes(config):
     for _, row in frame.iterrows():
         assert sum(row["q_ndcg_at_10"]) / 30 == pytest.approx(row["ndcg_at_10"])
 
-    again = run_sweep(config)
+    said.clear()
+    again = run_sweep(config, announce=said.append)
     assert again.computed == 0 and again.already_done == first.planned and again.corpora_encoded == 0
+    assert "nothing to do" in said[0]
     assert read_results(config.results_path)["timestamp"].tolist() == frame["timestamp"].tolist()
 
 

@@ -1,0 +1,198 @@
+"""The work a sweep will do, announced before it starts, with a time estimate from this machine's speeds.
+
+Phases: models to train, corpora to encode, cross-encoder pairs to score, cells to measure. Speeds are
+measured here and remembered in the cache (`speeds.json`): every finished phase records its rate, so the next
+estimate uses this machine's own figures. A rate never measured comes from a quick probe (encoding a few
+documents, scoring a few pairs) or, for training steps and cells, from a stated default.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cache import atomic_write_bytes, cache_dir
+
+# Rates never measured on this machine yet: the 2-core reference host's figures (seconds).
+DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0}
+
+
+@dataclass(frozen=True)
+class Phase:
+    what: str
+    amount: int
+    unit: str
+    seconds: float
+    basis: str  # where the rate comes from: "measured here", "probe", "default"
+
+
+class Speeds:
+    """Rates measured on this machine, kept in the cache dir."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / "speeds.json"
+        self.values: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key: str, probe=None) -> tuple[float, str]:
+        if key in self.values:
+            return self.values[key], "measured here"
+        if probe is not None:
+            self.record(key, probe())
+            return self.values[key], "probe"
+        return DEFAULTS[key], "default"
+
+    def record(self, key: str, value: float) -> None:
+        if not value or value != value or value <= 0:
+            return
+        self.values[key] = float(value)
+        atomic_write_bytes(self.path, lambda tmp: tmp.write_text(json.dumps(self.values, indent=1, sort_keys=True)))
+
+
+def corpus_cached(model_identity: str, corpus_hash: str, passages: list[int] | None = None) -> bool:
+    """Whether the cache holds this model's vectors of this corpus (read from the cache's key records)."""
+    for record in (cache_dir() / "corpus").glob("*.json"):
+        parts = json.loads(record.read_text())
+        if (parts.get("model") == model_identity and parts.get("corpus") == corpus_hash
+                and parts.get("passages") == passages and record.with_suffix(".npy").exists()):
+            return True
+    return False
+
+
+def cached_pairs(model_identity: str, corpus_hash: str) -> int:
+    path = cache_dir() / "cross_scores.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM scores WHERE model=? AND dataset=?",
+                          (model_identity, corpus_hash)).fetchone()[0]
+
+
+def probe_docs_per_s(texts: list[str], n: int = 48) -> float:
+    """Encode a few corpus documents with the bundled MiniLM (its first call's overhead excluded)."""
+    from bench.encoders import SentenceEncoder
+
+    encoder = SentenceEncoder()
+    encoder.encode_docs(texts[:4])
+    started = time.perf_counter()
+    encoder.encode_docs(texts[:n])
+    return n / (time.perf_counter() - started)
+
+
+def probe_pairs_per_s(query: str, texts: list[str], n: int = 32) -> float:
+    from bench.encoders import DEFAULT_MODEL
+    from bench.rerank import CrossEncoderScorer
+
+    scorer = CrossEncoderScorer(DEFAULT_MODEL, max_length=192)
+    scorer.score([query] * 2, texts[:2])
+    started = time.perf_counter()
+    scorer.score([query] * n, texts[:n])
+    return n / (time.perf_counter() - started)
+
+
+def render(phases: list[Phase], title: str) -> str:
+    total = sum(p.seconds for p in phases)
+    lines = [f"{title}: about {duration(total)} on this machine"]
+    for p in phases:
+        lines.append(f"  {p.what:<58} {p.amount:>9,} {p.unit:<8} ~{duration(p.seconds):>8}  ({p.basis})")
+    if not phases:
+        lines.append("  nothing to do: every cell is already measured on this host")
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _examples(dataset) -> int:
+    from bench.splits import positives
+
+    return sum(len(p) for p in positives(dataset).values())
+
+
+def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -> list[Phase]:
+    """The phases left for a sweep: `resolved` encoders by name, `pending` cells by encoder name."""
+    from bench.train_cross import CrossTrainConfig, model_dir as cross_dir
+
+    dataset = splits.evaluation
+    phases: list[Phase] = []
+    docs_rate, docs_basis = (None, "")
+
+    def docs_per_s() -> tuple[float, str]:
+        nonlocal docs_rate, docs_basis
+        if docs_rate is None:
+            docs_rate, docs_basis = speeds.get("encode_docs_per_s", lambda: probe_docs_per_s(dataset.doc_texts))
+        return docs_rate, docs_basis
+
+    def pairs_per_s() -> tuple[float, str]:
+        return speeds.get("score_pairs_per_s", lambda: probe_pairs_per_s(dataset.query_texts[0], dataset.doc_texts))
+
+    reranker_specs = {r.name: r for r in config.rerank.rerankers}
+    for name, encoder in resolved.items():
+        cells = pending.get(name, [])
+        if not cells:
+            continue
+        tower = encoder.tower
+        trained = tower is None or (Path(encoder.model) / "training.json").exists()
+        if not trained:
+            steps = _examples(encoder.splits.train) // tower.batch_size * tower.epochs
+            key = "tower_heads_s" if tower.mode == "heads" else "tower_full_step_s"
+            rate, basis = speeds.get(key)
+            phases.append(Phase(f"train {name} ({tower.architecture}, {tower.mode})", max(steps, 1), "steps",
+                                rate if tower.mode == "heads" else rate * steps, basis))
+            if tower.kd != "none":
+                pairs = len(encoder.splits.train.query_ids) * tower.kd_depth
+                rate, basis = pairs_per_s()
+                phases.append(Phase(f"score teacher pairs for {name}", pairs, "pairs", pairs / rate, basis))
+        if encoder.spec.type != "bm25":
+            chunking = encoder.spec.chunking
+            heads = tower is not None and tower.mode == "heads"
+            if tower is None:
+                identity = encoder.identity
+            else:  # a model not trained yet has no identity (so nothing cached); heads read the backbone's vectors
+                identity = _model_identity(tower.backbone if heads else encoder.model) if heads or trained else None
+            passages = [chunking.tokens, chunking.stride] if chunking else None
+            if identity is None or not corpus_cached(identity, dataset.corpus_hash, passages):
+                n = dataset.n_docs if chunking is None else int(
+                    sum(max(1.0, 1.3 * len(t.split()) / chunking.stride) for t in dataset.doc_texts))
+                rate, basis = docs_per_s()
+                phases.append(Phase(f"encode corpus for {name}" + (" (passages, estimated)" if chunking else ""),
+                                    n, "texts", n / rate, basis))
+        children = [ch for c in cells for ch in c.children]
+        for reranker in dict.fromkeys(ch.reranker for ch in children):
+            spec = reranker_specs[reranker]
+            depth = max(ch.r for ch in children if ch.reranker == reranker)
+            scored = 0
+            if spec.train:
+                train_config = CrossTrainConfig(**{"dataset": config.dataset, **spec.train})
+                from bench.sweep import sweep_splits
+
+                model = cross_dir(train_config, sweep_splits(config, None, train_config.dataset))
+                if (model / "training.json").exists():
+                    scored = cached_pairs(_model_identity(str(model)), dataset.corpus_hash)
+                elif not any(p.what.startswith(f"train {reranker}") for p in phases):
+                    steps = _examples(splits.train) // train_config.batch_queries * train_config.epochs
+                    rate, basis = speeds.get("cross_train_step_s")
+                    phases.append(Phase(f"train {reranker} (cross-encoder, {train_config.loss})", steps, "steps",
+                                        rate * steps, basis))
+            pairs = max(0, len(dataset.query_ids) * depth - scored)
+            if pairs:
+                rate, basis = pairs_per_s()
+                phases.append(Phase(f"score pairs: {reranker} over {name}'s top-{depth} (upper bound)", pairs,
+                                    "pairs", pairs / rate, basis))
+        rows = len(cells) + len(children)
+        rate, basis = speeds.get("cell_s")
+        phases.append(Phase(f"measure cells of {name}", rows, "rows", rows * rate, basis))
+    return phases
+
+
+def _model_identity(model: str) -> str:
+    from bench.encoders import model_identity
+
+    return model_identity(model)
