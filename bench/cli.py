@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             executor.close()
     print(f"{config.name}: {summary.planned} first-stage cells planned, {summary.already_done} already complete in "
           f"{store.path}, {summary.computed} rows measured (first stage + rerank), {summary.skipped_invalid} grid points skipped "
-          f"(invalid combinations, e.g. ef < K), {summary.corpora_encoded} corpora encoded; "
+          f"(invalid combinations, e.g. ef < K or R > K), {summary.corpora_encoded} corpora encoded; "
           f"wall {time.perf_counter() - started:.1f}s")
     return 0
 

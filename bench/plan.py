@@ -81,11 +81,11 @@ def probe_docs_per_s(texts: list[str], n: int = 48) -> float:
     return n / (time.perf_counter() - started)
 
 
-def probe_pairs_per_s(query: str, texts: list[str], n: int = 32) -> float:
-    from bench.encoders import DEFAULT_MODEL
+def probe_pairs_per_s(model: str, max_length: int, query: str, texts: list[str], n: int = 32) -> float:
+    """Score a few pairs with `model` (a reranker's model, or the backbone a trained one starts from)."""
     from bench.rerank import CrossEncoderScorer
 
-    scorer = CrossEncoderScorer(DEFAULT_MODEL, max_length=192)
+    scorer = CrossEncoderScorer(model, max_length=max_length)
     scorer.score([query] * 2, texts[:2])
     started = time.perf_counter()
     scorer.score([query] * n, texts[:n])
@@ -130,8 +130,11 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
             docs_rate, docs_basis = speeds.get("encode_docs_per_s", lambda: probe_docs_per_s(dataset.doc_texts))
         return docs_rate, docs_basis
 
-    def pairs_per_s() -> tuple[float, str]:
-        return speeds.get("score_pairs_per_s", lambda: probe_pairs_per_s(dataset.query_texts[0], dataset.doc_texts))
+    def pairs_per_s(model: str = "", max_length: int = 192) -> tuple[float, str]:
+        from bench.encoders import DEFAULT_MODEL
+
+        return speeds.get("score_pairs_per_s", lambda: probe_pairs_per_s(
+            model or DEFAULT_MODEL, max_length, dataset.query_texts[0], dataset.doc_texts))
 
     reranker_specs = {r.name: r for r in config.rerank.rerankers}
     for name, encoder in resolved.items():
@@ -183,7 +186,8 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
                                         rate * steps, basis))
             pairs = max(0, len(dataset.query_ids) * depth - scored)
             if pairs:
-                rate, basis = pairs_per_s()
+                rate, basis = pairs_per_s(spec.model or CrossTrainConfig(**{"dataset": config.dataset,
+                                                                           **spec.train}).backbone, spec.max_length)
                 phases.append(Phase(f"score pairs: {reranker} over {name}'s top-{depth} (upper bound)", pairs,
                                     "pairs", pairs / rate, basis))
         rows = len(cells) + len(children)

@@ -27,7 +27,7 @@ from bench.env import host_id, run_metadata
 from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
-from bench.plan import Speeds, duration, render, work_phases
+from bench.plan import Speeds, corpus_cached, duration, render, work_phases
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.splits import QuerySplits, describe, load_splits, restrict
 from bench.store import ResultStore
@@ -166,8 +166,9 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
                        "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
                        "build": index.build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
-                cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key),
-                                  _plan_children(config, encoder.name, k, key)))
+                children = _plan_children(config, encoder.name, k, key)
+                skipped += _skipped_depths(config, encoder.name, k)
+                cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key), children))
             if not accepted:
                 raise ParamError(f"{first_error} (search point {search} is invalid for every build point and K)")
     return cells, skipped
@@ -206,6 +207,14 @@ def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
                                  "(give `model = ...` instead, or train on another dataset)")
 
 
+def _skipped_depths(config: SweepConfig, encoder: str, k: int) -> int:
+    """Rerank (reranker, alpha, R) points a cell at this K cannot take (R > K): counted as skipped grid points."""
+    spec = config.rerank
+    if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
+        return 0
+    return sum(len(r.alpha) for r in spec.rerankers) * sum(1 for r in spec.r if r > k)
+
+
 def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) -> tuple[RerankCell, ...]:
     spec = config.rerank
     if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
@@ -215,7 +224,7 @@ def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) 
         for alpha in reranker.alpha:
             for r in spec.r:
                 if r > k:
-                    continue  # R <= K; check_rerank refuses an R that no K admits
+                    continue  # R <= K: counted by _skipped_depths; check_rerank refuses an R that no K admits
                 key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
                        "rerank_latency": [spec.latency_queries, spec.threads]}
                 children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
@@ -288,6 +297,11 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue
         encoder = resolved[spec.name].load(data_root)
+        passages = [spec.chunking.tokens, spec.chunking.stride] if spec.chunking else None
+        backbone = encoder.frozen_backbone
+        if announce and encoder.output == "vectors" and not corpus_cached(
+                model_identity(backbone.model) if backbone else encoder.identity, dataset.corpus_hash, passages):
+            announce(f"{config.name}: encoding the corpus for {spec.name}" + (" (passages)" if passages else ""))
         embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
         if not embeddings.cached and encoder.frozen_backbone is None:

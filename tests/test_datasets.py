@@ -97,3 +97,16 @@ def test_synthetic_is_seeded_and_structured():
 def test_synthetic_vectors_queries_are_near_their_source():
     base, queries, source = synthetic_vectors(500, 16, 20, seed=1)
     assert (base @ queries.T).argmax(axis=0).tolist() == source.tolist()
+
+
+def test_a_failed_download_leaves_no_folder_and_names_both_ways_to_give_data(tmp_path, monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    root = tmp_path / "fresh"
+    with pytest.raises(DatasetError, match=r"pass --data-dir, or set BENCH_DATA_DIR"):
+        load_dataset("nosuchset", "test", root=root)
+    assert not root.exists()

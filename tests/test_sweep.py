@@ -273,3 +273,16 @@ def test_reranking_one_dataset_with_a_model_trained_on_another(config, tmp_path,
     reranked = frame[frame["r"] > 0]
     assert len(reranked) == 2 and (reranked["dataset"] == "synth-c").all()
     assert not reranked["reranker_saw_eval_docs"].any() and reranked["reranker_train_s"].gt(0).all()
+
+
+def test_cli_run_is_quiet_and_counts_depths_that_do_not_fit(tmp_path, capsys, tiny_cross_encoder):
+    text = ('name = "b"\ndataset = "synthetic"\nsplit = "test"\nk = [5, 20]\nsynthetic = { n_docs = 300, n_queries = 30 }\n'
+            '[[encoders]]\nname = "bm25"\ntype = "bm25"\n[[backends]]\nbackend = "bm25s"\n'
+            f'[rerank]\nr = [10]\n[[rerank.rerankers]]\nname = "c"\nmodel = "{tiny_cross_encoder}"\nmax_length = 32\n')
+    (tmp_path / "b.toml").write_text(text)
+    assert main(["run", str(tmp_path / "b.toml"), "--results", str(tmp_path / "b.parquet")]) == 0
+    printed = capsys.readouterr()
+    assert "DEBUG" not in printed.err and "b: plan: about" in printed.err
+    # R = 10 does not fit K = 5: one skipped point, and the K = 20 cell is reranked
+    assert "3 rows measured (first stage + rerank), 1 grid points skipped (invalid combinations, e.g. ef < K or R > K)" \
+        in printed.out
