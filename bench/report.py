@@ -158,8 +158,8 @@ def _protocol_lines(frame: pd.DataFrame) -> list[str]:
                      f"trained on; numbers are reported once, on the {n_test} {frame['split'].iloc[0]} queries, for what "
                      f"was chosen. A choice takes the dev-best row, then the cheapest row whose dev nDCG@10 is not "
                      f"significantly below it (one-sided paired t-test over the dev queries, p >= {ALPHA}): a tie goes to "
-                     f"the cheaper option (lower end-to-end p95, where p95s within {LATENCY_TIE:.0%} tie; then memory; "
-                     f"then higher recall@K).")
+                     f"the cheaper option (lower end-to-end p95, where p95s within {LATENCY_TIE:.0%} tie; then less "
+                     f"memory; then higher dev recall@K).")
     guard = protocol.get("guard")
     if guard:
         lines += ["", f"Leakage guard: {guard['reason']}; {guard['kept']} train queries trained on. Before it, "
