@@ -23,7 +23,6 @@ from bench.analysis import params_text as _params
 BACKEND_COLORS = {"exact": "#000000", "faiss_ivf": "#1f77b4", "hnsw": "#ff7f0e", "scann": "#2ca02c",
                   "bm25s": "#d62728"}
 STAGE_COLORS = {"encode": "#9467bd", "search": "#1f77b4", "rerank": "#d62728"}
-K_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
 INTERVAL_NOTE = ("Intervals: 95% t-interval of the mean over queries (scipy.stats.t); `±` gives its half-width. "
                  "Quality figures carry 3 decimals: their intervals are a few hundredths wide.")
 
@@ -94,7 +93,7 @@ def _facets(n: int):
     plt = _pyplot()
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(7.0, 4.6 * cols), 3.6 * rows + 0.4), dpi=100, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -485,24 +484,26 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]
 
 
 def _r_plot(path: Path, curves: list[tuple[str, pd.DataFrame]], title: str) -> None:
-    """Test nDCG@10 against R (0 = first stage) per first stage and K, with 95% interval bands."""
+    """Test nDCG@10 against R (0 = first stage) per first stage and K, with 95% interval bands: one colour per
+    backend (as in every plot), one line style per K."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    for i, (label, cells) in enumerate(curves):
+    ks = sorted({int(cells["k"].iloc[0]) for _, cells in curves})
+    styles = dict(zip(ks, ["--", "-", ":", "-."]))
+    for label, cells in curves:
         stats_ = [t_interval(v) for v in cells["q_ndcg_at_10"]]
         mean = np.array([m for m, _ in stats_])
         half = np.array([h for _, h in stats_])
         x = cells["r"].to_numpy()
-        backend = label.split(" ")[0]
-        color = BACKEND_COLORS.get(backend) if len({c[0].split(' ')[0] for c in curves}) == len(curves) \
-            else K_COLORS[i % len(K_COLORS)]
-        ax.plot(x, mean, marker="o", markersize=3, label=label, color=color)
-        ax.fill_between(x, mean - half, mean + half, alpha=0.12, color=color)
+        color = BACKEND_COLORS.get(label.split(" ")[0])
+        ax.plot(x, mean, marker="o", markersize=3, label=label, color=color,
+                linestyle=styles.get(int(cells["k"].iloc[0]), "-"))
+        ax.fill_between(x, mean - half, mean + half, alpha=0.06, color=color)
     ax.set_xlabel("R (cross-encoder depth; 0 = first stage alone)")
     ax.set_ylabel("test nDCG@10 (95% band)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2)
     _save(fig, path)
 
 
@@ -538,7 +539,7 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
 def _stage_plot(path: Path, picks: list[tuple[str, pd.Series]]) -> None:
     """End-to-end latency of each recommended pipeline split by stage (mean ms per query)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(picks)), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * len(picks)), dpi=100)
     labels = [label for label, _ in picks]
     left = np.zeros(len(picks))
     for stage, column in (("encode", "query_encode_mean_ms"), ("search", "search_mean_ms"),
@@ -570,8 +571,9 @@ def _recommendations(frame: pd.DataFrame, budgets: list[Budget], plots_dir: Path
                      "tied with dev-best": f"{len(choice.ties)} of {choice.candidates}",
                      "dev-best": f"{choice.dev_best['pipeline']} ({choice.dev_best['dev_ndcg_at_10']:.3f}; "
                                  f"pick's one-sided p {_p(choice.p_vs_best)})"})
-        label = f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB"
-        picks.append((label, pick))
+        stage = f" + R={pick['r']}" if pick["r"] > 0 else ""
+        picks.append((f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB: {pick['encoder']} {pick['backend']} "
+                      f"K={pick['k']}{stage}", pick))
     parts = ["## Recommendations under budgets", "",
              "Within an end-to-end p95 and a memory budget: the dev-best configuration, then the cheapest one whose "
              f"dev nDCG@10 is not significantly below it (one-sided paired t-test on the dev queries, p >= {ALPHA}); "
