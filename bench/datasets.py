@@ -28,6 +28,10 @@ class DatasetError(ValueError):
     """A dataset that cannot be found or read; the message names the file and line."""
 
 
+class SplitMissing(DatasetError):
+    """A dataset without judgments for the asked split (or none with a positive one)."""
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A corpus, the queries of one split that have judgments, and those judgments."""
@@ -136,7 +140,7 @@ def _read_qrels(path: Path) -> list[tuple[str, str, int, int]]:
     """(query id, doc id, grade, line) from a BEIR qrels tsv with its header."""
     if not path.exists():
         splits = sorted(p.stem for p in path.parent.glob("*.tsv")) if path.parent.exists() else []
-        raise DatasetError(f"{path}: missing; splits present: {splits or 'none'}")
+        raise SplitMissing(f"{path}: missing; splits present: {splits or 'none'}")
     rows = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
@@ -180,7 +184,7 @@ def load_beir(path: Path, split: str, name: str | None = None) -> Dataset:
         log.warning(warning)
     qids = [qid for qid in queries if qid in qrels and any(g > 0 for g in qrels[qid].values())]
     if not qids:
-        raise DatasetError(f"{qrels_path}: split '{split}' has no query with a positive judgment")
+        raise SplitMissing(f"{qrels_path}: split '{split}' has no query with a positive judgment")
     doc_texts = [(str(rec.get("title") or "") + " " + str(rec.get("text") or "")).strip() for _, rec in corpus]
     files = [path / "corpus.jsonl", path / "queries.jsonl", qrels_path]
     return Dataset(
@@ -224,7 +228,7 @@ def synthetic_dataset(
     document and that document's topic, and nothing else: a sensible encoder ranks the source first.
     """
     if split not in ("test", "train"):
-        raise DatasetError(f"synthetic: qrels/{split}.tsv missing; splits present: ['test', 'train']")
+        raise SplitMissing(f"synthetic: qrels/{split}.tsv missing; splits present: ['test', 'train']")
     if n_docs < 1 or n_queries < 1 or n_queries > n_docs:
         raise DatasetError(f"synthetic: need 1 <= n_queries ({n_queries}) <= n_docs ({n_docs})")
     rng = np.random.default_rng(seed)

@@ -282,8 +282,9 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
             entry[f"{group}: delta vs {baseline_name}"] = ci(*t_interval(mine - theirs))
         table.append(entry)
     return ["## What trained models gain on seen and unseen documents", "",
-            f"Test queries split by whether a relevant document is a positive of the train queries (before the guard; "
-            f"{len(groups[0][1])} seen, {len(groups[1][1])} unseen). A gain that sits on the seen group is a learned "
+            f"Test queries split by whether a relevant document is a positive of this dataset's train queries (before "
+            f"the guard; {len(groups[0][1])} seen, {len(groups[1][1])} unseen; a model trained on another dataset saw "
+            f"none of them). A gain that sits on the seen group is a learned "
             f"document prior, not retrieval skill. Each trained encoder at exact search (K={k}); each trained "
             f"reranker on {baseline_name}'s exact top-K at its dev-chosen R; deltas against {baseline_name} exact "
             "search on the same queries, with 95% t-intervals.", "", markdown_table(pd.DataFrame(table)), ""]

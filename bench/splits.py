@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import Dataset, DatasetError, _hash_strings, load_dataset
+from bench.datasets import Dataset, SplitMissing, _hash_strings, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,11 @@ class QuerySplits:
 
 
 def _try_load(name: str, split: str, root: Path | None, synthetic: dict) -> Dataset | None:
+    """The split, or None where the dataset has no (positive) judgments for it."""
     try:
         return load_dataset(name, split, root=root, **synthetic)
-    except DatasetError as err:
-        if "missing" in str(err) or "no query with a positive judgment" in str(err):
-            return None
-        raise
+    except SplitMissing:
+        return None
 
 
 def make_splits(test: Dataset, dev: Dataset | None, train: Dataset | None, protocol: Protocol) -> QuerySplits:
@@ -196,13 +195,6 @@ def load_splits(name: str, root: Path | None = None, protocol: Protocol = Protoc
     return _cached_splits(name, Path(root) if root else None, protocol, tuple(sorted(synthetic.items())))
 
 
-def training_queries(name: str, root: Path | None = None, protocol: Protocol = Protocol(), **synthetic) -> Dataset:
-    """The queries a model of dataset `name` trains on: train minus dev, minus what the guard drops."""
-    splits = load_splits(name, root, protocol, **synthetic)
-    if splits.train is None:
-        raise DatasetError(f"dataset '{name}' has no train queries (qrels/train.tsv) to train on")
-    return splits.train
-
-
 def describe(splits: QuerySplits) -> str:
+    """The protocol as the results rows' `protocol` column holds it."""
     return json.dumps(splits.summary(), sort_keys=True)
