@@ -133,14 +133,26 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
         f"(dataset hash {frame['dataset_hash'].iloc[0]})",
         f"- hardware: {frame['cpu_model'].iloc[0]}, {frame['n_cpus'].iloc[0]} cores, {frame['memory_gb'].iloc[0]} GB RAM; "
         f"{frame['platform'].iloc[0]}",
-        f"- threads: latency 1 per query (search), throughput {frame['throughput_threads'].iloc[0]}, "
+        f"- threads: latency 1 per query (search, query encoding), reranking "
+        f"{_values(frame.loc[frame['r'] > 0, 'rerank_threads'])}, throughput {frame['throughput_threads'].iloc[0]}, "
         f"index build {frame['build_threads'].iloc[0]}",
+        f"- latency samples: search {_values(frame['latency_samples'])} per cell (one query at a time, after warmup); "
+        f"query encoding {_values(frame.loc[frame['r'] == 0, 'e2e_queries'])} queries, 1 pass per encoder; reranking "
+        f"{_values(frame.loc[frame['r'] > 0, 'rerank_latency_queries'])} queries per (reranker, R); end to end = the "
+        "per-query sum of the stages' medians. Latencies carry 2-3 significant figures. Query encoding, most of a dense "
+        "pipeline's latency, is one pass per encoder; its p50 has been seen to move by up to a third between runs of "
+        "the same model, so encoder latency differences below that are not established.",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         f"- measured: {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC; git "
         + ", ".join(sorted({sha[:10] + ("+dirty" if dirty else "") for sha, dirty in
                             zip(frame["git_sha"], frame["git_dirty"])})),
     ]
     return "\n".join(lines)
+
+
+def _values(column: pd.Series) -> str:
+    values = sorted(set(int(v) for v in column))
+    return " / ".join(map(str, values)) if values else "-"
 
 
 def _protocol_lines(frame: pd.DataFrame) -> list[str]:
