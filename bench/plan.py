@@ -83,8 +83,11 @@ def probe_docs_per_s(texts: list[str], n: int = 48) -> float:
 
 def probe_pairs_per_s(model: str, max_length: int, query: str, texts: list[str], n: int = 32) -> float:
     """Score a few pairs with `model` (a reranker's model, or the backbone a trained one starts from)."""
+    import transformers
+
     from bench.rerank import CrossEncoderScorer
 
+    transformers.logging.set_verbosity_error()  # a backbone loaded as a scorer reports its new head: not news here
     scorer = CrossEncoderScorer(model, max_length=max_length)
     scorer.score([query] * 2, texts[:2])
     started = time.perf_counter()
@@ -171,14 +174,16 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
         for reranker in dict.fromkeys(ch.reranker for ch in children):
             spec = reranker_specs[reranker]
             depth = max(ch.r for ch in children if ch.reranker == reranker)
-            scored = 0
+            scored = cached_pairs(f"{_model_identity(spec.model)}|max_length={spec.max_length}",
+                                  dataset.corpus_hash) if spec.model else 0
             if spec.train:
                 train_config = CrossTrainConfig(**{"dataset": config.dataset, **spec.train})
                 from bench.sweep import sweep_splits
 
                 model = cross_dir(train_config, sweep_splits(config, None, train_config.dataset))
                 if (model / "training.json").exists():
-                    scored = cached_pairs(_model_identity(str(model)), dataset.corpus_hash)
+                    identity = f"{_model_identity(str(model))}|max_length={spec.max_length}"  # as CrossEncoderScorer's
+                    scored = cached_pairs(identity, dataset.corpus_hash)
                 elif not any(p.what.startswith(f"train {reranker}") for p in phases):
                     steps = _examples(splits.train) // train_config.batch_queries * train_config.epochs
                     rate, basis = speeds.get("cross_train_step_s")
