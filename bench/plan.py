@@ -99,7 +99,7 @@ def render(phases: list[Phase], title: str) -> str:
     total = sum(p.seconds for p in phases)
     lines = [f"{title}: about {duration(total)} on this machine"]
     for p in phases:
-        lines.append(f"  {p.what:<58} {p.amount:>9,} {p.unit:<8} ~{duration(p.seconds):>8}  ({p.basis})")
+        lines.append(f"  {p.what:<72} {p.amount:>9,} {p.unit:<6} ~{duration(p.seconds):>7}  ({p.basis})")
     if not phases:
         lines.append("  nothing to do: every cell is already measured on this host")
     return "\n".join(lines)
