@@ -39,7 +39,7 @@ test: $(STAMP)
 
 # Latency regression gate against benchmarks/latency_baseline.json (see bench/gate.py).
 check-latency: $(STAMP)
-	$(PY) -m bench.gate
+	$(PY) -m bench.gate --against $$(git log -1 --format=%H -- benchmarks/latency_baseline.json)
 
 update-baseline: $(STAMP)
 	$(PY) -m bench.gate --update-baseline

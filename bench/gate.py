@@ -10,12 +10,21 @@ neighbors must equal the baseline's (the workload and builds are seeded and sing
 
 `BENCH_SLOWDOWN=hnsw=1.5` (comma-separated, backend=factor) stretches each timed query of that
 backend by busy-waiting inside the timed region: the documented way to check that the gate fires.
+
+Hosts. Normalizing by the kernel does not make machines interchangeable: the same code on two 2-core "AMD EPYC"
+machines gave backend/kernel ratios 1.3-1.5x apart. So `--against REV` (what `make check-latency` and CI use)
+measures the baseline here, now: the gate of commit REV (the one that last accepted a baseline) runs in a
+temporary worktree on this host, then this code's gate, and the two are compared. The committed
+`latency_baseline.json` stays the record of the accepted numbers on the host that wrote it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -193,12 +202,28 @@ def load_baseline(path: Path = BASELINE_PATH) -> dict:
     return json.loads(path.read_text())
 
 
+def baseline_at(rev: str) -> dict:
+    """The gate of commit `rev`, run on this host in a temporary worktree, as a baseline (no injected slowdown)."""
+    with tempfile.TemporaryDirectory() as folder:
+        tree, out = Path(folder) / "tree", Path(folder) / "baseline.json"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], check=True, capture_output=True, text=True)
+        try:
+            env = {k: v for k, v in os.environ.items() if k != "BENCH_SLOWDOWN"}
+            env["PYTHONPATH"] = str(tree)
+            subprocess.run([sys.executable, "-m", "bench.gate", "--update-baseline", "--baseline", str(out)],
+                           cwd=tree, env=env, check=True, capture_output=True, text=True)
+            return json.loads(out.read_text())
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--update-baseline", action="store_true", help="accept this run as the new baseline")
     parser.add_argument("--baseline", type=Path, default=BASELINE_PATH)
+    parser.add_argument("--against", metavar="REV", help="measure the baseline on this host from commit REV's gate")
     parser.add_argument("--tolerance", type=float, default=1.3, help="allowed normalized slowdown (default 1.3x)")
     parser.add_argument("--alpha", type=float, default=0.01, help="significance level of the Mann-Whitney test")
     args = parser.parse_args(argv)
@@ -207,8 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}")
         return 2
-    workload = GateWorkload(**load_baseline(args.baseline)["workload"]) if not args.update_baseline else GateWorkload()
     started = time.perf_counter()
+    baseline = None
+    if args.against and not args.update_baseline:
+        try:
+            baseline = baseline_at(args.against)
+            print(f"baseline: commit {args.against[:10]}'s gate, measured on this host just now")
+        except (subprocess.CalledProcessError, OSError, ValueError) as err:
+            detail = getattr(err, "stderr", "") or str(err)
+            print(f"baseline: commit {args.against[:10]} could not be measured here ({detail.strip().splitlines()[-1:]}); "
+                  f"comparing with {args.baseline}, recorded on another host: latency ratios may be off by the host")
+    baseline = baseline or (None if args.update_baseline else load_baseline(args.baseline))
+    workload = GateWorkload(**baseline["workload"]) if baseline else GateWorkload()
     with threadpool_limits(limits=1):  # the numpy calibration kernel on one BLAS thread, like the searches
         results = run_workload(workload, slowdown)
     if args.update_baseline:
@@ -216,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline written to {args.baseline}: " + ", ".join(
             f"{t.backend} {t.median_ms:.4f} ms" for t in results.values()))
         return 0
-    verdicts = compare(results, load_baseline(args.baseline), args.tolerance, args.alpha)
+    verdicts = compare(results, baseline, args.tolerance, args.alpha)
     print(f"latency gate: tolerance {args.tolerance}x, alpha {args.alpha}, "
           f"{workload.repetitions} repetitions x {workload.n_queries} queries, N={workload.n}, dim={workload.dim}")
     for v in verdicts:

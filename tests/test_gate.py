@@ -62,3 +62,12 @@ def test_workload_quality_is_deterministic():
         assert (first[name].recall_at_k, first[name].ndcg_at_10) == (second[name].recall_at_k, second[name].ndcg_at_10)
         assert len(first[name].normalized_medians) == 2 and min(first[name].normalized_medians) > 0
     assert first["exact"].recall_at_k == 1.0
+
+
+def test_a_baseline_from_an_unknown_commit_is_an_error_not_a_pass():
+    import subprocess
+
+    from bench.gate import baseline_at
+
+    with pytest.raises(subprocess.CalledProcessError):
+        baseline_at("no-such-revision")
