@@ -35,12 +35,14 @@ class Speeds:
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "speeds.json"
         self.values: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.probed: set[str] = set()
 
     def get(self, key: str, probe=None) -> tuple[float, str]:
         if key in self.values:
-            return self.values[key], "measured here"
+            return self.values[key], "probe" if key in self.probed else "measured here"
         if probe is not None:
             self.record(key, probe())
+            self.probed.add(key)
             return self.values[key], "probe"
         return DEFAULTS[key], "default"
 
@@ -140,6 +142,8 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
             model or DEFAULT_MODEL, max_length, dataset.query_texts[0], dataset.doc_texts))
 
     reranker_specs = {r.name: r for r in config.rerank.rerankers}
+    encoding: set = set()  # (model identity, passages) planned once: heads towers share their backbone's vectors
+    teacher_scored: set = set()
     for name, encoder in resolved.items():
         cells = pending.get(name, [])
         if not cells:
@@ -152,7 +156,8 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
             rate, basis = speeds.get(key)
             phases.append(Phase(f"train {name} ({tower.architecture}, {tower.mode})", max(steps, 1), "steps",
                                 rate if tower.mode == "heads" else rate * steps, basis))
-            if tower.kd != "none":
+            if tower.kd != "none" and (tower.teacher, tower.kd_depth) not in teacher_scored:
+                teacher_scored.add((tower.teacher, tower.kd_depth))
                 pairs = len(encoder.splits.train.query_ids) * tower.kd_depth
                 rate, basis = pairs_per_s()
                 phases.append(Phase(f"score teacher pairs for {name}", pairs, "pairs", pairs / rate, basis))
@@ -164,7 +169,9 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
             else:  # a model not trained yet has no identity (so nothing cached); heads read the backbone's vectors
                 identity = _model_identity(tower.backbone if heads else encoder.model) if heads or trained else None
             passages = [chunking.tokens, chunking.stride] if chunking else None
-            if identity is None or not corpus_cached(identity, dataset.corpus_hash, passages):
+            planned = identity is not None and (identity, str(passages)) in encoding
+            if not planned and (identity is None or not corpus_cached(identity, dataset.corpus_hash, passages)):
+                encoding.add((identity, str(passages)))
                 n = dataset.n_docs if chunking is None else int(
                     sum(max(1.0, 1.3 * len(t.split()) / chunking.stride) for t in dataset.doc_texts))
                 rate, basis = docs_per_s()
