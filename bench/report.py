@@ -101,12 +101,15 @@ def _facets(n: int):
 
 def _frontier_plot(path: Path, panels: list[tuple[str, list[tuple[str, pd.DataFrame]]]], x: str, y: str,
                    xlabel: str, ylabel: str, title: str) -> None:
-    """One panel per encoder, one frontier line per backend (same colour everywhere)."""
+    """One panel per encoder, one frontier line per backend (same colour everywhere; reranking stages dashed)."""
     fig, axes = _facets(len(panels))
+    stages = sorted({label.split(" + ", 1)[1] for _, series in panels for label, _ in series if " + " in label})
+    styles = {stage: style for stage, style in zip(stages, ["--", ":", "-.", (0, (1, 3))] * 4)}
     for ax, (panel, series) in zip(axes, panels):
         for label, rows in series:
             rows = rows.sort_values(x)
-            ax.plot(rows[x], rows[y], marker="o", markersize=3, label=label,
+            stage = label.split(" + ", 1)[1] if " + " in label else ""
+            ax.plot(rows[x], rows[y], marker="o", markersize=3, label=label, linestyle=styles.get(stage, "-"),
                     color=BACKEND_COLORS.get(label.split(" ")[0], None))
         ax.set_xscale("log")
         _readable_log_axis(ax.xaxis)
