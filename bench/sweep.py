@@ -112,10 +112,9 @@ class ResolvedEncoder:
         """Trained on queries judging documents that dev/test queries judge relevant (guard off or not applied)."""
         return self.splits is not None and self.splits.guard.saw_eval_docs
 
-    def load(self, data_root: Path | None) -> Encoder:
-        """The encoder, trained first (once, cached) if the spec asks for training."""
+    def load(self) -> Encoder:
+        """The encoder (a trained one after `prepare_models` trained it)."""
         if self.tower is not None:
-            train_towers(self.tower, data_root, splits=self.splits)
             return SentenceEncoder(self.model, self.spec.max_seq_length)
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
 
@@ -166,8 +165,8 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
                        "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
                        "build": index.build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
-                children = _plan_children(config, encoder.name, k, key)
-                skipped += _skipped_depths(config, encoder.name, k)
+                children, too_deep = _plan_children(config, encoder.name, k, key)
+                skipped += too_deep
                 cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key), children))
             if not accepted:
                 raise ParamError(f"{first_error} (search point {search} is invalid for every build point and K)")
@@ -207,28 +206,23 @@ def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
                                  "(give `model = ...` instead, or train on another dataset)")
 
 
-def _skipped_depths(config: SweepConfig, encoder: str, k: int) -> int:
-    """Rerank (reranker, alpha, R) points a cell at this K cannot take (R > K): counted as skipped grid points."""
+def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) -> tuple[tuple[RerankCell, ...], int]:
+    """The rerank cells of a first-stage cell, and how many (reranker, alpha, R) points were skipped for R > K
+    (check_rerank refuses an R that no K admits)."""
     spec = config.rerank
     if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
-        return 0
-    return sum(len(r.alpha) for r in spec.rerankers) * sum(1 for r in spec.r if r > k)
-
-
-def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) -> tuple[RerankCell, ...]:
-    spec = config.rerank
-    if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
-        return ()
-    children = []
+        return (), 0
+    children, skipped = [], 0
     for reranker in spec.rerankers:
         for alpha in reranker.alpha:
             for r in spec.r:
                 if r > k:
-                    continue  # R <= K: counted by _skipped_depths; check_rerank refuses an R that no K admits
+                    skipped += 1
+                    continue
                 key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
                        "rerank_latency": [spec.latency_queries, spec.threads]}
                 children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
-    return tuple(children)
+    return tuple(children), skipped
 
 
 def measure_query_encoding(encoder: Encoder, texts: list[str], warmup: int) -> LatencyStats:
@@ -296,7 +290,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         if not pending:
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue
-        encoder = resolved[spec.name].load(data_root)
+        encoder = resolved[spec.name].load()
         passages = [spec.chunking.tokens, spec.chunking.stride] if spec.chunking else None
         backbone = encoder.frozen_backbone
         if announce and encoder.output == "vectors" and not corpus_cached(
