@@ -257,6 +257,65 @@ def fastest_at_recall(rows: pd.DataFrame, target: float = 0.95) -> pd.Series | N
     return good.sort_values(["search_p95_ms", "cell_id"]).iloc[0]
 
 
+CONFIGURATION = ["encoder", "backend", "config", "k", "stage2", "r"]  # what a configuration is across datasets
+
+
+@dataclass(frozen=True)
+class MeanChoice:
+    """A configuration chosen over the mean of several datasets' dev nDCG@10 (each dataset weighs the same)."""
+
+    pick: pd.DataFrame  # its row on each dataset
+    dev_best: pd.DataFrame
+    ties: int
+    candidates: int
+    p_vs_best: float
+
+    def interval(self, split: str = "test") -> tuple[float, float]:
+        """Mean over datasets of the per-dataset means, and its 95% half-width (independent datasets)."""
+        prefix = "" if split == "test" else "dev_"
+        mean, se, df = _mean_of_means([np.asarray(v, dtype=float) for v in self.pick[f"{prefix}q_ndcg_at_10"]])
+        return mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se)
+
+
+def _mean_of_means(samples: list[np.ndarray]) -> tuple[float, float, int]:
+    """Mean of independent samples' means, its standard error, and a conservative df (the smallest sample's)."""
+    mean = float(np.mean([s.mean() for s in samples]))
+    se = float(np.sqrt(sum(s.var(ddof=1) / len(s) for s in samples))) / len(samples)
+    return mean, se, min(len(s) for s in samples) - 1
+
+
+def recommend_over_mean(frame: pd.DataFrame, budget: Budget, alpha: float = ALPHA) -> MeanChoice:
+    """Over several datasets: configurations within the budget on every dataset; the best mean dev nDCG@10, then
+    the cheapest (worst-dataset p95 within LATENCY_TIE, then memory, then mean dev recall@K) whose mean dev nDCG@10
+    is not significantly below it (one-sided t-test on the mean of per-dataset paired differences, Welch-style
+    standard error, smallest dataset's df)."""
+    rows = frame if "memory_mb" in frame else with_derived(frame)
+    datasets = sorted(rows["dataset"].unique())
+    fits = within(rows, budget)
+    counts = fits.groupby(CONFIGURATION)["dataset"].nunique()
+    keys = list(counts[counts == len(datasets)].index)
+    if not keys:
+        raise NothingFits(f"no configuration fits end-to-end p95 <= {budget.p95_ms} ms and memory <= "
+                          f"{budget.memory_mb} MB on every one of {', '.join(datasets)}")
+    by_key = {key: fits.set_index(CONFIGURATION).loc[[key]].reset_index().set_index("dataset").loc[datasets]
+              for key in keys}
+    mean_dev = {key: float(group["dev_ndcg_at_10"].mean()) for key, group in by_key.items()}
+    best = max(keys, key=lambda key: (mean_dev[key], -by_key[key]["e2e_p95_ms"].max()))
+    p_values = {}
+    for key, group in by_key.items():
+        diffs = [per_query(by_key[best].loc[d], split="dev").to_numpy() - per_query(group.loc[d], split="dev").to_numpy()
+                 for d in datasets]
+        mean, se, df = _mean_of_means(diffs)  # best minus this configuration
+        p_values[key] = float(stats.t.sf(mean / se, df)) if se > 0 else (0.0 if mean > 0 else 1.0)
+    tied = [key for key in keys if p_values[key] >= alpha]
+    cost = pd.DataFrame([{"key": key, "p95": by_key[key]["e2e_p95_ms"].max(), "memory": by_key[key]["memory_mb"].max(),
+                          "recall": by_key[key]["dev_recall_at_k"].mean(), "dev": mean_dev[key]} for key in tied])
+    close = cost[cost["p95"] <= cost["p95"].min() * (1 + LATENCY_TIE)]
+    pick = close.sort_values(["memory", "recall", "dev", "p95"], ascending=[True, False, False, True]).iloc[0]["key"]
+    return MeanChoice(pick=by_key[pick], dev_best=by_key[best], ties=len(tied), candidates=len(keys),
+                      p_vs_best=p_values[pick])
+
+
 DEFAULT_BUDGETS = [Budget(5, 200), Budget(10, 100), Budget(50, 200), Budget(300, 200), Budget(1000, 500),
                    Budget(10000, 1000)]
 

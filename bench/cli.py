@@ -189,6 +189,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     frame = with_derived(read_results(*args.results))
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows")
+    if args.over_mean:
+        return _recommend_over_mean(frame, budget, args.exclude_seen)
     for dataset, rows in frame.groupby("dataset"):
         try:
             choice = recommend(rows, budget, exclude_seen=args.exclude_seen)
@@ -212,6 +214,29 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             print(pd.DataFrame({"pipeline": others["pipeline"], "dev nDCG@10": others["dev_ndcg_at_10"].round(3),
                                 "e2e p95 ms": others["e2e_p95_ms"].map("{:.3g}".format),
                                 "memory MB": others["memory_mb"].round(1)}).to_string(index=False))
+    return 0
+
+
+def _recommend_over_mean(frame: pd.DataFrame, budget, exclude_seen: bool) -> int:
+    from bench.analysis import NothingFits, recommend_over_mean, t_interval
+    from bench.report import ci
+
+    datasets = sorted(frame["dataset"].unique())
+    rows = frame[~frame["saw_eval_docs"]] if exclude_seen else frame
+    try:
+        choice = recommend_over_mean(rows, budget)
+    except NothingFits as err:
+        print(f"nothing fits: {err}", file=sys.stderr)
+        return 1
+    pick = choice.pick.iloc[0]
+    print(f"over the mean of {len(datasets)} datasets ({', '.join(datasets)}; each weighs the same): recommended "
+          f"{pick['pipeline']}\n  mean dev nDCG@10 {ci(*choice.interval('dev'))}, mean test nDCG@10 "
+          f"{ci(*choice.interval())} (95% intervals of the mean of per-dataset means; test reported once)\n"
+          + "".join(f"  {d}: test nDCG@10 {ci(*t_interval(r['q_ndcg_at_10']))}, e2e p95 {r['e2e_p95_ms']:.3g} ms, "
+                    f"memory {r['memory_mb']:.1f} MB\n" for d, r in choice.pick.iterrows())
+          + f"  rule: mean-dev-best {choice.dev_best.iloc[0]['pipeline']}; {choice.ties} of {choice.candidates} "
+          f"configurations that fit on every dataset are not significantly below it (one-sided t-test on the mean of "
+          f"per-dataset paired differences, p >= 0.05); the cheapest (worst-dataset p95) is the pick")
     return 0
 
 
@@ -275,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--memory-mb", type=float, required=True, help="index + model weights budget")
     recommend.add_argument("--min-recall", type=float, default=0.0, help="minimum recall@K against exact search")
     recommend.add_argument("--top", type=int, default=5, help="rows to show: the pick and the tied rows after it")
+    recommend.add_argument("--over-mean", action="store_true",
+                           help="one configuration for all the datasets given, by the mean of their dev nDCG@10")
     recommend.add_argument("--exclude-seen", action="store_true",
                            help="leave out models trained on documents the evaluation queries judge")
     recommend.set_defaults(func=cmd_recommend)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import (ABBREVIATIONS, ALPHA, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, Choice, NothingFits,
+from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, Choice, NothingFits,
                             fastest_at_recall, paired_tests, pareto, per_query, recommend, seen_split, select,
                             t_interval, with_derived)
 from bench.analysis import params_text as _params
@@ -625,9 +625,6 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
     parts += _significance(frame, first, test)
     parts += _recommendations(frame, budgets, plots_dir, link_prefix)
     return parts
-
-
-CONFIGURATION = ["encoder", "backend", "config", "k", "stage2", "r"]
 
 
 def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:

@@ -151,3 +151,25 @@ def test_pareto_keeps_undominated_rows():
     assert front["backend"].tolist() == ["fast-low", "mid", "big-slow", "rerank"]
     frame.loc[3, "ndcg_at_10"] = 0.30  # big-slow now dominated by mid
     assert "big-slow" not in pareto(frame, "ndcg_at_10", "e2e_p95_ms")["backend"].tolist()
+
+
+def test_over_the_mean_of_datasets_a_configuration_must_fit_everywhere_and_ties_go_cheaper():
+    from bench.analysis import recommend_over_mean
+
+    a, b = scores(0.5, 11, 0.2), scores(0.3, 12, 0.2)
+    noise = np.random.default_rng(13).normal(0, 0.05, N)
+    noise += 0.003 - noise.mean()  # a gain of 0.003 against a per-query spread of 0.05: within noise
+    rows = pd.DataFrame([
+        row("slow", 30.0, 50, a + noise, a, backend="hnsw") | {"dataset": "A"},
+        row("fast", 10.0, 50, a, a, backend="exact") | {"dataset": "A"},
+        row("slow", 30.0, 50, b + noise, b, backend="hnsw") | {"dataset": "B"},
+        row("fast", 12.0, 50, b, b, backend="exact") | {"dataset": "B"},
+        row("only-a", 1.0, 5, a + 0.3, a, backend="scann") | {"dataset": "A"},  # not measured on B: never chosen
+    ])
+    choice = recommend_over_mean(rows, Budget(100, 100))
+    assert list(choice.pick["backend"]) == ["exact", "exact"] and choice.dev_best["backend"].iloc[0] == "hnsw"
+    assert choice.candidates == 2 and choice.ties == 2 and choice.p_vs_best >= 0.05
+    mean, half = choice.interval()
+    assert mean == pytest.approx((a.mean() + b.mean()) / 2) and 0 < half < 0.1
+    with pytest.raises(NothingFits, match="on every one of A, B"):
+        recommend_over_mean(rows, Budget(11, 100))  # "fast" is 12 ms on B

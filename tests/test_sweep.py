@@ -251,6 +251,8 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     assert main(["recommend", *paths, "--p95-ms", "1000", "--memory-mb", "1000"]) == 0
     printed = capsys.readouterr().out
     assert "synth-b: recommended" in printed and "synthetic: recommended" in printed
+    assert main(["recommend", *paths, "--p95-ms", "1000", "--memory-mb", "1000", "--over-mean"]) == 0
+    assert "over the mean of 2 datasets (synth-b, synthetic; each weighs the same): recommended" in capsys.readouterr().out
     assert main(["summary", *paths]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["dataset", "encoder", "backend"] and "reranker" in lines[0] and "alpha" in lines[0]
