@@ -305,13 +305,17 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
             "search on the same queries, with 95% t-intervals.", "", markdown_table(pd.DataFrame(table)), ""]
 
 
-def _scale_note(scale: pd.DataFrame | None) -> str:
-    """The cost table's scale column for dense encoders: measured slopes when a scale series is given."""
+def _scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only."""
     from bench.scale import growth
 
     slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
     if slopes.empty:
         return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
+    generator = json.loads(scale["generator"].iloc[0])
+    model, dataset = generator.get("model", ""), generator.get("dataset", "").split("/")[0]
+    if row["model"] != model or row["dataset"] != dataset or row["encoder_mode"] != "pretrained" or row["chunking"]:
+        return f"not in the scale series (it ran on pretrained {model} vectors of {dataset} documents)"
     bytes_slopes = ", ".join(f"{r['backend']} {r['slope index_bytes']:.2f}" for _, r in slopes.iterrows())
     p95_slopes = ", ".join(f"{r['backend']} {r['slope search_p95_ms']:.2f}" for _, r in slopes.iterrows())
     return f"measured (N {slopes['sizes'].iloc[0]}): index bytes ~ N^({bytes_slopes}); p95 at fixed recall ~ N^({p95_slopes})"
@@ -384,7 +388,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
                          f"{4 * ref['encoder_params'] / MB:.1f} model",
             f"test nDCG@10 (K={k})": quality_text,
             "scale": "inverted index grows with the corpus tokens (not in the scale series)" if kind == "bm25"
-            else _scale_note(scale),
+            else _scale_note(scale, ref),
         })
         notes.append(f"{encoder}: online/offline/memory from the cell `{ref['backend']} {ref['config']}` at K={ref['k']} "
                      f"(fastest with dev recall@K >= 0.95; cell_id {ref['cell_id'][:12]})")
