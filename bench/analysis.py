@@ -293,21 +293,21 @@ def recommend_over_mean(frame: pd.DataFrame, budget: Budget, alpha: float = ALPH
     datasets = sorted(rows["dataset"].unique())
     fits = within(rows, budget)
     counts = fits.groupby(CONFIGURATION)["dataset"].nunique()
-    keys = list(counts[counts == len(datasets)].index)
+    keys = set(counts[counts == len(datasets)].index)
     if not keys:
         raise NothingFits(f"no configuration fits end-to-end p95 <= {budget.p95_ms} ms and memory <= "
                           f"{budget.memory_mb} MB on every one of {', '.join(datasets)}")
-    by_key = {key: fits.set_index(CONFIGURATION).loc[[key]].reset_index().set_index("dataset").loc[datasets]
-              for key in keys}
+    by_key = {key: group.set_index("dataset").loc[datasets] for key, group in fits.groupby(CONFIGURATION)
+              if key in keys}
     mean_dev = {key: float(group["dev_ndcg_at_10"].mean()) for key, group in by_key.items()}
-    best = max(keys, key=lambda key: (mean_dev[key], -by_key[key]["e2e_p95_ms"].max()))
+    best = max(by_key, key=lambda key: (mean_dev[key], -by_key[key]["e2e_p95_ms"].max()))
     p_values = {}
     for key, group in by_key.items():
         diffs = [per_query(by_key[best].loc[d], split="dev").to_numpy() - per_query(group.loc[d], split="dev").to_numpy()
                  for d in datasets]
         mean, se, df = _mean_of_means(diffs)  # best minus this configuration
         p_values[key] = float(stats.t.sf(mean / se, df)) if se > 0 else (0.0 if mean > 0 else 1.0)
-    tied = [key for key in keys if p_values[key] >= alpha]
+    tied = [key for key in by_key if p_values[key] >= alpha]
     cost = pd.DataFrame([{"key": key, "p95": by_key[key]["e2e_p95_ms"].max(), "memory": by_key[key]["memory_mb"].max(),
                           "recall": by_key[key]["dev_recall_at_k"].mean(), "dev": mean_dev[key]} for key in tied])
     close = cost[cost["p95"] <= cost["p95"].min() * (1 + LATENCY_TIE)]

@@ -121,10 +121,9 @@ def _examples(dataset) -> int:
     return sum(len(p) for p in positives(dataset).values())
 
 
-def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -> list[Phase]:
-    """The phases left for a sweep: `resolved` encoders by name, `pending` cells by encoder name."""
-    from bench.train_cross import CrossTrainConfig, model_dir as cross_dir
-
+def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, rerankers) -> list[Phase]:
+    """The phases left for a sweep: `resolved` encoders by name, `pending` cells by encoder name, `rerankers` the
+    sweep's (bench.sweep.Rerankers: where each trained reranker lives and what it trains on)."""
     dataset = splits.evaluation
     phases: list[Phase] = []
     docs_rate, docs_basis = (None, "")
@@ -181,25 +180,24 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds) -
         for reranker in dict.fromkeys(ch.reranker for ch in children):
             spec = reranker_specs[reranker]
             depth = max(ch.r for ch in children if ch.reranker == reranker)
-            scored = cached_pairs(f"{_model_identity(spec.model)}|max_length={spec.max_length}",
-                                  dataset.corpus_hash) if spec.model else 0
-            if spec.train:
-                train_config = CrossTrainConfig(**{"dataset": config.dataset, **spec.train})
-                from bench.sweep import sweep_splits
-
-                model = cross_dir(train_config, sweep_splits(config, None, train_config.dataset))
+            trained = rerankers.training(reranker)
+            if trained is None:
+                scored = cached_pairs(f"{_model_identity(spec.model)}|max_length={spec.max_length}", dataset.corpus_hash)
+            else:
+                train_config, train_splits, model = trained
                 if (model / "training.json").exists():
                     identity = f"{_model_identity(str(model))}|max_length={spec.max_length}"  # as CrossEncoderScorer's
                     scored = cached_pairs(identity, dataset.corpus_hash)
-                elif not any(p.what.startswith(f"train {reranker}") for p in phases):
-                    steps = _examples(splits.train) // train_config.batch_queries * train_config.epochs
-                    rate, basis = speeds.get("cross_train_step_s")
-                    phases.append(Phase(f"train {reranker} (cross-encoder, {train_config.loss})", steps, "steps",
-                                        rate * steps, basis))
+                else:
+                    scored = 0
+                    if not any(p.what.startswith(f"train {reranker}") for p in phases):
+                        steps = _examples(train_splits.train) // train_config.batch_queries * train_config.epochs
+                        rate, basis = speeds.get("cross_train_step_s")
+                        phases.append(Phase(f"train {reranker} (cross-encoder, {train_config.loss})", steps, "steps",
+                                            rate * steps, basis))
             pairs = max(0, len(dataset.query_ids) * depth - scored)
             if pairs:
-                rate, basis = pairs_per_s(spec.model or CrossTrainConfig(**{"dataset": config.dataset,
-                                                                           **spec.train}).backbone, spec.max_length)
+                rate, basis = pairs_per_s(spec.model or trained[0].backbone, spec.max_length)
                 phases.append(Phase(f"score pairs: {reranker} over {name}'s top-{depth} (upper bound)", pairs,
                                     "pairs", pairs / rate, basis))
         rows = len(cells) + len(children)

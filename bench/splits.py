@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import Dataset, SplitMissing, _hash_strings, load_dataset
+from bench.datasets import Dataset, DatasetError, SplitMissing, _hash_strings, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,8 @@ def positives(dataset: Dataset) -> dict[str, set[str]]:
 
 def restrict(dataset: Dataset, query_ids: list[str], split: str) -> Dataset:
     """The same corpus with only `query_ids` (in that order), named `split`; its hash follows the ids."""
-    keep = set(query_ids)
     texts = dict(zip(dataset.query_ids, dataset.query_texts))
-    ids = [q for q in query_ids if q in keep]
+    ids = [q for q in query_ids if q in texts]
     return dataclasses.replace(dataset, split=split, query_ids=ids, query_texts=[texts[q] for q in ids],
                                qrels={q: dataset.qrels[q] for q in ids},
                                content_hash=_hash_strings([dataset.content_hash, split, *ids]))
@@ -138,7 +137,8 @@ def make_splits(test: Dataset, dev: Dataset | None, train: Dataset | None, proto
             dev_ids = {pool[i] for i in order[:n_dev]}
             dev = restrict(train, [q for q in pool if q in dev_ids], "dev")
             source = f"{protocol.dev_fraction:.0%} of train (seed {protocol.seed})"
-        pool = [q for q in pool if q not in set(dev.query_ids)]
+        dev_ids = set(dev.query_ids)
+        pool = [q for q in pool if q not in dev_ids]
     if dev is not None and not dev.query_ids:
         dev = None
     if dev is None:
@@ -151,7 +151,8 @@ def make_splits(test: Dataset, dev: Dataset | None, train: Dataset | None, proto
 
 def _guard(train: Dataset, pool: list[str], test: Dataset, dev: Dataset | None,
            protocol: Protocol) -> tuple[Dataset, Guard]:
-    train_pos = {q: p for q, p in positives(train).items() if q in set(pool)}
+    in_pool = set(pool)
+    train_pos = {q: p for q, p in positives(train).items() if q in in_pool}
     evaluation = [test] + ([dev] if dev is not None else [])
     eval_docs = {d for ds in evaluation for docs in positives(ds).values() for d in docs}
     pool_docs = {d for docs in train_pos.values() for d in docs}
@@ -161,7 +162,8 @@ def _guard(train: Dataset, pool: list[str], test: Dataset, dev: Dataset | None,
     def seen(ds: Dataset) -> list[str]:
         return [q for q, docs in positives(ds).items() if docs & pool_docs]
 
-    kept = [q for q in pool if q not in set(leaking)]
+    leaking_ids = set(leaking)
+    kept = [q for q in pool if q not in leaking_ids]
     enough = len(kept) >= protocol.min_guarded_share * len(pool)
     applied = protocol.guard and enough and bool(kept)
     if not protocol.guard:
@@ -193,6 +195,17 @@ def _cached_splits(name: str, root: Path | None, protocol: Protocol, synthetic: 
 def load_splits(name: str, root: Path | None = None, protocol: Protocol = Protocol(), **synthetic) -> QuerySplits:
     """The protocol's splits of dataset `name` (read once per process)."""
     return _cached_splits(name, Path(root) if root else None, protocol, tuple(sorted(synthetic.items())))
+
+
+def training_splits(dataset: str, data_root: Path | None, protocol: Protocol, splits: QuerySplits | None,
+                    needs_dev: bool = False) -> QuerySplits:
+    """The splits a trainer uses: given, or the protocol's for `dataset`; train (and dev) queries required."""
+    splits = splits or load_splits(dataset, data_root, protocol)
+    if splits.train is None:
+        raise DatasetError(f"dataset '{dataset}' has no train queries to train on (qrels/train.tsv)")
+    if needs_dev and splits.dev is None:
+        raise DatasetError(f"dataset '{dataset}' has no dev queries to calibrate on")
+    return splits
 
 
 def describe(splits: QuerySplits) -> str:

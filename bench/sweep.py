@@ -36,6 +36,7 @@ from bench.towers import TowerTrainConfig, train_towers
 from bench.towers import model_dir as tower_model_dir
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
 from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
+from bench.train_cross import model_dir as cross_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             for spec in config.encoders}
     speeds = Speeds()
     if announce:
-        announce(render(work_phases(config, splits, resolved, todo, speeds), f"{config.name}: plan"))
+        announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers), f"{config.name}: plan"))
     prepare_models(resolved, todo, rerankers, data_root)
     for index, spec in enumerate(config.encoders):
         cells, skipped = plans[spec.name]
@@ -326,7 +327,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         gc.collect()
         left = {e.name: todo[e.name] for e in config.encoders[index + 1:]}
         if announce and any(left.values()):
-            phases = work_phases(config, splits, {n: resolved[n] for n in left}, left, speeds)
+            phases = work_phases(config, splits, {n: resolved[n] for n in left}, left, speeds, rerankers)
             announce(f"{config.name}: {spec.name} done; about {duration(sum(p.seconds for p in phases))} left")
     return summary
 
@@ -374,18 +375,28 @@ class Rerankers:
         self._cache = self._cache or ScoreCache()
         return self._cache
 
+    def training(self, name: str) -> tuple[CrossTrainConfig, QuerySplits, Path] | None:
+        """For a reranker the harness trains: its settings, the splits it trains on and its model folder (which
+        exists once trained); None for a given model."""
+        spec = self.specs[name]
+        if not spec.train:
+            return None
+        options = {"dataset": self.config.dataset, **spec.train}
+        try:
+            train_config = CrossTrainConfig(**options)
+        except (TypeError, ValueError) as err:
+            raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
+        splits = sweep_splits(self.config, self.data_root, train_config.dataset)
+        return train_config, splits, cross_model_dir(train_config, splits)
+
     def get(self, name: str) -> tuple[CrossEncoderScorer, dict]:
         """(scorer, training report; empty for models not trained by the harness)."""
         if name not in self._scorers:
             spec = self.specs[name]
             model, report = spec.model, {}
-            if spec.train:
-                options = {"dataset": self.config.dataset, **spec.train}
-                try:
-                    train_config = CrossTrainConfig(**options)
-                except (TypeError, ValueError) as err:
-                    raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
-                splits = sweep_splits(self.config, self.data_root, train_config.dataset)
+            trained = self.training(name)
+            if trained is not None:
+                train_config, splits, _ = trained
                 model = str(train_cross_encoder(train_config, data_root=self.data_root, splits=splits))
                 report = read_training(model)
             self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size), report)

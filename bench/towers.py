@@ -38,7 +38,7 @@ from bench.datasets import Dataset
 from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import exact_neighbors
 from bench.indexes.base import cpu_count
-from bench.splits import Protocol, QuerySplits
+from bench.splits import Protocol, QuerySplits, training_splits
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,9 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, splits
     import torch
     from tqdm import tqdm
 
-    from bench.train_cross import protocol_splits, warmup_then_decay
+    from bench.train_cross import warmup_then_decay
 
-    splits = protocol_splits(config.dataset, data_root, protocol, splits, needs_dev=config.kd != "none")
+    splits = training_splits(config.dataset, data_root, protocol, splits, needs_dev=config.kd != "none")
     dataset = splits.train
     target = model_dir(config, splits)
     if (target / "training.json").exists():

@@ -29,7 +29,7 @@ from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_
 from bench.indexes import Neighbors, exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality
-from bench.splits import Protocol, QuerySplits, load_splits
+from bench.splits import Protocol, QuerySplits, training_splits
 
 log = logging.getLogger(__name__)
 
@@ -130,24 +130,11 @@ def model_dir(config: CrossTrainConfig, splits: QuerySplits) -> Path:
     return cache_dir() / "models" / f"cross-{config.loss}-{key}"
 
 
-def protocol_splits(dataset: str, data_root: Path | None, protocol: Protocol, splits: QuerySplits | None,
-                    needs_dev: bool = False) -> QuerySplits:
-    """The splits a trainer uses: given, or the protocol's for `dataset`; train (and dev) queries required."""
-    from bench.datasets import DatasetError
-
-    splits = splits or load_splits(dataset, data_root, protocol)
-    if splits.train is None:
-        raise DatasetError(f"dataset '{dataset}' has no train queries to train on (qrels/train.tsv)")
-    if needs_dev and splits.dev is None:
-        raise DatasetError(f"dataset '{dataset}' has no dev queries to calibrate on")
-    return splits
-
-
 def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None, splits: QuerySplits | None = None,
                         protocol: Protocol = Protocol()) -> Path:
     """Train (or find already trained) the cross-encoder of `config` on the protocol's training queries,
     calibrated and its fusion weight chosen on the dev queries; returns its folder."""
-    splits = protocol_splits(config.dataset, data_root, protocol, splits, needs_dev=True)
+    splits = training_splits(config.dataset, data_root, protocol, splits, needs_dev=True)
     dataset, dev = splits.train, splits.dev
     target = model_dir(config, splits)
     if (target / "training.json").exists():
