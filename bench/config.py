@@ -31,7 +31,8 @@ class EncoderSpec:
     (architecture = the type, dataset = the sweep's; trained once, cached)."""
 
     name: str
-    type: str = "bi"  # "bi" (shared weights), "twin" (separate query and document networks), "bm25" (text)
+    type: str = "bi"  # "bi" (shared weights), "twin" (separate query and document networks), "bm25" (text),
+    # "hybrid" (BM25 fused with another encoder of the config: see bench.hybrid)
     model: str = DEFAULT_MODEL
     max_seq_length: int | None = None
     batch_size: int = 64
@@ -39,6 +40,14 @@ class EncoderSpec:
     chunk_tokens: int = 0  # > 0: index passages of this many tokens instead of whole documents
     chunk_stride: int = 0  # tokens between passage starts; 0 = chunk_tokens (no overlap)
     aggregate: str = "max"  # passages -> documents: max (MaxP), sum (SumP), first (FirstP)
+    hybrid: dict = field(default_factory=dict)  # type "hybrid": bench.hybrid.HybridSpec options
+
+    @property
+    def hybrid_spec(self):
+        """The hybrid's settings (type "hybrid" only)."""
+        from bench.hybrid import HybridSpec
+
+        return HybridSpec(**self.hybrid)
 
     @property
     def chunking(self):
@@ -81,7 +90,7 @@ class RerankerSpec:
     """A cross-encoder: a model by name or path, or `train` options for `bench train-cross` (trained once, cached).
 
     `alpha`: fusion weights to sweep, each a number in [0, 1] (1 = the cross-encoder alone) or
-    "dev" (the weight chosen on the dev queries when the harness trained the model).
+    "dev" (chosen per first-stage cell and R on the dev queries, from bench.train_cross.ALPHAS).
     """
 
     name: str
@@ -221,6 +230,11 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
                 tower_config(e, config.dataset)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{source}: encoders[{i}].train: {err}") from None
+        if (e.type == "hybrid") != bool(e.hybrid):
+            raise ConfigError(f"{source}: encoders[{i}]: " + ("type 'hybrid' needs a `hybrid` table (dense = ...)"
+                                                            if e.hybrid == {} else "`hybrid` applies to type 'hybrid' only"))
+        if e.hybrid:
+            _check_hybrid(e, encoders, f"{source}: encoders[{i}].hybrid")
         if e.chunk_tokens:
             if ENCODER_TYPES[e.type] != "vectors":
                 raise ConfigError(f"{source}: encoders[{i}]: chunking needs a vector encoder, not '{e.type}'")
@@ -235,6 +249,16 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     if unknown:
         raise ConfigError(f"{source}: rerank.encoders names unknown encoder(s) {unknown}; encoders are {names}")
     return dataclasses.replace(config, k=sorted(set(ks)))
+
+
+def _check_hybrid(spec: EncoderSpec, encoders: list[EncoderSpec], where: str) -> None:
+    from bench.hybrid import HybridSpec
+
+    hybrid = from_table(HybridSpec, spec.hybrid, where)
+    dense = next((e for e in encoders if e.name == hybrid.dense), None)
+    if dense is None or ENCODER_TYPES[dense.type] != "vectors" or dense.chunk_tokens:
+        raise ConfigError(f"{where}.dense: '{hybrid.dense}' is not a whole-document vector encoder of this config "
+                          f"(vector encoders: {[e.name for e in encoders if ENCODER_TYPES[e.type] == 'vectors' and not e.chunk_tokens]})")
 
 
 def tower_config(spec: EncoderSpec, dataset: str):
@@ -261,8 +285,6 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
         for a in alphas:
             if a != "dev" and not (isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1):
                 raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'dev'")
-            if a == "dev" and not spec.train:
-                raise ConfigError(f"{where}.rerankers[{i}].alpha: 'dev' needs a model trained by the harness")
         if spec.train:
             from bench.train_cross import CrossTrainConfig
 

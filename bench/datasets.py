@@ -7,6 +7,8 @@ collection with known relevant documents, for tests and scale work.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import logging
@@ -46,6 +48,7 @@ class Dataset:
     content_hash: str  # corpus, queries and this split's judgments
     corpus_hash: str  # the corpus alone: keys document embeddings, shared by every split
     warnings: list[str] = field(default_factory=list)
+    doc_titles: list[str] = field(default_factory=list)  # per document where the corpus has titles, else empty
 
     @property
     def n_docs(self) -> int:
@@ -54,11 +57,9 @@ class Dataset:
     def subset(self, n_queries: int) -> "Dataset":
         """The first `n_queries` queries (same corpus): for quick runs."""
         qids = self.query_ids[:n_queries]
-        return Dataset(
-            self.name, self.split, self.doc_ids, self.doc_texts, qids,
-            self.query_texts[:n_queries], {q: self.qrels[q] for q in qids},
-            _hash_strings([self.content_hash, str(n_queries)]), self.corpus_hash, self.warnings,
-        )
+        return dataclasses.replace(self, query_ids=qids, query_texts=self.query_texts[:n_queries],
+                                   qrels={q: self.qrels[q] for q in qids},
+                                   content_hash=_hash_strings([self.content_hash, str(n_queries)]))
 
 
 def data_dir() -> Path:
@@ -198,6 +199,7 @@ def load_beir(path: Path, split: str, name: str | None = None) -> Dataset:
         content_hash=_hash_files(files),
         corpus_hash=_hash_files(files[:1]),
         warnings=warnings,
+        doc_titles=[str(rec.get("title") or "").strip() for _, rec in corpus],
     )
 
 
@@ -247,7 +249,8 @@ def synthetic_dataset(
     qrels = {qid: {doc_ids[s]: 1} for qid, s in zip(query_ids, sources)}
     params = f"{n_docs},{n_queries},{n_topics},{doc_len},{query_len},{seed}"
     return Dataset("synthetic", split, doc_ids, doc_texts, query_ids, query_texts, qrels,
-                   _hash_strings(["synthetic", params, split]), _hash_strings(["synthetic", params]))
+                   _hash_strings(["synthetic", params, split]), _hash_strings(["synthetic", params]),
+                   doc_titles=[" ".join(words[:query_len]) for words in doc_words])
 
 
 def synthetic_vectors(

@@ -192,7 +192,7 @@ class Embeddings:
     passages: Passages | None = None
 
 
-ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text"}  # encoder type -> what it outputs
+ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text", "hybrid": "hybrid"}  # type -> what it outputs
 
 
 def make_encoder(kind: str, model: str, max_seq_length: int | None) -> Encoder:
@@ -202,6 +202,12 @@ def make_encoder(kind: str, model: str, max_seq_length: int | None) -> Encoder:
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:
     """Encode corpus (documents, or their passages under `chunking`) and queries, each cached on disk by
     model identity, dataset content, max length and passage split."""
+    if encoder.output == "hybrid":  # the dense side's vectors, beside the texts BM25 indexes
+        from bench.hybrid import HybridItems
+
+        dense = embed_dataset(encoder.dense, dataset, batch_size)
+        return Embeddings(HybridItems(dataset.doc_texts, dense.docs), HybridItems(dataset.query_texts, dense.queries),
+                          dense.encode_seconds, dense.cached)
     if encoder.output == "text":
         return Embeddings(encoder.encode_docs(dataset.doc_texts), encoder.encode_queries(dataset.query_texts), 0.0, True)
     if encoder.frozen_backbone is not None:  # heads over a frozen backbone: its cached vectors, then the heads

@@ -631,6 +631,14 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
     return parts
 
 
+def _own_pick(frame: pd.DataFrame, budget: Budget) -> str:
+    """A dataset's own pick under `budget`, as its test nDCG@10 with CI, or why there is none."""
+    try:
+        return ci(*t_interval(recommend(frame, budget).pick["q_ndcg_at_10"]))
+    except NothingFits:
+        return "nothing fits the budget"
+
+
 def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
     """BEIR-style: one row per configuration measured on every dataset, test nDCG@10 per dataset; then whether
     a choice made on one dataset holds on another."""
@@ -666,9 +674,8 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
                     entry[f"test nDCG@10 on {target}"] = "not measured"
                     continue
                 row = same.loc[[key]].iloc[0]
-                own = recommend(frame[frame["dataset"] == target], budget).pick if target != source else pick
-                entry[f"test nDCG@10 on {target}"] = (ci(*t_interval(row["q_ndcg_at_10"])) + (
-                    "" if target == source else f" (its own pick: {ci(*t_interval(own['q_ndcg_at_10']))})"))
+                entry[f"test nDCG@10 on {target}"] = ci(*t_interval(row["q_ndcg_at_10"])) + (
+                    "" if target == source else f" (its own pick: {_own_pick(frame[frame['dataset'] == target], budget)})")
             transfer.append(entry)
     return ["## Across datasets", "",
             f"Test nDCG@10 (95% t-interval) of each exact-search and BM25 configuration measured on all of "

@@ -18,24 +18,26 @@ import psutil
 from tqdm import tqdm
 
 from bench.cache import content_key
-from bench.chunking import Chunking, aggregate, first_documents
+from bench.chunking import aggregate, first_documents
 from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
 from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
                             model_identity)
 from bench.env import host_id, run_metadata
 from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
-from bench.indexes.base import Neighbors, cpu_count
+from bench.indexes.base import AnnIndex, Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Speeds, corpus_cached, duration, render, work_phases
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.splits import QuerySplits, describe, load_splits, restrict
 from bench.store import ResultStore
 from bench.executors import Executor, LocalExecutor
+from bench.hybrid import HybridEncoder, HybridIndex, choose_weights, exact_hybrid
+from bench.fusion import fuse
 from bench.towers import TowerTrainConfig, train_towers
 from bench.towers import model_dir as tower_model_dir
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
-from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
+from bench.train_cross import ALPHAS, CrossTrainConfig, read_training, train_cross_encoder
 from bench.train_cross import model_dir as cross_model_dir
 
 log = logging.getLogger(__name__)
@@ -107,14 +109,19 @@ class ResolvedEncoder:
     identity: str
     tower: TowerTrainConfig | None = None  # set when the harness trains it ...
     splits: QuerySplits | None = None  # ... on these splits' training queries
+    dense: "ResolvedEncoder | None" = None  # a hybrid's dense side
 
     @property
     def saw_eval_docs(self) -> bool:
         """Trained on queries judging documents that dev/test queries judge relevant (guard off or not applied)."""
+        if self.dense is not None:
+            return self.dense.saw_eval_docs
         return self.splits is not None and self.splits.guard.saw_eval_docs
 
     def load(self) -> Encoder:
         """The encoder (a trained one after `prepare_models` trained it)."""
+        if self.dense is not None:
+            return HybridEncoder(self.dense.load())
         if self.tower is not None:
             return SentenceEncoder(self.model, self.spec.max_seq_length)
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
@@ -123,6 +130,9 @@ class ResolvedEncoder:
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
     if ENCODER_TYPES[spec.type] == "text":
         return ResolvedEncoder(spec, spec.model, spec.type)
+    if spec.type == "hybrid":  # identified by its dense side (the cell key holds the fusion settings)
+        dense = resolve_encoder(next(e for e in config.encoders if e.name == spec.hybrid_spec.dense), config, data_root)
+        return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
     if not spec.train:
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model))
     tower = tower_config(spec, config.dataset)
@@ -144,18 +154,21 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     if max(config.k) > dataset.n_docs:
         raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
     output = ENCODER_TYPES[encoder.type]
+    searched = "vectors" if output == "hybrid" else output  # a hybrid's dense side runs on the vector backends
     identity = identity or resolve_encoder(encoder, config).identity
     cells, skipped = [], 0
     for spec in config.backends:
-        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != output:
+        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != searched:
             continue  # e.g. bm25s takes text, HNSW takes vectors
-        indexes = [make_index(spec.backend, **build) for build in spec.build_grid()]
+        indexes = [first_stage_index(encoder, spec.backend, build) for build in spec.build_grid()]
         for index in indexes:
             index.check_build(dataset.n_docs)
-        for search in spec.search_grid():
+        depths = encoder.hybrid_spec.depth if output == "hybrid" else [None]
+        for point in spec.search_grid():
             first_error = None
             accepted = 0
-            for index, k in itertools.product(indexes, config.k):
+            for index, depth, k in itertools.product(indexes, depths, config.k):
+                search = point if depth is None else {**point, "depth": depth}
                 try:
                     index.check_search(k, search)
                 except ParamError as err:
@@ -169,12 +182,18 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 children, too_deep = _plan_children(config, encoder.name, k, key)
                 skipped += too_deep
                 cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key), children))
-            if not accepted:
-                raise ParamError(f"{first_error} (search point {search} is invalid for every build point and K)")
+            if not accepted and output != "hybrid":  # a hybrid shares the grid: shallow points miss its depths
+                raise ParamError(f"{first_error} (search point {point} is invalid for every build point and K)")
     return cells, skipped
 
 
-SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max"}
+def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: dict[int, float] | None = None) -> AnnIndex:
+    """An unbuilt index of `backend`; for a hybrid encoder, wrapped with its BM25 side and fusion."""
+    index = make_index(backend, **build)
+    return HybridIndex(index, encoder.hybrid_spec, weights) if encoder.type == "hybrid" else index
+
+
+SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}}
 
 
 def _spec_key(encoder: EncoderSpec) -> dict:
@@ -222,6 +241,8 @@ def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) 
                     continue
                 key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
                        "rerank_latency": [spec.latency_queries, spec.threads]}
+                if alpha == "dev":
+                    key["alpha_chosen_on"] = "the cell's dev queries at its R"
                 children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
     return tuple(children), skipped
 
@@ -279,7 +300,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     speeds = Speeds()
     if announce:
         announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers), f"{config.name}: plan"))
-    prepare_models(resolved, todo, rerankers, data_root)
+    weights = prepare_models(resolved, todo, rerankers, data_root, splits)
     for index, spec in enumerate(config.encoders):
         cells, skipped = plans[spec.name]
         summary.planned += len(cells)
@@ -316,7 +337,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "n_chunks": len(embeddings.passages.texts) if embeddings.passages else 0,
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
         measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, store.add,
-                                encode_latency, rerankers, spec.chunking)
+                                encode_latency, rerankers, spec, weights.get(spec.name))
         groups = measurer.prepare(pending)
         started = time.perf_counter()
         written = executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
@@ -333,14 +354,32 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
 
 
 def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Cell]], rerankers: "Rerankers",
-                   data_root: Path | None) -> None:
-    """Train (once, cached) every model that pending cells need, before any cell is measured: no measurement
-    waits on training, and executors never race to train the same model."""
+                   data_root: Path | None, splits: QuerySplits) -> dict[str, dict[int, float]]:
+    """Train (once, cached) every model that pending cells need, and choose the hybrids' fusion weights on the
+    dev queries, before any cell is measured: no measurement waits on training, and executors never race to
+    train the same model. Returns the dev-chosen convex weight per hybrid encoder and depth."""
     for name, cells in todo.items():
-        if cells and resolved[name].tower is not None:
-            train_towers(resolved[name].tower, data_root, splits=resolved[name].splits)
+        for model in (resolved[name], resolved[name].dense):
+            if cells and model is not None and model.tower is not None:
+                train_towers(model.tower, data_root, splits=model.splits)
     for reranker in dict.fromkeys(ch.reranker for cells in todo.values() for c in cells for ch in c.children):
         rerankers.get(reranker)
+    return {name: hybrid_weights(resolved[name], splits) for name, cells in todo.items()
+            if cells and resolved[name].dense is not None}
+
+
+def hybrid_weights(encoder: ResolvedEncoder, splits: QuerySplits) -> dict[int, float]:
+    """A hybrid's convex weight per depth, chosen on the dev queries (the test queries where there are none)."""
+    spec = encoder.spec.hybrid_spec
+    if spec.fusion != "convex" or spec.weight != "dev":
+        return {}
+    embeddings = embed_dataset(encoder.load(), splits.evaluation, encoder.spec.batch_size)
+    n_test = len(splits.test.query_ids)
+    dev, queries = ((splits.dev, embeddings.queries[n_test:]) if splits.dev is not None
+                    else (splits.test, embeddings.queries[:n_test]))
+    chosen = choose_weights(spec, embeddings.docs, queries, dev, cpu_count())
+    log.info("%s: convex weights chosen on %d dev queries: %s", encoder.spec.name, len(dev.query_ids), chosen)
+    return chosen
 
 
 def _record_training_speeds(speeds: Speeds, encoder: ResolvedEncoder, rerankers: "Rerankers") -> None:
@@ -405,9 +444,6 @@ class Rerankers:
     def loaded(self) -> list[tuple[CrossEncoderScorer, dict]]:
         return list(self._scorers.values())
 
-    def alpha(self, name: str, alpha: float | str) -> float:
-        return float(self.get(name)[1]["alpha"]) if alpha == "dev" else float(alpha)
-
 
 class CellMeasurer:
     """Measures first-stage cells of one encoder, and their rerank children, handing each row to `sink`
@@ -415,8 +451,9 @@ class CellMeasurer:
 
     def __init__(self, embeddings: Embeddings, dataset: Dataset, n_test: int, config: SweepConfig, shared: dict,
                  sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers,
-                 chunking: Chunking | None = None):
-        """`dataset` holds the test queries, then the dev queries: the first `n_test` are test."""
+                 encoder: EncoderSpec, weights: dict[int, float] | None = None):
+        """`dataset` holds the test queries, then the dev queries: the first `n_test` are test. `weights`: a
+        hybrid encoder's dev-chosen convex weight per depth."""
         self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
         self.n_test = n_test
         self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
@@ -427,7 +464,9 @@ class CellMeasurer:
         self.scoring_seconds = 0.0  # spent scoring cross-encoder pairs (not a per-cell cost)
         self.truth = np.empty((0, 0), dtype=np.int64)  # exact top documents at the deepest K or R needed
         self.truth_at: dict[int, np.ndarray] = {}  # K -> exact top-K, aggregated to documents when chunked
-        self.chunking = chunking
+        self.hybrid_truth: dict[int, np.ndarray] = {}  # hybrids: depth -> fused top-depth over exact dense search
+        self.encoder, self.weights = encoder, weights or {}
+        self.chunking = encoder.chunking
 
     def portable(self) -> "CellMeasurer":
         """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
@@ -439,14 +478,36 @@ class CellMeasurer:
     def prepare(self, cells: list[Cell]) -> list[list[Cell]]:
         """Compute the ground truth these cells need; returns them grouped by build tuple (one index each)."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
-        # ground truth: exact inner-product search, or for text backends BM25 with default parameters
-        exact = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
-                                EXACT_BACKEND[cells[0].backend])
-        self.truth = self._to_documents(exact, depth).ids
-        self.truth_at = {k: self._to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
-                         for k in {c.k for c in cells}}
+        if self.encoder.type == "hybrid":
+            self._prepare_hybrid(cells, depth)
+        else:
+            # ground truth: exact inner-product search, or for text backends BM25 with default parameters
+            exact = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
+                                    EXACT_BACKEND[cells[0].backend])
+            self.truth = self._to_documents(exact, depth).ids
+            self.truth_at = {k: self._to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
+                             for k in {c.k for c in cells}}
         ordered = sorted(cells, key=lambda c: c.build_key)
         return [list(group) for _, group in itertools.groupby(ordered, key=lambda c: c.build_key)]
+
+    def _prepare_hybrid(self, cells: list[Cell], depth: int) -> None:
+        """Ground truth of a hybrid cell: the same fusion of BM25 and exact dense search, at the cell's depth."""
+        spec = self.encoder.hybrid_spec
+        depths = sorted({c.search["depth"] for c in cells})
+        dense, sparse = exact_hybrid(spec, self.embeddings.docs, self.embeddings.queries, max(depths), 0.5,
+                                     self.build_threads)
+        index = HybridIndex(make_index("exact"), spec, self.weights)
+        for d in depths:
+            cut = [Neighbors(n.ids[:, :d], n.scores[:, :d]) for n in (dense, sparse)]
+            self.hybrid_truth[d] = fuse(*cut, spec.fusion, d, index.weight(d) if spec.fusion == "convex" else 0.5,
+                                        spec.rrf_k).ids
+        self.truth = self.hybrid_truth[max(depths)][:, :depth]
+
+    def _truth(self, cell: Cell) -> np.ndarray:
+        """The exact counterpart's top-K of a cell (recall@K is measured against it)."""
+        if self.encoder.type == "hybrid":
+            return self.hybrid_truth[cell.search["depth"]][:, :cell.k]
+        return self.truth_at[cell.k]
 
     def _to_documents(self, hits: Neighbors, k: int) -> Neighbors:
         """Passage hits aggregated to documents when the corpus is chunked; document hits unchanged."""
@@ -457,7 +518,7 @@ class CellMeasurer:
     def measure_group(self, group: list[Cell], progress: tqdm | None = None) -> int:
         """Build the group's index once, then measure its cells (and their rerank children). Returns rows written."""
         backend = group[0].backend
-        index = make_index(backend, **group[0].build)
+        index = first_stage_index(self.encoder, backend, group[0].build, self.weights)
         started = time.perf_counter()
         index.fit(self.embeddings.docs, self.build_threads)
         build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
@@ -492,10 +553,10 @@ class CellMeasurer:
         row = {
             **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend,
             "build_params": json.dumps(cell.build, sort_keys=True),
-            "search_params": json.dumps(cell.search, sort_keys=True), "k": cell.k,
+            "search_params": json.dumps(index.search_description(cell.search), sort_keys=True), "k": cell.k,
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
-            **self._recall(result.ids, self.truth_at[cell.k]),
+            **self._recall(result.ids, self._truth(cell)),
             "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
             **self._quality(result.ids),
@@ -522,6 +583,19 @@ class CellMeasurer:
             columns.update({f"{prefix}q_{name}": part[name].tolist() for name in part.columns})
         return columns
 
+    def _dev_alpha(self, result: Neighbors, r: int, cross: list[np.ndarray]) -> float:
+        """The fusion weight (of ALPHAS) with the best mean nDCG@10 on the dev queries for this first-stage list
+        and R (on the test queries where there are none: the rows' dev_source says so); ties go to the larger."""
+        rows = slice(self.n_test, None) if len(self.dataset.query_ids) > self.n_test else slice(0, self.n_test)
+        queries = restrict(self.dataset, self.dataset.query_ids[rows], "dev")
+        first = Neighbors(result.ids[rows], result.scores[rows])
+
+        def quality(alpha: float) -> float:
+            ids = rerank(first, r, cross[rows], alpha)[:, :10]
+            return round(float(per_query_quality(ids, queries)["ndcg_at_10"].mean()), 10)
+
+        return max(ALPHAS, key=lambda alpha: (quality(alpha), alpha))
+
     def _rerank_latency_of(self, name: str, r: int) -> LatencyStats:
         """Per-query time to score R pairs, on a fixed query sample and the exact top-R (once per run)."""
         if (name, r) not in self._rerank_latency:
@@ -547,7 +621,7 @@ class CellMeasurer:
                 self.scoring_seconds += seconds
                 Speeds().record("score_pairs_per_s", scored / seconds)
             for child in children:
-                alpha = self.rerankers.alpha(name, child.alpha)
+                alpha = self._dev_alpha(result, child.r, cross) if child.alpha == "dev" else float(child.alpha)
                 ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)
                 latency = self._rerank_latency_of(name, child.r)
                 e2e = end_to_end(self.encode_latency, search_latency, latency)

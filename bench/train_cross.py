@@ -1,9 +1,12 @@
 """Fine-tune a cross-encoder on a dataset's train judgments, negatives mined by the first-stage bi-encoder.
 
 Each training example is a query with one judged positive and `negatives` documents sampled from the
-bi-encoder's ranks [neg_rank_lo, neg_rank_hi) that are not judged relevant (skipping the very top,
-which in sparsely judged collections holds unjudged positives). Losses: pointwise BCE, pairwise
-margin ranking, listwise softmax cross-entropy over the (1 + negatives) list.
+ranks [neg_rank_lo, neg_rank_hi) of the first stages in `mine_from` (the bi-encoder, BM25, or both: the
+union of their candidates) that are not judged relevant (skipping the very top, which in sparsely judged
+collections holds unjudged positives). `title_queries` adds that many documents' titles as pseudo-queries
+whose positive is their own document (never a document a dev or test query judges relevant, under the
+guard). Losses: pointwise BCE, pairwise margin ranking, listwise softmax cross-entropy over the
+(1 + negatives) list.
 
 It trains on the protocol's training queries (bench.splits: dev queries held out, and the leakage guard's
 drops); on the dev queries it fits Platt scaling (with the expected calibration error before and after)
@@ -29,11 +32,13 @@ from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_
 from bench.indexes import Neighbors, exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality
-from bench.splits import Protocol, QuerySplits, training_splits
+from bench.datasets import _hash_strings
+from bench.splits import Protocol, QuerySplits, merge_queries, positives, training_splits
 
 log = logging.getLogger(__name__)
 
 LOSSES = ("bce", "margin", "listwise")
+MINERS = ("dense", "bm25", "dense+bm25")
 ALPHAS = tuple(round(a, 2) for a in np.linspace(0, 1, 21))
 
 
@@ -53,6 +58,8 @@ class CrossTrainConfig:
     margin: float = 1.0
     dev_r: int = 20  # first-stage depth reranked on the dev queries to fit calibration and choose alpha
     seed: int = 0
+    mine_from: str = "dense"  # first stages whose ranks give the negatives: "dense", "bm25" or "dense+bm25"
+    title_queries: int = 0  # documents whose title becomes an extra training query (positive: the document)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -61,6 +68,13 @@ class CrossTrainConfig:
             raise ValueError(f"dev_r must be >= 1, got {self.dev_r}")
         if not 0 <= self.neg_rank_lo < self.neg_rank_hi:
             raise ValueError(f"need 0 <= neg_rank_lo < neg_rank_hi, got {self.neg_rank_lo}, {self.neg_rank_hi}")
+        if self.mine_from not in MINERS:
+            raise ValueError(f"mine_from must be one of {MINERS}, got '{self.mine_from}'")
+        if self.title_queries < 0:
+            raise ValueError(f"title_queries must be >= 0, got {self.title_queries}")
+
+
+FIELDS_ADDED = {"mine_from": "dense", "title_queries": 0}  # left out of the model key at these defaults
 
 
 def ranking_loss(logits, loss: str, margin: float = 1.0):
@@ -123,8 +137,48 @@ def first_stage(dataset: Dataset, model: str, depth: int) -> Neighbors:
     return exact_neighbors(embeddings.docs, embeddings.queries, depth, cpu_count())
 
 
+def title_queries(splits: QuerySplits, n: int, seed: int) -> Dataset:
+    """`n` documents (seeded choice among those with a title) as queries: the title asks for its document.
+    Under the leakage guard, documents a dev or test query judges relevant are never chosen."""
+    train = splits.train
+    evaluation = [splits.test] + ([splits.dev] if splits.dev is not None else [])
+    banned = ({d for ds in evaluation for docs in positives(ds).values() for d in docs}
+              if splits.guard is not None and splits.guard.applied else set())
+    candidates = [i for i, title in enumerate(train.doc_titles) if title and train.doc_ids[i] not in banned]
+    chosen = sorted(np.random.default_rng(seed).permutation(len(candidates))[:n])
+    rows = [candidates[i] for i in chosen]
+    ids = [f"title:{train.doc_ids[i]}" for i in rows]
+    return dataclasses.replace(train, split="titles", query_ids=ids, query_texts=[train.doc_titles[i] for i in rows],
+                               qrels={q: {train.doc_ids[i]: 1} for q, i in zip(ids, rows)},
+                               content_hash=_hash_strings([train.corpus_hash, "titles", *ids]))
+
+
+def training_examples(dataset: Dataset, config: CrossTrainConfig) -> list[tuple[int, int, list[int]]]:
+    """(query position, positive document row, negative pool) per judged positive: the pool is the union of
+    the `mine_from` first stages' ranks [neg_rank_lo, neg_rank_hi), judged positives removed."""
+    ranked = []
+    if "dense" in config.mine_from:
+        ranked.append(first_stage(dataset, config.first_stage, config.neg_rank_hi).ids)
+    if "bm25" in config.mine_from:
+        from bench.indexes import make_index
+
+        bm25 = make_index("bm25s")
+        bm25.fit(dataset.doc_texts, cpu_count())
+        bm25.set_search(config.neg_rank_hi)
+        ranked.append(bm25.batch_query(dataset.query_texts, cpu_count()).ids)
+    doc_pos = {d: i for i, d in enumerate(dataset.doc_ids)}
+    examples = []
+    for qi in range(len(dataset.query_ids)):
+        relevant = {doc_pos[d] for d, g in dataset.qrels[dataset.query_ids[qi]].items() if g > 0}
+        pool = list(dict.fromkeys(int(j) for ids in ranked for j in ids[qi, config.neg_rank_lo:config.neg_rank_hi]
+                                  if j >= 0 and j not in relevant))
+        examples.extend((qi, p, pool) for p in sorted(relevant))
+    return examples
+
+
 def model_dir(config: CrossTrainConfig, splits: QuerySplits) -> Path:
-    key = content_key({**dataclasses.asdict(config), "backbone": model_identity(config.backbone),
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if FIELDS_ADDED.get(k, object()) != v}
+    key = content_key({**settings, "backbone": model_identity(config.backbone),
                        "first_stage": model_identity(config.first_stage), "dataset": splits.train.content_hash,
                        "dev": splits.dev.content_hash})
     return cache_dir() / "models" / f"cross-{config.loss}-{key}"
@@ -148,14 +202,10 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    ranked = first_stage(dataset, config.first_stage, config.neg_rank_hi)
+    if config.title_queries:
+        dataset = merge_queries(dataset, title_queries(splits, config.title_queries, config.seed))
     text = dataset.doc_texts
-    doc_pos = {d: i for i, d in enumerate(dataset.doc_ids)}
-    examples = []  # (query position, positive doc row, negative pool)
-    for qi in range(len(dataset.query_ids)):
-        positives = {doc_pos[d] for d, g in dataset.qrels[dataset.query_ids[qi]].items() if g > 0}
-        pool = [j for j in ranked.ids[qi, config.neg_rank_lo:config.neg_rank_hi] if j >= 0 and j not in positives]
-        examples.extend((qi, p, pool) for p in sorted(positives))
+    examples = training_examples(dataset, config)
     path = resolve_model(config.backbone)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
@@ -204,7 +254,8 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
                                   ["ndcg_at_10"].mean()) for alpha in ALPHAS}
     best_alpha = max(ALPHAS, key=lambda al: (ndcg_by_alpha[al], al))
     report = {
-        "config": dataclasses.asdict(config), "protocol": splits.summary(), "train_queries": len(dataset.query_ids),
+        "config": dataclasses.asdict(config), "protocol": splits.summary(),
+        "train_queries": len(splits.train.query_ids), "title_queries": len(dataset.query_ids) - len(splits.train.query_ids),
         "saw_eval_docs": splits.guard.saw_eval_docs, "train_examples": len(examples), "steps": len(losses),
         "train_seconds": train_seconds, "loss_first_50": float(np.mean(losses[:50])),
         "loss_last_50": float(np.mean(losses[-50:])), "losses": losses,

@@ -110,6 +110,10 @@ class AnnIndex(ABC):
         self.k = k
         self._set_search(k, self.check_search(k, search))
 
+    def search_description(self, search: dict[str, Any]) -> dict[str, Any]:
+        """What the results rows record of a search-parameter tuple (wrappers add their own settings)."""
+        return dict(search)
+
     @abstractmethod
     def _fit(self, vectors: np.ndarray, threads: int) -> None: ...
 

@@ -1,0 +1,197 @@
+"""The hybrid first stage: BM25 and a dense encoder each retrieve their own top-`depth`, fused into one top-K.
+
+A config states it as an encoder of type "hybrid" whose `hybrid` table names the dense encoder (another
+encoder of the same config) and the fusion: reciprocal rank fusion with constant `rrf_k`, or a convex
+combination of min-max normalized scores with `weight` on the dense side, a number or "dev" (chosen on the
+dev queries, over exact dense search, per depth, before any cell is measured). `depth` (K' per side) is a
+grid dimension. The dense side runs through every vector backend of the sweep; the two searches run one
+after the other on one thread, then the fusion: all of it inside the timed path. Memory is both indexes.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.fusion import METHODS, fuse, fuse_one
+from bench.indexes import make_index
+from bench.indexes.base import AnnIndex, Neighbors, ParamError, require
+
+WEIGHTS = tuple(round(w, 2) for w in np.arange(0.05, 1.0, 0.05))  # the convex weights "dev" chooses from
+
+
+@dataclass(frozen=True)
+class HybridSpec:
+    """An encoder's `hybrid` table."""
+
+    dense: str  # the name of a (whole-document) vector encoder of the same config
+    fusion: str = "rrf"  # "rrf" or "convex"
+    rrf_k: float = 60.0
+    weight: float | typing.Literal["dev"] = "dev"  # convex: weight of the dense side
+    depth: list[int] = field(default_factory=lambda: [100, 1000])  # K' retrieved by each side
+    k1: float = 0.9  # BM25 side (bm25s, as the `bm25s` backend)
+    b: float = 0.4
+
+    def __post_init__(self):
+        if self.fusion not in METHODS:
+            raise ValueError(f"fusion must be one of {METHODS}, got '{self.fusion}'")
+        if self.rrf_k <= 0:
+            raise ValueError(f"rrf_k must be > 0, got {self.rrf_k}")
+        if self.weight != "dev" and not 0 <= self.weight <= 1:
+            raise ValueError(f"weight must be in [0, 1] or 'dev', got {self.weight!r}")
+        if not self.depth or any(d < 1 for d in self.depth):
+            raise ValueError(f"depth must be a non-empty list of positive integers, got {self.depth!r}")
+        if self.fusion == "rrf" and self.weight != "dev":
+            raise ValueError("weight applies to convex fusion only")
+
+
+class HybridItems:
+    """Texts and their dense vectors, row-aligned: what a hybrid index indexes and is queried with."""
+
+    def __init__(self, texts, vectors: np.ndarray):
+        self.texts = np.asarray(texts, dtype=object)
+        self.vectors = vectors
+        if len(self.texts) != len(self.vectors):
+            raise ValueError(f"{len(self.texts)} texts vs {len(self.vectors)} vectors")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return HybridItems(self.texts[index], self.vectors[index])
+        return self.texts[index], self.vectors[index]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class HybridEncoder:
+    """The dense encoder of a hybrid: queries are encoded by it (BM25 tokenizes inside its search)."""
+
+    output = "hybrid"
+
+    def __init__(self, dense):
+        self.dense = dense
+        self.identity, self.max_seq_length = dense.identity, dense.max_seq_length
+        self.mode, self.train_seconds = dense.mode, dense.train_seconds
+        self.frozen_backbone = None
+        self.tokenizer = None
+
+    @property
+    def dim(self) -> int:
+        return self.dense.dim
+
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return self.dense.encode_queries(texts, batch_size)
+
+    def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self.dense.encode_docs(texts, batch_size, progress)
+
+    def n_parameters(self) -> int:
+        return self.dense.n_parameters()
+
+
+class HybridIndex(AnnIndex):
+    """A dense index (any vector backend) and a BM25 index; search params: the dense backend's, plus `depth`."""
+
+    name = "hybrid"
+    input = "hybrid"
+
+    def __init__(self, dense: AnnIndex, spec: HybridSpec, weights: dict[int, float] | None = None):
+        """`weights`: the convex weight per depth when the spec's weight is "dev" (chosen by `choose_weights`)."""
+        self.dense, self.spec, self.weights = dense, spec, weights or {}
+        self.sparse = make_index("bm25s", k1=spec.k1, b=spec.b)
+        self.build = dense.build
+        self.n = 0
+        self.k = 0
+        self.depth = 0
+
+    def check_build(self, n: int) -> None:
+        self.dense.check_build(n)
+
+    def check_search(self, k: int, search: dict[str, Any]) -> dict[str, Any]:
+        search = dict(search)
+        depth = search.pop("depth", None)
+        require(isinstance(depth, int) and depth >= 1, f"hybrid: search needs an integer depth >= 1, got {depth!r}")
+        require(k <= depth, f"hybrid: K ({k}) exceeds the depth ({depth}) each side retrieves")
+        return {**self.dense.check_search(depth, search), "depth": depth}
+
+    def weight(self, depth: int) -> float:
+        if self.spec.fusion != "convex":
+            return float("nan")
+        if self.spec.weight != "dev":
+            return float(self.spec.weight)
+        if depth not in self.weights:
+            raise ParamError(f"hybrid: no dev-chosen weight for depth {depth} (prepare the sweep first)")
+        return self.weights[depth]
+
+    def search_description(self, search: dict[str, Any]) -> dict[str, Any]:
+        described = {**search, "fusion": self.spec.fusion}
+        if self.spec.fusion == "rrf":
+            return {**described, "rrf_k": self.spec.rrf_k}
+        return {**described, "weight": self.weight(search["depth"])}
+
+    def fit(self, items: HybridItems, threads: int) -> None:
+        self.check_build(len(items))
+        self.n = len(items)
+        self.dense.fit(items.vectors, threads)
+        self.sparse.fit(items.texts, threads)
+
+    def _fit(self, vectors, threads) -> None:  # fit is overridden: texts and vectors
+        raise ParamError("hybrid indexes texts and vectors")
+
+    def set_search(self, k: int, **search: Any) -> None:
+        checked = self.check_search(k, search)
+        self.k, self.depth = k, checked.pop("depth")
+        self.dense.set_search(self.depth, **checked)
+        self.sparse.set_search(self.depth)
+
+    def _set_search(self, k, search) -> None:  # set_search is overridden
+        pass
+
+    def query(self, item) -> np.ndarray:
+        text, vector = item
+        dense = self.dense.batch_query(vector[None, :], 1)
+        sparse = self.sparse.batch_query([text], 1)
+        return fuse_one(dense.ids[0], dense.scores[0], sparse.ids[0], sparse.scores[0], self.spec.fusion, self.k,
+                        self._weight_now(), self.spec.rrf_k)[0]
+
+    def _weight_now(self) -> float:
+        return self.weight(self.depth) if self.spec.fusion == "convex" else 0.5
+
+    def batch_query(self, items: HybridItems, threads: int) -> Neighbors:
+        return fuse(self.dense.batch_query(items.vectors, threads), self.sparse.batch_query(items.texts, threads),
+                    self.spec.fusion, self.k, self._weight_now(), self.spec.rrf_k)
+
+    def size_bytes(self) -> int:
+        return self.dense.size_bytes() + self.sparse.size_bytes()
+
+
+def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depth: int, weight: float,
+                 threads: int) -> tuple[Neighbors, Neighbors]:
+    """The exact dense and the BM25 top-`depth` of `queries` (fuse them with `fuse`)."""
+    index = HybridIndex(make_index("exact"), spec, {depth: weight})
+    index.fit(items, threads)
+    index.set_search(depth, depth=depth)
+    return index.dense.batch_query(queries.vectors, threads), index.sparse.batch_query(queries.texts, threads)
+
+
+def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, dev, threads: int) -> dict[int, float]:
+    """For "dev" convex fusion: per depth, the weight with the best mean nDCG@10 on `dev` (a dataset of the
+    same queries as `queries`), over exact dense search; ties go to the weight nearest 0.5."""
+    from bench.metrics import per_query_quality
+
+    if spec.fusion != "convex" or spec.weight != "dev":
+        return {}
+    dense, sparse = exact_hybrid(spec, items, queries, max(spec.depth), 0.5, threads)
+    chosen = {}
+    for depth in spec.depth:
+        cut = [Neighbors(n.ids[:, :depth], n.scores[:, :depth]) for n in (dense, sparse)]
+        quality = {w: float(per_query_quality(fuse(*cut, "convex", 10, w).ids, dev)["ndcg_at_10"].mean())
+                   for w in WEIGHTS}
+        chosen[depth] = max(WEIGHTS, key=lambda w: (round(quality[w], 10), -abs(w - 0.5)))
+    return chosen

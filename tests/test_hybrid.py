@@ -1,0 +1,85 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bench.config import ConfigError, EncoderSpec, load_config, parse_config
+from bench.fusion import fuse, fuse_one
+from bench.indexes.base import Neighbors
+from bench.store import read_results
+from bench.sweep import run_sweep
+
+
+def lists(*rows):
+    ids = np.array([[d for d, _ in row] for row in rows], dtype=np.int64)
+    scores = np.array([[s for _, s in row] for row in rows], dtype=np.float32)
+    return Neighbors(ids, scores)
+
+
+def test_rrf_sums_reciprocal_ranks():
+    # dense: 1, 2, 3; sparse: 3, 4, 1. With k = 60: doc 1 = 1/61 + 1/63, doc 3 = 1/63 + 1/61 (tie: lower id
+    # first), doc 2 = 1/62, doc 4 = 1/62 (tie: 2 before 4).
+    dense, sparse = lists([(1, 0.9), (2, 0.8), (3, 0.7)]), lists([(3, 9.0), (4, 5.0), (1, 1.0)])
+    fused = fuse(dense, sparse, "rrf", 4, rrf_k=60)
+    assert fused.ids.tolist() == [[1, 3, 2, 4]]
+    assert fused.scores[0].tolist() == pytest.approx([1 / 61 + 1 / 63, 1 / 61 + 1 / 63, 1 / 62, 1 / 62])
+    # a small k makes rank 1 dominate: doc 3 at ranks (3, 1) vs doc 2 at (2, -)
+    assert fuse(dense, sparse, "rrf", 2, rrf_k=1).ids.tolist() == [[1, 3]]
+
+
+def test_convex_mixes_min_max_normalized_scores():
+    # dense normalized: 1 -> 1, 2 -> 0.5, 3 -> 0; sparse normalized: 3 -> 1, 4 -> 0.5, 1 -> 0; missing = 0.
+    dense, sparse = lists([(1, 0.9), (2, 0.8), (3, 0.7)]), lists([(3, 9.0), (4, 5.0), (1, 1.0)])
+    fused = fuse(dense, sparse, "convex", 4, weight=0.3)
+    # 1: 0.3; 2: 0.15; 3: 0.7; 4: 0.35
+    assert fused.ids.tolist() == [[3, 4, 1, 2]]
+    assert fused.scores[0].tolist() == pytest.approx([0.7, 0.35, 0.3, 0.15])
+    assert fuse(dense, sparse, "convex", 3, weight=1.0).ids.tolist() == [[1, 2, 3]]  # the dense list alone
+    assert fuse(dense, sparse, "convex", 3, weight=0.0).ids.tolist() == [[3, 4, 1]]  # the sparse list alone
+
+
+def test_missing_slots_are_ignored_and_short_results_padded():
+    ids, scores = fuse_one(np.array([5, -1]), np.array([1.0, np.nan]), np.array([-1, -1]), np.array([np.nan] * 2),
+                           "rrf", 3)
+    assert ids.tolist() == [5, -1, -1] and np.isnan(scores[1:]).all()
+
+
+def test_hybrid_config_is_checked_when_parsed(tmp_path):
+    base = {"name": "h", "dataset": "synthetic", "split": "test", "k": [5],
+            "backends": [{"backend": "exact"}],
+            "encoders": [{"name": "dense", "type": "bi"}]}
+    with pytest.raises(ConfigError, match=r"encoders\[1\].hybrid.dense: 'nope' is not a whole-document vector"):
+        parse_config({**base, "encoders": [*base["encoders"], {"name": "h", "type": "hybrid", "hybrid": {"dense": "nope"}}]}, "x.toml")
+    with pytest.raises(ConfigError, match=r"encoders\[1\].hybrid: fusion must be one of"):
+        parse_config({**base, "encoders": [*base["encoders"],
+                                          {"name": "h", "type": "hybrid", "hybrid": {"dense": "dense", "fusion": "rfr"}}]}, "x.toml")
+    with pytest.raises(ConfigError, match=r"type 'hybrid' needs a `hybrid` table"):
+        parse_config({**base, "encoders": [*base["encoders"], {"name": "h", "type": "hybrid"}]}, "x.toml")
+
+
+def test_hybrid_first_stage_through_the_sweep(tiny_model, tmp_path):
+    base = load_config("configs/tiny.toml")
+    dense = dataclasses.replace(base.encoders[0], model=tiny_model)
+    rrf = EncoderSpec("hyb-rrf", type="hybrid", hybrid={"dense": "minilm", "fusion": "rrf", "depth": [20, 50]})
+    convex = EncoderSpec("hyb-convex", type="hybrid", hybrid={"dense": "minilm", "fusion": "convex", "depth": [20]})
+    config = dataclasses.replace(base, encoders=[dense, base.encoders[1], rrf, convex], results=str(tmp_path / "h.parquet"),
+                                 backends=[b for b in base.backends if b.backend in ("exact", "hnsw", "bm25s")])
+    run_sweep(config)
+    frame = read_results(config.results_path)
+    hybrid = frame[frame["encoder_type"] == "hybrid"]
+    # rrf: exact (2 depths x K 5, 20) + hnsw ef=40 at depth 20 (K 5, 20; ef=10 reaches neither depth, ef=40 not
+    # depth 50: skipped, not an error, as the grid is shared with the dense encoder); convex: exact and hnsw ef=40, 2 K
+    assert sorted(hybrid.groupby("encoder").size().items()) == [("hyb-convex", 4), ("hyb-rrf", 6)]
+    exact = hybrid[hybrid["backend"] == "exact"]
+    assert (exact["recall_at_k"] == 1.0).all()  # the exact dense side reproduces the ground truth
+    # memory holds both indexes: more than the dense index alone
+    dense_exact = frame[(frame["encoder"] == "minilm") & (frame["backend"] == "exact")]["index_bytes"].iloc[0]
+    assert (exact["index_bytes"] > dense_exact).all()
+    import json
+
+    params = [json.loads(p) for p in hybrid[hybrid["encoder"] == "hyb-convex"]["search_params"]]
+    assert all(p["fusion"] == "convex" and 0 < p["weight"] < 1 and p["depth"] == 20 for p in params)
+    # the synthetic queries copy words of their document: BM25 finds it, and fusion with a random dense
+    # model keeps it near the top
+    bm25 = frame[frame["encoder"] == "bm25"]["ndcg_at_10"].max()
+    assert exact["ndcg_at_10"].max() >= 0.5 * bm25
