@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
     started = time.perf_counter()
     try:
-        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor,
+        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor, prune=args.prune,
                             announce=lambda text: print(text, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")
     run.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
+    run.add_argument("--prune", action="store_true",
+                     help="drop this host's rows of the config's cells that it no longer plans (e.g. a removed reranker)")
     run.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets (default $BENCH_DATA_DIR or datasets/)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="where build groups run: this process, or one Ray task each (needs the 'distributed' extra)")

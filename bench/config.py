@@ -41,6 +41,7 @@ class EncoderSpec:
     chunk_stride: int = 0  # tokens between passage starts; 0 = chunk_tokens (no overlap)
     aggregate: str = "max"  # passages -> documents: max (MaxP), sum (SumP), first (FirstP)
     hybrid: dict = field(default_factory=dict)  # type "hybrid": bench.hybrid.HybridSpec options
+    backends: list[str] = field(default_factory=list)  # the config's backends this encoder runs on; empty = all
 
     @property
     def hybrid_spec(self):
@@ -245,6 +246,11 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
             if e.max_seq_length and e.chunk_tokens > e.max_seq_length - 2:
                 raise ConfigError(f"{source}: encoders[{i}].chunk_tokens ({e.chunk_tokens}) must leave room for the "
                                   f"special tokens within max_seq_length ({e.max_seq_length})")
+    configured = [b.backend for b in backends]
+    for i, e in enumerate(encoders):
+        if set(e.backends) - set(configured):
+            raise ConfigError(f"{source}: encoders[{i}].backends names backend(s) {sorted(set(e.backends) - set(configured))} "
+                              f"missing from the config's backends {configured}")
     unknown = sorted(set(rerank.encoders) - set(names))
     if unknown:
         raise ConfigError(f"{source}: rerank.encoders names unknown encoder(s) {unknown}; encoders are {names}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, Choice, NothingFits,
+from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, NothingFits,
                             fastest_at_recall, paired_tests, pareto, per_query, recommend, seen_split, select,
                             t_interval, with_derived)
 from bench.analysis import params_text as _params
@@ -187,12 +187,14 @@ def _protocol_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "twin-tower"}
+ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "twin-tower",
+                      "hybrid": "hybrid, BM25 + dense"}
+DENSE_TYPES = ("bi", "twin")
 
 
 def _baseline_encoder(first: pd.DataFrame) -> str:
     """The pretrained bi-encoder (the first one by name), else the first dense encoder by name."""
-    dense = first[(first["encoder_type"] != "bm25") & (first["chunking"] == "")]
+    dense = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")]
     pretrained = dense[(dense["encoder_type"] == "bi") & (dense["encoder_mode"] == "pretrained")]
     pool = pretrained if len(pretrained) else dense
     return sorted(pool["encoder"].unique())[0] if len(pool) else ""
@@ -217,7 +219,7 @@ def _tests_table(tests: pd.DataFrame, measure: str = "ndcg_at_10") -> pd.DataFra
 def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
     """Dense encoders side by side at exact search, each tested against the pretrained bi-encoder; then each
     encoder's fastest cell per ANN backend reaching recall@K >= 0.95 on dev."""
-    dense = first[(first["encoder_type"] != "bm25") & (first["chunking"] == "")]
+    dense = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")]
     if dense["encoder"].nunique() < 2:
         return []
     exact = dense[dense["backend"] == "exact"]
@@ -286,7 +288,7 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
         return []
     test_ids = list(per_query(base).index)
     groups = [("seen", [q for q in test_ids if q in seen_ids]), ("unseen", [q for q in test_ids if q not in seen_ids])]
-    table, labels = [], []
+    table = []
     for label, row, reference in systems:
         entry = {"model": label + (" [seen]" if row["saw_eval_docs"] else "")}
         for group, members in groups:
@@ -359,6 +361,45 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
     return parts
 
 
+def _hybrid_section(first: pd.DataFrame, test: str) -> list[str]:
+    """Each hybrid at exact dense search, per depth, beside its two sides alone, with paired tests against each."""
+    hybrid = first[(first["encoder_type"] == "hybrid") & (first["backend"] == "exact")]
+    bm25 = first[(first["encoder_type"] == "bm25")]
+    dense_name = _baseline_encoder(first)
+    dense = first[(first["encoder"] == dense_name) & (first["backend"] == "exact")]
+    if hybrid.empty or bm25.empty or dense.empty:
+        return []
+    k = _reference_k(hybrid)
+    hybrid, bm25, dense = (rows[rows["k"] == k] for rows in (hybrid, bm25, dense))
+    if hybrid.empty or bm25.empty or dense.empty:
+        return []
+    bm25_row, dense_row = bm25.iloc[0], dense.iloc[0]
+    systems = hybrid.sort_values(["encoder", "search_params"]).copy()
+    systems["label"] = systems["encoder"] + " " + systems["config"]
+    against = {side: paired_tests(row, systems, test=test).set_index("system")
+               for side, row in (("BM25", bm25_row), (dense_name, dense_row))}
+    rows = []
+    for _, row in pd.concat([bm25.iloc[:1], dense.iloc[:1], systems]).iterrows():
+        params = json.loads(row["search_params"])
+        fusion = {"rrf": f"RRF k={params.get('rrf_k', 0):g}", "convex": f"convex w={params.get('weight', 0):.2f} (dev)"}
+        entry = {"first stage": row["encoder"], "fusion": fusion.get(params.get("fusion"), "-"),
+                 "depth K'": params.get("depth", "-"), **quality(row, "dev", ("ndcg_at_10",)),
+                 **quality(row, "test", ("ndcg_at_10", "recall_at_100")),
+                 "e2e p95 ms": f"{row['e2e_p95_ms']:.3g}", "memory MB": f"{row['memory_mb']:.1f}"}
+        for side, tests in against.items():
+            label = row.get("label")
+            t = tests.loc[label] if isinstance(label, str) and label in tests.index else None
+            entry[f"vs {side}"] = "-" if t is None else f"{ci(t['delta'], t['delta_ci'])} (p Holm {_p(t['p_holm'])})"
+        rows.append(entry)
+    return ["## Hybrid first stage: BM25 + dense", "",
+            f"BM25 and {dense_name} each retrieve their own top-K' (exact dense search here), fused into the top-{k}: "
+            "reciprocal rank fusion, or a convex combination of min-max normalized scores whose weight w (on the dense "
+            "side) was chosen on the dev queries per K'. Latency is encoding + both searches on one thread + fusion; "
+            f"memory is both indexes + the model. Deltas against each side alone: {_test_name(test)} over the test "
+            "queries, Holm-corrected per column; the ANN variants are in the frontiers and the K x R tables.", "",
+            markdown_table(pd.DataFrame(rows)), "", INTERVAL_NOTE, ""]
+
+
 def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple[str, str]:
     first = frame[frame["r"] == 0]
     rows, notes = [], []
@@ -371,7 +412,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         ref = ref if ref is not None else at_k.sort_values("e2e_p95_ms").iloc[0]
         kind = group["encoder_type"].iloc[0]
         trained = "" if np.isnan(ref["encoder_train_s"]) else f" + {ref['encoder_train_s']:.0f} training"
-        exact_row = exact[exact["k"] == k].iloc[0] if (exact["k"] == k).any() else None
+        exact_row = select(exact[exact["k"] == k]) if (exact["k"] == k).any() else None  # hybrids: one per depth
         best_ann = select(ann[ann["k"] == k]) if (ann["k"] == k).any() else None
         parts = []
         if exact_row is not None:
@@ -620,6 +661,7 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
     parts += _seen_section(frame, test)
     parts += _encoder_types(first, test)
     parts += _chunking_section(first, test)
+    parts += _hybrid_section(first, test)
     dense = first[first["encoder_type"] != "bm25"]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["## Pareto frontiers", "",
               "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", ""]

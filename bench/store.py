@@ -170,6 +170,18 @@ class ResultStore:
         self._frame = frame
 
 
+    def drop(self, cell_ids: set[str], host_id: str) -> int:
+        """Remove this host's rows of `cell_ids` (rewritten atomically); returns how many went."""
+        frame = self.load()
+        gone = frame["cell_id"].isin(cell_ids) & (frame["host_id"] == host_id)
+        if gone.any():
+            frame = frame[~gone].reset_index(drop=True)
+            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+            atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
+            self._frame = frame
+        return int(gone.sum())
+
+
 def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame:
     """Rows of one or more results files, checked against `schema`."""
     frames = []

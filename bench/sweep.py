@@ -160,6 +160,8 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     for spec in config.backends:
         if spec.backend in BACKENDS and BACKENDS[spec.backend].input != searched:
             continue  # e.g. bm25s takes text, HNSW takes vectors
+        if encoder.backends and spec.backend not in encoder.backends:
+            continue
         indexes = [first_stage_index(encoder, spec.backend, build) for build in spec.build_grid()]
         for index in indexes:
             index.check_build(dataset.n_docs)
@@ -193,7 +195,7 @@ def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: 
     return HybridIndex(index, encoder.hybrid_spec, weights) if encoder.type == "hybrid" else index
 
 
-SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}}
+SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": []}
 
 
 def _spec_key(encoder: EncoderSpec) -> dict:
@@ -274,11 +276,12 @@ def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float) -> b
 
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None, executor: Executor | None = None,
-              announce: Callable[[str], None] | None = None) -> SweepSummary:
+              announce: Callable[[str], None] | None = None, prune: bool = False) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
     `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
+    `prune` drops this host's stored rows of this config's cells that the config no longer plans.
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -289,6 +292,13 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
              for spec in config.encoders}  # validate all first
     check_rerank(config, data_root)
     frame = store.load()
+    planned_ids = {i for cells, _ in plans.values() for c in cells for i in c.ids}
+    stale = set(frame.loc[(frame["host_id"] == host_id()) & (frame["config_name"] == config.name), "cell_id"]) - planned_ids
+    if stale and prune:
+        log.warning("%s: dropped %d rows of cells no longer in the config", config.name, store.drop(stale, host_id()))
+        frame = store.load()
+    elif stale and announce:
+        announce(f"{config.name}: {len(stale)} stored rows are of cells no longer in the config (kept; --prune drops them)")
     mine = frame[frame["host_id"] == host_id()]
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))
     summary = SweepSummary()

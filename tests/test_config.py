@@ -21,7 +21,8 @@ def test_shipped_configs_load():
     scifact = load_config("configs/scifact.toml")
     assert max(scifact.k) >= 100 and scifact.protocol.guard
     assert {b.backend for b in scifact.backends} == {"exact", "faiss_ivf", "hnsw", "scann", "bm25s"}
-    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 50
+    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 100 and max(scifact.k) == 1000
+    assert {e.name for e in scifact.encoders if e.type == "hybrid"} == {"hybrid-rrf", "hybrid-convex"}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -61,6 +62,13 @@ BASE = 'name = "b"\ndataset = "synthetic"\nsplit = "test"\nk = [5]\n[[encoders]]
      "rerank.rerankers[0].train: loss must be one of"),
     ('[[rerank.rerankers]]\nname = "c"\ntrain = { epochs = "2" }\n', "rerank.rerankers[0].train.epochs: input should"),
     ('[protocol]\nguard = "yes"\n', "protocol.guard: input should be a valid boolean"),
+    ('[[rerank.rerankers]]\nname = "c"\ntrain = { mine_from = "bm52" }\n',
+     "rerank.rerankers[0].train: mine_from must be one of ('dense', 'bm25', 'dense+bm25'), got 'bm52'"),
+    ('[[rerank.rerankers]]\nname = "c"\ntrain = { title_queries = -1 }\n',
+     "rerank.rerankers[0].train: title_queries must be >= 0"),
+    ('[[rerank.rerankers]]\nname = "c"\ntrain = { negatvies = 3 }\n', "rerank.rerankers[0].train: unknown key(s) ['negatvies']"),
+    ('[[encoders]]\nname = "h"\ntype = "hybrid"\nhybrid = { dense = "e", depth = [0] }\n',
+     "encoders[1].hybrid: depth must be a non-empty list of positive integers"),
 ])
 def test_mistyped_options_fail_at_parse_time_with_one_line(tmp_path, capsys, extra, message):
     from bench.cli import main

@@ -53,6 +53,8 @@ def test_hybrid_config_is_checked_when_parsed(tmp_path):
     with pytest.raises(ConfigError, match=r"encoders\[1\].hybrid: fusion must be one of"):
         parse_config({**base, "encoders": [*base["encoders"],
                                           {"name": "h", "type": "hybrid", "hybrid": {"dense": "dense", "fusion": "rfr"}}]}, "x.toml")
+    with pytest.raises(ConfigError, match=r"encoders\[0\].backends names backend\(s\) \['hnsw'\] missing"):
+        parse_config({**base, "encoders": [{"name": "dense", "backends": ["hnsw"]}]}, "x.toml")
     with pytest.raises(ConfigError, match=r"type 'hybrid' needs a `hybrid` table"):
         parse_config({**base, "encoders": [*base["encoders"], {"name": "h", "type": "hybrid"}]}, "x.toml")
 
@@ -60,13 +62,16 @@ def test_hybrid_config_is_checked_when_parsed(tmp_path):
 def test_hybrid_first_stage_through_the_sweep(tiny_model, tmp_path):
     base = load_config("configs/tiny.toml")
     dense = dataclasses.replace(base.encoders[0], model=tiny_model)
-    rrf = EncoderSpec("hyb-rrf", type="hybrid", hybrid={"dense": "minilm", "fusion": "rrf", "depth": [20, 50]})
-    convex = EncoderSpec("hyb-convex", type="hybrid", hybrid={"dense": "minilm", "fusion": "convex", "depth": [20]})
-    config = dataclasses.replace(base, encoders=[dense, base.encoders[1], rrf, convex], results=str(tmp_path / "h.parquet"),
-                                 backends=[b for b in base.backends if b.backend in ("exact", "hnsw", "bm25s")])
+    rrf = EncoderSpec("hyb-rrf", type="hybrid", hybrid={"dense": "minilm", "fusion": "rrf", "depth": [20, 50]},
+                      backends=["exact", "hnsw"])
+    convex = EncoderSpec("hyb-convex", type="hybrid", hybrid={"dense": "minilm", "fusion": "convex", "depth": [20]},
+                         backends=["exact", "hnsw"])
+    config = dataclasses.replace(base, encoders=[dense, base.encoders[1], rrf, convex], results=str(tmp_path / "h.parquet"))
     run_sweep(config)
     frame = read_results(config.results_path)
     hybrid = frame[frame["encoder_type"] == "hybrid"]
+    assert set(frame[frame["encoder"] == "minilm"]["backend"]) == {"exact", "faiss_ivf", "hnsw", "scann"}
+    assert set(hybrid["backend"]) == {"exact", "hnsw"}  # each hybrid runs on the backends it names
     # rrf: exact (2 depths x K 5, 20) + hnsw ef=40 at depth 20 (K 5, 20; ef=10 reaches neither depth, ef=40 not
     # depth 50: skipped, not an error, as the grid is shared with the dense encoder); convex: exact and hnsw ef=40, 2 K
     assert sorted(hybrid.groupby("encoder").size().items()) == [("hyb-convex", 4), ("hyb-rrf", 6)]
@@ -83,3 +88,10 @@ def test_hybrid_first_stage_through_the_sweep(tiny_model, tmp_path):
     # model keeps it near the top
     bm25 = frame[frame["encoder"] == "bm25"]["ndcg_at_10"].max()
     assert exact["ndcg_at_10"].max() >= 0.5 * bm25
+
+    from bench.report import build_report
+
+    text = build_report(frame, ["h.parquet"], tmp_path / "plots", "plots/")
+    assert "## Hybrid first stage: BM25 + dense" in text
+    section = text.split("## Hybrid first stage")[1].split("\n## ")[0]
+    assert "| hyb-convex | convex w=" in section and "| hyb-rrf | RRF k=60 | 20 |" in section and "| hyb-rrf | RRF k=60 | 50 |" in section

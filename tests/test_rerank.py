@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,29 @@ def test_cross_encoder_trains_on_guarded_queries_and_chooses_alpha_on_dev(tiny_m
     assert report["train_queries"] == 18 and report["dev_queries"] == 6 and not report["saw_eval_docs"]
     assert report["steps"] == 18 // 4 + 1 and report["alpha"] in [float(a) for a in report["dev_ndcg_at_10_by_alpha"]]
     assert train_cross_encoder(config, splits=splits) == folder  # cached
+
+
+def test_titles_as_pseudo_queries_and_negatives_from_both_first_stages(tiny_model, tiny_cross_encoder):
+    import json
+
+    from bench.splits import load_splits, positives
+    from bench.train_cross import CrossTrainConfig, title_queries, train_cross_encoder, training_examples
+
+    splits = load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3)
+    titles = title_queries(splits, 30, seed=0)
+    judged = {d for ds in (splits.test, splits.dev) for docs in positives(ds).values() for d in docs}
+    assert len(titles.query_ids) == 30 and not {next(iter(titles.qrels[q])) for q in titles.query_ids} & judged
+    row = {d: i for i, d in enumerate(splits.train.doc_ids)}
+    assert all(text == splits.train.doc_titles[row[next(iter(titles.qrels[q]))]]
+               for q, text in zip(titles.query_ids, titles.query_texts))
+    config = CrossTrainConfig(backbone=tiny_cross_encoder, first_stage=tiny_model, dataset="synthetic", negatives=3,
+                              batch_queries=4, max_length=32, neg_rank_lo=1, neg_rank_hi=10, dev_r=5,
+                              mine_from="dense+bm25", title_queries=30)
+    dense_only = training_examples(splits.train, dataclasses.replace(config, mine_from="dense"))
+    both = training_examples(splits.train, config)
+    # the pool is the union of both first stages' ranks 1-9, never a judged positive of the query
+    assert all(set(d[2]) <= set(b[2]) for d, b in zip(dense_only, both)) and any(len(b[2]) > len(d[2])
+                                                                               for d, b in zip(dense_only, both))
+    assert all(p not in pool for _, p, pool in both)
+    report = json.loads((train_cross_encoder(config, splits=splits) / "training.json").read_text())
+    assert report["train_queries"] == 18 and report["title_queries"] == 30 and report["steps"] == (18 + 30 + 3) // 4

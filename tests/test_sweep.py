@@ -288,3 +288,16 @@ def test_cli_run_is_quiet_and_counts_depths_that_do_not_fit(tmp_path, capsys, ti
     # R = 10 does not fit K = 5: one skipped point, and the K = 20 cell is reranked
     assert "3 rows measured (first stage + rerank), 1 grid points skipped (invalid combinations, e.g. ef < K or R > K)" \
         in printed.out
+
+
+def test_cells_no_longer_configured_are_kept_unless_pruned(config):
+    run_sweep(config)
+    before = read_results(config.results_path)
+    smaller = dataclasses.replace(config, backends=[b for b in config.backends if b.backend != "hnsw"])
+    said = []
+    run_sweep(smaller, announce=said.append)
+    assert "3 stored rows are of cells no longer in the config (kept; --prune drops them)" in " ".join(said)
+    assert len(read_results(config.results_path)) == len(before)
+    summary = run_sweep(smaller, prune=True)
+    after = read_results(config.results_path)
+    assert summary.computed == 0 and len(after) == len(before) - 3 and "hnsw" not in set(after["backend"])
