@@ -120,20 +120,11 @@ class HybridIndex(AnnIndex):
         require(k <= depth, f"hybrid: K ({k}) exceeds the depth ({depth}) each side retrieves")
         return {**self.dense.check_search(depth, search), "depth": depth}
 
-    def weight(self, depth: int) -> float:
-        if self.spec.fusion != "convex":
-            return float("nan")
-        if self.spec.weight != "dev":
-            return float(self.spec.weight)
-        if depth not in self.weights:
-            raise ParamError(f"hybrid: no dev-chosen weight for depth {depth} (prepare the sweep first)")
-        return self.weights[depth]
-
     def search_description(self, search: dict[str, Any]) -> dict[str, Any]:
         described = {**search, "fusion": self.spec.fusion}
         if self.spec.fusion == "rrf":
             return {**described, "rrf_k": self.spec.rrf_k}
-        return {**described, "weight": self.weight(search["depth"])}
+        return {**described, "weight": convex_weight(self.spec, self.weights, search["depth"])}
 
     def fit(self, items: HybridItems, threads: int) -> None:
         self.check_build(len(items))
@@ -158,26 +149,43 @@ class HybridIndex(AnnIndex):
         dense = self.dense.batch_query(vector[None, :], 1)
         sparse = self.sparse.batch_query([text], 1)
         return fuse_one(dense.ids[0], dense.scores[0], sparse.ids[0], sparse.scores[0], self.spec.fusion, self.k,
-                        self._weight_now(), self.spec.rrf_k)[0]
-
-    def _weight_now(self) -> float:
-        return self.weight(self.depth) if self.spec.fusion == "convex" else 0.5
+                        convex_weight(self.spec, self.weights, self.depth), self.spec.rrf_k)[0]
 
     def batch_query(self, items: HybridItems, threads: int) -> Neighbors:
-        return fuse(self.dense.batch_query(items.vectors, threads), self.sparse.batch_query(items.texts, threads),
-                    self.spec.fusion, self.k, self._weight_now(), self.spec.rrf_k)
+        return fused(self.spec, self.weights, self.dense.batch_query(items.vectors, threads),
+                     self.sparse.batch_query(items.texts, threads), self.depth, self.k)
 
     def size_bytes(self) -> int:
         return self.dense.size_bytes() + self.sparse.size_bytes()
 
 
-def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depth: int, weight: float,
+def convex_weight(spec: HybridSpec, weights: dict[int, float], depth: int) -> float:
+    """The dense side's weight at `depth`: the spec's number, or the dev-chosen one (unused by RRF: 0.5)."""
+    if spec.fusion != "convex":
+        return 0.5
+    if spec.weight != "dev":
+        return float(spec.weight)
+    if depth not in weights:
+        raise ParamError(f"hybrid: no dev-chosen weight for depth {depth} (prepare the sweep first)")
+    return weights[depth]
+
+
+def fused(spec: HybridSpec, weights: dict[int, float], dense: Neighbors, sparse: Neighbors, depth: int,
+          k: int) -> Neighbors:
+    """The top-`k` of the spec's fusion of each side's top-`depth`."""
+    cut = [Neighbors(n.ids[:, :depth], n.scores[:, :depth]) for n in (dense, sparse)]
+    return fuse(*cut, spec.fusion, k, convex_weight(spec, weights, depth), spec.rrf_k)
+
+
+def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depth: int,
                  threads: int) -> tuple[Neighbors, Neighbors]:
-    """The exact dense and the BM25 top-`depth` of `queries` (fuse them with `fuse`)."""
-    index = HybridIndex(make_index("exact"), spec, {depth: weight})
-    index.fit(items, threads)
-    index.set_search(depth, depth=depth)
-    return index.dense.batch_query(queries.vectors, threads), index.sparse.batch_query(queries.texts, threads)
+    """The exact dense and the BM25 top-`depth` of `queries` (fuse them with `fused`)."""
+    dense, sparse = make_index("exact"), make_index("bm25s", k1=spec.k1, b=spec.b)
+    dense.fit(items.vectors, threads)
+    sparse.fit(items.texts, threads)
+    dense.set_search(depth)
+    sparse.set_search(depth)
+    return dense.batch_query(queries.vectors, threads), sparse.batch_query(queries.texts, threads)
 
 
 def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, dev, threads: int) -> dict[int, float]:
@@ -187,11 +195,10 @@ def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, d
 
     if spec.fusion != "convex" or spec.weight != "dev":
         return {}
-    dense, sparse = exact_hybrid(spec, items, queries, max(spec.depth), 0.5, threads)
+    dense, sparse = exact_hybrid(spec, items, queries, max(spec.depth), threads)
     chosen = {}
     for depth in spec.depth:
-        cut = [Neighbors(n.ids[:, :depth], n.scores[:, :depth]) for n in (dense, sparse)]
-        quality = {w: float(per_query_quality(fuse(*cut, "convex", 10, w).ids, dev)["ndcg_at_10"].mean())
-                   for w in WEIGHTS}
+        quality = {w: float(per_query_quality(fused(spec, {depth: w}, dense, sparse, depth, 10).ids, dev)
+                            ["ndcg_at_10"].mean()) for w in WEIGHTS}
         chosen[depth] = max(WEIGHTS, key=lambda w: (round(quality[w], 10), -abs(w - 0.5)))
     return chosen

@@ -191,7 +191,8 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                 else:
                     scored = 0
                     if not any(p.what.startswith(f"train {reranker}") for p in phases):
-                        steps = _examples(train_splits.train) // train_config.batch_queries * train_config.epochs
+                        examples = _examples(train_splits.train) + train_config.title_queries
+                        steps = examples // train_config.batch_queries * train_config.epochs
                         rate, basis = speeds.get("cross_train_step_s")
                         phases.append(Phase(f"train {reranker} (cross-encoder, {train_config.loss})", steps, "steps",
                                             rate * steps, basis))

@@ -32,8 +32,7 @@ from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, t
 from bench.splits import QuerySplits, describe, load_splits, restrict
 from bench.store import ResultStore
 from bench.executors import Executor, LocalExecutor
-from bench.hybrid import HybridEncoder, HybridIndex, choose_weights, exact_hybrid
-from bench.fusion import fuse
+from bench.hybrid import HybridEncoder, HybridIndex, choose_weights, exact_hybrid, fused
 from bench.towers import TowerTrainConfig, train_towers
 from bench.towers import model_dir as tower_model_dir
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
@@ -504,13 +503,8 @@ class CellMeasurer:
         """Ground truth of a hybrid cell: the same fusion of BM25 and exact dense search, at the cell's depth."""
         spec = self.encoder.hybrid_spec
         depths = sorted({c.search["depth"] for c in cells})
-        dense, sparse = exact_hybrid(spec, self.embeddings.docs, self.embeddings.queries, max(depths), 0.5,
-                                     self.build_threads)
-        index = HybridIndex(make_index("exact"), spec, self.weights)
-        for d in depths:
-            cut = [Neighbors(n.ids[:, :d], n.scores[:, :d]) for n in (dense, sparse)]
-            self.hybrid_truth[d] = fuse(*cut, spec.fusion, d, index.weight(d) if spec.fusion == "convex" else 0.5,
-                                        spec.rrf_k).ids
+        dense, sparse = exact_hybrid(spec, self.embeddings.docs, self.embeddings.queries, max(depths), self.build_threads)
+        self.hybrid_truth = {d: fused(spec, self.weights, dense, sparse, d, d).ids for d in depths}
         self.truth = self.hybrid_truth[max(depths)][:, :depth]
 
     def _truth(self, cell: Cell) -> np.ndarray:
