@@ -510,7 +510,8 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]
     parts = ["## K x R", "",
              "For each first stage (its fastest cell reaching dev recall@K >= 0.95 at each K): test nDCG@10 with its "
              "interval / end-to-end p95 (ms) after reranking the top R; R = 0 is the first stage alone. `*` marks the "
-             "dev-chosen (K, R) of each table.", ""]
+             "dev-chosen (K, R) of each table; `a=dev` tables fuse at the alpha chosen on each cell's dev queries at "
+             "its R, given in brackets.", ""]
     for (encoder, stage2), group in reranked.groupby(["encoder", "stage2"]):
         lines, curves, cells_all = [], [], []
         for backend, rows in frame[frame["encoder"] == encoder].groupby("backend"):
@@ -533,7 +534,8 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]
             entry = {"backend": backend, "config": config, "K": k}
             for _, c in cells.iterrows():
                 star = "*" if c["cell_id"] == pick["cell_id"] else ""
-                entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['q_ndcg_at_10']))} / {c['e2e_p95_ms']:.3g}"
+                chosen = f" (a={c['fusion_alpha']:.2f})" if c["fusion_alpha_chosen_on"] == "dev" else ""
+                entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['q_ndcg_at_10']))} / {c['e2e_p95_ms']:.3g}{chosen}"
             table.append(entry)
         png = plots_dir / f"k_by_r_{encoder}_{stage2.split(' ')[0]}_{stage2.split('=')[-1]}.png"
         _r_plot(png, curves, f"{encoder} + {stage2}")

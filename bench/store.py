@@ -39,6 +39,7 @@ SCHEMA = pa.schema([
     ("reranker_saw_eval_docs", pa.bool_()),
     ("r", _I64),  # rerank depth R <= K; 0 on first-stage rows
     ("fusion_alpha", _F64),  # alpha * cross + (1 - alpha) * first stage; NaN on first-stage rows
+    ("fusion_alpha_chosen_on", _STR),  # "dev": chosen on the cell's dev queries at its R; "": fixed in the config
     ("rerank_max_length", _I64), ("cross_pairs_scored", _I64),  # pairs scored now (0 = all from the cache)
     ("reranker_params", _I64), ("reranker_train_s", _F64),  # 0 / NaN on first-stage rows and untrained models
     # offline cost and memory
@@ -115,7 +116,8 @@ FILTER_SCHEMA = pa.schema([
 KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.
-ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0}
+ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0,
+                 "fusion_alpha_chosen_on": ""}
 
 
 class SchemaError(ValueError):

@@ -403,6 +403,7 @@ def _record_training_speeds(speeds: Speeds, encoder: ResolvedEncoder, rerankers:
 
 
 FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "reranker_saw_eval_docs": False, "r": 0, "fusion_alpha": float("nan"),
+                    "fusion_alpha_chosen_on": "",
                     "rerank_max_length": 0, "cross_pairs_scored": 0, "reranker_params": 0,
                     "reranker_train_s": float("nan"), "rerank_p50_ms": float("nan"),
                     "rerank_p95_ms": float("nan"), "rerank_p99_ms": float("nan"), "rerank_mean_ms": float("nan"),
@@ -632,6 +633,7 @@ class CellMeasurer:
                 self.sink({
                     **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
                     "reranker_identity": scorer.identity, "reranker_saw_eval_docs": bool(report.get("saw_eval_docs")), "r": child.r, "fusion_alpha": alpha,
+                    "fusion_alpha_chosen_on": "dev" if child.alpha == "dev" else "",
                     "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
                     "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), "rerank_latency_queries": latency.samples,

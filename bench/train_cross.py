@@ -10,7 +10,8 @@ guard). Losses: pointwise BCE, pairwise margin ranking, listwise softmax cross-e
 
 It trains on the protocol's training queries (bench.splits: dev queries held out, and the leakage guard's
 drops); on the dev queries it fits Platt scaling (with the expected calibration error before and after)
-and chooses the fusion weight alpha: settings, chosen on dev like any other. The model is saved
+and reports the best fusion weight alpha over the bi-encoder's top-`dev_r` (the sweep chooses its own alpha
+per first-stage cell and R, on the same dev queries). The model is saved
 in Hugging Face format under the cache, keyed by the content of everything that defines it, with
 `training.json` beside it; a second call with the same settings returns the saved model.
 """

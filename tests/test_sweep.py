@@ -274,6 +274,9 @@ def test_reranking_one_dataset_with_a_model_trained_on_another(config, tmp_path,
     frame = read_results(other.results_path)
     reranked = frame[frame["r"] > 0]
     assert len(reranked) == 2 and (reranked["dataset"] == "synth-c").all()
+    # "dev": the alpha of ALPHAS best on this cell's dev queries, so never below alpha = 1 there
+    alone, chosen = (reranked[reranked["fusion_alpha_chosen_on"] == rule].iloc[0] for rule in ("", "dev"))
+    assert alone["fusion_alpha"] == 1.0 and chosen["dev_ndcg_at_10"] >= alone["dev_ndcg_at_10"]
     assert not reranked["reranker_saw_eval_docs"].any() and reranked["reranker_train_s"].gt(0).all()
 
 
