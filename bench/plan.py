@@ -199,7 +199,8 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
             pairs = max(0, len(dataset.query_ids) * depth - scored)
             if pairs:
                 rate, basis = pairs_per_s(spec.model or trained[0].backbone, spec.max_length)
-                phases.append(Phase(f"score pairs: {reranker} over {name}'s top-{depth} (upper bound)", pairs,
+                rough = " less pairs already cached" if scored else ", lists of encoders overlap"
+                phases.append(Phase(f"score pairs: {reranker} over {name}'s top-{depth} (rough: queries x R{rough})", pairs,
                                     "pairs", pairs / rate, basis))
         rows = len(cells) + len(children)
         rate, basis = speeds.get("cell_s")

@@ -21,7 +21,7 @@ def test_shipped_configs_load():
     scifact = load_config("configs/scifact.toml")
     assert max(scifact.k) >= 100 and scifact.protocol.guard
     assert {b.backend for b in scifact.backends} == {"exact", "faiss_ivf", "hnsw", "scann", "bm25s"}
-    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 100 and max(scifact.k) == 1000
+    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 200 and max(scifact.k) == 1000
     assert {e.name for e in scifact.encoders if e.type == "hybrid"} == {"hybrid-rrf", "hybrid-convex"}
 
 
