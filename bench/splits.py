@@ -51,6 +51,11 @@ def positives(dataset: Dataset) -> dict[str, set[str]]:
     return {q: {d for d, g in dataset.qrels[q].items() if g > 0} for q in dataset.query_ids}
 
 
+def judged_documents(test: Dataset, dev: Dataset | None) -> set[str]:
+    """Documents a test or dev query judges relevant: what training must not see under the guard."""
+    return {d for ds in (test, dev) if ds is not None for docs in positives(ds).values() for d in docs}
+
+
 def restrict(dataset: Dataset, query_ids: list[str], split: str) -> Dataset:
     """The same corpus with only `query_ids` (in that order), named `split`; its hash follows the ids."""
     texts = dict(zip(dataset.query_ids, dataset.query_texts))
@@ -153,8 +158,7 @@ def _guard(train: Dataset, pool: list[str], test: Dataset, dev: Dataset | None,
            protocol: Protocol) -> tuple[Dataset, Guard]:
     in_pool = set(pool)
     train_pos = {q: p for q, p in positives(train).items() if q in in_pool}
-    evaluation = [test] + ([dev] if dev is not None else [])
-    eval_docs = {d for ds in evaluation for docs in positives(ds).values() for d in docs}
+    eval_docs = judged_documents(test, dev)
     pool_docs = {d for docs in train_pos.values() for d in docs}
     leaking = [q for q in pool if train_pos[q] & eval_docs]
     pairs = sum(len(p) for p in train_pos.values())

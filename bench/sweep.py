@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import gc
 import itertools
 import json
@@ -588,11 +589,16 @@ class CellMeasurer:
             columns.update({f"{prefix}q_{name}": part[name].tolist() for name in part.columns})
         return columns
 
+    @functools.cached_property
+    def _choice_queries(self) -> tuple[slice, Dataset]:
+        """The rows settings are chosen on, and those queries: dev, or test where there are none."""
+        rows = slice(self.n_test, None) if len(self.dataset.query_ids) > self.n_test else slice(0, self.n_test)
+        return rows, restrict(self.dataset, self.dataset.query_ids[rows], "dev")
+
     def _dev_alpha(self, result: Neighbors, r: int, cross: list[np.ndarray]) -> float:
         """The fusion weight (of ALPHAS) with the best mean nDCG@10 on the dev queries for this first-stage list
         and R (on the test queries where there are none: the rows' dev_source says so); ties go to the larger."""
-        rows = slice(self.n_test, None) if len(self.dataset.query_ids) > self.n_test else slice(0, self.n_test)
-        queries = restrict(self.dataset, self.dataset.query_ids[rows], "dev")
+        rows, queries = self._choice_queries
         first = Neighbors(result.ids[rows], result.scores[rows])
 
         def quality(alpha: float) -> float:

@@ -34,7 +34,7 @@ from bench.indexes import Neighbors, exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality
 from bench.datasets import _hash_strings
-from bench.splits import Protocol, QuerySplits, merge_queries, positives, training_splits
+from bench.splits import Protocol, QuerySplits, judged_documents, merge_queries, training_splits
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,7 @@ def title_queries(splits: QuerySplits, n: int, seed: int) -> Dataset:
     """`n` documents (seeded choice among those with a title) as queries: the title asks for its document.
     Under the leakage guard, documents a dev or test query judges relevant are never chosen."""
     train = splits.train
-    evaluation = [splits.test] + ([splits.dev] if splits.dev is not None else [])
-    banned = ({d for ds in evaluation for docs in positives(ds).values() for d in docs}
-              if splits.guard is not None and splits.guard.applied else set())
+    banned = judged_documents(splits.test, splits.dev) if splits.guard is not None and splits.guard.applied else set()
     candidates = [i for i, title in enumerate(train.doc_titles) if title and train.doc_ids[i] not in banned]
     chosen = sorted(np.random.default_rng(seed).permutation(len(candidates))[:n])
     rows = [candidates[i] for i in chosen]
