@@ -22,20 +22,24 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from bench.indexes import BACKENDS
+
 MB = 2**20
 ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
 LATENCY_TIE = 0.05  # relative p95 (and memory) difference treated as a tie
 CONFIDENCE = 0.95
 MEASURES = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "rr_at_10": "MRR@10"}
 
-# Short names for long parameters in tables (the parquet keeps the library's names).
-ABBREVIATIONS = {"anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
-                 "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder",
-                 "ef_construction": "efC"}
+# Short names for long parameters in tables, as each backend names them (the parquet keeps the library's names).
+ABBREVIATIONS = {name: short for cls in BACKENDS.values() for name, short in cls.short_names.items()}
+
+
+HIDDEN_PARAMS = {"seed", "random_init", "training_sample_size"}  # in the parquet, not in tables
 
 
 def params_text(text: str) -> str:
-    return " ".join(f"{ABBREVIATIONS.get(k, k)}={v}" for k, v in json.loads(text).items()) or "-"
+    return " ".join(f"{ABBREVIATIONS.get(k, k)}={v}" for k, v in json.loads(text).items()
+                    if k not in HIDDEN_PARAMS and v is not None) or "-"
 
 
 def with_derived(frame: pd.DataFrame) -> pd.DataFrame:

@@ -110,16 +110,6 @@ def inflated_k(k: int, selectivity: float, cap: int, n: int) -> int:
     return int(min(max(k, math.ceil(k / selectivity)), cap, n))
 
 
-def _search_for(backend: str, search: dict, k: int) -> dict:
-    """Search parameters valid for top-k: candidate lists grown to at least k where the library needs it."""
-    grown = dict(search)
-    if backend == "hnsw":
-        grown["ef"] = max(search.get("ef", k), k)
-    if backend == "scann":
-        grown["pre_reorder_num_neighbors"] = max(search.get("pre_reorder_num_neighbors", k), k)
-    return grown
-
-
 def strategy_call(strategy: str, index: AnnIndex, spec: FilterBackend, docs: np.ndarray, k: int,
                   selectivity: float, cap: int) -> tuple[Callable[[np.ndarray, AllowedIds], np.ndarray], int]:
     """The per-query function of a strategy on a built index, and the K it asks the index for."""
@@ -128,10 +118,10 @@ def strategy_call(strategy: str, index: AnnIndex, spec: FilterBackend, docs: np.
     if strategy == "native":
         if not index.native_filter:
             raise ParamError(f"{spec.backend}: no native filtered search")
-        index.set_search(k, **_search_for(spec.backend, spec.search, k))
+        index.set_search(k, **index.search_at_least(k, spec.search))
         return index.filtered_query, k
     asked = k if strategy == "postfilter" else inflated_k(k, selectivity, cap, index.n)
-    index.set_search(asked, **_search_for(spec.backend, spec.search, asked))
+    index.set_search(asked, **index.search_at_least(asked, spec.search))
     return (lambda q, allowed: keep_allowed(index.query(q), allowed, k)), asked
 
 
@@ -192,8 +182,9 @@ def _measure(index: AnnIndex, spec: FilterBackend, docs, queries, selectivity: f
                               config.measure.warmup, config.measure.repeats)
     log.info("%s s=%.2f %s: recall %.3f, short %d, p95 %.3f ms", spec.backend, selectivity, strategy,
              float(np.mean(recalls)), short, latency.p95_ms)
-    return {"backend": spec.backend, "build_params": json.dumps(spec.build, sort_keys=True),
-            "search_params": json.dumps(_search_for(spec.backend, spec.search, asked), sort_keys=True),
+    effective = index.check_search(asked, index.search_at_least(asked, spec.search))
+    return {"backend": spec.backend, "build_params": json.dumps(index.build.as_dict(), sort_keys=True),
+            "search_params": json.dumps(effective, sort_keys=True),
             "native_filter": index.native_filter if strategy == "native" else "",
             "selectivity": selectivity, "selectivity_realized": float(np.mean([a.mask.mean() for a in filters])),
             "strategy": strategy, "k_requested": asked, "recall_at_k": float(np.mean(recalls)),

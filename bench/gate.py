@@ -35,7 +35,7 @@ from scipy.stats import mannwhitneyu
 from threadpoolctl import threadpool_limits
 
 from bench.datasets import Dataset, synthetic_vectors
-from bench.indexes import make_index
+from bench.indexes import BACKENDS, make_index
 from bench.metrics import per_query_quality, recall_vs_exact
 
 BASELINE_PATH = Path("benchmarks/latency_baseline.json")
@@ -52,13 +52,10 @@ class GateWorkload:
     warmup: int = 0  # queries per untimed warmup pass; 0 = all
 
 
-# Fixed parameters per backend: mid-recall settings where the search itself dominates the time.
-GATE_BACKENDS: dict[str, tuple[dict, dict]] = {
-    "exact": ({}, {}),
-    "faiss_ivf": ({"nlist": 128}, {"nprobe": 8}),
-    "hnsw": ({"M": 16, "ef_construction": 100}, {"ef": 50}),
-    "scann": ({"num_leaves": 100, "reorder": 100}, {"num_leaves_to_search": 10}),
-}
+# Fixed parameters per backend (each backend's `gate_params`): mid-recall settings where the search itself
+# dominates the time.
+GATE_BACKENDS: dict[str, tuple[dict, dict]] = {name: cls.gate_params for name, cls in BACKENDS.items()
+                                               if cls.gate_params is not None}
 
 
 @dataclass(frozen=True)
@@ -184,6 +181,9 @@ def compare(now: dict[str, BackendTiming], baseline: dict, tolerance: float = 1.
         detail = (f"recall@k {timing.recall_at_k} (baseline {reference['recall_at_k']}), "
                   f"nDCG@10 {timing.ndcg_at_10} (baseline {reference['ndcg_at_10']})")
         verdicts.append(Verdict(name, ratio, p_value, slower, quality_ok, detail))
+    for name in sorted(set(now) - set(baseline["backends"])):
+        verdicts.append(Verdict(name, float("nan"), float("nan"), False, True,
+                                "new: not in the baseline, not judged (`make update-baseline` records it)"))
     return verdicts
 
 

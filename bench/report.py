@@ -18,10 +18,12 @@ from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS
                             fastest_at_recall, paired_tests, pareto, per_query, recommend, seen_split, select,
                             t_interval, with_derived)
 from bench.analysis import params_text as _params
+from bench.indexes import BACKENDS
 
 # One colour per backend (and per reranking stage) in every plot.
-BACKEND_COLORS = {"exact": "#000000", "faiss_ivf": "#1f77b4", "hnsw": "#ff7f0e", "scann": "#2ca02c",
-                  "bm25s": "#d62728"}
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+BACKEND_COLORS = {"exact": "#000000", **{name: TAB10[i % len(TAB10)]
+                                         for i, name in enumerate(n for n in BACKENDS if n != "exact")}}
 STAGE_COLORS = {"encode": "#9467bd", "search": "#1f77b4", "rerank": "#d62728"}
 INTERVAL_NOTE = ("Intervals: 95% t-interval of the mean over queries (scipy.stats.t); `±` gives its half-width. "
                  "Quality figures carry 3 decimals: their intervals are a few hundredths wide.")

@@ -138,27 +138,6 @@ class MixtureGenerator:
         return out
 
 
-# ---------------------------------------------------------------- memory model
-
-
-def predicted_bytes(backend: str, build: dict, n: int, dim: int) -> int:
-    """Serialized size from each library's layout (float32 vectors)."""
-    vectors = n * dim * 4
-    if backend == "exact":  # faiss IndexFlatIP: the vectors
-        return vectors
-    if backend == "faiss_ivf":  # IVF-Flat: vectors + int64 ids in the lists, the list sizes, nlist centroids
-        nlist = build["nlist"]
-        return vectors + n * 8 + nlist * 8 + nlist * dim * 4
-    if backend == "hnsw":  # hnswlib: level 0 (count, 2M links, vector, label) per element, a link-list size
-        m = build.get("M", 16)  # per element, and on average 1/(M-1) upper levels of (count + M links)
-        return int(n * (4 + 2 * m * 4 + dim * 4 + 8) + n * 4 + n / (m - 1) * (m * 4 + 4))
-    if backend == "scann":  # float32 dataset kept for reordering, a leaf token per point, one byte per AH block,
-        blocks = math.ceil(dim / build.get("dimensions_per_block", 2))  # tree centroids, the AH codebook
-        return vectors + n * 4 + n * blocks + build["num_leaves"] * dim * 8 + blocks * 16 * build.get(
-            "dimensions_per_block", 2) * 4
-    raise ParamError(f"no memory model for backend '{backend}'")
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -255,11 +234,12 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
             break
     index.set_search(config.k, **chosen)
     latency = measure_latency(index.query, list(queries), config.measure.warmup, config.measure.repeats)
-    row = {"backend": cell.spec.backend, "build_params": json.dumps(build, sort_keys=True),
-           "search_params": json.dumps(chosen, sort_keys=True), "search_tried": json.dumps(tried),
+    row = {"backend": cell.spec.backend, "build_params": json.dumps(index.build.as_dict(), sort_keys=True),
+           "search_params": json.dumps(index.check_search(config.k, chosen), sort_keys=True),
+           "search_tried": json.dumps(tried),
            "reached": recall >= config.target_recall, "recall_at_k": recall, "build_s": build_s,
            "build_threads": threads, "index_bytes": index.size_bytes(),
-           "predicted_index_bytes": predicted_bytes(cell.spec.backend, build, cell.n, vectors.shape[1]),
+           "predicted_index_bytes": index.memory_bytes(cell.n, vectors.shape[1]),
            "rss_build_delta_bytes": rss_delta, **latency.columns("search"), "latency_samples": latency.samples}
     log.info("%s N=%d %s: recall %.3f at %s, p50 %.3f ms, build %.1f s", cell.source, cell.n, cell.spec.backend,
              recall, chosen, latency.p50_ms, build_s)

@@ -162,9 +162,11 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
             continue  # e.g. bm25s takes text, HNSW takes vectors
         if encoder.backends and spec.backend not in encoder.backends:
             continue
-        indexes = [first_stage_index(encoder, spec.backend, build) for build in spec.build_grid()]
+        builds = spec.build_grid()
+        indexes = [first_stage_index(encoder, spec.backend, build) for build in builds]
         for index in indexes:
             index.check_build(dataset.n_docs)
+        given = {id(index): build for index, build in zip(indexes, builds)}  # cell ids hash the config's table
         depths = encoder.hybrid_spec.depth if output == "hybrid" else [None]
         for point in spec.search_grid():
             first_error = None
@@ -180,10 +182,11 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 accepted += 1
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
                        "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
-                       "build": index.build, "search": search, "k": k, "measure": dataclasses.asdict(config.measure)}
+                       "build": given[id(index)], "search": search, "k": k,
+                       "measure": dataclasses.asdict(config.measure)}
                 children, too_deep = _plan_children(config, encoder.name, k, key)
                 skipped += too_deep
-                cells.append(Cell(encoder, spec.backend, index.build, search, k, content_key(key), children))
+                cells.append(Cell(encoder, spec.backend, given[id(index)], search, k, content_key(key), children))
             if not accepted and output != "hybrid":  # a hybrid shares the grid: shallow points miss its depths
                 raise ParamError(f"{first_error} (search point {point} is invalid for every build point and K)")
     return cells, skipped
@@ -558,8 +561,9 @@ class CellMeasurer:
         e2e = end_to_end(self.encode_latency, latency)
         row = {
             **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend,
-            "build_params": json.dumps(cell.build, sort_keys=True),
-            "search_params": json.dumps(index.search_description(cell.search), sort_keys=True), "k": cell.k,
+            "build_params": json.dumps(index.build.as_dict(), sort_keys=True),  # as run: defaults filled in
+            "search_params": json.dumps(index.search_description(index.check_search(cell.k, cell.search)),
+                                        sort_keys=True), "k": cell.k,
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
             **self._recall(result.ids, self._truth(cell)),

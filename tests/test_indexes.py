@@ -11,7 +11,25 @@ ACCURATE = {
     "faiss_ivf": ({"nlist": 16}, {"nprobe": 16}),
     "hnsw": ({"M": 16, "ef_construction": 200}, {"ef": 200}),
     "scann": ({"num_leaves": 16, "reorder": 200}, {"num_leaves_to_search": 16}),
+    "faiss_hnsw": ({"M": 16, "ef_construction": 200}, {"ef": 200}),
 }
+# Compressed backends: scores are approximate, so the checks are on neighbors and on the memory they save.
+COMPRESSED = {
+    "faiss_sq": ({"storage": "fp16"}, {}),
+    "faiss_ivfsq": ({"nlist": 16, "storage": "sq8"}, {"nprobe": 16}),
+    "faiss_ivfpq": ({"nlist": 16, "m": 16, "nbits": 8, "refine": "sq8"}, {"nprobe": 16, "k_factor": 8}),
+    "faiss_hnsw_sq8": ({"M": 16, "ef_construction": 200, "storage": "sq8"}, {"ef": 200}),
+}
+# Every backend and variant, for the memory model: serialized bytes within 1% of `memory_bytes`.
+MEMORY = [
+    ("exact", {}), ("faiss_ivf", {"nlist": 50}), ("hnsw", {"M": 8, "ef_construction": 40}),
+    ("scann", {"num_leaves": 40, "dimensions_per_block": 2, "reorder": 50}),
+    ("faiss_sq", {"storage": "fp16"}), ("faiss_sq", {"storage": "sq4"}),
+    ("faiss_ivfsq", {"nlist": 50, "storage": "sq6"}), ("faiss_ivfsq", {"nlist": 50, "storage": "fp16"}),
+    ("faiss_ivfpq", {"nlist": 50, "m": 16, "nbits": 8}), ("faiss_ivfpq", {"nlist": 50, "m": 8, "refine": "flat"}),
+    ("faiss_ivfpq", {"nlist": 50, "m": 16, "nbits": 4, "fast_scan": True, "refine": "sq8"}),
+    ("faiss_hnsw", {"M": 8, "ef_construction": 40}), ("faiss_hnsw", {"M": 16, "ef_construction": 40, "storage": "sq8"}),
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +58,52 @@ def test_finds_known_neighbors(backend, data):
     # the one-query latency path returns the same neighbors
     assert np.array_equal(np.stack([index.query(q) for q in queries]), found.ids)
     assert index.size_bytes() > 0
+
+
+flat_ivf = make_index("faiss_ivf", nlist=16)
+
+
+@pytest.mark.parametrize("variant", sorted(COMPRESSED))
+def test_compressed_backends_find_neighbors_in_less_memory(variant, data):
+    base, queries, source = data
+    build, search = COMPRESSED[variant]
+    index = make_index(variant.removesuffix("_sq8"), **build)
+    index.fit(base, threads=2)
+    index.set_search(10, **search)
+    found = index.batch_query(queries, threads=2)
+    assert found.ids[:, 0].tolist() == source.tolist()
+    assert recall_vs_exact(found.ids, exact_top(base, queries, 10)) >= 0.95
+    assert (np.diff(found.scores, axis=1) <= 1e-3).all()
+    assert np.array_equal(np.stack([index.query(q) for q in queries]), found.ids)
+    n, dim = len(base), base.shape[1]
+    per_vector = (index.memory_bytes(2 * n, dim) - index.memory_bytes(n, dim)) / n  # fixed costs cancel
+    uncompressed = make_index("faiss_hnsw", **{**build, "storage": "flat"}) if variant == "faiss_hnsw_sq8" else flat_ivf
+    assert per_vector < uncompressed.memory_bytes(2 * n, dim) / n - uncompressed.memory_bytes(n, dim) / n - dim * 2
+
+
+@pytest.mark.parametrize("backend,build", MEMORY, ids=lambda v: str(v))
+def test_memory_model_matches_the_serialized_index(backend, build):
+    vectors, _, _ = synthetic_vectors(8000, 64, 1)
+    index = make_index(backend, **build)
+    index.fit(vectors, 2)
+    assert index.size_bytes() == pytest.approx(index.memory_bytes(8000, 64), rel=0.01)
+
+
+def test_every_vector_backend_has_a_memory_model_and_a_gate_setting():
+    for name, cls in BACKENDS.items():
+        if cls.input == "vectors":
+            assert cls.gate_params is not None, name
+            assert any(b == name for b, _ in MEMORY), name
+
+
+def test_rows_record_effective_search_parameters():
+    index = make_index("hnsw")
+    assert index.check_search(10, {}) == {"ef": 10}
+    assert make_index("faiss_ivf", nlist=8).check_search(5, {}) == {"nprobe": 1}
+    assert make_index("scann", num_leaves=8, reorder=300).check_search(5, {}) == {
+        "num_leaves_to_search": 1, "pre_reorder_num_neighbors": 300}
+    assert make_index("faiss_ivfpq", nlist=8, m=4).build.as_dict() == {
+        "nlist": 8, "m": 4, "nbits": 8, "fast_scan": False, "refine": "none", "seed": 1234}
 
 
 def test_exact_recall_is_one(data):
@@ -79,6 +143,14 @@ def test_scann_short_results_are_padded_not_zero():
     ("scann", {"num_leaves": 10}, {"pre_reorder_num_neighbors": 5}, 10, r"pre_reorder_num_neighbors / reorder \(5\) must be >= K \(10\)"),
     ("scann", {"num_leaves": 10}, {"num_leaves_to_search": 11}, 10, r"num_leaves_to_search \(11\) must be between"),
     ("exact", {}, {}, 101, r"K \(101\) exceeds the number of indexed vectors \(100\)"),
+    ("faiss_ivfpq", {"nlist": 4, "m": 4}, {}, 10, r"nbits \(8\) needs at least 256 vectors to train"),
+    ("faiss_ivfpq", {"nlist": 4, "m": 4, "nbits": 4}, {"k_factor": 4}, 10, r"k_factor \(4\) needs a refine stage"),
+    ("faiss_ivfpq", {"nlist": 4, "m": 4, "nbits": 8, "fast_scan": True}, {}, 10, r"fast_scan needs nbits = 4"),
+    ("faiss_ivfpq", {"nlist": 4, "m": 4, "nbits": 4, "refine": "sq3"}, {}, 10, r"refine 'sq3' must be one of"),
+    ("faiss_ivfpq", {"nlist": 4, "m": 3, "nbits": 4}, {}, 10, r"m \(3\) must divide the dimension \(8\)"),
+    ("faiss_ivfsq", {"nlist": 4, "storage": "int8"}, {}, 10, r"storage 'int8' must be one of"),
+    ("faiss_hnsw", {"storage": "pq"}, {}, 10, r"storage 'pq' must be one of"),
+    ("faiss_hnsw", {}, {"ef": 5}, 10, r"faiss_hnsw: ef \(5\) must be >= K \(10\)"),
 ])
 def test_invalid_parameters_are_named(backend, build, search, k, message):
     base, _, _ = synthetic_vectors(100, 8, 1)
@@ -97,12 +169,14 @@ def test_unknown_names_and_types_are_rejected():
         make_index("faiss_ivf", nlist="64")
     with pytest.raises(ParamError, match="unknown backend 'annoy'"):
         make_index("annoy")
+    with pytest.raises(ParamError, match="faiss_ivfpq: build parameter 'm' is required"):
+        make_index("faiss_ivfpq", nlist=4)
 
 
 def test_bm25_ranks_the_source_document_first():
     from bench.datasets import synthetic_dataset
 
-    assert set(BACKENDS) - set(ACCURATE) == {"bm25s"}
+    assert set(BACKENDS) - set(ACCURATE) - {v.removesuffix("_sq8") for v in COMPRESSED} == {"bm25s"}
     ds = synthetic_dataset(n_docs=200, n_queries=20)
     index = make_index("bm25s", k1=0.9, b=0.4)
     index.fit(ds.doc_texts, threads=1)

@@ -1,15 +1,30 @@
-"""ANN backends by name. Each is one small module behind `AnnIndex`."""
+"""ANN backends by name. Each is one module behind `AnnIndex`, owning its parameters, checks and memory model;
+adding a backend is that module plus one line in `BACKENDS`."""
 
 from __future__ import annotations
 
 from bench.indexes.base import AnnIndex, Neighbors, ParamError
 from bench.indexes.bm25 import Bm25Index
 from bench.indexes.exact import ExactIndex
+from bench.indexes.faiss_hnsw import FaissHNSW
 from bench.indexes.faiss_ivf import FaissIVF
+from bench.indexes.faiss_ivfpq import FaissIVFPQ
+from bench.indexes.faiss_ivfsq import FaissIVFSQ
+from bench.indexes.faiss_sq import FaissSQ
 from bench.indexes.hnsw import HnswIndex
 from bench.indexes.scann_index import ScannIndex
 
-BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in (ExactIndex, FaissIVF, HnswIndex, ScannIndex, Bm25Index)}
+BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in (
+    ExactIndex,
+    FaissIVF,
+    HnswIndex,
+    ScannIndex,
+    Bm25Index,
+    FaissSQ,
+    FaissIVFSQ,
+    FaissIVFPQ,
+    FaissHNSW,
+)}
 
 
 def make_index(backend: str, **build) -> AnnIndex:

@@ -8,21 +8,29 @@ English stopwords and the Snowball stemmer, as in the usual BEIR BM25 setup.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-from bench.indexes.base import AnnIndex, Neighbors, ParamError, pad_missing, require, serialized_size
+from bench.indexes.base import AnnIndex, Neighbors, Params, ParamError, pad_missing, require, serialized_size
+
+
+@dataclass(frozen=True)
+class Bm25Build(Params):
+    k1: float = 0.9
+    b: float = 0.4
+    method: str = "lucene"
 
 
 class Bm25Index(AnnIndex):
     name = "bm25s"
     input = "text"
-    build_params = {"k1": float, "b": float, "method": str}
+    Build = Bm25Build
 
     def check_build(self, n: int) -> None:
-        require(self.build.get("k1", 0.9) > 0, "bm25s: k1 must be > 0")
-        require(0 <= self.build.get("b", 0.4) <= 1, "bm25s: b must be in [0, 1]")
-        method = self.build.get("method", "lucene")
+        require(self.build.k1 > 0, "bm25s: k1 must be > 0")
+        require(0 <= self.build.b <= 1, "bm25s: b must be in [0, 1]")
+        method = self.build.method
         require(method in ("lucene", "robertson", "atire", "bm25l", "bm25+"), f"bm25s: unknown method '{method}'")
 
     def fit(self, texts, threads: int) -> None:
@@ -32,8 +40,7 @@ class Bm25Index(AnnIndex):
         self.check_build(len(texts))
         self.n = len(texts)
         self.stemmer = Stemmer.Stemmer("english")
-        self.index = bm25s.BM25(k1=self.build.get("k1", 0.9), b=self.build.get("b", 0.4),
-                                method=self.build.get("method", "lucene"))
+        self.index = bm25s.BM25(k1=self.build.k1, b=self.build.b, method=self.build.method)
         self.index.index(self._tokenize(list(texts)), show_progress=False)
 
     def _fit(self, vectors, threads) -> None:  # fit is overridden: texts, not vectors

@@ -3,62 +3,68 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
-from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, pad_missing, require
+from bench.indexes.base import Params, require
+from bench.indexes.faiss_base import FaissIndex
 
 log = logging.getLogger(__name__)
 
 
-class FaissIVF(AnnIndex):
+@dataclass(frozen=True)
+class IvfBuild(Params):
+    nlist: int
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class IvfSearch(Params):
+    nprobe: int = 1
+
+
+def check_ivf_build(backend: str, nlist: int, n: int) -> None:
+    require(1 <= nlist <= n, f"{backend}: nlist ({nlist}) must be between 1 and the number of vectors ({n})")
+    if n < 39 * nlist:
+        log.info("%s: %d vectors train %d lists (faiss advises >= 39 per list)", backend, n, nlist)
+
+
+def check_nprobe(backend: str, nprobe: int, nlist: int) -> None:
+    require(1 <= nprobe <= nlist, f"{backend}: nprobe ({nprobe}) must be between 1 and nlist ({nlist})")
+
+
+def ivf_lists_bytes(n: int, nlist: int, dim: int) -> int:
+    """What every faiss IVF index keeps besides its codes: an int64 id per vector, the list sizes, centroids."""
+    return n * 8 + nlist * 8 + nlist * dim * 4
+
+
+class FaissIVF(FaissIndex):
     name = "faiss_ivf"
     native_filter = "faiss IDSelectorBatch in SearchParametersIVF"
-    build_params = {"nlist": int, "seed": int}
-    search_params = {"nprobe": int}
+    Build = IvfBuild
+    Search = IvfSearch
+    gate_params = ({"nlist": 128}, {"nprobe": 8})
 
     def check_build(self, n: int) -> None:
-        nlist = self.build.get("nlist")
-        require(nlist is not None, "faiss_ivf: build parameter 'nlist' is required")
-        require(1 <= nlist <= n, f"faiss_ivf: nlist ({nlist}) must be between 1 and the number of vectors ({n})")
-        if n < 39 * nlist:
-            log.info("faiss_ivf: %d vectors train %d lists (faiss advises >= 39 per list)", n, nlist)
+        check_ivf_build(self.name, self.build.nlist, n)
 
-    def check_search(self, k, search):
-        checked = super().check_search(k, search)
-        nprobe = checked.get("nprobe", 1)
-        require(1 <= nprobe <= self.build["nlist"],
-                f"faiss_ivf: nprobe ({nprobe}) must be between 1 and nlist ({self.build['nlist']})")
-        return {"nprobe": nprobe}
+    def effective_search(self, k, search):
+        check_nprobe(self.name, search.nprobe, self.build.nlist)
+        return search.as_dict()
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         faiss.omp_set_num_threads(threads)
         dim = vectors.shape[1]
         self.quantizer = faiss.IndexFlatIP(dim)
-        self.index = faiss.IndexIVFFlat(self.quantizer, dim, self.build["nlist"], faiss.METRIC_INNER_PRODUCT)
-        self.index.cp.seed = self.build.get("seed", 1234)
+        self.index = faiss.IndexIVFFlat(self.quantizer, dim, self.build.nlist, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.seed = self.build.seed
         self.index.train(vectors)
         self.index.add(vectors)
 
-    def _set_search(self, k, search) -> None:
-        self.params = faiss.SearchParametersIVF(nprobe=search["nprobe"])
-        faiss.omp_set_num_threads(1)
+    def search_parameters(self, selector=None):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=self.search["nprobe"])
 
-    def query(self, vector: np.ndarray) -> np.ndarray:
-        return self.index.search(vector[None, :], self.k, params=self.params)[1][0]
-
-    def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
-        params = faiss.SearchParametersIVF(sel=allowed.faiss_selector, nprobe=self.params.nprobe)
-        return self.index.search(vector[None, :], self.k, params=params)[1][0]
-
-    def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
-        faiss.omp_set_num_threads(threads)
-        try:
-            scores, ids = self.index.search(vectors, self.k, params=self.params)
-        finally:
-            faiss.omp_set_num_threads(1)
-        return pad_missing(ids, scores, ids < 0)
-
-    def size_bytes(self) -> int:
-        return int(faiss.serialize_index(self.index).size)
+    def memory_bytes(self, n: int, dim: int) -> int:
+        return n * dim * 4 + ivf_lists_bytes(n, self.build.nlist, dim)

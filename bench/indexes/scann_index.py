@@ -9,70 +9,68 @@ Search: `num_leaves_to_search`, `pre_reorder_num_neighbors`.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from bench.indexes.base import AnnIndex, Neighbors, pad_missing, require, serialized_size
+from bench.indexes.base import AnnIndex, Neighbors, Params, pad_missing, quiet_fd2, require, serialized_size
 
 
-@contextlib.contextmanager
-def _quiet_fd2():
-    """ScaNN's C++ logs straight to file descriptor 2; keep it, and show it only if the build fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+@dataclass(frozen=True)
+class ScannBuild(Params):
+    num_leaves: int
+    dimensions_per_block: int = 2
+    anisotropic_quantization_threshold: float = 0.2
+    reorder: int = 100
+    training_sample_size: int | None = None  # None: every vector
+    random_init: bool = False
+
+
+@dataclass(frozen=True)
+class ScannSearch(Params):
+    num_leaves_to_search: int = 1
+    pre_reorder_num_neighbors: int | None = None  # None: the build's reorder
 
 
 class ScannIndex(AnnIndex):
     name = "scann"
-    build_params = {"num_leaves": int, "dimensions_per_block": int,
-                    "anisotropic_quantization_threshold": float, "reorder": int, "training_sample_size": int, "random_init": bool}
-    search_params = {"num_leaves_to_search": int, "pre_reorder_num_neighbors": int}
+    Build = ScannBuild
+    Search = ScannSearch
+    short_names = {"anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
+                   "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder"}
+    gate_params = ({"num_leaves": 100, "reorder": 100}, {"num_leaves_to_search": 10})
 
     def check_build(self, n: int) -> None:
-        leaves = self.build.get("num_leaves")
-        require(leaves is not None, "scann: build parameter 'num_leaves' is required")
+        leaves = self.build.num_leaves
         require(1 <= leaves <= n, f"scann: num_leaves ({leaves}) must be between 1 and the number of vectors ({n})")
-        require(self.build.get("dimensions_per_block", 2) >= 1, "scann: dimensions_per_block must be >= 1")
-        require(self.build.get("reorder", 100) >= 1, "scann: reorder must be >= 1")
+        require(self.build.dimensions_per_block >= 1, "scann: dimensions_per_block must be >= 1")
+        require(self.build.reorder >= 1, "scann: reorder must be >= 1")
 
-    def check_search(self, k, search):
-        checked = super().check_search(k, search)
-        leaves = checked.get("num_leaves_to_search", 1)
-        require(1 <= leaves <= self.build["num_leaves"],
-                f"scann: num_leaves_to_search ({leaves}) must be between 1 and num_leaves ({self.build['num_leaves']})")
-        pre = checked.get("pre_reorder_num_neighbors", self.build.get("reorder", 100))
+    def effective_search(self, k, search):
+        leaves = search.num_leaves_to_search
+        require(1 <= leaves <= self.build.num_leaves,
+                f"scann: num_leaves_to_search ({leaves}) must be between 1 and num_leaves ({self.build.num_leaves})")
+        pre = self.build.reorder if search.pre_reorder_num_neighbors is None else search.pre_reorder_num_neighbors
         require(pre >= k, f"scann: pre_reorder_num_neighbors / reorder ({pre}) must be >= K ({k})")
         return {"num_leaves_to_search": leaves, "pre_reorder_num_neighbors": pre}
+
+    def search_at_least(self, k, search):
+        return {**search, "pre_reorder_num_neighbors": max(search.get("pre_reorder_num_neighbors") or k, k)}
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         import scann
 
-        leaves = self.build["num_leaves"]
+        build = self.build
         builder = scann.scann_ops_pybind.builder(vectors, 10, "dot_product")
         builder.set_n_training_threads(threads)
-        builder = (builder.tree(num_leaves=leaves, num_leaves_to_search=1,
-                                training_sample_size=min(self.build.get("training_sample_size", len(vectors)), len(vectors)),
-                                random_init=self.build.get("random_init", False))
-                   .score_ah(self.build.get("dimensions_per_block", 2),
-                             anisotropic_quantization_threshold=self.build.get("anisotropic_quantization_threshold", 0.2))
-                   .reorder(self.build.get("reorder", 100)))
-        with _quiet_fd2():
+        sample = min(build.training_sample_size or len(vectors), len(vectors))
+        builder = (builder.tree(num_leaves=build.num_leaves, num_leaves_to_search=1, training_sample_size=sample,
+                                random_init=build.random_init)
+                   .score_ah(build.dimensions_per_block,
+                             anisotropic_quantization_threshold=build.anisotropic_quantization_threshold)
+                   .reorder(build.reorder))
+        with quiet_fd2():
             self.searcher = builder.build()
 
     def _set_search(self, k, search) -> None:
@@ -91,3 +89,10 @@ class ScannIndex(AnnIndex):
 
     def size_bytes(self) -> int:
         return serialized_size(lambda folder: self.searcher.serialize(folder))
+
+    def memory_bytes(self, n: int, dim: int) -> int:
+        # The float32 dataset kept for reordering, a leaf token per point, one byte per AH block, the tree
+        # centroids, the AH codebook.
+        per_block = self.build.dimensions_per_block
+        blocks = math.ceil(dim / per_block)
+        return n * dim * 4 + n * 4 + n * blocks + self.build.num_leaves * dim * 8 + blocks * 16 * per_block * 4
