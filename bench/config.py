@@ -65,6 +65,7 @@ class BackendSpec:
     backend: str
     build: dict[str, list] = field(default_factory=dict)
     search: dict[str, list] = field(default_factory=dict)
+    encoders: list[str] = field(default_factory=list)  # the encoders this backend runs for; empty = all
 
     def build_grid(self) -> list[dict[str, Any]]:
         return grid(self.build)
@@ -111,6 +112,7 @@ class RerankSpec:
     k: list[int] = field(default_factory=list)  # first-stage K values to rerank; empty = all
     min_recall_at_k: float = 0.0
     encoders: list[str] = field(default_factory=list)  # first-stage encoders to rerank; empty = all
+    backends: list[str] = field(default_factory=list)  # first-stage backends to rerank; empty = all
     latency_queries: int = 20  # fixed sample (the first queries) whose R pairs are timed, uncached
     threads: int = 0  # torch threads for reranking; 0 = all available cores
 
@@ -251,9 +253,16 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if set(e.backends) - set(configured):
             raise ConfigError(f"{source}: encoders[{i}].backends names backend(s) {sorted(set(e.backends) - set(configured))} "
                               f"missing from the config's backends {configured}")
+    for i, b in enumerate(backends):
+        if set(b.encoders) - set(names):
+            raise ConfigError(f"{source}: backends[{i}].encoders names unknown encoder(s) "
+                              f"{sorted(set(b.encoders) - set(names))}; encoders are {names}")
     unknown = sorted(set(rerank.encoders) - set(names))
     if unknown:
         raise ConfigError(f"{source}: rerank.encoders names unknown encoder(s) {unknown}; encoders are {names}")
+    if set(rerank.backends) - set(configured):
+        raise ConfigError(f"{source}: rerank.backends names backend(s) {sorted(set(rerank.backends) - set(configured))} "
+                          f"missing from the config's backends {configured}")
     return dataclasses.replace(config, k=sorted(set(ks)))
 
 

@@ -796,7 +796,7 @@ def scale_section(frame: pd.DataFrame) -> str:
         "latency of one query on one thread. `vectors`: `real` = the encoder's embeddings of the corpus; `gmm` = "
         f"sampled from {generator.get('mixture', 'the generator')} fitted to the {generator.get('fitted_on', '?')} "
         f"real ones ({generator.get('model', '')}, {generator.get('dataset', '')}, seed {generator.get('seed', '')}). "
-        "Predicted bytes come from each library's layout (`bench/scale.py: predicted_bytes`); RSS growth is the "
+        "Predicted bytes come from each library's layout (each backend's `memory_bytes`, in its module under `bench/indexes/`); RSS growth is the "
         "process RSS after the build minus before it (the vectors were already loaded; allocator and build-time "
         "buffers included).", "",
         markdown_table(table), "",

@@ -9,7 +9,7 @@ compared cell by cell. Queries are the dataset's real queries, encoded by the sa
 For each source, N and backend: build once (threads as configured), try the search grid in order and
 keep the first point whose recall@k against exact search reaches the target, then time single queries
 there. Memory is measured (serialized bytes, RSS growth over the build) and predicted from each
-backend's layout (`predicted_bytes`); `growth` fits log-log slopes over N.
+backend's layout (its `memory_bytes`); `growth` fits log-log slopes over N.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pandas as pd
 import psutil
 
 from bench.cache import cached_array, content_key
+from bench.chunking import Chunking
 from bench.config import ConfigError, MeasureSpec, SeriesConfig, as_lists, from_table, grid, read_toml, resolve_dataset_path
 from bench.datasets import load_dataset
 from bench.encoders import SentenceEncoder, embed_dataset
@@ -46,14 +47,33 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScaleBackend:
     """A backend's build parameters (numbers, or "sqrt(N)" / "<c>*sqrt(N)", resolved per N) and its search
-    grid, tried in order (list cheapest first)."""
+    grid, tried in order (list cheapest first). A backend may appear several times with different builds
+    (a build grid); `max_n` leaves it out above that size (builds too slow to repeat at 1M)."""
 
     backend: str
     build: dict[str, Any] = field(default_factory=dict)
     search: dict[str, list] = field(default_factory=dict)
+    max_n: int | None = None
 
     def build_at(self, n: int) -> dict[str, Any]:
         return {name: resolve_size_rule(value, n, f"{self.backend}.build.{name}") for name, value in self.build.items()}
+
+    @property
+    def variant(self) -> str:
+        """The backend and its build as configured, e.g. "hnsw M=32 ef_construction=100": a row's series."""
+        return " ".join([self.backend, *(f"{name}={value}" for name, value in sorted(self.build.items())
+                                          if name not in ("seed", "training_sample_size"))])
+
+
+@dataclass(frozen=True)
+class PooledSource:
+    """Real vectors for the pooled point: a dataset's documents (or their passages) or its queries."""
+
+    dataset: str
+    split: str = "test"
+    side: str = "docs"  # "docs" or "queries"
+    chunk_tokens: int = 0
+    chunk_stride: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,9 @@ class ScaleConfig(SeriesConfig):
     real: bool = True  # also measure the real embeddings (N = corpus size) and the generator at that N
     target_recall: float = 0.95
     components: int = 64  # Gaussian mixture components
+    # The largest real point the shared data allows: every listed source's real vectors pooled (exact
+    # duplicates dropped; the series' queries are never in it), measured next to the generator fitted to it.
+    pooled: list[PooledSource] = field(default_factory=list)
 
 
 _SIZE_RULE = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?sqrt\(N\)\s*$")
@@ -70,8 +93,8 @@ _SIZE_RULE = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?sqrt\(N\)\s*$")
 
 def resolve_size_rule(value: Any, n: int, where: str) -> Any:
     """A build parameter: a fixed value, or "sqrt(N)" / "<c>*sqrt(N)" (rounded to an integer)."""
-    if not isinstance(value, str):
-        return value
+    if not isinstance(value, str) or "N" not in value:
+        return value  # a number, or a string parameter ("sq8"); the backend checks its type
     match = _SIZE_RULE.match(value)
     if not match:
         raise ParamError(f"{where}: '{value}' is neither a value nor 'sqrt(N)' / '<c>*sqrt(N)'")
@@ -85,8 +108,14 @@ def load_scale_config(path: Path | str) -> ScaleConfig:
     for i, b in enumerate(raw.pop("backends", [])):
         spec = from_table(ScaleBackend, b, f"{path}: backends[{i}]")
         backends.append(dataclasses.replace(spec, search=as_lists(spec.search, f"{path}: backends[{i}].search")))
+    pooled = [from_table(PooledSource, p, f"{path}: pooled[{i}]") for i, p in enumerate(raw.pop("pooled", []))]
+    for i, source in enumerate(pooled):
+        if source.side not in ("docs", "queries"):
+            raise ConfigError(f"{path}: pooled[{i}].side must be 'docs' or 'queries', got '{source.side}'")
+        if source.side == "queries" and source.dataset == raw.get("dataset") and source.split == raw.get("split", "test"):
+            raise ConfigError(f"{path}: pooled[{i}]: the series' own queries cannot be in the pooled vectors")
     measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{path}: measure")
-    config = from_table(ScaleConfig, {**raw, "backends": backends, "measure": measure}, str(path))
+    config = from_table(ScaleConfig, {**raw, "backends": backends, "measure": measure, "pooled": pooled}, str(path))
     if not backends:
         raise ConfigError(f"{path}: no backends")
     if not 0 < config.target_recall <= 1:
@@ -149,26 +178,47 @@ class ScaleCell:
     cell_id: str
 
 
-def plan_scale(config: ScaleConfig, corpus_size: int) -> list[ScaleCell]:
+def plan_scale(config: ScaleConfig, corpus_size: int, pooled_size: int = 0) -> list[ScaleCell]:
     points = ([("real", corpus_size), ("gmm", corpus_size)] if config.real else []) + [("gmm", n) for n in config.sizes]
+    if config.pooled:
+        points += [("pooled", pooled_size), ("gmm-pooled", pooled_size)]
     cells = []
     for source, n in points:
         for spec in config.backends:
+            if spec.max_n is not None and n > spec.max_n:
+                continue
             key = {"source": source, "n": n, "backend": spec.backend, "build": spec.build_at(n), "search": spec.search,
                    "k": config.k, "target": config.target_recall, "dataset": config.dataset, "split": config.split,
                    "model": config.model, "max_seq_length": config.max_seq_length,
                    "generator": [config.components, config.seed], "measure": dataclasses.asdict(config.measure)}
+            if source in ("pooled", "gmm-pooled"):
+                key["pooled"] = [dataclasses.asdict(p) for p in config.pooled]
             cells.append(ScaleCell(source, n, spec, content_key(key)))
     return cells
+
+
+def pooled_vectors(config: ScaleConfig, encoder, data_root: Path | None) -> np.ndarray:
+    """Every pooled source's real vectors (cached embeddings; encoded once otherwise), exact duplicates dropped."""
+    parts = []
+    for source in config.pooled:
+        dataset = load_dataset(source.dataset, source.split, root=data_root)
+        chunking = Chunking(source.chunk_tokens, source.chunk_stride) if source.chunk_tokens else None
+        embeddings = embed_dataset(encoder, dataset, chunking=chunking)
+        parts.append(embeddings.docs if source.side == "docs" else embeddings.queries)
+    pooled = np.concatenate(parts).astype(np.float32)
+    _, first = np.unique(pooled, axis=0, return_index=True)
+    return np.ascontiguousarray(pooled[np.sort(first)])
 
 
 def run_scale(config: ScaleConfig, data_root: Path | None = None, store: ResultStore | None = None) -> int:
     """Measure every cell of the series not yet stored for this hardware; returns rows written."""
     store = store or ResultStore(config.results_path, SCALE_SCHEMA)
     dataset = load_dataset(config.dataset, config.split, root=data_root)
-    embeddings = embed_dataset(SentenceEncoder(config.model, config.max_seq_length), dataset)
+    encoder = SentenceEncoder(config.model, config.max_seq_length)
+    embeddings = embed_dataset(encoder, dataset)
     real, queries = embeddings.docs, embeddings.queries
-    cells = plan_scale(config, len(real))
+    pooled = pooled_vectors(config, encoder, data_root) if config.pooled else None
+    cells = plan_scale(config, len(real), 0 if pooled is None else len(pooled))
     frame = store.load()
     done = set(frame.loc[frame["host_id"] == host_id(), "cell_id"])
     pending = [c for c in cells if c.cell_id not in done]
@@ -178,17 +228,25 @@ def run_scale(config: ScaleConfig, data_root: Path | None = None, store: ResultS
     generator = MixtureGenerator.fit(real, config.components, config.seed)
     described = {"model": config.model, "dataset": f"{config.dataset}/{config.split}", "fitted_on": len(real),
                  "mixture": f"{config.components} diagonal Gaussians in the PCA basis", "seed": config.seed}
+    pooled_described = {"model": config.model, "pooled": [dataclasses.asdict(p) for p in config.pooled]}
+    pooled_generator = None
+    if any(c.source == "gmm-pooled" for c in pending):
+        pooled_generator = MixtureGenerator.fit(pooled, config.components, config.seed)
+    generators = {"real": {"model": config.model, "dataset": described["dataset"]}, "gmm": described,
+                  "pooled": pooled_described,
+                  "gmm-pooled": {**described, "dataset": "the pooled vectors", "fitted_on": 0 if pooled is None else len(pooled)}}
     metadata = run_metadata(config.config_hash())
     threads = config.measure.build_threads or cpu_count()
     written = 0
     for (source, n), group in _by_corpus(pending):
-        vectors = real if source == "real" else _sample(generator, config, n, len(real))
+        vectors = {"real": lambda: real, "pooled": lambda: pooled,
+                   "gmm": lambda: _sample(generator, config, n, len(real)),
+                   "gmm-pooled": lambda: pooled_generator.sample(n, config.seed + n)}[source]()
         truth = exact_neighbors(vectors, queries, config.k, threads).ids
         for cell in group:
             row = _measure(cell, vectors, queries, truth, config, threads)
             store.add({**metadata, **row, "cell_id": cell.cell_id, "config_name": config.name, "source": source,
-                       "generator": json.dumps(described if source == "gmm" else {"model": config.model,
-                                               "dataset": described["dataset"]}, sort_keys=True),
+                       "generator": json.dumps(generators[source], sort_keys=True),
                        "n": n, "dim": vectors.shape[1], "n_queries": len(queries), "k": config.k,
                        "target_recall": config.target_recall})
             written += 1
@@ -234,7 +292,7 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
             break
     index.set_search(config.k, **chosen)
     latency = measure_latency(index.query, list(queries), config.measure.warmup, config.measure.repeats)
-    row = {"backend": cell.spec.backend, "build_params": json.dumps(index.build.as_dict(), sort_keys=True),
+    row = {"backend": cell.spec.backend, "variant": cell.spec.variant, "build_params": json.dumps(index.build.as_dict(), sort_keys=True),
            "search_params": json.dumps(index.check_search(config.k, chosen), sort_keys=True),
            "search_tried": json.dumps(tried),
            "reached": recall >= config.target_recall, "recall_at_k": recall, "build_s": build_s,
@@ -251,23 +309,24 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
 
 
 def latest(frame: pd.DataFrame) -> pd.DataFrame:
-    """The newest row per (host, source, N, backend): rows of an earlier grid stay in the file but not in tables."""
-    return frame.sort_values("timestamp").drop_duplicates(["host_id", "source", "n", "backend"], keep="last")
+    """The newest row per (host, source, N, variant): rows of an earlier grid stay in the file but not in tables."""
+    frame = frame.assign(variant=frame["variant"].where(frame["variant"] != "", frame["backend"]))
+    return frame.sort_values("timestamp").drop_duplicates(["host_id", "source", "n", "variant"], keep="last")
 
 
 def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_delta_bytes", "search_p50_ms",
                                           "search_p95_ms")) -> pd.DataFrame:
-    """Per backend, the log-log slope of each column against N over the configured sizes (>= 2 needed): the
+    """Per backend variant, the log-log slope of each column against N over the configured sizes (>= 2 needed): the
     generator's rows, less its comparison point at the real corpus size."""
     rows = []
     frame = latest(frame)
     real_sizes = set(frame.loc[frame["source"] == "real", "n"])
     sampled = frame[(frame["source"] == "gmm") & ~frame["n"].isin(real_sizes)]
-    for backend, group in sampled.groupby("backend"):
+    for variant, group in sampled.groupby("variant"):
         group = group.sort_values("n")
         if group["n"].nunique() < 2:
             continue
-        entry = {"backend": backend, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
+        entry = {"variant": variant, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
         for column in columns:
             values = group[column].to_numpy(dtype=float)
             ok = values > 0

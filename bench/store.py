@@ -78,16 +78,20 @@ SCHEMA = pa.schema([
 # search parameters that reach the recall target.
 SCALE_SCHEMA = pa.schema([
     ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
-    ("source", _STR),  # "real": the encoder's embeddings of the dataset; "gmm": sampled from the fitted generator
+    # "real": the encoder's embeddings of the dataset; "gmm": sampled from the generator fitted to them;
+    # "pooled": every configured real source pooled; "gmm-pooled": sampled from a generator fitted to those
+    ("source", _STR),
     ("generator", _STR),  # JSON: how the vectors were made (model, dataset, mixture components, seed)
     ("n", _I64), ("dim", _I64), ("n_queries", _I64), ("k", _I64), ("target_recall", _F64),
-    ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # search: the chosen point (JSON)
+    ("backend", _STR),
+    ("variant", _STR),  # the backend and its build as configured ("hnsw M=32 ef_construction=100"): one series
+    ("build_params", _STR), ("search_params", _STR),  # as run at this N; search: the chosen point (JSON)
     ("search_tried", _STR),  # JSON list of [search params, recall@k] in the order tried
     ("reached", pa.bool_()),  # False: no search point in the grid reached the target (the last one is reported)
     ("recall_at_k", _F64),
     ("build_s", _F64), ("build_threads", _I64),
     ("index_bytes", _I64),  # serialized by the library
-    ("predicted_index_bytes", _I64),  # from the backend's layout (bench.scale.predicted_bytes)
+    ("predicted_index_bytes", _I64),  # from the backend's layout (the backend's memory_bytes)
     ("rss_build_delta_bytes", _I64),  # process RSS after the build minus before (vectors already loaded)
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64),
@@ -117,7 +121,7 @@ KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.
 ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0,
-                 "fusion_alpha_chosen_on": ""}
+                 "fusion_alpha_chosen_on": "", "variant": ""}
 
 
 class SchemaError(ValueError):
@@ -196,7 +200,7 @@ def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame
             raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
         for name, value in ADDED_COLUMNS.items():
             if name in schema.names and name not in table.schema.names:
-                table = table.append_column(name, pa.array([value] * len(table), SCHEMA.field(name).type))
+                table = table.append_column(name, pa.array([value] * len(table), schema.field(name).type))
         missing = set(schema.names) - set(table.schema.names)
         if missing:
             raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")

@@ -160,7 +160,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     for spec in config.backends:
         if spec.backend in BACKENDS and BACKENDS[spec.backend].input != searched:
             continue  # e.g. bm25s takes text, HNSW takes vectors
-        if encoder.backends and spec.backend not in encoder.backends:
+        if (encoder.backends and spec.backend not in encoder.backends) or (spec.encoders and encoder.name not in spec.encoders):
             continue
         builds = spec.build_grid()
         indexes = [first_stage_index(encoder, spec.backend, build) for build in builds]
@@ -184,7 +184,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                        "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
                        "build": given[id(index)], "search": search, "k": k,
                        "measure": dataclasses.asdict(config.measure)}
-                children, too_deep = _plan_children(config, encoder.name, k, key)
+                children, too_deep = _plan_children(config, encoder.name, spec.backend, k, key)
                 skipped += too_deep
                 cells.append(Cell(encoder, spec.backend, given[id(index)], search, k, content_key(key), children))
             if not accepted and output != "hybrid":  # a hybrid shares the grid: shallow points miss its depths
@@ -231,11 +231,13 @@ def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
                                  "(give `model = ...` instead, or train on another dataset)")
 
 
-def _plan_children(config: SweepConfig, encoder: str, k: int, parent_key: dict) -> tuple[tuple[RerankCell, ...], int]:
+def _plan_children(config: SweepConfig, encoder: str, backend: str, k: int,
+                   parent_key: dict) -> tuple[tuple[RerankCell, ...], int]:
     """The rerank cells of a first-stage cell, and how many (reranker, alpha, R) points were skipped for R > K
     (check_rerank refuses an R that no K admits)."""
     spec = config.rerank
-    if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders):
+    if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders) or (
+            spec.backends and backend not in spec.backends):
         return (), 0
     children, skipped = [], 0
     for reranker in spec.rerankers:

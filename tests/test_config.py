@@ -20,7 +20,10 @@ def test_shipped_configs_load():
     assert load_config("configs/tiny.toml").name == "tiny"
     scifact = load_config("configs/scifact.toml")
     assert max(scifact.k) >= 100 and scifact.protocol.guard
-    assert {b.backend for b in scifact.backends} == {"exact", "faiss_ivf", "hnsw", "scann", "bm25s"}
+    from bench.indexes import BACKENDS
+
+    assert {b.backend for b in scifact.backends} == set(BACKENDS)  # every backend on real data
+    assert set(scifact.rerank.backends) == {"exact", "faiss_ivf", "hnsw", "scann"}
     assert scifact.rerank.rerankers and max(scifact.rerank.r) == 200 and max(scifact.k) == 1000
     assert {e.name for e in scifact.encoders if e.type == "hybrid"} == {"hybrid-rrf", "hybrid-convex"}
 
@@ -62,6 +65,8 @@ BASE = 'name = "b"\ndataset = "synthetic"\nsplit = "test"\nk = [5]\n[[encoders]]
      "rerank.rerankers[0].train: loss must be one of"),
     ('[[rerank.rerankers]]\nname = "c"\ntrain = { epochs = "2" }\n', "rerank.rerankers[0].train.epochs: input should"),
     ('[protocol]\nguard = "yes"\n', "protocol.guard: input should be a valid boolean"),
+    ('[[backends]]\nbackend = "faiss_sq"\nencoders = ["f"]\n', "backends[1].encoders names unknown encoder(s) ['f']"),
+    ('[rerank]\nbackends = ["hnsw"]\n', "rerank.backends names backend(s) ['hnsw'] missing from the config's backends"),
     ('[[rerank.rerankers]]\nname = "c"\ntrain = { mine_from = "bm52" }\n',
      "rerank.rerankers[0].train: mine_from must be one of ('dense', 'bm25', 'dense+bm25'), got 'bm52'"),
     ('[[rerank.rerankers]]\nname = "c"\ntrain = { title_queries = -1 }\n',

@@ -6,7 +6,7 @@ import pytest
 from bench.datasets import synthetic_vectors
 from bench.indexes import ParamError
 from bench.report import scale_section
-from bench.scale import (MixtureGenerator, ScaleBackend, ScaleConfig, growth, resolve_size_rule,
+from bench.scale import (MixtureGenerator, PooledSource, ScaleBackend, ScaleConfig, growth, resolve_size_rule,
                          run_scale)
 from bench.store import SCALE_SCHEMA, ResultStore, read_results
 
@@ -35,19 +35,29 @@ def test_scale_series_runs_resumes_and_fits_slopes(tiny_model, tmp_path):
     config = ScaleConfig(
         name="tiny-scale", dataset="synthetic", model=tiny_model, max_seq_length=32, sizes=[1000, 4000], k=5,
         components=4, backends=[ScaleBackend("hnsw", {"M": 8, "ef_construction": 40}, {"ef": [5, 20, 80, 400]}),
-                                ScaleBackend("faiss_ivf", {"nlist": "sqrt(N)"}, {"nprobe": [1, 4, 16, 63]})])
+                                ScaleBackend("faiss_ivf", {"nlist": "sqrt(N)"}, {"nprobe": [1, 4, 16, 63]}),
+                                ScaleBackend("hnsw", {"M": 12, "ef_construction": 40}, {"ef": [5, 20, 80, 400]},
+                                             max_n=1000)],
+        pooled=[PooledSource("synthetic"), PooledSource("synthetic", chunk_tokens=8, chunk_stride=6),
+                PooledSource("synthetic", split="train", side="queries")])
     store = ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)
-    # real (500 docs) and the generator at 500, then 1000 and 4000: 4 points x 2 backends
-    assert run_scale(config, store=store) == 8
+    # real (500 docs) and the generator at 500, 1000, 4000, the pooled point and its generator: 6 points x 2
+    # backends, and the second HNSW build up to N = 1000 only: at 500 (twice) and 1000
+    assert run_scale(config, store=store) == 15
     frame = read_results(tmp_path / "scale.parquet", schema=SCALE_SCHEMA)
-    assert sorted(frame["n"].unique()) == [500, 1000, 4000] and set(frame["source"]) == {"real", "gmm"}
+    assert set(frame["source"]) == {"real", "gmm", "pooled", "gmm-pooled"}
+    pooled_n = frame.loc[frame["source"] == "pooled", "n"]
+    assert pooled_n.nunique() == 1 and pooled_n.iloc[0] > 4000  # documents + their passages + train queries
+    assert set(frame.loc[frame["source"] == "gmm-pooled", "n"]) == set(pooled_n)
+    assert sorted(frame["n"].unique()) == sorted([500, 1000, 4000, pooled_n.iloc[0]])
+    assert frame.loc[frame["variant"] == "hnsw M=12 ef_construction=40", "n"].max() <= 1000
     assert frame["reached"].all() and (frame["recall_at_k"] >= 0.95).all()
     ivf = frame[(frame["backend"] == "faiss_ivf") & (frame["n"] == 4000)].iloc[0]
     assert json.loads(ivf["build_params"]) == {"nlist": 63, "seed": 1234}  # as run: defaults filled in
     tried = json.loads(ivf["search_tried"])
     assert all(recall < 0.95 for _, recall in tried[:-1]) and tried[-1][1] >= 0.95  # the first point reaching it
     assert (frame["index_bytes"] / frame["predicted_index_bytes"]).between(0.99, 1.01).all()
-    slopes = growth(frame).set_index("backend")
-    assert slopes.loc["hnsw", "slope index_bytes"] == pytest.approx(1.0, abs=0.05)  # bytes grow linearly with N
+    slopes = growth(frame).set_index("variant")
+    assert slopes.loc["hnsw M=8 ef_construction=40", "slope index_bytes"] == pytest.approx(1.0, abs=0.05)  # bytes grow linearly with N
     assert "Log-log slopes" in scale_section(frame)
     assert run_scale(config, store=ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)) == 0
