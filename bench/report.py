@@ -320,9 +320,12 @@ def _scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
     model, dataset = generator.get("model", ""), generator.get("dataset", "").split("/")[0]
     if row["model"] != model or row["dataset"] != dataset or row["encoder_mode"] != "pretrained" or row["chunking"]:
         return f"not in the scale series (it ran on pretrained {model} vectors of {dataset} documents)"
-    bytes_slopes = ", ".join(f"{r['backend']} {r['slope index_bytes']:.2f}" for _, r in slopes.iterrows())
-    p95_slopes = ", ".join(f"{r['backend']} {r['slope search_p95_ms']:.2f}" for _, r in slopes.iterrows())
-    return f"measured (N {slopes['sizes'].iloc[0]}): index bytes ~ N^({bytes_slopes}); p95 at fixed recall ~ N^({p95_slopes})"
+    own = slopes[slopes["variant"].str.split(" ").str[0] == row["backend"]]  # the cell's own backend's builds
+    if own.empty:
+        return f"{row['backend']} not in the scale series (see the Scale section for the backends it ran)"
+    bytes_slopes = ", ".join(f"{_variant(r['variant'])} {r['slope index_bytes']:.2f}" for _, r in own.iterrows())
+    p95_slopes = ", ".join(f"{_variant(r['variant'])} {r['slope search_p95_ms']:.2f}" for _, r in own.iterrows())
+    return f"measured (N {own['sizes'].iloc[0]}): index bytes ~ N^({bytes_slopes}); p95 at fixed recall ~ N^({p95_slopes})"
 
 
 def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
@@ -454,6 +457,67 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         notes.append(f"{name}: latency of scoring R={ref['r']} pairs on {ref['rerank_latency_queries']} queries "
                      f"({ref['rerank_threads']} threads); dev-chosen row cell_id {best['cell_id'][:12]}")
     return markdown_table(pd.DataFrame(rows)), "\n".join(f"- {n}" for n in notes)
+
+
+def _memory_section(first: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]:
+    """Bytes per vector against dev recall@K and dev nDCG@10, per backend, for the baseline dense encoder."""
+    from bench.memory import memory_frontier, smallest_at_recall, with_bytes_per_vector
+
+    encoder = _baseline_encoder(first)
+    rows = first[first["encoder"] == encoder]
+    if rows["backend"].nunique() < 2:
+        return []
+    dim = int(rows["dim"].iloc[0])
+    parts = ["### Memory frontier: bytes per vector", "",
+             f"{encoder} over every vector backend: serialized index bytes per document vector (fixed parts such as "
+             f"centroids and codebooks included; float32 vectors alone are {4 * dim:,} bytes) against dev recall@K "
+             "and dev nDCG@10, frontier per backend (the plots). The table: per backend, among the builds whose "
+             "fastest cell reaches dev recall@K >= 0.95, the one with the fewest bytes per vector; its test nDCG@10 "
+             "and the paired difference to exact search on the same test queries (95% t-interval).", ""]
+    exact = rows[rows["backend"] == "exact"]
+    for k in [k for k in (10, 100) if (rows["k"] == k).any()] or sorted(rows["k"].unique())[:2]:
+        png = plots_dir / f"memory_k{k}.png"
+        panels = [(f"dev recall@{k}", [(b, g) for b, g in memory_frontier(rows, k).groupby("backend")]),
+                  ("dev nDCG@10", [(b, g) for b, g in memory_frontier(rows, k, "dev_ndcg_at_10").groupby("backend")])]
+        fig, axes = _facets(2)
+        for ax, (ylabel, series), y in zip(axes, panels, ("dev_recall_at_k", "dev_ndcg_at_10")):
+            for backend, line in series:
+                line = line.sort_values("bytes_per_vector")
+                ax.plot(line["bytes_per_vector"], line[y], marker="o", markersize=3, label=backend,
+                        color=BACKEND_COLORS.get(backend))
+            ax.set_xscale("log")
+            _readable_log_axis(ax.xaxis)
+            ax.set_xlabel("index bytes per vector (log)", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{encoder}, K = {k}: quality against bytes per vector, frontier per backend", fontsize=10)
+        _save(fig, png)
+        table = []
+        exact_row = exact[exact["k"] == k]
+        for _, row in smallest_at_recall(rows, k).iterrows():
+            delta = ""
+            if len(exact_row):
+                delta = ci(*t_interval(np.asarray(row["q_ndcg_at_10"]) - np.asarray(exact_row.iloc[0]["q_ndcg_at_10"])))
+            table.append({"backend": row["backend"], "config": row["config"],
+                          "bytes/vector": f"{row['bytes_per_vector']:,.0f}",
+                          "x float32": f"{row['bytes_per_vector'] / (4 * dim):.2f}",
+                          f"dev recall@{k}": f"{row['dev_recall_at_k']:.3f}",
+                          f"test recall@{k}": f"{row['recall_at_k']:.3f}",
+                          "test nDCG@10": ci(*t_interval(row["q_ndcg_at_10"])), "vs exact": delta,
+                          "search p95 ms": f"{row['search_p95_ms']:.2g}"})
+        below = with_bytes_per_vector(rows[(rows["k"] == k)])
+        below = below[below["bytes_per_vector"] <= dim]  # at most a quarter of the float32 bytes
+        best_small = below.sort_values("dev_recall_at_k").iloc[-1] if len(below) else None
+        parts += [f"K = {k}: ![memory frontier K={k}]({link_prefix}{png.name})", "",
+                  markdown_table(pd.DataFrame(table)), ""]
+        if best_small is not None:
+            parts += [f"At most a quarter of the float32 bytes ({dim} bytes per vector): the highest dev recall@{k} is "
+                      f"{best_small['dev_recall_at_k']:.3f} (test {best_small['recall_at_k']:.3f}), "
+                      f"{best_small['backend']} {best_small['config']} at {best_small['bytes_per_vector']:,.0f} bytes "
+                      "per vector.", ""]
+    return parts
 
 
 def _recall_frontiers(dense: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]:
@@ -670,6 +734,7 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
     parts += ["## Pareto frontiers", "",
               "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", ""]
     parts += _recall_frontiers(dense, plots_dir, link_prefix)
+    parts += _memory_section(dense, plots_dir, link_prefix)
     parts += _ndcg_frontier(frame, plots_dir, link_prefix)
     parts += _k_by_r(frame, plots_dir, link_prefix)
     parts += _significance(frame, first, test)
@@ -756,7 +821,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                       _environment(rows, sources), "", *[line.replace("## ", "### ", 1) if line.startswith("##") else line
                                                            for line in body]]
     if scale is not None and len(scale):
-        parts += [scale_section(scale)]
+        parts += [scale_section(scale, plots_dir, link_prefix)]
     if filters is not None and len(filters):
         parts += [filters_section(filters)]
     return "\n".join(parts)
@@ -765,47 +830,122 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
 # ---------------------------------------------------------------- scale series
 
 
-def scale_section(frame: pd.DataFrame) -> str:
-    """Markdown for the scale series: one row per backend, vector source and N, then the log-log slopes."""
+def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix: str = "") -> str:
+    """Markdown for the scale series: one row per variant, vector source and N; the log-log slopes; the
+    generator against real vectors; the HNSW build grid; bytes per vector and the 100M / 1B projection."""
+    from bench.memory import build_grid, capacity, generator_bias
     from bench.scale import growth, latest
 
     if frame.empty:
         return ""
     frame = latest(frame)
-    rows = frame.assign(order=frame["source"].map({"real": 0, "gmm": 1})).sort_values(["backend", "n", "order"])
+    order = {"real": 0, "gmm": 1, "pooled": 2, "gmm-pooled": 3}
+    rows = frame.assign(order=frame["source"].map(order)).sort_values(["variant", "n", "order"])
     table = pd.DataFrame({
-        "backend": rows["backend"], "vectors": rows["source"], "N": rows["n"].map("{:,}".format),
+        "variant": rows["variant"].map(_variant), "vectors": rows["source"], "N": rows["n"].map("{:,}".format),
         "build": rows["build_params"].map(_params),
         "search (cheapest at target)": rows["search_params"].map(_params)
         + np.where(rows["reached"], "", " (target NOT reached)"),
         f"recall@{int(rows['k'].iloc[0])}": rows["recall_at_k"], "build s": rows["build_s"],
+        "bytes/vector": rows["index_bytes"] / rows["n"],
         "index MB": rows["index_bytes"] / MB, "predicted MB": rows["predicted_index_bytes"] / MB,
-        "index / predicted": rows["index_bytes"] / rows["predicted_index_bytes"],
         "RSS growth MB": rows["rss_build_delta_bytes"] / MB,
-        "RSS / predicted": rows["rss_build_delta_bytes"] / rows["predicted_index_bytes"],
         "p50 ms": rows["search_p50_ms"], "p95 ms": rows["search_p95_ms"],
     })
     ratio = rows["index_bytes"] / rows["predicted_index_bytes"]
     slopes = growth(frame)
+    if len(slopes):
+        slopes = slopes.assign(variant=slopes["variant"].map(_variant))
     first = frame.iloc[0]
+    k = int(first["k"])
     generator = json.loads(frame.loc[frame["source"] == "gmm", "generator"].iloc[0]) if (frame["source"] == "gmm").any() else {}
-    return "\n".join([
+    pooled = frame[frame["source"] == "pooled"]
+    parts = [
         "## Scale: growth with N", "",
-        f"Each backend at the cheapest search point of its grid reaching recall@{int(first['k'])} >= "
-        f"{first['target_recall']} against exact search ({first['n_queries']} real queries, {first['dim']} dims), "
-        "latency of one query on one thread. `vectors`: `real` = the encoder's embeddings of the corpus; `gmm` = "
-        f"sampled from {generator.get('mixture', 'the generator')} fitted to the {generator.get('fitted_on', '?')} "
-        f"real ones ({generator.get('model', '')}, {generator.get('dataset', '')}, seed {generator.get('seed', '')}). "
-        "Predicted bytes come from each library's layout (each backend's `memory_bytes`, in its module under `bench/indexes/`); RSS growth is the "
-        "process RSS after the build minus before it (the vectors were already loaded; allocator and build-time "
-        "buffers included).", "",
+        f"Each backend variant (backend and build as configured) at the cheapest search point of its grid reaching "
+        f"recall@{k} >= {first['target_recall']} against exact search ({first['n_queries']} real queries, "
+        f"{first['dim']} dims), latency of one query on one thread. `vectors`: `real` = the encoder's embeddings of "
+        f"the corpus; `gmm` = sampled from {generator.get('mixture', 'the generator')} fitted to the "
+        f"{generator.get('fitted_on', '?')} real ones ({generator.get('model', '')}, {generator.get('dataset', '')}, "
+        f"seed {generator.get('seed', '')}); `pooled` = every real vector the shared data gives (documents, passages "
+        "and train/dev queries of both datasets, exact duplicates dropped), `gmm-pooled` = the same mixture fitted to "
+        "the pool. Predicted bytes come from each backend's memory model (`memory_bytes` in its module under "
+        "`bench/indexes/`); RSS growth is the process RSS after the build minus before it (the vectors were "
+        "already loaded; allocator and build-time buffers included). Builds on "
+        f"{int(first['build_threads'])} threads.", "",
         markdown_table(table), "",
         f"Serialized index / predicted: {ratio.min():.4f} to {ratio.max():.4f} over {len(ratio)} rows "
         f"(largest deviation {100 * (ratio - 1).abs().max():.2f}%).", "",
         "Log-log slopes against N over the generator's configured sizes (1 = linear growth). RSS growth is only "
         "meaningful at large N: at small N the allocator reuses freed memory and the growth reads near 0.", "",
         markdown_table(slopes, ".3f") if len(slopes) else "(fewer than two sizes measured)", "",
-    ])
+    ]
+    bias = generator_bias(frame)
+    pooled_n = f" (N = {int(pooled['n'].iloc[0]):,})" if len(pooled) else ""
+    if len(bias):
+        bias = bias.assign(variant=bias["variant"].map(_variant))
+        parts += ["### The generator against real vectors", "",
+                  "Per variant, the search effort (the grid's knob at the cheapest point reaching the target) on real "
+                  "vectors and on vectors sampled from a mixture fitted to them, at the same N: the real corpus, and "
+                  f"the pooled real vectors{pooled_n}. "
+                  "A ratio above 1: the generator makes that index work harder than real data does; below 1: easier. "
+                  "Every generated-vector figure in this section (10k to 1M) carries this bias.", "",
+                  markdown_table(bias, ".3g"), ""]
+    grid = build_grid(frame)
+    if grid["variant"].nunique() > 1 if len(grid) else False:
+        grid = grid.assign(variant=grid["variant"].map(_variant))
+        parts += ["### HNSW build grid", "",
+                  "hnswlib at each build (M, ef_construction) on generated vectors: the ef each needed for the target, "
+                  "its p95, build time and size. Builds above 100k were limited by build time on this machine (see "
+                  "configs/scale.toml).", "", markdown_table(grid, ".4g"), ""]
+    table = capacity(frame)
+    if len(table):
+        n_top = int(table["N"].iloc[0])
+        plot = ""
+        if plots_dir is not None:
+            png = plots_dir / "memory_at_scale.png"
+            _capacity_plot(png, table, k, n_top)
+            plot = f"![bytes per vector vs p95 at N={n_top:,}]({link_prefix}{png.name})"
+        shown = table.assign(variant=table["variant"].map(_variant))
+        for column in [c for c in shown.columns if c.endswith(" GB") and " in " in c]:
+            shown[column] = np.where(shown[column], "yes", "no")
+        parts += ["### Memory at 100M and 1B vectors", "",
+                  f"At N = {n_top:,} generated vectors: bytes per vector as serialized, recall@{k} and p95 at the "
+                  f"cheapest search point reaching the target (recall below {first['target_recall']} where the grid "
+                  "never reached it), build time; then the index bytes at 100M and 1B vectors from each backend's memory "
+                  "model with the build as run (IVF centroids kept at this N's nlist: with nlist ~ sqrt(N) they add "
+                  f"nlist x {int(first['dim'])} x 4 bytes, 49 MB at 1B), and whether that index alone fits in 64 / "
+                  "256 GB of RAM (the process, the OS and query buffers need more). Recall and latency at 100M and 1B "
+                  "are not measured: they are not implied by these rows.", "", plot, "",
+                  markdown_table(shown, ".3g"), ""]
+    return "\n".join(parts)
+
+
+def _variant(text: str) -> str:
+    """A scale variant with the parameter short names of the tables."""
+    backend, *params = text.split(" ")
+    return " ".join([backend, *(f"{ABBREVIATIONS.get(p.split('=')[0], p.split('=')[0])}={p.split('=', 1)[1]}"
+                                for p in params if "=" in p)])
+
+
+def _capacity_plot(path: Path, table: pd.DataFrame, k: int, n: int) -> None:
+    """Bytes per vector against p95 at the recall target, one point per variant (hollow: target not reached)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for _, row in table.iterrows():
+        backend = row["variant"].split(" ")[0]
+        color = BACKEND_COLORS.get(backend)
+        ax.scatter(row["bytes/vector"], row["p95 ms"], color=color if row["reached"] else "none", edgecolors=color, s=40)
+        ax.annotate(_variant(row["variant"]), (row["bytes/vector"], row["p95 ms"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("index bytes per vector (log)", fontsize=8)
+    ax.set_ylabel(f"p95 ms at recall@{k} target (log)", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"N = {n:,} generated vectors: memory against latency at the recall target (hollow: not reached)",
+                 fontsize=9)
+    _save(fig, path)
 
 
 # ---------------------------------------------------------------- filtered search

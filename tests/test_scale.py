@@ -59,5 +59,8 @@ def test_scale_series_runs_resumes_and_fits_slopes(tiny_model, tmp_path):
     assert (frame["index_bytes"] / frame["predicted_index_bytes"]).between(0.99, 1.01).all()
     slopes = growth(frame).set_index("variant")
     assert slopes.loc["hnsw M=8 ef_construction=40", "slope index_bytes"] == pytest.approx(1.0, abs=0.05)  # bytes grow linearly with N
-    assert "Log-log slopes" in scale_section(frame)
+    text = scale_section(frame)
+    assert "Log-log slopes" in text and "### The generator against real vectors" in text
+    assert "real / gmm" in text and "pooled / gmm-pooled" in text
+    assert "### HNSW build grid" in text and "### Memory at 100M and 1B vectors" in text
     assert run_scale(config, store=ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)) == 0

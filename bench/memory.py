@@ -1,0 +1,133 @@
+"""Memory: what an index costs per vector, what it buys in recall and quality, and what 100M / 1B vectors need.
+
+Bytes per vector are the serialized index bytes over the vectors indexed (fixed parts such as centroids and
+codebooks included, so small corpora read a little high). Projections to 100M and 1B use each backend's own
+memory model (`memory_bytes`, checked against the serialized size to within 1% in the tests) with the build
+as run at the largest measured N. Frontiers are chosen on dev recall (recall against exact search on the dev
+queries); test figures are reported for the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import pareto
+from bench.indexes import BACKENDS, make_index
+
+GB = 10**9
+SIZES = (10**8, 10**9)
+RAM_GB = (64, 256)
+
+
+def with_bytes_per_vector(first: pd.DataFrame) -> pd.DataFrame:
+    """First-stage rows plus `bytes_per_vector` (index bytes over the vectors indexed: passages when chunked)."""
+    vectors = np.where(first["n_chunks"] > 0, first["n_chunks"], first["n_docs"])
+    return first.assign(bytes_per_vector=first["index_bytes"] / vectors)
+
+
+def memory_frontier(first: pd.DataFrame, k: int, quality: str = "dev_recall_at_k") -> pd.DataFrame:
+    """Per backend, the rows at K not dominated in (`quality` up, bytes per vector down), cheapest first."""
+    rows = with_bytes_per_vector(first[first["k"] == k])
+    return pd.concat([pareto(group, quality, "bytes_per_vector") for _, group in rows.groupby("backend")])
+
+
+def smallest_at_recall(first: pd.DataFrame, k: int, target: float = 0.95) -> pd.DataFrame:
+    """Per backend and build, the fastest cell at K reaching dev recall@K >= `target`; then per backend the
+    build with the fewest bytes per vector among those (ties on bytes to the lower p95)."""
+    rows = with_bytes_per_vector(first[(first["k"] == k) & (first["dev_recall_at_k"] >= target)])
+    if rows.empty:
+        return rows
+    fastest = rows.sort_values(["search_p95_ms", "cell_id"]).drop_duplicates(["backend", "build_params"])
+    return fastest.sort_values(["bytes_per_vector", "search_p95_ms"]).drop_duplicates("backend").sort_values(
+        "bytes_per_vector")
+
+
+def projected_bytes(backend: str, build_params: str, n: int, dim: int) -> int:
+    """The backend's memory model at `n` vectors for the build as run (an IVF's nlist stays as built)."""
+    return make_index(backend, **json.loads(build_params)).memory_bytes(n, dim)
+
+
+def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB) -> pd.DataFrame:
+    """Per variant at the largest generated N: measured bytes per vector, recall and p95 there, and the bytes
+    100M / 1B vectors would take, with whether that index alone fits each RAM size."""
+    from bench.scale import latest
+
+    frame = latest(scale)
+    frame = frame[frame["source"] == "gmm"]
+    if frame.empty:
+        return pd.DataFrame()
+    top = frame[frame["n"] == frame["n"].max()]
+    rows = []
+    for _, row in top.sort_values("index_bytes").iterrows():
+        if row["backend"] not in BACKENDS:
+            continue
+        entry = {"variant": row["variant"], "N": int(row["n"]), "bytes/vector": row["index_bytes"] / row["n"],
+                 "vs float32": row["index_bytes"] / (row["n"] * row["dim"] * 4),
+                 "recall": row["recall_at_k"], "reached": bool(row["reached"]), "p95 ms": row["search_p95_ms"],
+                 "build s": row["build_s"]}
+        for n in sizes:
+            need = projected_bytes(row["backend"], row["build_params"], n, int(row["dim"])) / GB
+            entry[f"{_count(n)} GB"] = need
+            for ram in ram_gb:
+                entry[f"{_count(n)} in {ram} GB"] = need <= ram
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def _count(n: int) -> str:
+    return f"{n // 10**9}B" if n >= 10**9 else f"{n // 10**6}M"
+
+
+def search_effort(tried_json: str) -> tuple[str, float]:
+    """The search parameter a grid varied and its value at the chosen (last tried) point."""
+    tried = json.loads(tried_json)
+    if not tried:
+        return "", float("nan")
+    varying = [name for name in tried[-1][0] if len({json.dumps(p.get(name)) for p, _ in tried}) > 1]
+    if len(varying) != 1:
+        return "", float("nan")
+    return varying[0], float(tried[-1][0][varying[0]])
+
+
+def generator_bias(scale: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, the cheapest search point reaching the target on real vectors and on the generator's at
+    the same N (the real corpus; the pooled real vectors), and the ratio of search effort generator / real."""
+    from bench.scale import latest
+
+    frame = latest(scale)
+    rows = []
+    for real_source, fake_source in (("real", "gmm"), ("pooled", "gmm-pooled")):
+        real = frame[frame["source"] == real_source]
+        for _, r in real.iterrows():
+            fake = frame[(frame["source"] == fake_source) & (frame["n"] == r["n"]) & (frame["variant"] == r["variant"])]
+            if fake.empty:
+                continue
+            f = fake.iloc[0]
+            name, real_effort = search_effort(r["search_tried"])
+            _, fake_effort = search_effort(f["search_tried"])
+            rows.append({"variant": r["variant"], "N": int(r["n"]), "vectors": f"{real_source} / {fake_source}",
+                         "knob": name or "-", "real": real_effort, "generated": fake_effort,
+                         "generated / real": fake_effort / real_effort if real_effort else float("nan"),
+                         "real recall": r["recall_at_k"], "generated recall": f["recall_at_k"],
+                         "real p95 ms": r["search_p95_ms"], "generated p95 ms": f["search_p95_ms"],
+                         "reached (real, generated)": f"{'yes' if r['reached'] else 'NO'}, "
+                                                      f"{'yes' if f['reached'] else 'NO'}"})
+    return pd.DataFrame(rows)
+
+
+def build_grid(scale: pd.DataFrame, backend: str = "hnsw") -> pd.DataFrame:
+    """Every build of `backend` at each generated N: the search effort it needed, recall, p95, build time, bytes."""
+    from bench.scale import latest
+
+    frame = latest(scale)
+    frame = frame[(frame["backend"] == backend) & (frame["source"] == "gmm")]
+    rows = []
+    for _, r in frame.sort_values(["n", "variant"]).iterrows():
+        name, effort = search_effort(r["search_tried"])
+        rows.append({"N": int(r["n"]), "variant": r["variant"], "knob": name or "-", "at target": effort,
+                     "recall": r["recall_at_k"], "reached": bool(r["reached"]), "p95 ms": r["search_p95_ms"],
+                     "build s": r["build_s"], "MB": r["index_bytes"] / 2**20})
+    return pd.DataFrame(rows)
