@@ -12,7 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, ParamError, pad_missing
+from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, ParamError, pad_missing, require
 
 # Bytes per dimension of faiss' stored vector codes ("flat" = float32; scalar quantizers by bit width).
 CODE_BYTES_PER_DIM = {"flat": 4.0, "fp16": 2.0, "sq8": 1.0, "sq6": 0.75, "sq4": 0.5}
@@ -29,6 +29,39 @@ def code_bytes(storage: str, dim: int) -> int:
 def trained_bytes(storage: str, dim: int) -> int:
     """What a scalar quantizer keeps after training: per-dimension min and range (float32) for sq4/6/8."""
     return 2 * dim * 4 if storage.startswith("sq") else 0
+
+
+REFINES = ("none", *FACTORY_CODE)  # a refine stage's second copy of the vectors, "none" for no refine stage
+
+
+def check_refine(backend: str, refine: str) -> None:
+    require(refine in REFINES, f"{backend}: refine '{refine}' must be one of {list(REFINES)}")
+
+
+def check_k_factor(backend: str, k_factor: int, refine: str) -> None:
+    require(k_factor >= 1, f"{backend}: k_factor ({k_factor}) must be >= 1")
+    require(k_factor == 1 or refine != "none", f"{backend}: k_factor ({k_factor}) needs a refine stage (refine = 'none')")
+
+
+def refine_factory(refine: str) -> str:
+    """The index_factory suffix of a refine stage."""
+    if refine == "none":
+        return ""
+    return ",RFlat" if refine == "flat" else f",Refine({FACTORY_CODE[refine]})"
+
+
+def refine_bytes(refine: str, n: int, dim: int) -> int:
+    """What a refine stage keeps: a second copy of every vector in `refine` codes."""
+    return 0 if refine == "none" else n * code_bytes(refine, dim) + trained_bytes(refine, dim)
+
+
+def with_refine(base, refine: str, k_factor: int):
+    """Search parameters for an index with a refine stage around `base` (the base index's parameters)."""
+    if refine == "none":
+        return base
+    params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=base)
+    params.keep_alive = base  # faiss holds a raw pointer to the base parameters
+    return params
 
 
 class FaissIndex(AnnIndex):

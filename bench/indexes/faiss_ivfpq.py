@@ -12,10 +12,9 @@ import faiss
 import numpy as np
 
 from bench.indexes.base import Params, quiet_fd2, require
-from bench.indexes.faiss_base import FACTORY_CODE, FaissIndex, code_bytes, trained_bytes
+from bench.indexes.faiss_base import (FaissIndex, check_k_factor, check_refine, refine_bytes, refine_factory,
+                                      with_refine)
 from bench.indexes.faiss_ivf import check_ivf_build, check_nprobe, ivf_lists_bytes
-
-REFINES = ("none", *FACTORY_CODE)
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,26 @@ class IvfPqSearch(Params):
     k_factor: int = 1  # refine pool = k_factor x K (1 without a refine stage)
 
 
+def check_pq_build(backend: str, m: int, nbits: int, n: int) -> None:
+    require(m >= 1, f"{backend}: m ({m}) must be >= 1")
+    require(1 <= nbits <= 16, f"{backend}: nbits ({nbits}) must be between 1 and 16")
+    require(n >= 2 ** nbits, f"{backend}: nbits ({nbits}) needs at least {2 ** nbits} vectors to train its codebooks, got {n}")
+
+
+def check_pq_dim(backend: str, m: int, dim: int) -> None:
+    require(dim % m == 0, f"{backend}: m ({m}) must divide the dimension ({dim})")
+
+
+def pq_codebook_bytes(dim: int, nbits: int) -> int:
+    """The PQ centroids: 2^nbits per sub-vector, float32."""
+    return dim * (2 ** nbits) * 4
+
+
+def train_quietly(index, vectors) -> None:
+    with quiet_fd2():  # faiss warns on stderr when a PQ codebook gets < 39 training points per centroid
+        index.train(vectors)
+
+
 class FaissIVFPQ(FaissIndex):
     name = "faiss_ivfpq"
     native_filter = "faiss IDSelectorBatch in SearchParametersIVF"
@@ -45,45 +64,31 @@ class FaissIVFPQ(FaissIndex):
     def check_build(self, n: int) -> None:
         b = self.build
         check_ivf_build(self.name, b.nlist, n)
-        require(b.m >= 1, f"{self.name}: m ({b.m}) must be >= 1")
-        require(1 <= b.nbits <= 16, f"{self.name}: nbits ({b.nbits}) must be between 1 and 16")
         require(not b.fast_scan or b.nbits == 4, f"{self.name}: fast_scan needs nbits = 4, got {b.nbits}")
-        require(n >= 2 ** b.nbits, f"{self.name}: nbits ({b.nbits}) needs at least {2 ** b.nbits} vectors to train "
-                                   f"its codebooks, got {n}")
-        require(b.refine in REFINES, f"{self.name}: refine '{b.refine}' must be one of {list(REFINES)}")
+        check_pq_build(self.name, b.m, b.nbits, n)
+        check_refine(self.name, b.refine)
 
     def effective_search(self, k, search):
         check_nprobe(self.name, search.nprobe, self.build.nlist)
-        require(search.k_factor >= 1, f"{self.name}: k_factor ({search.k_factor}) must be >= 1")
-        require(search.k_factor == 1 or self.build.refine != "none",
-                f"{self.name}: k_factor ({search.k_factor}) needs a refine stage (refine = 'none')")
+        check_k_factor(self.name, search.k_factor, self.build.refine)
         return search.as_dict()
 
     def factory(self) -> str:
         b = self.build
-        text = f"IVF{b.nlist},PQ{b.m}x{b.nbits}{'fs' if b.fast_scan else ''}"
-        if b.refine == "none":
-            return text
-        return text + (",RFlat" if b.refine == "flat" else f",Refine({FACTORY_CODE[b.refine]})")
+        return f"IVF{b.nlist},PQ{b.m}x{b.nbits}{'fs' if b.fast_scan else ''}" + refine_factory(b.refine)
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
-        require(vectors.shape[1] % self.build.m == 0,
-                f"{self.name}: m ({self.build.m}) must divide the dimension ({vectors.shape[1]})")
+        check_pq_dim(self.name, self.build.m, vectors.shape[1])
         faiss.omp_set_num_threads(threads)
         self.index = faiss.index_factory(vectors.shape[1], self.factory(), faiss.METRIC_INNER_PRODUCT)
         ivf = faiss.extract_index_ivf(self.index)
         ivf.cp.seed = self.build.seed
-        with quiet_fd2():  # faiss warns on stderr when a PQ codebook gets < 39 training points per centroid
-            self.index.train(vectors)
+        train_quietly(self.index, vectors)
         self.index.add(vectors)
 
     def search_parameters(self, selector=None):
         ivf = faiss.SearchParametersIVF(sel=selector, nprobe=self.search["nprobe"])
-        if self.build.refine == "none":
-            return ivf
-        params = faiss.IndexRefineSearchParameters(k_factor=self.search["k_factor"], base_index_params=ivf)
-        params.keep_alive = ivf  # faiss holds a raw pointer to the base parameters
-        return params
+        return with_refine(ivf, self.build.refine, self.search["k_factor"])
 
     def memory_bytes(self, n: int, dim: int) -> int:
         b = self.build
@@ -91,7 +96,6 @@ class FaissIVFPQ(FaissIndex):
             codes = n * b.m // 2 + b.nlist * 16 * b.m // 2
         else:
             codes = n * ((b.m * b.nbits + 7) // 8)
-        refine = 0 if b.refine == "none" else n * code_bytes(b.refine, dim) + trained_bytes(b.refine, dim)
-        return codes + ivf_lists_bytes(n, b.nlist, dim) + dim * (2 ** b.nbits) * 4 + refine
+        return codes + ivf_lists_bytes(n, b.nlist, dim) + pq_codebook_bytes(dim, b.nbits) + refine_bytes(b.refine, n, dim)
 
 
