@@ -1,30 +1,31 @@
-"""ANN backends by name. Each is one module behind `AnnIndex`, owning its parameters, checks and memory model;
-adding a backend is that module plus one line in `BACKENDS`."""
+"""ANN backends by name. Each is one module behind `AnnIndex`, owning its parameters, checks, memory model and
+gate setting; adding a backend is that module plus one line in `REGISTRY` (the tests pick it up from there)."""
 
 from __future__ import annotations
 
-from bench.indexes.base import AnnIndex, Neighbors, ParamError
-from bench.indexes.bm25 import Bm25Index
-from bench.indexes.exact import ExactIndex
-from bench.indexes.faiss_hnsw import FaissHNSW
-from bench.indexes.faiss_ivf import FaissIVF
-from bench.indexes.faiss_ivfpq import FaissIVFPQ
-from bench.indexes.faiss_ivfsq import FaissIVFSQ
-from bench.indexes.faiss_sq import FaissSQ
-from bench.indexes.hnsw import HnswIndex
-from bench.indexes.scann_index import ScannIndex
+import importlib
 
-BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in (
-    ExactIndex,
-    FaissIVF,
-    HnswIndex,
-    ScannIndex,
-    Bm25Index,
-    FaissSQ,
-    FaissIVFSQ,
-    FaissIVFPQ,
-    FaissHNSW,
-)}
+from bench.indexes.base import AnnIndex, Neighbors, ParamError
+
+REGISTRY = (
+    "bench.indexes.exact:ExactIndex",
+    "bench.indexes.faiss_ivf:FaissIVF",
+    "bench.indexes.hnsw:HnswIndex",
+    "bench.indexes.scann_index:ScannIndex",
+    "bench.indexes.bm25:Bm25Index",
+    "bench.indexes.faiss_sq:FaissSQ",
+    "bench.indexes.faiss_ivfsq:FaissIVFSQ",
+    "bench.indexes.faiss_ivfpq:FaissIVFPQ",
+    "bench.indexes.faiss_hnsw:FaissHNSW",
+)
+
+
+def _load(path: str) -> type[AnnIndex]:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in map(_load, REGISTRY)}
 
 
 def make_index(backend: str, **build) -> AnnIndex:
