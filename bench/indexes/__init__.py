@@ -17,6 +17,7 @@ REGISTRY = (
     "bench.indexes.faiss_ivfsq:FaissIVFSQ",
     "bench.indexes.faiss_ivfpq:FaissIVFPQ",
     "bench.indexes.faiss_hnsw:FaissHNSW",
+    "bench.indexes.faiss_pq:FaissPQ",
 )
 
 
