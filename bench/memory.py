@@ -64,7 +64,7 @@ def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB) -> pd.DataFrame:
     for _, row in top.sort_values("index_bytes").iterrows():
         if row["backend"] not in BACKENDS:
             continue
-        entry = {"variant": row["variant"], "N": int(row["n"]), "bytes/vector": row["index_bytes"] / row["n"],
+        entry = {"variant": row["variant"], "measured": _when(row), "bytes/vector": row["index_bytes"] / row["n"],
                  "vs float32": row["index_bytes"] / (row["n"] * row["dim"] * 4),
                  "recall": row["recall_at_k"], "reached": bool(row["reached"]), "p95 ms": row["search_p95_ms"],
                  "build s": row["build_s"]}
@@ -75,6 +75,11 @@ def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB) -> pd.DataFrame:
                 entry[f"{_count(n)} in {ram} GB"] = need <= ram
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def _when(row: pd.Series) -> str:
+    """When a row was measured (its run's start): latencies compare within a run, not across runs."""
+    return pd.Timestamp(row["timestamp"]).strftime("%Y-%m-%d %H:%M")
 
 
 def _count(n: int) -> str:
@@ -103,8 +108,8 @@ def generator_bias(scale: pd.DataFrame) -> pd.DataFrame:
         real = frame[frame["source"] == real_source]
         for _, r in real.iterrows():
             fake = frame[(frame["source"] == fake_source) & (frame["n"] == r["n"]) & (frame["variant"] == r["variant"])]
-            if fake.empty:
-                continue
+            if fake.empty or not search_effort(r["search_tried"])[0]:
+                continue  # nothing to compare where the grid has no knob (exact, exhaustive scans)
             f = fake.iloc[0]
             name, real_effort = search_effort(r["search_tried"])
             _, fake_effort = search_effort(f["search_tried"])
@@ -127,7 +132,8 @@ def build_grid(scale: pd.DataFrame, backend: str = "hnsw") -> pd.DataFrame:
     rows = []
     for _, r in frame.sort_values(["n", "variant"]).iterrows():
         name, effort = search_effort(r["search_tried"])
-        rows.append({"N": int(r["n"]), "variant": r["variant"], "knob": name or "-", "at target": effort,
+        rows.append({"N": int(r["n"]), "variant": r["variant"], "measured": _when(r), "knob": name or "-",
+                     "at target": effort,
                      "recall": r["recall_at_k"], "reached": bool(r["reached"]), "p95 ms": r["search_p95_ms"],
                      "build s": r["build_s"], "MB": r["index_bytes"] / 2**20})
     return pd.DataFrame(rows)

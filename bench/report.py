@@ -309,9 +309,18 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
             "search on the same queries, with 95% t-intervals.", "", markdown_table(pd.DataFrame(table)), ""]
 
 
-def _scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
-    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only."""
+BM25_SCALE = "inverted index grows with the corpus tokens (not in the scale series)"
+
+
+def _scale_note(scale: pd.DataFrame | None, row: pd.Series, kind: str) -> str:
+    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (a
+    hybrid's dense side only)."""
     from bench.scale import growth
+
+    if kind == "bm25":
+        return BM25_SCALE
+    if kind == "hybrid":
+        return f"dense side: {_scale_note(scale, row, 'bi')}; BM25 side: {BM25_SCALE}"
 
     slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
     if slopes.empty:
@@ -433,8 +442,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{4 * ref['encoder_params'] / MB:.1f} model",
             f"test nDCG@10 (K={k})": quality_text,
-            "scale": "inverted index grows with the corpus tokens (not in the scale series)" if kind == "bm25"
-            else _scale_note(scale, ref),
+            "scale": _scale_note(scale, ref, kind),
         })
         notes.append(f"{encoder}: online/offline/memory from the cell `{ref['backend']} {ref['config']}` at K={ref['k']} "
                      f"(fastest with dev recall@K >= 0.95; cell_id {ref['cell_id'][:12]})")
@@ -896,21 +904,31 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         grid = grid.assign(variant=grid["variant"].map(_variant))
         parts += ["### HNSW build grid", "",
                   "hnswlib at each build (M, ef_construction) on generated vectors: the ef each needed for the target, "
-                  "its p95, build time and size. Builds above 100k were limited by build time on this machine (see "
-                  "configs/scale.toml).", "", markdown_table(grid, ".4g"), ""]
+                  "its p95, build time and size (`measured`: the start of the run that measured it; p95 compares "
+                  "within a run, not across runs). Builds above 100k were limited by build time on this machine "
+                  "(see configs/scale.toml).", "", markdown_table(grid, ".4g"), ""]
     table = capacity(frame)
     if len(table):
-        n_top = int(table["N"].iloc[0])
+        n_top = int(frame.loc[frame["source"] == "gmm", "n"].max())
         plot = ""
         if plots_dir is not None:
             png = plots_dir / "memory_at_scale.png"
             _capacity_plot(png, table, k, n_top)
             plot = f"![bytes per vector vs p95 at N={n_top:,}]({link_prefix}{png.name})"
-        shown = table.assign(variant=table["variant"].map(_variant))
-        for column in [c for c in shown.columns if c.endswith(" GB") and " in " in c]:
-            shown[column] = np.where(shown[column], "yes", "no")
+        shown = table.assign(variant=table["variant"].map(_variant),
+                             **{"bytes/vector": table["bytes/vector"].map("{:,.0f}".format),
+                                "vs float32": table["vs float32"].map("{:.3f}".format),
+                                "recall": table["recall"].map("{:.3f}".format),
+                                "p95 ms": table["p95 ms"].map("{:.3g}".format),
+                                "build s": table["build s"].map("{:,.0f}".format)}).drop(columns="reached")
+        shown["recall"] = np.where(table["reached"], shown["recall"], shown["recall"] + " (not reached)")
+        for column in [c for c in shown.columns if c.endswith(" GB")]:
+            shown[column] = table[column].map("{:,.1f}".format)
+        for column in [c for c in shown.columns if " in " in c]:
+            shown[column] = np.where(table[column], "yes", "no")
         parts += ["### Memory at 100M and 1B vectors", "",
-                  f"At N = {n_top:,} generated vectors: bytes per vector as serialized, recall@{k} and p95 at the "
+                  f"At N = {n_top:,} generated vectors (`measured`: the start of the run that measured the row; "
+                  f"latencies compare within a run, #13): bytes per vector as serialized, recall@{k} and p95 at the "
                   f"cheapest search point reaching the target (recall below {first['target_recall']} where the grid "
                   "never reached it), build time; then the index bytes at 100M and 1B vectors from each backend's memory "
                   "model with the build as run (IVF centroids kept at this N's nlist: with nlist ~ sqrt(N) they add "

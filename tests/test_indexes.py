@@ -118,6 +118,13 @@ def test_every_backend_at_its_gate_setting(backend):
     assert set(index.build.as_dict()) == {f.name for f in dataclasses.fields(cls.Build)}
     grown = index.search_at_least(200, search)
     index.check_search(200, grown)  # candidate lists grown to K are valid at K
+    if cls.native_filter:  # filtered inside the library: only allowed ids come back
+        from bench.indexes.base import AllowedIds
+
+        allowed = AllowedIds(np.arange(len(base)) % 3 == 0)
+        for q in queries[:5]:
+            ids = index.filtered_query(q, allowed)
+            assert allowed.mask[ids[ids >= 0]].all() and (ids >= 0).sum() > 0
 
 
 def test_rows_record_effective_search_parameters():
