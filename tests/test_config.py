@@ -26,7 +26,7 @@ def test_shipped_configs_load():
                                                      "faiss_ivfsq", "faiss_ivfpq", "faiss_hnsw"}
     assert set(BACKENDS) >= {b.backend for b in scifact.backends}
     assert set(scifact.rerank.backends) == {"exact", "faiss_ivf", "hnsw", "scann"}
-    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 200 and max(scifact.k) == 1000
+    assert scifact.rerank.rerankers and max(scifact.rerank.r) == 200 and max(scifact.k) == 2000
     assert {e.name for e in scifact.encoders if e.type == "hybrid"} == {"hybrid-rrf", "hybrid-convex"}
 
 
