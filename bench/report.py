@@ -854,11 +854,14 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         "build": rows["build_params"].map(_params),
         "search (cheapest at target)": rows["search_params"].map(_params)
         + np.where(rows["reached"], "", " (target NOT reached)"),
-        f"recall@{int(rows['k'].iloc[0])}": rows["recall_at_k"], "build s": rows["build_s"],
-        "bytes/vector": rows["index_bytes"] / rows["n"],
-        "index MB": rows["index_bytes"] / MB, "predicted MB": rows["predicted_index_bytes"] / MB,
-        "RSS growth MB": rows["rss_build_delta_bytes"] / MB,
-        "p50 ms": rows["search_p50_ms"], "p95 ms": rows["search_p95_ms"],
+        f"recall@{int(rows['k'].iloc[0])}": rows["recall_at_k"].map("{:.3f}".format),
+        "build s": rows["build_s"].map("{:.2g}".format),
+        "bytes/vector": (rows["index_bytes"] / rows["n"]).map("{:,.0f}".format),
+        "index MB": (rows["index_bytes"] / MB).map("{:,.1f}".format),
+        "predicted MB": (rows["predicted_index_bytes"] / MB).map("{:,.1f}".format),
+        "RSS growth MB": (rows["rss_build_delta_bytes"] / MB).map("{:,.0f}".format),
+        "p50 ms": rows["search_p50_ms"].map("{:.3g}".format), "p95 ms": rows["search_p95_ms"].map("{:.3g}".format),
+        "measured": rows["timestamp"].dt.strftime("%m-%d %H:%M"),
     })
     ratio = rows["index_bytes"] / rows["predicted_index_bytes"]
     slopes = growth(frame)
@@ -906,7 +909,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
                   "hnswlib at each build (M, ef_construction) on generated vectors: the ef each needed for the target, "
                   "its p95, build time and size (`measured`: the start of the run that measured it; p95 compares "
                   "within a run, not across runs). Builds above 100k were limited by build time on this machine "
-                  "(see configs/scale.toml).", "", markdown_table(grid, ".4g"), ""]
+                  "(see configs/scale.toml).", "", markdown_table(grid, ".3g"), ""]
     table = capacity(frame)
     if len(table):
         n_top = int(frame.loc[frame["source"] == "gmm", "n"].max())
