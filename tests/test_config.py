@@ -25,7 +25,7 @@ def test_shipped_configs_load():
     assert {b.backend for b in scifact.backends} >= {"exact", "faiss_ivf", "hnsw", "scann", "bm25s", "faiss_sq",
                                                      "faiss_ivfsq", "faiss_ivfpq", "faiss_hnsw"}
     assert set(BACKENDS) >= {b.backend for b in scifact.backends}
-    assert set(scifact.rerank.backends) == {"exact", "faiss_ivf", "hnsw", "scann"}
+    assert set(scifact.rerank.backends) == {"exact", "faiss_ivf", "hnsw", "scann", "bm25s"}
     assert scifact.rerank.rerankers and max(scifact.rerank.r) == 200 and max(scifact.k) == 2000
     assert {e.name for e in scifact.encoders if e.type == "hybrid"} == {"hybrid-rrf", "hybrid-convex"}
 
