@@ -68,3 +68,8 @@ def run_metadata(config_hash: str) -> dict:
         "host_id": host_id(),
         "config_hash": config_hash,
     }
+
+
+def measured_now() -> datetime:
+    """The time a row is measured (its `measured_at`; `timestamp` is its run's start)."""
+    return datetime.now(timezone.utc)

@@ -32,7 +32,7 @@ from bench.cache import content_key
 from bench.config import ConfigError, MeasureSpec, SeriesConfig, from_table, read_toml, resolve_dataset_path
 from bench.datasets import load_dataset
 from bench.encoders import SentenceEncoder, embed_dataset
-from bench.env import host_id, run_metadata
+from bench.env import host_id, measured_now, run_metadata
 from bench.indexes import make_index
 from bench.indexes.base import AllowedIds, AnnIndex, ParamError, cpu_count
 from bench.store import FILTER_SCHEMA, ResultStore
@@ -158,7 +158,7 @@ def run_filters(config: FilterConfig, data_root: Path | None = None, store: Resu
                 log.info("%s has no native filtered search: skipped", spec.backend)
                 continue
             row = _measure(index, spec, docs, queries, selectivity, strategy, config)
-            store.add({**metadata, **row, "cell_id": cell_id, "config_name": config.name, "dataset": dataset.name,
+            store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell_id, "config_name": config.name, "dataset": dataset.name,
                        "n_docs": dataset.n_docs, "n_queries": len(queries), "k": config.k})
             written += 1
     return written

@@ -78,8 +78,9 @@ def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB) -> pd.DataFrame:
 
 
 def _when(row: pd.Series) -> str:
-    """When a row was measured (its run's start): latencies compare within a run, not across runs."""
-    return pd.Timestamp(row["timestamp"]).strftime("%Y-%m-%d %H:%M")
+    """When a row was measured (rows from before `measured_at` existed: their run's start)."""
+    when = row["measured_at"] if pd.notna(row.get("measured_at")) else row["timestamp"]
+    return pd.Timestamp(when).strftime("%Y-%m-%d %H:%M")
 
 
 def _count(n: int) -> str:

@@ -861,7 +861,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         "predicted MB": (rows["predicted_index_bytes"] / MB).map("{:,.1f}".format),
         "RSS growth MB": (rows["rss_build_delta_bytes"] / MB).map("{:,.0f}".format),
         "p50 ms": rows["search_p50_ms"].map("{:.3g}".format), "p95 ms": rows["search_p95_ms"].map("{:.3g}".format),
-        "measured": rows["timestamp"].dt.strftime("%m-%d %H:%M"),
+        "measured": rows["measured_at"].fillna(rows["timestamp"]).dt.strftime("%m-%d %H:%M"),
     })
     ratio = rows["index_bytes"] / rows["predicted_index_bytes"]
     slopes = growth(frame)
@@ -907,7 +907,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         grid = grid.assign(variant=grid["variant"].map(_variant))
         parts += ["### HNSW build grid", "",
                   "hnswlib at each build (M, ef_construction) on generated vectors: the ef each needed for the target, "
-                  "its p95, build time and size (`measured`: the start of the run that measured it; p95 compares "
+                  "its p95, build time and size (`measured`: when, or its run's start for older rows; p95 compares "
                   "within a run, not across runs). Builds above 100k were limited by build time on this machine "
                   "(see configs/scale.toml).", "", markdown_table(grid, ".3g"), ""]
     table = capacity(frame)
@@ -930,7 +930,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         for column in [c for c in shown.columns if " in " in c]:
             shown[column] = np.where(table[column], "yes", "no")
         parts += ["### Memory at 100M and 1B vectors", "",
-                  f"At N = {n_top:,} generated vectors (`measured`: the start of the run that measured the row; "
+                  f"At N = {n_top:,} generated vectors (`measured`: when the row was measured, or its run's start for older rows; "
                   f"latencies compare within a run, #13): bytes per vector as serialized, recall@{k} and p95 at the "
                   f"cheapest search point reaching the target (recall below {first['target_recall']} where the grid "
                   "never reached it), build time; then the index bytes at 100M and 1B vectors from each backend's memory "

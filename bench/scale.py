@@ -34,7 +34,7 @@ from bench.chunking import Chunking
 from bench.config import ConfigError, MeasureSpec, SeriesConfig, as_lists, from_table, grid, read_toml, resolve_dataset_path
 from bench.datasets import load_dataset
 from bench.encoders import SentenceEncoder, embed_dataset
-from bench.env import host_id, run_metadata
+from bench.env import host_id, measured_now, run_metadata
 from bench.indexes import exact_neighbors, make_index
 from bench.indexes.base import ParamError, cpu_count
 from bench.metrics import recall_vs_exact
@@ -245,7 +245,7 @@ def run_scale(config: ScaleConfig, data_root: Path | None = None, store: ResultS
         truth = exact_neighbors(vectors, queries, config.k, threads).ids
         for cell in group:
             row = _measure(cell, vectors, queries, truth, config, threads)
-            store.add({**metadata, **row, "cell_id": cell.cell_id, "config_name": config.name, "source": source,
+            store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell.cell_id, "config_name": config.name, "source": source,
                        "generator": json.dumps(generators[source], sort_keys=True),
                        "n": n, "dim": vectors.shape[1], "n_queries": len(queries), "k": config.k,
                        "target_recall": config.target_recall})

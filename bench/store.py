@@ -70,7 +70,9 @@ SCHEMA = pa.schema([
     ("dev_query_ids", pa.list_(_STR)), ("dev_q_ndcg_at_10", pa.list_(_F64)), ("dev_q_recall_at_100", pa.list_(_F64)),
     ("dev_q_rr_at_10", pa.list_(_F64)),
     # run metadata
-    ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
+    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
+    ("git_sha", _STR), ("git_dirty", pa.bool_()),
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
 ])
 
@@ -95,7 +97,9 @@ SCALE_SCHEMA = pa.schema([
     ("rss_build_delta_bytes", _I64),  # process RSS after the build minus before (vectors already loaded)
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64),
-    ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
+    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
+    ("git_sha", _STR), ("git_dirty", pa.bool_()),
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
 ])
 
@@ -113,7 +117,9 @@ FILTER_SCHEMA = pa.schema([
     ("violations", _I64),  # returned ids failing the filter (must be 0)
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64),
-    ("timestamp", pa.timestamp("us", tz="UTC")), ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
+    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
+    ("git_sha", _STR), ("git_dirty", pa.bool_()),
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
 ])
 
@@ -121,7 +127,7 @@ KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.
 ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0,
-                 "fusion_alpha_chosen_on": "", "variant": ""}
+                 "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None}
 
 
 class SchemaError(ValueError):

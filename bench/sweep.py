@@ -24,7 +24,7 @@ from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
 from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
                             model_identity)
-from bench.env import host_id, run_metadata
+from bench.env import host_id, measured_now, run_metadata
 from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
 from bench.indexes.base import AnnIndex, Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
@@ -571,7 +571,7 @@ class CellMeasurer:
             **self._recall(result.ids, self._truth(cell)),
             "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
-            **self._quality(result.ids),
+            **self._quality(result.ids), "measured_at": measured_now(),
         }
         self.sink(row)
         return row, result, latency
@@ -643,7 +643,8 @@ class CellMeasurer:
                 latency = self._rerank_latency_of(name, child.r)
                 e2e = end_to_end(self.encode_latency, search_latency, latency)
                 self.sink({
-                    **first_row, **self._quality(ids), "cell_id": child.cell_id, "reranker": name,
+                    **first_row, **self._quality(ids), "measured_at": measured_now(), "cell_id": child.cell_id,
+                    "reranker": name,
                     "reranker_identity": scorer.identity, "reranker_saw_eval_docs": bool(report.get("saw_eval_docs")), "r": child.r, "fusion_alpha": alpha,
                     "fusion_alpha_chosen_on": "dev" if child.alpha == "dev" else "",
                     "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,

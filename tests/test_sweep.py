@@ -38,6 +38,8 @@ def test_sweep_measures_every_cell_then_resumes(config):
     # exact 2 K + ivf 2 nprobe x 2 K + hnsw (ef=10: K=5 only; ef=40: both) + scann 2 x 2; bm25 2 K
     assert first.planned == first.computed == 2 + 4 + 3 + 4 + 2
     assert first.skipped_invalid == 1 and first.corpora_encoded == 1
+    rows = read_results(config.results_path)
+    assert (rows["measured_at"] >= rows["timestamp"]).all()  # each row stamped when measured, after its run began
     frame = read_results(config.results_path)
     assert len(frame) == first.planned and frame["cell_id"].is_unique
     assert (frame.loc[frame["backend"].isin(["exact", "bm25s"]), "recall_at_k"] == 1.0).all()
