@@ -472,7 +472,7 @@ def _memory_section(first: pd.DataFrame, plots_dir: Path, link_prefix: str) -> l
     from bench.memory import memory_frontier, smallest_at_recall, with_bytes_per_vector
 
     encoder = _baseline_encoder(first)
-    rows = first[first["encoder"] == encoder]
+    rows = with_bytes_per_vector(first[first["encoder"] == encoder])
     if rows["backend"].nunique() < 2:
         return []
     dim = int(rows["dim"].iloc[0])
@@ -485,23 +485,10 @@ def _memory_section(first: pd.DataFrame, plots_dir: Path, link_prefix: str) -> l
     exact = rows[rows["backend"] == "exact"]
     for k in [k for k in (10, 100) if (rows["k"] == k).any()] or sorted(rows["k"].unique())[:2]:
         png = plots_dir / f"memory_k{k}.png"
-        panels = [(f"dev recall@{k}", [(b, g) for b, g in memory_frontier(rows, k).groupby("backend")]),
-                  ("dev nDCG@10", [(b, g) for b, g in memory_frontier(rows, k, "dev_ndcg_at_10").groupby("backend")])]
-        fig, axes = _facets(2)
-        for ax, (ylabel, series), y in zip(axes, panels, ("dev_recall_at_k", "dev_ndcg_at_10")):
-            for backend, line in series:
-                line = line.sort_values("bytes_per_vector")
-                ax.plot(line["bytes_per_vector"], line[y], marker="o", markersize=3, label=backend,
-                        color=BACKEND_COLORS.get(backend))
-            ax.set_xscale("log")
-            _readable_log_axis(ax.xaxis)
-            ax.set_xlabel("index bytes per vector (log)", fontsize=8)
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{encoder}, K = {k}: quality against bytes per vector, frontier per backend", fontsize=10)
-        _save(fig, png)
+        panels = [(name, [(b, g.assign(quality=g[column])) for b, g in memory_frontier(rows, k, column).groupby("backend")])
+                  for name, column in ((f"dev recall@{k}", "dev_recall_at_k"), ("dev nDCG@10", "dev_ndcg_at_10"))]
+        _frontier_plot(png, panels, "bytes_per_vector", "quality", "index bytes per vector (log)", "dev quality",
+                       f"{encoder}, K = {k}: quality against bytes per vector, frontier per backend")
         table = []
         exact_row = exact[exact["k"] == k]
         for _, row in smallest_at_recall(rows, k).iterrows():
@@ -515,8 +502,7 @@ def _memory_section(first: pd.DataFrame, plots_dir: Path, link_prefix: str) -> l
                           f"test recall@{k}": f"{row['recall_at_k']:.3f}",
                           "test nDCG@10": ci(*t_interval(row["q_ndcg_at_10"])), "vs exact": delta,
                           "search p95 ms": f"{row['search_p95_ms']:.2g}"})
-        below = with_bytes_per_vector(rows[(rows["k"] == k)])
-        below = below[below["bytes_per_vector"] <= dim]  # at most a quarter of the float32 bytes
+        below = rows[(rows["k"] == k) & (rows["bytes_per_vector"] <= dim)]  # at most a quarter of the float32 bytes
         best_small = below.sort_values("dev_recall_at_k").iloc[-1] if len(below) else None
         parts += [f"K = {k}: ![memory frontier K={k}]({link_prefix}{png.name})", "",
                   markdown_table(pd.DataFrame(table)), ""]
@@ -903,7 +889,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
                   "Every generated-vector figure in this section (10k to 1M) carries this bias.", "",
                   markdown_table(bias, ".3g"), ""]
     grid = build_grid(frame)
-    if grid["variant"].nunique() > 1 if len(grid) else False:
+    if len(grid) and grid["variant"].nunique() > 1:
         grid = grid.assign(variant=grid["variant"].map(_variant))
         parts += ["### HNSW build grid", "",
                   "hnswlib at each build (M, ef_construction) on generated vectors: the ef each needed for the target, "
@@ -945,8 +931,8 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
 def _variant(text: str) -> str:
     """A scale variant with the parameter short names of the tables."""
     backend, *params = text.split(" ")
-    return " ".join([backend, *(f"{ABBREVIATIONS.get(p.split('=')[0], p.split('=')[0])}={p.split('=', 1)[1]}"
-                                for p in params if "=" in p)])
+    pairs = [param.partition("=") for param in params]
+    return " ".join([backend, *(f"{ABBREVIATIONS.get(name, name)}={value}" for name, _, value in pairs)])
 
 
 def _capacity_plot(path: Path, table: pd.DataFrame, k: int, n: int) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from bench.analysis import HIDDEN_PARAMS
 from bench.cache import cached_array, content_key
 from bench.chunking import Chunking
 from bench.config import ConfigError, MeasureSpec, SeriesConfig, as_lists, from_table, grid, read_toml, resolve_dataset_path
@@ -62,7 +63,7 @@ class ScaleBackend:
     def variant(self) -> str:
         """The backend and its build as configured, e.g. "hnsw M=32 ef_construction=100": a row's series."""
         return " ".join([self.backend, *(f"{name}={value}" for name, value in sorted(self.build.items())
-                                          if name not in ("seed", "training_sample_size"))])
+                                          if name not in HIDDEN_PARAMS)])
 
 
 @dataclass(frozen=True)

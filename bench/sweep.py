@@ -162,16 +162,15 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
             continue  # e.g. bm25s takes text, HNSW takes vectors
         if (encoder.backends and spec.backend not in encoder.backends) or (spec.encoders and encoder.name not in spec.encoders):
             continue
-        builds = spec.build_grid()
-        indexes = [first_stage_index(encoder, spec.backend, build) for build in builds]
-        for index in indexes:
+        # (the config's build table, its index): cell ids hash the table as written, not the defaults filled in
+        indexes = [(build, first_stage_index(encoder, spec.backend, build)) for build in spec.build_grid()]
+        for _, index in indexes:
             index.check_build(dataset.n_docs)
-        given = {id(index): build for index, build in zip(indexes, builds)}  # cell ids hash the config's table
         depths = encoder.hybrid_spec.depth if output == "hybrid" else [None]
         for point in spec.search_grid():
             first_error = None
             accepted = 0
-            for index, depth, k in itertools.product(indexes, depths, config.k):
+            for (build, index), depth, k in itertools.product(indexes, depths, config.k):
                 search = point if depth is None else {**point, "depth": depth}
                 try:
                     index.check_search(k, search)
@@ -182,11 +181,11 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 accepted += 1
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
                        "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
-                       "build": given[id(index)], "search": search, "k": k,
+                       "build": build, "search": search, "k": k,
                        "measure": dataclasses.asdict(config.measure)}
                 children, too_deep = _plan_children(config, encoder.name, spec.backend, k, key)
                 skipped += too_deep
-                cells.append(Cell(encoder, spec.backend, given[id(index)], search, k, content_key(key), children))
+                cells.append(Cell(encoder, spec.backend, build, search, k, content_key(key), children))
             if not accepted and output != "hybrid":  # a hybrid shares the grid: shallow points miss its depths
                 raise ParamError(f"{first_error} (search point {point} is invalid for every build point and K)")
     return cells, skipped

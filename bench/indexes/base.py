@@ -102,6 +102,10 @@ def require(condition: bool, message: str) -> None:
         raise ParamError(message)
 
 
+def check_choice(backend: str, parameter: str, value: str, choices) -> None:
+    require(value in choices, f"{backend}: {parameter} '{value}' must be one of {list(choices)}")
+
+
 class AnnIndex(ABC):
     """An index over L2-normalized vectors, scored by inner product.
 

@@ -12,11 +12,12 @@ from typing import Any
 import faiss
 import numpy as np
 
-from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, ParamError, pad_missing, require
+from bench.indexes.base import AllowedIds, AnnIndex, Neighbors, ParamError, check_choice, pad_missing, require
 
 # Bytes per dimension of faiss' stored vector codes ("flat" = float32; scalar quantizers by bit width).
 CODE_BYTES_PER_DIM = {"flat": 4.0, "fp16": 2.0, "sq8": 1.0, "sq6": 0.75, "sq4": 0.5}
 FACTORY_CODE = {"flat": "Flat", "fp16": "SQfp16", "sq8": "SQ8", "sq6": "SQ6", "sq4": "SQ4"}
+STORAGES = ("fp16", "sq8", "sq6", "sq4")  # compressed storages (every code but float32)
 
 
 def code_bytes(storage: str, dim: int) -> int:
@@ -35,7 +36,7 @@ REFINES = ("none", *FACTORY_CODE)  # a refine stage's second copy of the vectors
 
 
 def check_refine(backend: str, refine: str) -> None:
-    require(refine in REFINES, f"{backend}: refine '{refine}' must be one of {list(REFINES)}")
+    check_choice(backend, "refine", refine, REFINES)
 
 
 def check_k_factor(backend: str, k_factor: int, refine: str) -> None:
@@ -78,20 +79,16 @@ class FaissIndex(AnnIndex):
         self.params = self.search_parameters()  # built once per setting, outside the timed path
         faiss.omp_set_num_threads(1)
 
-    def _search(self, vectors: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(vectors, self.k, params=params) if params is not None else self.index.search(
-            vectors, self.k)
-
     def query(self, vector: np.ndarray) -> np.ndarray:
-        return self._search(vector[None, :], self.params)[1][0]
+        return self.index.search(vector[None, :], self.k, params=self.params)[1][0]
 
     def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
-        return self._search(vector[None, :], self.search_parameters(allowed.faiss_selector))[1][0]
+        return self.index.search(vector[None, :], self.k, params=self.search_parameters(allowed.faiss_selector))[1][0]
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         faiss.omp_set_num_threads(threads)
         try:
-            scores, ids = self._search(vectors, self.params)
+            scores, ids = self.index.search(vectors, self.k, params=self.params)
         finally:
             faiss.omp_set_num_threads(1)
         return pad_missing(ids, scores, ids < 0)

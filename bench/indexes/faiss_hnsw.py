@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from bench.indexes.base import Params, require
+from bench.indexes.base import Params, check_choice
 from bench.indexes.faiss_base import FACTORY_CODE, FaissIndex, code_bytes, trained_bytes
-from bench.indexes.hnsw import HnswSearch, check_graph_build, effective_ef
+from bench.indexes.hnsw import HnswIndex, HnswSearch, check_graph_build, ef_at_least, effective_ef
 
 
 @dataclass(frozen=True)
@@ -25,19 +25,18 @@ class FaissHNSW(FaissIndex):
     native_filter = "faiss IDSelectorBatch in SearchParametersHNSW"
     Build = FaissHnswBuild
     Search = HnswSearch
-    short_names = {"ef_construction": "efC"}
+    short_names = HnswIndex.short_names
     gate_params = ({"M": 16, "ef_construction": 100, "storage": "sq8"}, {"ef": 50})
 
     def check_build(self, n: int) -> None:
         check_graph_build(self.name, self.build.M, self.build.ef_construction)
-        require(self.build.storage in FACTORY_CODE,
-                f"{self.name}: storage '{self.build.storage}' must be one of {list(FACTORY_CODE)}")
+        check_choice(self.name, "storage", self.build.storage, FACTORY_CODE)
 
     def effective_search(self, k, search):
         return {"ef": effective_ef(self.name, k, search.ef)}
 
     def search_at_least(self, k, search):
-        return {**search, "ef": max(search.get("ef") or k, k)}
+        return ef_at_least(k, search)
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         faiss.omp_set_num_threads(threads)

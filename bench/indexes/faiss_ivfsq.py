@@ -9,11 +9,9 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from bench.indexes.base import Params, require
-from bench.indexes.faiss_base import FACTORY_CODE, FaissIndex, code_bytes, trained_bytes
+from bench.indexes.base import Params, check_choice
+from bench.indexes.faiss_base import FACTORY_CODE, STORAGES, FaissIndex, code_bytes, trained_bytes
 from bench.indexes.faiss_ivf import IvfSearch, check_ivf_build, check_nprobe, ivf_lists_bytes
-
-STORAGES = ("fp16", "sq8", "sq6", "sq4")
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class FaissIVFSQ(FaissIndex):
 
     def check_build(self, n: int) -> None:
         check_ivf_build(self.name, self.build.nlist, n)
-        require(self.build.storage in STORAGES, f"{self.name}: storage '{self.build.storage}' must be one of {list(STORAGES)}")
+        check_choice(self.name, "storage", self.build.storage, STORAGES)
 
     def effective_search(self, k, search):
         check_nprobe(self.name, search.nprobe, self.build.nlist)

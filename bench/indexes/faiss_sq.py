@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from bench.indexes.base import Params, require
-from bench.indexes.faiss_base import FACTORY_CODE, FaissIndex, code_bytes, trained_bytes
-from bench.indexes.faiss_ivfsq import STORAGES
+from bench.indexes.base import Params, check_choice
+from bench.indexes.faiss_base import FACTORY_CODE, STORAGES, FaissIndex, code_bytes, trained_bytes
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class FaissSQ(FaissIndex):
     gate_params = ({"storage": "fp16"}, {})
 
     def check_build(self, n: int) -> None:
-        require(self.build.storage in STORAGES, f"{self.name}: storage '{self.build.storage}' must be one of {list(STORAGES)}")
+        check_choice(self.name, "storage", self.build.storage, STORAGES)
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         faiss.omp_set_num_threads(threads)

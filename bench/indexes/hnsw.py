@@ -34,6 +34,11 @@ def effective_ef(backend: str, k: int, ef: int | None) -> int:
     return ef
 
 
+def ef_at_least(k: int, search: dict) -> dict:
+    """`search` with ef grown to at least K (the graph's candidate list must hold K)."""
+    return {**search, "ef": max(search.get("ef") or k, k)}
+
+
 class HnswIndex(AnnIndex):
     name = "hnsw"
     native_filter = "hnswlib filter callback"
@@ -49,7 +54,7 @@ class HnswIndex(AnnIndex):
         return {"ef": effective_ef(self.name, k, search.ef)}
 
     def search_at_least(self, k, search):
-        return {**search, "ef": max(search.get("ef") or k, k)}
+        return ef_at_least(k, search)
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         self.index = hnswlib.Index(space="ip", dim=vectors.shape[1])
