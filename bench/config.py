@@ -76,15 +76,42 @@ class BackendSpec:
 
 @dataclass(frozen=True)
 class MeasureSpec:
-    """How latency and throughput are measured."""
+    """How latency and throughput are measured. Every field but `build_threads` only changes how latency is
+    timed: a change re-measures the latency columns of stored rows and keeps their quality (bench.sweep)."""
 
     warmup: int = 20  # untimed queries before timing each cell
     repeats: int = 3  # timed passes over the query sample
     query_sample: int = 0  # queries timed per pass; 0 = all
     encode_sample: int = 100  # queries timed for query-encoding latency
+    encode_repeats: int = 3  # timed passes over the encode sample (interleaved with the calibration kernel)
+    threads: int = 1  # torch threads of the online model stages: query encoding and reranking (one-query search
+    # runs on one thread in every backend's query path)
+    calibration_tolerance: float = 0.1  # stored latencies whose calibration figure differs more are re-measured
     throughput_threads: int = 0  # 0 = all available cores
     throughput_repeats: int = 3
     build_threads: int = 0  # 0 = all available cores
+
+    def __post_init__(self):
+        counts = {"warmup": 0, "repeats": 1, "query_sample": 0, "encode_sample": 1, "encode_repeats": 1, "threads": 1,
+                  "throughput_threads": 0, "throughput_repeats": 1, "build_threads": 0}
+        for name, least in counts.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if not 0 < self.calibration_tolerance < 1:
+            raise ValueError(f"calibration_tolerance must be in (0, 1), got {self.calibration_tolerance}")
+
+    def latency_settings(self) -> dict:
+        """The fields that only change how latency is timed (rows store them; cell ids do not hash them)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("build_threads", "calibration_tolerance")}
+
+    def key(self) -> dict:
+        """The settings as the scale and filter series' cell ids hash them: fields added later are left out at
+        their defaults, so ids predating them still match."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in MEASURE_FIELDS_ADDED or v != MEASURE_FIELDS_ADDED[k]}
+
+
+MEASURE_FIELDS_ADDED = {"encode_repeats": 3, "threads": 1, "calibration_tolerance": 0.1}
 
 
 @dataclass(frozen=True)
@@ -113,8 +140,7 @@ class RerankSpec:
     min_recall_at_k: float = 0.0
     encoders: list[str] = field(default_factory=list)  # first-stage encoders to rerank; empty = all
     backends: list[str] = field(default_factory=list)  # first-stage backends to rerank; empty = all
-    latency_queries: int = 20  # fixed sample (the first queries) whose R pairs are timed, uncached
-    threads: int = 0  # torch threads for reranking; 0 = all available cores
+    latency_queries: int = 50  # fixed sample (the first test queries) whose R pairs are timed, uncached
 
 
 @dataclass(frozen=True)
@@ -305,6 +331,8 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
 
             from_table(CrossTrainConfig, spec.train, f"{where}.rerankers[{i}].train")
         rerankers.append(dataclasses.replace(spec, alpha=alphas))
+    if "threads" in raw:
+        raise ConfigError(f"{where}.threads: reranking runs on [measure] threads, like every online stage")
     spec = from_table(RerankSpec, {**raw, "rerankers": rerankers}, where)
     if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in spec.r):
         raise ConfigError(f"{where}.r: R values must be positive integers, got {spec.r!r}")

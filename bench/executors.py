@@ -70,7 +70,7 @@ class RayExecutor:
         import ray
 
         self._init()
-        cpus = max(measurer.build_threads, measurer.batch_threads, measurer.rerank_threads)
+        cpus = max(measurer.build_threads, measurer.batch_threads, measurer.online_threads)
         task = ray.remote(num_cpus=cpus)(_measure_on_worker)
         shipped = ray.put(measurer.portable())
         pending = [task.remote(shipped, group) for group in groups]

@@ -145,7 +145,7 @@ def run_filters(config: FilterConfig, data_root: Path | None = None, store: Resu
                 key = {"dataset": dataset.content_hash, "model": config.model, "max_seq_length": config.max_seq_length,
                        "backend": dataclasses.asdict(spec), "selectivity": selectivity, "strategy": strategy,
                        "k": config.k, "cap": config.inflation_cap, "seed": config.seed,
-                       "measure": dataclasses.asdict(config.measure)}
+                       "measure": config.measure.key()}
                 cell_id = content_key(key)
                 if cell_id not in done:
                     cells.append((selectivity, strategy, cell_id))

@@ -138,21 +138,42 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
         f"(dataset hash {frame['dataset_hash'].iloc[0]})",
         f"- hardware: {frame['cpu_model'].iloc[0]}, {frame['n_cpus'].iloc[0]} cores, {frame['memory_gb'].iloc[0]} GB RAM; "
         f"{frame['platform'].iloc[0]}",
-        f"- threads: latency 1 per query (search, query encoding), reranking "
-        f"{_values(frame.loc[frame['r'] > 0, 'rerank_threads'])}, throughput {frame['throughput_threads'].iloc[0]}, "
-        f"index build {frame['build_threads'].iloc[0]}",
+        f"- threads: search 1 per query; query encoding and reranking {_values(frame.loc[frame['r'] > 0, 'rerank_threads'])} "
+        f"(`[measure] threads`); throughput {frame['throughput_threads'].iloc[0]}, index build {frame['build_threads'].iloc[0]}",
         f"- latency samples: search {_values(frame['latency_samples'])} per cell (one query at a time, after warmup); "
-        f"query encoding {_values(frame.loc[frame['r'] == 0, 'e2e_queries'])} queries, 1 pass per encoder; reranking "
-        f"{_values(frame.loc[frame['r'] > 0, 'rerank_latency_queries'])} queries per (reranker, R); end to end = the "
-        "per-query sum of the stages' medians. Latencies carry 2-3 significant figures. Query encoding, most of a dense "
-        "pipeline's latency, is one pass per encoder; its p50 has been seen to move by up to a third between runs of "
-        "the same model, so encoder latency differences below that are not established.",
+        f"query encoding {_encode_passes(frame)} per encoder and run, each query followed by the calibration kernel; "
+        f"reranking {_values(frame.loc[frame['r'] > 0, 'rerank_latency_queries'])} queries per (reranker, R); end to end "
+        "= the per-query sum of the stages' medians. Latencies carry 2-3 significant figures.",
+        _calibration_line(frame),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         f"- measured: {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC; git "
         + ", ".join(sorted({sha[:10] + ("+dirty" if dirty else "") for sha, dirty in
                             zip(frame["git_sha"], frame["git_dirty"])})),
     ]
     return "\n".join(lines)
+
+
+def _encode_passes(frame: pd.DataFrame) -> str:
+    settings = [json.loads(s) for s in frame["latency_settings"].unique() if s]
+    if not settings:
+        return "1 pass (rows timed before `[measure] encode_repeats`)"
+    return " / ".join(sorted({f"{s['encode_repeats']} passes over {s['encode_sample']} queries" for s in settings}))
+
+
+def _calibration_line(frame: pd.DataFrame) -> str:
+    """How fast the host was when each latency was timed: the calibration kernel's figures (bench.calibration)."""
+    figures = frame["calibration_ms"].dropna()
+    missing = len(frame) - len(figures)
+    if figures.empty:
+        return ("- host speed: no calibration figure (rows timed before calibration existed): latencies from "
+                "different runs may differ by the host's state, up to 2x here")
+    low, high = figures.min(), figures.max()
+    line = (f"- host speed: calibration kernel {low:.3f}-{high:.3f} ms per call over {frame['timestamp'].nunique()} "
+            f"run(s) (spread {high / low - 1:.0%}); stored rows further than `[measure] calibration_tolerance` from a "
+            "run's figure are re-timed, so the latencies in one table were timed at comparable host speed")
+    if missing:
+        line += f"; {missing} rows carry no figure (timed before calibration existed)"
+    return line
 
 
 def _values(column: pd.Series) -> str:

@@ -191,7 +191,7 @@ def plan_scale(config: ScaleConfig, corpus_size: int, pooled_size: int = 0) -> l
             key = {"source": source, "n": n, "backend": spec.backend, "build": spec.build_at(n), "search": spec.search,
                    "k": config.k, "target": config.target_recall, "dataset": config.dataset, "split": config.split,
                    "model": config.model, "max_seq_length": config.max_seq_length,
-                   "generator": [config.components, config.seed], "measure": dataclasses.asdict(config.measure)}
+                   "generator": [config.components, config.seed], "measure": config.measure.key()}
             if source in ("pooled", "gmm-pooled"):
                 key["pooled"] = [dataclasses.asdict(p) for p in config.pooled]
             cells.append(ScaleCell(source, n, spec, content_key(key)))

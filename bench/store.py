@@ -50,11 +50,14 @@ SCHEMA = pa.schema([
     # online latency: query encoding (one query, one thread) and ANN search (one query, one thread)
     ("query_encode_p50_ms", _F64), ("query_encode_p95_ms", _F64), ("query_encode_p99_ms", _F64),
     ("query_encode_mean_ms", _F64),
+    ("query_encode_calibration_ms", _F64),  # the calibration kernel, timed between the encoded queries
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64), ("latency_threads", _I64),
+    ("calibration_ms", _F64),  # the calibration kernel (bench.calibration), timed right before this cell's search
+    ("latency_settings", _STR),  # JSON: the [measure] settings the latencies were timed with (bench.sweep)
     ("throughput_qps", _F64), ("throughput_threads", _I64),  # batch search of all queries
     # reranking R pairs of one query (uncached, `rerank_threads` torch threads), on the first
-    # `rerank_latency_queries` queries' exact top-R; NaN on first-stage rows
+    # `rerank_latency_queries` test queries' exact top-R of the run's first reranked encoder; NaN on first-stage rows
     ("rerank_p50_ms", _F64), ("rerank_p95_ms", _F64), ("rerank_p99_ms", _F64), ("rerank_mean_ms", _F64),
     ("rerank_latency_queries", _I64), ("rerank_threads", _I64),
     # end to end per query: encode + search (+ rerank), summed per query over the queries timed by every stage
@@ -127,7 +130,18 @@ KEY = ["cell_id", "host_id"]
 
 # Columns added after results files were first written, and the value older rows get on reading.
 ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0,
-                 "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None}
+                 "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None,
+                 "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": ""}
+
+# What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
+LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",
+                   "query_encode_calibration_ms", "build_s", "rss_after_build_bytes",
+                   "search_p50_ms", "search_p95_ms", "search_p99_ms", "search_mean_ms", "latency_samples",
+                   "latency_threads", "calibration_ms", "latency_settings", "throughput_qps", "throughput_threads",
+                   "rerank_p50_ms", "rerank_p95_ms", "rerank_p99_ms", "rerank_mean_ms", "rerank_latency_queries",
+                   "rerank_threads", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "e2e_mean_ms", "e2e_queries",
+                   "timestamp", "measured_at", "git_sha", "git_dirty", "versions", "cpu_model", "n_cpus", "memory_gb",
+                   "platform")
 
 
 class SchemaError(ValueError):

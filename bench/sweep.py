@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import psutil
 from tqdm import tqdm
 
 from bench.cache import content_key
+from bench.calibration import calibrate, drifted, kernel, time_kernel
 from bench.chunking import aggregate, first_documents
-from bench.config import EncoderSpec, SweepConfig, tower_config
+from bench.config import EncoderSpec, MeasureSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
 from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
                             model_identity)
@@ -31,12 +33,12 @@ from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Speeds, corpus_cached, duration, render, work_phases
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank, time_rerank
 from bench.splits import QuerySplits, describe, load_splits, restrict
-from bench.store import ResultStore
+from bench.store import LATENCY_COLUMNS, ResultStore
 from bench.executors import Executor, LocalExecutor
 from bench.hybrid import HybridEncoder, HybridIndex, choose_weights, exact_hybrid, fused
 from bench.towers import TowerTrainConfig, train_towers
 from bench.towers import model_dir as tower_model_dir
-from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput
+from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
 from bench.train_cross import ALPHAS, CrossTrainConfig, read_training, train_cross_encoder
 from bench.train_cross import model_dir as cross_model_dir
 
@@ -82,6 +84,7 @@ class Cell:
 class SweepSummary:
     planned: int = 0  # first-stage cells (each with its rerank children)
     computed: int = 0  # rows written: first-stage and rerank
+    retimed: int = 0  # of those, stored rows whose latencies were re-timed (quality kept)
     already_done: int = 0  # first-stage cells complete with their children
     skipped_invalid: int = 0  # grid points breaking a cross-parameter rule (ef < K, nprobe > nlist, ...)
     corpora_encoded: int = 0
@@ -182,7 +185,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
                        "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
                        "build": build, "search": search, "k": k,
-                       "measure": dataclasses.asdict(config.measure)}
+                       "measure": _measure_key(config)}
                 children, too_deep = _plan_children(config, encoder.name, spec.backend, k, key)
                 skipped += too_deep
                 cells.append(Cell(encoder, spec.backend, build, search, k, content_key(key), children))
@@ -195,6 +198,24 @@ def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: 
     """An unbuilt index of `backend`; for a hybrid encoder, wrapped with its BM25 side and fusion."""
     index = make_index(backend, **build)
     return HybridIndex(index, encoder.hybrid_spec, weights) if encoder.type == "hybrid" else index
+
+
+def _measure_key(config: SweepConfig) -> dict:
+    """What of the measure settings a cell id hashes: only what can change quality (the build's threads).
+    Settings that change how latency is timed are stored per row (`latency_settings`) instead: a change
+    re-measures latency and keeps quality."""
+    return {"build_threads": config.measure.build_threads}
+
+
+def _child_key_extra(config: SweepConfig) -> dict:
+    """What a rerank child's id hashes beyond its parent's and its own (reranker, alpha, R): nothing today."""
+    return {}
+
+
+def latency_settings(config: SweepConfig) -> str:
+    """The settings a row's latencies were timed with (JSON): a stored row with other settings is re-timed."""
+    return json.dumps({**config.measure.latency_settings(), "rerank_latency_queries": config.rerank.latency_queries},
+                      sort_keys=True)
 
 
 SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": []}
@@ -246,36 +267,42 @@ def _plan_children(config: SweepConfig, encoder: str, backend: str, k: int,
                     skipped += 1
                     continue
                 key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
-                       "rerank_latency": [spec.latency_queries, spec.threads]}
+                       **_child_key_extra(config)}
                 if alpha == "dev":
                     key["alpha_chosen_on"] = "the cell's dev queries at its R"
                 children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
     return tuple(children), skipped
 
 
-def measure_query_encoding(encoder: Encoder, texts: list[str], warmup: int) -> LatencyStats:
-    """Latency of encoding one query at a time on one thread."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return measure_latency(lambda text: encoder.encode_queries([text], batch_size=1), texts, warmup, 1)
-    finally:
-        torch.set_num_threads(threads)
+def measure_query_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> LatencyStats:
+    """Latency of encoding one query at a time on `settings.threads` threads: `warmup` untimed queries, then
+    `encode_repeats` passes over `texts`, each query interleaved with the calibration kernel (its median
+    is the stats' `calibration_ms`)."""
+    with online_threads(settings.threads):
+        return measure_latency(lambda text: encoder.encode_queries([text], batch_size=1), texts, settings.warmup,
+                               settings.encode_repeats, calibration=kernel)
 
 
 def _threads(requested: int) -> int:
     return requested if requested > 0 else cpu_count()
 
 
-def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float) -> bool:
-    """Measured on this host, with its rerank children unless its dev recall is below the rerank threshold."""
-    if cell.cell_id not in recall_by_id:
+def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float, stale: set[str] = frozenset()) -> bool:
+    """Measured on this host (latencies not stale), with its rerank children unless its dev recall is below the
+    rerank threshold."""
+    if cell.cell_id not in recall_by_id or cell.cell_id in stale:
         return False
     if recall_by_id[cell.cell_id] < min_recall:
         return True
-    return all(child.cell_id in recall_by_id for child in cell.children)
+    return all(child.cell_id in recall_by_id and child.cell_id not in stale for child in cell.children)
+
+
+def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:
+    """This host's stored rows whose latencies must be re-timed: measured with other latency settings, or
+    at a calibration figure off the current one by more than the configured tolerance (or none)."""
+    settings = latency_settings(config)
+    drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in mine["calibration_ms"]]
+    return mine[np.asarray(drift, dtype=bool) | (mine["latency_settings"] != settings).to_numpy()]
 
 
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
@@ -306,10 +333,25 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     mine = frame[frame["host_id"] == host_id()]
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))
     summary = SweepSummary()
-    metadata = run_metadata(config.config_hash())
+    calibration = calibrate()
+    stale = {} if redo else {row["cell_id"]: row for row in stale_latencies(mine, config, calibration).to_dict("records")}
+    if stale and announce:
+        announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings, or "
+                 f"calibration off the current {calibration:.3f} ms by more than "
+                 f"{config.measure.calibration_tolerance:.0%}); their quality is kept")
+    metadata = {**run_metadata(config.config_hash()), "latency_settings": latency_settings(config)}
+
+    def sink(row: dict) -> None:
+        stored = stale.get(row["cell_id"])
+        if stored is not None:
+            row = {**stored, **{name: row[name] for name in LATENCY_COLUMNS}}
+            summary.retimed += 1
+        store.add(row)
+
     rerankers = Rerankers(config, data_root)
     protocol = describe(splits)
-    todo = {spec.name: [c for c in plans[spec.name][0] if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k)]
+    todo = {spec.name: [c for c in plans[spec.name][0]
+                        if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k, set(stale))]
             for spec in config.encoders}
     speeds = Speeds()
     if announce:
@@ -337,7 +379,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         if not embeddings.cached and encoder.frozen_backbone is None:
             speeds.record("encode_docs_per_s", len(embeddings.docs) / embeddings.encode_seconds)
         encode_latency = measure_query_encoding(  # on test queries (they come first)
-            encoder, splits.test.query_texts[: config.measure.encode_sample], config.measure.warmup)
+            encoder, splits.test.query_texts[: config.measure.encode_sample], config.measure)
         shared = {**metadata, "config_name": config.name, "dataset": dataset.name, "dataset_hash": dataset.content_hash,
                   "split": splits.test.split, "n_docs": dataset.n_docs, "n_queries": len(splits.test.query_ids),
                   "protocol": protocol, "dev_source": splits.dev_source,
@@ -349,8 +391,9 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "encoder_train_s": encoder.train_seconds,
                   "chunking": json.dumps(dataclasses.asdict(spec.chunking), sort_keys=True) if spec.chunking else "",
                   "n_chunks": len(embeddings.passages.texts) if embeddings.passages else 0,
-                  "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode")}
-        measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, store.add,
+                  "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode"),
+                  "query_encode_calibration_ms": encode_latency.calibration_ms}
+        measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, sink,
                                 encode_latency, rerankers, spec, weights.get(spec.name))
         groups = measurer.prepare(pending)
         started = time.perf_counter()
@@ -423,6 +466,7 @@ class Rerankers:
         self.config, self.data_root = config, data_root
         self._scorers: dict[str, tuple[CrossEncoderScorer, dict]] = {}
         self._cache: ScoreCache | None = None
+        self._latency: dict[tuple[str, int], LatencyStats] = {}
 
     @property
     def cache(self) -> ScoreCache:
@@ -459,6 +503,17 @@ class Rerankers:
     def loaded(self) -> list[tuple[CrossEncoderScorer, dict]]:
         return list(self._scorers.values())
 
+    def latency(self, name: str, r: int, dataset: Dataset, top: np.ndarray, sample: list[int],
+                threads: int) -> LatencyStats:
+        """Per-query time to score R pairs uncached, over the `sample` queries' lists in `top`; timed once per run
+        and reranker and R, on the first encoder's exact top-R that asks. Not per cell: 50 queries x R pairs
+        cost ~R seconds here, and a pair's cost is set by its token count, which `max_length` caps (SciFact
+        abstracts mostly exceed it), not by which candidates a cell found."""
+        if (name, r) not in self._latency:
+            scorer, _ = self.get(name)
+            self._latency[(name, r)] = LatencyStats.from_ms(time_rerank(scorer, dataset, top, r, sample, threads))
+        return self._latency[(name, r)]
+
 
 class CellMeasurer:
     """Measures first-stage cells of one encoder, and their rerank children, handing each row to `sink`
@@ -474,8 +529,7 @@ class CellMeasurer:
         self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
         self.build_threads = _threads(self.settings.build_threads)
         self.batch_threads = _threads(self.settings.throughput_threads)
-        self.rerank_threads = _threads(config.rerank.threads) if config.rerank.rerankers else 1
-        self._rerank_latency: dict[tuple[str, int], LatencyStats] = {}
+        self.online_threads = self.settings.threads
         self.scoring_seconds = 0.0  # spent scoring cross-encoder pairs (not a per-cell cost)
         self.truth = np.empty((0, 0), dtype=np.int64)  # exact top documents at the deepest K or R needed
         self.truth_at: dict[int, np.ndarray] = {}  # K -> exact top-K, aggregated to documents when chunked
@@ -555,6 +609,7 @@ class CellMeasurer:
         if self.chunking is not None:  # the timed path includes mapping passages to distinct documents
             passages = self.embeddings.passages
             search = lambda vector: first_documents(index.query(vector), passages)  # noqa: E731
+        calibration_ms = time_kernel()  # the host's speed right now, next to this cell's timing
         latency = measure_latency(search, sample, self.settings.warmup, self.settings.repeats)
         qps = measure_throughput(lambda: index.batch_query(self.embeddings.queries, self.batch_threads),
                                  len(self.embeddings.queries), self.settings.throughput_repeats)
@@ -565,7 +620,8 @@ class CellMeasurer:
             "build_params": json.dumps(index.build.as_dict(), sort_keys=True),  # as run: defaults filled in
             "search_params": json.dumps(index.search_description(index.check_search(cell.k, cell.search)),
                                         sort_keys=True), "k": cell.k,
-            **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,
+            **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,  # each backend's one-query path
+            "calibration_ms": calibration_ms,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
             **self._recall(result.ids, self._truth(cell)),
             "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
@@ -613,14 +669,9 @@ class CellMeasurer:
         return max(ALPHAS, key=lambda alpha: (quality(alpha), alpha))
 
     def _rerank_latency_of(self, name: str, r: int) -> LatencyStats:
-        """Per-query time to score R pairs, on a fixed query sample and the exact top-R (once per run)."""
-        if (name, r) not in self._rerank_latency:
-            scorer, _ = self.rerankers.get(name)
-            spec = self.config.rerank
-            sample = list(range(min(spec.latency_queries, len(self.dataset.query_ids))))
-            times = time_rerank(scorer, self.dataset, self.truth, r, sample, _threads(spec.threads))
-            self._rerank_latency[(name, r)] = LatencyStats.from_ms(times)
-        return self._rerank_latency[(name, r)]
+        """Per-query time to score R pairs (see Rerankers.latency), on this encoder's exact top-R."""
+        sample = list(range(min(self.config.rerank.latency_queries, self.n_test)))
+        return self.rerankers.latency(name, r, self.dataset, self.truth, sample, self.online_threads)
 
     def _rerank_children(self, cell: Cell, first_row: dict, result: Neighbors, search_latency: LatencyStats) -> int:
         if not cell.children or first_row["dev_recall_at_k"] < self.config.rerank.min_recall_at_k:
@@ -649,7 +700,7 @@ class CellMeasurer:
                     "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
                     "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), "rerank_latency_queries": latency.samples,
-                    "rerank_threads": self.rerank_threads,
+                    "rerank_threads": self.online_threads,
                     **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
                 })
                 scored = 0

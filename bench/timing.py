@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,6 +22,7 @@ class LatencyStats:
     mean_ms: float
     samples: int
     per_input_ms: tuple[float, ...] = ()  # median over repeats for each input, in input order
+    calibration_ms: float = float("nan")  # median calibration-kernel call timed interleaved with these calls
 
     @classmethod
     def from_ms(cls, ms: np.ndarray) -> "LatencyStats":
@@ -41,11 +44,17 @@ def end_to_end(*stages: LatencyStats) -> LatencyStats:
     return LatencyStats.from_ms(np.sum([np.asarray(s.per_input_ms[:n]) for s in stages], axis=0))
 
 
-def measure_latency(call: Callable, inputs: Sequence, warmup: int, repeats: int) -> LatencyStats:
-    """Time `call(x)` once per input per repeat, after `warmup` untimed calls; GC paused while timing."""
+def measure_latency(call: Callable, inputs: Sequence, warmup: int, repeats: int,
+                    calibration: Callable[[], object] | None = None) -> LatencyStats:
+    """Time `call(x)` once per input per repeat, after `warmup` untimed calls; GC paused while timing.
+
+    With `calibration`, that kernel is timed after every call too (same machine state), and its median is
+    the result's `calibration_ms`: latency / calibration_ms is the figure normalized by the host's speed.
+    """
     for x in inputs[: max(warmup, 0)]:
         call(x)
     samples = np.empty((repeats, len(inputs)), dtype=np.int64)
+    kernel = np.empty((repeats, len(inputs) if calibration else 0), dtype=np.int64)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -54,10 +63,32 @@ def measure_latency(call: Callable, inputs: Sequence, warmup: int, repeats: int)
                 start = time.perf_counter_ns()
                 call(x)
                 samples[rep, i] = time.perf_counter_ns() - start
+                if calibration is not None:
+                    start = time.perf_counter_ns()
+                    calibration()
+                    kernel[rep, i] = time.perf_counter_ns() - start
     finally:
         if gc_was_enabled:
             gc.enable()
-    return LatencyStats.from_ms(samples / 1e6)
+    stats = LatencyStats.from_ms(samples / 1e6)
+    if calibration is None:
+        return stats
+    return dataclasses.replace(stats, calibration_ms=float(np.median(kernel)) / 1e6)
+
+
+@contextmanager
+def online_threads(threads: int):
+    """Torch and the BLAS/OpenMP pools (faiss, numpy) limited to `threads` while timing an online stage."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def measure_throughput(call: Callable[[], object], n_items: int, repeats: int) -> float:

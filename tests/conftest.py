@@ -15,6 +15,17 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
 
 
+STEADY_CALIBRATION_MS = 0.5
+
+
+@pytest.fixture(autouse=True)
+def steady_host(monkeypatch):
+    """The calibration kernel reads a fixed figure, so that a busy test machine never makes a re-run re-time
+    latencies (tests that want a drifted host patch `bench.sweep.calibrate` themselves)."""
+    monkeypatch.setattr("bench.sweep.calibrate", lambda: STEADY_CALIBRATION_MS)
+    monkeypatch.setattr("bench.sweep.time_kernel", lambda: STEADY_CALIBRATION_MS)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A sentence-transformers model folder: 2-layer BERT from a config (no weights), mean pooling.
