@@ -36,6 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
     finally:
+        store.compact()
         if isinstance(executor, RayExecutor):
             executor.close()
     print(f"{config.name}: {summary.planned} first-stage cells planned, {summary.already_done} already complete in "
@@ -128,6 +129,8 @@ def _run_series(store: ResultStore, run, section, name: str) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
+    finally:
+        store.compact()
     print(section(store.load()))
     print(f"{name}: {written} rows measured, {len(store.load())} in {store.path}; "
           f"wall {time.perf_counter() - started:.1f}s")

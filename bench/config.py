@@ -42,6 +42,11 @@ class EncoderSpec:
     aggregate: str = "max"  # passages -> documents: max (MaxP), sum (SumP), first (FirstP)
     hybrid: dict = field(default_factory=dict)  # type "hybrid": bench.hybrid.HybridSpec options
     backends: list[str] = field(default_factory=list)  # the config's backends this encoder runs on; empty = all
+    # how the network runs (bench.encoders.PRECISIONS): queries and documents separately, so that int8 queries
+    # can search fp32 document vectors; the corpus is re-encoded for a document precision other than fp32
+    query_precision: typing.Literal["fp32", "int8"] = "fp32"
+    doc_precision: typing.Literal["fp32", "int8"] = "fp32"
+    device: typing.Literal["cpu", "cuda"] = "cpu"
 
     @property
     def hybrid_spec(self):
@@ -251,6 +256,14 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.type not in ENCODER_TYPES:
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
                               f"(supported: {sorted(ENCODER_TYPES)})")
+        runs = {"query_precision": e.query_precision, "doc_precision": e.doc_precision, "device": e.device}
+        changed = sorted(name for name, value in runs.items() if value != ("cpu" if name == "device" else "fp32"))
+        if changed and (ENCODER_TYPES[e.type] != "vectors" or e.train):
+            raise ConfigError(f"{source}: encoders[{i}].{changed[0]}: applies to pretrained bi/twin encoders only "
+                              f"(this one is {'trained by the harness' if e.train else e.type}; a hybrid takes its dense "
+                              "encoder's settings)")
+        if e.device == "cuda" and "int8" in (e.query_precision, e.doc_precision):
+            raise ConfigError(f"{source}: encoders[{i}]: int8 (dynamic quantization) runs on the CPU only, not device cuda")
         if e.train:
             from bench.towers import TowerTrainConfig
 

@@ -69,6 +69,9 @@ class Encoder(Protocol):
     train_seconds: float  # NaN unless trained by the harness
     frozen_backbone: "FrozenBackbone | None"
     tokenizer: object  # the network's tokenizer (passage splitting), None for text encoders
+    query_precision: str  # how the network runs per side (PRECISIONS); "" without a network
+    doc_precision: str
+    device: str
 
     @property
     def dim(self) -> int: ...
@@ -91,6 +94,8 @@ class TextPassthrough:
     train_seconds = float("nan")
     frozen_backbone = None
     tokenizer = None
+    query_precision = doc_precision = ""
+    device = "cpu"
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return np.array(texts, dtype=object)
@@ -114,7 +119,8 @@ class SentenceEncoder:
 
     output = "vectors"
 
-    def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu"):
+    def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu",
+                 query_precision: str = "fp32", doc_precision: str = "fp32"):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model
@@ -122,7 +128,14 @@ class SentenceEncoder:
         if max_seq_length is not None:
             self.model.max_seq_length = max_seq_length
         self.max_seq_length = int(self.model.max_seq_length)
-        self.identity = model_identity(model)
+        self.device, self.query_precision, self.doc_precision = device, query_precision, doc_precision
+        self.query_model = at_precision(self.model, query_precision)
+        self.doc_model = self.query_model if doc_precision == query_precision else at_precision(self.model, doc_precision)
+        base = model_identity(model)
+        self.query_identity = base + precision_suffix(query_precision, device)  # what the query vectors depend on
+        self.doc_identity = base + precision_suffix(doc_precision, device)  # ... and the corpus vectors
+        self.identity = base if self.query_identity == self.doc_identity == base else \
+            f"{base}|query={query_precision},docs={doc_precision},device={device}"
         training = _read_json(Path(resolve_model(model)) / "training.json")
         self.mode = training.get("config", {}).get("mode", "pretrained")
         self.train_seconds = float(training.get("train_seconds", float("nan")))
@@ -140,12 +153,12 @@ class SentenceEncoder:
         return self.model.tokenizer
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        vectors = self.model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True,
+        vectors = self.query_model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True,
                                           normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        vectors = self.model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True,
+        vectors = self.doc_model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True,
                                              normalize_embeddings=True, show_progress_bar=progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
@@ -166,6 +179,31 @@ class SentenceEncoder:
     def n_parameters(self) -> int:
         """Distinct parameters: a twin tower counts both towers, a shared backbone once."""
         return sum(p.numel() for p in self.model.parameters())
+
+
+PRECISIONS = ("fp32", "int8")  # int8: torch dynamic quantization of every Linear layer (weights int8, activations
+# quantized per batch at run time), CPU only
+
+
+def at_precision(model, precision: str):
+    """`model` (a torch module) as run at `precision`: itself for fp32, a dynamically quantized copy for int8."""
+    if precision == "fp32":
+        return model
+    if precision != "int8":
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    import copy
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao (not installed here)
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def precision_suffix(precision: str, device: str) -> str:
+    """What a model identity gains for vectors made at this precision and device ("" for fp32 on the CPU)."""
+    return ("" if precision == "fp32" else f"|{precision}") + ("" if device == "cpu" else f"|{device}")
 
 
 @dataclass(frozen=True)
@@ -195,8 +233,11 @@ class Embeddings:
 ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text", "hybrid": "hybrid"}  # type -> what it outputs
 
 
-def make_encoder(kind: str, model: str, max_seq_length: int | None) -> Encoder:
-    return TextPassthrough() if kind == "bm25" else SentenceEncoder(model, max_seq_length)
+def make_encoder(kind: str, model: str, max_seq_length: int | None, device: str = "cpu",
+                 query_precision: str = "fp32", doc_precision: str = "fp32") -> Encoder:
+    if kind == "bm25":
+        return TextPassthrough()
+    return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:
@@ -217,7 +258,7 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
         docs = encoder.project(backbone.docs, "document")
         seconds = backbone.encode_seconds + time.perf_counter() - started
         return Embeddings(docs, encoder.project(backbone.queries, "query"), seconds, backbone.cached, backbone.passages)
-    key = {"model": encoder.identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
+    key = {"model": encoder.doc_identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
     passages = None
     texts = dataset.doc_texts
     if chunking is not None:
@@ -228,7 +269,7 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
     timing: dict[str, float] = {}
 
     def encode_corpus() -> np.ndarray:
-        log.info("encoding %d %s with %s", len(texts), "passages" if passages else "documents", encoder.identity)
+        log.info("encoding %d %s with %s", len(texts), "passages" if passages else "documents", encoder.doc_identity)
         vectors = encoder.encode_docs(texts, batch_size=batch_size, progress=True)
         timing["seconds"] = time.perf_counter() - started
         return vectors
@@ -239,7 +280,7 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
         encode_seconds = _stored_seconds(key)
     else:
         cached_array("corpus_seconds", key, lambda: np.array([encode_seconds]))
-    query_key = {k: v for k, v in key.items() if k != "passages"}
+    query_key = {**{k: v for k, v in key.items() if k != "passages"}, "model": encoder.query_identity}
     queries, _ = cached_array("queries", {**query_key, "side": "queries", "dataset": dataset.content_hash},
                               lambda: encoder.encode_queries(dataset.query_texts, batch_size=batch_size))
     return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached, passages=passages)

@@ -215,9 +215,14 @@ ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "t
 DENSE_TYPES = ("bi", "twin")
 
 
+def _full_precision(first: pd.DataFrame) -> pd.DataFrame:
+    """Rows of encoders running fp32 on both sides (the precision variants have their own section)."""
+    return first[(first["query_precision"].isin(["fp32", ""])) & (first["doc_precision"].isin(["fp32", ""]))]
+
+
 def _baseline_encoder(first: pd.DataFrame) -> str:
-    """The pretrained bi-encoder (the first one by name), else the first dense encoder by name."""
-    dense = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")]
+    """The pretrained fp32 bi-encoder (the first one by name), else the first dense encoder by name."""
+    dense = _full_precision(first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")])
     pretrained = dense[(dense["encoder_type"] == "bi") & (dense["encoder_mode"] == "pretrained")]
     pool = pretrained if len(pretrained) else dense
     return sorted(pool["encoder"].unique())[0] if len(pool) else ""
@@ -242,7 +247,7 @@ def _tests_table(tests: pd.DataFrame, measure: str = "ndcg_at_10") -> pd.DataFra
 def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
     """Dense encoders side by side at exact search, each tested against the pretrained bi-encoder; then each
     encoder's fastest cell per ANN backend reaching recall@K >= 0.95 on dev."""
-    dense = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")]
+    dense = _full_precision(first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")])
     if dense["encoder"].nunique() < 2:
         return []
     exact = dense[dense["backend"] == "exact"]
@@ -394,6 +399,50 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
                   f"(exact, K={base.iloc[0]['k']}), Holm-corrected (statsmodels):", "",
                   markdown_table(_tests_table(tests)), ""]
     return parts
+
+
+def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
+    """The same pretrained model at each query / document precision: query-encoding latency, corpus encoding
+    time and exact-search quality, each variant tested against the fp32 model on the same queries."""
+    pretrained = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")
+                       & (first["encoder_mode"] == "pretrained") & (first["backend"] == "exact")]
+    variants = pretrained[(pretrained["query_precision"] != "fp32") | (pretrained["doc_precision"] != "fp32")]
+    if variants.empty:
+        return []
+    k = _reference_k(pretrained)
+    rows, notes = [], []
+    for model, group in pretrained[pretrained["k"] == k].groupby("model"):
+        group = group.drop_duplicates("encoder")
+        base = group[(group["query_precision"] == "fp32") & (group["doc_precision"] == "fp32")]
+        others = group.drop(base.index).copy()
+        if others.empty or base.empty:
+            continue
+        base = base.sort_values("encoder").iloc[0]
+        others["label"] = others["encoder"]
+        tests = paired_tests(base, others, test=test).set_index("system")
+        for _, row in pd.concat([base.to_frame().T, others.sort_values(["query_precision", "doc_precision"])]).iterrows():
+            entry = {"encoder": row["encoder"], "query": row["query_precision"], "documents": row["doc_precision"],
+                     "device": row["encoder_device"], "query encode p50 ms": f"{row['query_encode_p50_ms']:.3g}",
+                     "p95 ms": f"{row['query_encode_p95_ms']:.3g}",
+                     "p50 / kernel": f"{row['query_encode_p50_ms'] / row['query_encode_calibration_ms']:.3g}",
+                     "corpus encode s": f"{row['corpus_encode_s']:.0f}", **quality(row, "dev", ("ndcg_at_10",)),
+                     **quality(row, "test", ("ndcg_at_10",))}
+            if row["encoder"] in tests.index:
+                t = tests.loc[row["encoder"]]
+                entry.update({"delta vs fp32": ci(t["delta"], t["delta_ci"]), "p Holm": _p(t["p_holm"]),
+                              "better / worse": f"{int(t['improved'])} / {int(t['worsened'])}"})
+            rows.append(entry)
+        notes.append(f"{model}: baseline {base['encoder']}")
+    if not rows:
+        return []
+    return ["## Encoding levers: precision per side", "",
+            f"The same pretrained model with its Linear layers at int8 (torch dynamic quantization) on the query side, "
+            f"the document side or both; exact search, K={k}, so quality differences come from the vectors alone. A "
+            "document precision other than fp32 re-encodes the corpus (`corpus encode s`, batched, all cores); queries "
+            f"are encoded one at a time on `[measure] threads` threads, {_encode_passes(first)}, and `p50 / kernel` is "
+            "the p50 over the calibration kernel timed between those queries (comparable across runs). `delta vs fp32`: "
+            f"{_test_name(test)} on per-query test nDCG@10, 95% interval, Holm-corrected. " + "; ".join(notes) + ".", "",
+            markdown_table(pd.DataFrame(rows)), "", INTERVAL_NOTE, ""]
 
 
 def _hybrid_section(first: pd.DataFrame, test: str) -> list[str]:
@@ -744,6 +793,7 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
     parts += _seen_section(frame, test)
     parts += _encoder_types(first, test)
     parts += _chunking_section(first, test)
+    parts += _precision_section(first, test)
     parts += _hybrid_section(first, test)
     dense = first[first["encoder_type"] != "bm25"]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["## Pareto frontiers", "",

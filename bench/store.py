@@ -1,13 +1,14 @@
 """The results schema (one row per sweep cell), defined here and only here, and its parquet store.
 
 A cell is identified by `cell_id` (a hash of everything that defines it: dataset content, encoder,
-backend, build and search parameters, K, measurement settings) and `host_id` (the hardware). The
-store rewrites its parquet file atomically after every cell, so a killed sweep loses at most the
-cell in flight and a re-run skips what is there.
+backend, build and search parameters, K) and `host_id` (the hardware). The store appends every row as
+it is measured (a part file, written atomically) and folds the parts into its parquet file when a run
+ends, so a killed sweep loses at most the cell in flight and a re-run skips what is there.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,8 @@ SCHEMA = pa.schema([
     ("dev_source", _STR), ("n_dev_queries", _I64), ("protocol", _STR),
     ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
     ("max_seq_length", _I64), ("dim", _I64),
+    ("query_precision", _STR), ("doc_precision", _STR),  # how the network ran per side: fp32, int8 (dynamic)
+    ("encoder_device", _STR), ("encode_batch_size", _I64),  # corpus encoding batch; queries are encoded one by one
     ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
     ("encoder_mode", _STR),  # "pretrained", or how the harness trained it: "heads" (frozen backbone) or "full"
     ("encoder_train_s", _F64),  # NaN unless trained by the harness
@@ -131,7 +134,8 @@ KEY = ["cell_id", "host_id"]
 # Columns added after results files were first written, and the value older rows get on reading.
 ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0,
                  "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None,
-                 "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": ""}
+                 "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": "",
+                 "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None}
 
 # What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",
@@ -153,16 +157,28 @@ def empty_frame(schema: pa.Schema = SCHEMA) -> pd.DataFrame:
 
 
 class ResultStore:
-    """One parquet file of `schema` rows (SCHEMA unless told)."""
+    """One parquet file of `schema` rows (SCHEMA unless told), appended to through part files.
+
+    `add` writes each row as its own small parquet file (atomically) in a folder beside the results file,
+    `.<name>.parts/`, instead of rewriting the whole file; readers take the file and its parts together, a
+    later row replacing an earlier one of the same cell and host. `compact` folds the parts into the file
+    (atomically, then removes them): a run calls it when it ends, and a killed run leaves parts that the
+    next read includes, so nothing measured is lost.
+    """
 
     def __init__(self, path: Path | str, schema: pa.Schema = SCHEMA):
         self.path = Path(path)
         self.schema = schema
         self._frame: pd.DataFrame | None = None
 
+    @property
+    def parts(self) -> Path:
+        return parts_dir(self.path)
+
     def load(self) -> pd.DataFrame:
         if self._frame is None:
-            self._frame = read_results(self.path, schema=self.schema) if self.path.exists() else empty_frame(self.schema)
+            exists = self.path.exists() or any(self.parts.glob("*.parquet"))
+            self._frame = read_results(self.path, schema=self.schema) if exists else empty_frame(self.schema)
         return self._frame
 
     def check_writable(self) -> None:
@@ -183,46 +199,83 @@ class ResultStore:
         return set(frame.loc[frame["host_id"] == host_id, "cell_id"])
 
     def add(self, row: dict) -> None:
-        """Append one cell (replacing an earlier row with the same cell and host) and rewrite atomically."""
+        """Append one cell (replacing an earlier row with the same cell and host) as a part file."""
         missing, extra = set(self.schema.names) - set(row), set(row) - set(self.schema.names)
         if missing or extra:
             raise SchemaError(f"row does not match the results schema: missing {sorted(missing)}, unknown {sorted(extra)}")
-        new = pa.Table.from_pylist([row], schema=self.schema).to_pandas()
+        table = pa.Table.from_pylist([_nulls_for_nan(row, self.schema)], schema=self.schema)
         frame = self.load()
+        self.parts.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.parts / f"{time.time_ns():020d}.parquet", lambda tmp: pq.write_table(table, tmp))
         same = (frame["cell_id"] == row["cell_id"]) & (frame["host_id"] == row["host_id"])
-        frame = pd.concat([frame[~same], new], ignore_index=True) if len(frame[~same]) else new
-        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
-        self._frame = frame
+        new = table.to_pandas()
+        self._frame = pd.concat([frame[~same], new], ignore_index=True) if len(frame[~same]) else new
 
+    def compact(self) -> None:
+        """Fold the part files into the results file (one atomic rewrite), then remove them."""
+        parts = sorted(self.parts.glob("*.parquet"))
+        if not parts:
+            return
+        self._write(self.load())
+        for part in parts:
+            part.unlink()
+        self.parts.rmdir()
 
     def drop(self, cell_ids: set[str], host_id: str) -> int:
-        """Remove this host's rows of `cell_ids` (rewritten atomically); returns how many went."""
+        """Remove this host's rows of `cell_ids` (the file rewritten atomically, parts folded in); returns how many."""
         frame = self.load()
         gone = frame["cell_id"].isin(cell_ids) & (frame["host_id"] == host_id)
         if gone.any():
-            frame = frame[~gone].reset_index(drop=True)
-            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-            atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
-            self._frame = frame
+            self._frame = frame[~gone].reset_index(drop=True)
+            self._write(self._frame)
+            for part in sorted(self.parts.glob("*.parquet")):
+                part.unlink()
         return int(gone.sum())
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
+
+
+def parts_dir(path: Path) -> Path:
+    """Where rows appended to results file `path` wait to be compacted into it."""
+    return path.with_name(f".{path.name}.parts")
+
+
+def _nulls_for_nan(row: dict, schema: pa.Schema) -> dict:
+    """A row read back from a frame: pandas holds a missing integer as NaN and a missing time as NaT; parquet
+    as null."""
+    def null(name: str, value) -> bool:
+        kind = schema.field(name).type
+        return (value is pd.NaT or pa.types.is_integer(kind) and isinstance(value, float) and value != value)
+
+    return {name: None if null(name, value) else value for name, value in row.items()}
 
 
 def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame:
-    """Rows of one or more results files, checked against `schema`."""
+    """Rows of one or more results files (each with its part files not yet compacted), checked against `schema`."""
     frames = []
-    for path in paths:
-        if not Path(path).exists():
+    for path in map(Path, paths):
+        parts = sorted(parts_dir(path).glob("*.parquet"))
+        if not path.exists() and not parts:
             raise SchemaError(f"{path}: no such results file")
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
-        for name, value in ADDED_COLUMNS.items():
-            if name in schema.names and name not in table.schema.names:
-                table = table.append_column(name, pa.array([value] * len(table), schema.field(name).type))
-        missing = set(schema.names) - set(table.schema.names)
-        if missing:
-            raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")
-        frames.append(table.select(schema.names).cast(schema).to_pandas())
+        pieces = [_read_table(file, schema) for file in ([path] if path.exists() else []) + parts]
+        frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+        if parts:  # a later row of the same cell and host replaces an earlier one
+            frame = frame.drop_duplicates(KEY, keep="last").reset_index(drop=True)
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else empty_frame(schema)
+
+
+def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
+    for name, value in ADDED_COLUMNS.items():
+        if name in schema.names and name not in table.schema.names:
+            table = table.append_column(name, pa.array([value] * len(table), schema.field(name).type))
+    missing = set(schema.names) - set(table.schema.names)
+    if missing:
+        raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")
+    return table.select(schema.names).cast(schema).to_pandas()

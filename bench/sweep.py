@@ -25,7 +25,7 @@ from bench.chunking import aggregate, first_documents
 from bench.config import EncoderSpec, MeasureSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
 from bench.encoders import (ENCODER_TYPES, Embeddings, Encoder, SentenceEncoder, embed_dataset, make_encoder,
-                            model_identity)
+                            model_identity, precision_suffix)
 from bench.env import host_id, measured_now, run_metadata
 from bench.indexes import BACKENDS, ParamError, exact_neighbors, make_index
 from bench.indexes.base import AnnIndex, Neighbors, cpu_count
@@ -127,7 +127,8 @@ class ResolvedEncoder:
             return HybridEncoder(self.dense.load())
         if self.tower is not None:
             return SentenceEncoder(self.model, self.spec.max_seq_length)
-        return make_encoder(self.spec.type, self.model, self.spec.max_seq_length)
+        return make_encoder(self.spec.type, self.model, self.spec.max_seq_length, self.spec.device,
+                            self.spec.query_precision, self.spec.doc_precision)
 
 
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
@@ -136,8 +137,8 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
     if spec.type == "hybrid":  # identified by its dense side (the cell key holds the fusion settings)
         dense = resolve_encoder(next(e for e in config.encoders if e.name == spec.hybrid_spec.dense), config, data_root)
         return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
-    if not spec.train:
-        return ResolvedEncoder(spec, spec.model, model_identity(spec.model))
+    if not spec.train:  # identified by what its corpus vectors depend on
+        return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + precision_suffix(spec.doc_precision, spec.device))
     tower = tower_config(spec, config.dataset)
     splits = sweep_splits(config, data_root, tower.dataset)
     if splits.train is None:
@@ -154,6 +155,8 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     those are skipped and counted. A search tuple that no build tuple and no K accepts is an error, as
     are unknown parameter names, bad types and build parameters that cannot work on this corpus.
     """
+    if encoder.device == "cuda" and not _cuda_available():
+        raise ParamError(f"encoder '{encoder.name}': device 'cuda' but torch sees no CUDA device on this host")
     if max(config.k) > dataset.n_docs:
         raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
     output = ENCODER_TYPES[encoder.type]
@@ -194,6 +197,12 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     return cells, skipped
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: dict[int, float] | None = None) -> AnnIndex:
     """An unbuilt index of `backend`; for a hybrid encoder, wrapped with its BM25 side and fusion."""
     index = make_index(backend, **build)
@@ -218,7 +227,8 @@ def latency_settings(config: SweepConfig) -> str:
                       sort_keys=True)
 
 
-SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": []}
+SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": [],
+                     "query_precision": "fp32", "doc_precision": "fp32", "device": "cpu"}
 
 
 def _spec_key(encoder: EncoderSpec) -> dict:
@@ -372,7 +382,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         passages = [spec.chunking.tokens, spec.chunking.stride] if spec.chunking else None
         backbone = encoder.frozen_backbone
         if announce and encoder.output == "vectors" and not corpus_cached(
-                model_identity(backbone.model) if backbone else encoder.identity, dataset.corpus_hash, passages):
+                model_identity(backbone.model) if backbone else encoder.doc_identity, dataset.corpus_hash, passages):
             announce(f"{config.name}: encoding the corpus for {spec.name}" + (" (passages)" if passages else ""))
         embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
@@ -387,6 +397,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "encoder_saw_eval_docs": resolved[spec.name].saw_eval_docs,
                   "encoder": spec.name, "encoder_type": spec.type, "model": resolved[spec.name].model,
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
+                  "query_precision": encoder.query_precision, "doc_precision": encoder.doc_precision,
+                  "encoder_device": encoder.device, "encode_batch_size": spec.batch_size,
                   "encoder_params": encoder.n_parameters(), "encoder_mode": encoder.mode,
                   "encoder_train_s": encoder.train_seconds,
                   "chunking": json.dumps(dataclasses.asdict(spec.chunking), sort_keys=True) if spec.chunking else "",

@@ -35,3 +35,25 @@ def test_model_identity_follows_files(tiny_model, tmp_path):
     (copy / "config_sentence_transformers.json").write_text("{}")  # the same folder, other content
     model_identity.cache_clear()  # a new process would see the new files
     assert model_identity(str(copy)) != before
+
+
+def test_query_and_document_precision_are_separate(tiny_model):
+    ds = synthetic_dataset(n_docs=40, n_queries=6)
+    fp32 = SentenceEncoder(tiny_model)
+    q8 = SentenceEncoder(tiny_model, query_precision="int8")
+    both = SentenceEncoder(tiny_model, query_precision="int8", doc_precision="int8")
+    assert q8.doc_identity == fp32.identity == fp32.doc_identity and q8.query_identity.endswith("|int8")
+    assert len({fp32.identity, q8.identity, both.identity}) == 3
+    plain = embed_dataset(fp32, ds)
+    query_side = embed_dataset(q8, ds)
+    assert query_side.cached and np.array_equal(query_side.docs, plain.docs)  # the fp32 corpus vectors, reused
+    assert not np.array_equal(query_side.queries, plain.queries)  # the int8 query network
+    both_sides = embed_dataset(both, ds)
+    assert not both_sides.cached and not np.array_equal(both_sides.docs, plain.docs)  # corpus re-encoded in int8
+    assert np.array_equal(both_sides.queries, query_side.queries)
+    np.testing.assert_allclose(np.linalg.norm(both_sides.docs, axis=1), 1, rtol=1e-5)
+    # the int8 copy quantizes every Linear layer; the fp32 model is untouched
+    import torch
+
+    assert not any(type(m) is torch.nn.Linear for m in q8.query_model.modules())
+    assert any(type(m) is torch.nn.Linear for m in q8.doc_model.modules())

@@ -60,3 +60,35 @@ def test_unreadable_file_is_named(tmp_path):
     bad.write_text("not parquet")
     with pytest.raises(SchemaError, match="bad.parquet: not a readable parquet file"):
         read_results(bad)
+
+
+def test_rows_are_appended_as_parts_and_compacted(tmp_path):
+    path = tmp_path / "r.parquet"
+    store = ResultStore(path)
+    store.add(make_row("c1", ndcg=0.1))
+    store.compact()
+    written = path.stat().st_mtime_ns
+    store.add(make_row("c2"))
+    store.add(make_row("c1", ndcg=0.9))  # a re-measured cell: the later row wins
+    assert path.stat().st_mtime_ns == written  # the results file is not rewritten per row
+    assert len(list(store.parts.glob("*.parquet"))) == 2
+    frame = read_results(path)  # what a killed run leaves: the file and its parts, read together
+    assert sorted(frame["cell_id"]) == ["c1", "c2"] and frame.set_index("cell_id").loc["c1", "ndcg_at_10"] == 0.9
+    assert ResultStore(path).done("h1") == {"c1", "c2"}
+    store.compact()
+    assert not store.parts.exists() and read_results(path).equals(frame)
+    store.add(make_row("c3"))
+    assert store.drop({"c3", "c2"}, "h1") == 2  # drop folds the parts in: nothing resurrects
+    assert read_results(path)["cell_id"].tolist() == ["c1"] and not list(store.parts.glob("*.parquet"))
+
+
+def test_a_row_read_back_can_be_written_again(tmp_path):
+    """Re-timing writes a stored row back with new latencies: missing integers and times survive the round trip."""
+    path = tmp_path / "r.parquet"
+    row = make_row("c1")
+    row.update(encode_batch_size=None, measured_at=None)
+    ResultStore(path).add(row)
+    stored = read_results(path).to_dict("records")[0]  # pandas: NaN for the integer, NaT for the time
+    ResultStore(path).add({**stored, "ndcg_at_10": 0.7})
+    again = read_results(path)
+    assert len(again) == 1 and again["encode_batch_size"].isna().all() and again["ndcg_at_10"].iloc[0] == 0.7

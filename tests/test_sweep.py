@@ -355,3 +355,26 @@ def test_cells_no_longer_configured_are_kept_unless_pruned(config):
     summary = run_sweep(smaller, prune=True)
     after = read_results(config.results_path)
     assert summary.computed == 0 and len(after) == len(before) - 3 and "hnsw" not in set(after["backend"])
+
+
+def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(config, tmp_path):
+    from bench.report import build_report
+
+    minilm = config.encoders[0]
+    variants = [dataclasses.replace(minilm, name="minilm-q8", query_precision="int8", backends=["exact"]),
+                dataclasses.replace(minilm, name="minilm-int8", query_precision="int8", doc_precision="int8",
+                                    backends=["exact"])]
+    config = dataclasses.replace(config, encoders=[minilm, *variants])
+    summary = run_sweep(config)
+    assert summary.corpora_encoded == 2  # fp32 (shared with the query-side variant) and int8
+    frame = read_results(config.results_path)
+    exact = frame[(frame["backend"] == "exact") & (frame["k"] == 5)].set_index("encoder")
+    assert exact.loc["minilm-q8", ["query_precision", "doc_precision"]].tolist() == ["int8", "fp32"]
+    assert exact.loc["minilm-int8", "doc_precision"] == "int8" and exact["encode_batch_size"].eq(minilm.batch_size).all()
+    assert exact["encoder_device"].eq("cpu").all() and exact["query_encode_calibration_ms"].gt(0).all()
+    assert exact.loc["minilm-q8", "corpus_encode_s"] == exact.loc["minilm", "corpus_encode_s"]
+    text = build_report(frame, ["tiny"], tmp_path / "plots", "plots")
+    section = text[text.index("## Encoding levers: precision per side"):]
+    section = section[: section.index("\n## ")]
+    assert "| minilm-q8 | int8 | fp32 |" in section and "| minilm-int8 | int8 | int8 |" in section
+    assert section.count("delta vs fp32") == 2 and "baseline minilm" in section
