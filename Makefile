@@ -8,7 +8,7 @@ CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report scale filters test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale filters encode-latency test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ scale: $(STAMP)
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)
 	$(PY) -m bench filters configs/filters.toml
+
+# Query-encoding latency of every encoder of the SciFact config, three consecutive rounds: is it repeatable?
+encode-latency: $(STAMP)
+	$(PY) -m bench encode-latency configs/scifact.toml --rounds 3
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest

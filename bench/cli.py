@@ -158,6 +158,29 @@ def cmd_filters(args: argparse.Namespace) -> int:
                        config.name)
 
 
+def cmd_encode_latency(args: argparse.Namespace) -> int:
+    from bench.encode_latency import architecture_table, remeasure, spread_table
+    from bench.report import markdown_table
+
+    config = load_config(args.config)
+    rows = remeasure(config, args.rounds, args.data_dir)
+    table = spread_table(rows)
+    for column in ("p50 spread", "p50/kernel spread"):
+        table[column] = table[column].map("{:.1%}".format)
+    print(f"query encoding, {args.rounds} consecutive rounds; per round and encoder {rows['samples'].iloc[0]} samples "
+          f"({config.measure.encode_repeats} passes x {config.measure.encode_sample} queries), "
+          f"{config.measure.threads} thread(s)\n")
+    print(markdown_table(table, floatfmt=".3g"))
+    shared = architecture_table(rows)
+    if len(shared):
+        shared["spread"] = shared["spread"].map("{:.1%}".format)
+        print("\nencoders with the same query network shape:\n")
+        print(markdown_table(shared))
+    spreads = spread_table(rows).set_index("encoder")["p50 spread"]
+    print(f"\nlargest round-to-round p50 spread: {spreads.max():.1%} ({spreads.idxmax()})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
@@ -291,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     filters.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     filters.set_defaults(func=cmd_filters)
+    encode = commands.add_parser("encode-latency", help="time every encoder's query encoding in consecutive rounds: "
+                                                        "is the figure repeatable?")
+    encode.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")
+    encode.add_argument("--rounds", type=int, default=3)
+    encode.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    encode.set_defaults(func=cmd_encode_latency)
     report = commands.add_parser("report", help="write report.md and plots from results files")
     report.add_argument("results", nargs="+", type=Path)
     report.add_argument("--out", default="report.md")

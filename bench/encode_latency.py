@@ -1,0 +1,70 @@
+"""Is query-encoding latency repeatable? Every network encoder of a sweep config, timed as the sweep times it,
+in several consecutive rounds (`python -m bench encode-latency CONFIG --rounds 3`).
+
+Each round times every encoder once (warmup, then `[measure] encode_repeats` passes over `encode_sample` test
+queries, one query at a time on `[measure] threads` threads, each followed by the calibration kernel); the
+rounds run one after another, so an encoder's spread over rounds is its run-to-run noise. Encoders whose
+query path is the same network shape (same parameter shapes and precision: a fine-tuned copy, a chunked
+corpus) are grouped: their p50s should agree within the same band.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from bench.config import SweepConfig
+from bench.encoders import ENCODER_TYPES, SentenceEncoder
+from bench.sweep import measure_query_encoding, resolve_encoder, sweep_splits
+
+
+def architecture(encoder: SentenceEncoder) -> str:
+    """What the query path's cost depends on: parameter shapes, precision, max length (not the weights)."""
+    shapes = [(name, tuple(p.shape)) for name, p in encoder.query_model.named_parameters()]
+    modules = [type(m).__name__ for m in encoder.query_model.modules()]
+    text = repr((shapes, modules, encoder.query_precision, encoder.max_seq_length, encoder.device))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = None) -> pd.DataFrame:
+    """One row per (round, encoder): query-encode p50/p95, the interleaved kernel figure and the architecture."""
+    texts = sweep_splits(config, data_root).test.query_texts[: config.measure.encode_sample]
+    encoders = {}
+    for spec in config.encoders:
+        if ENCODER_TYPES[spec.type] == "vectors":
+            encoders[spec.name] = resolve_encoder(spec, config, data_root).load()
+    rows = []
+    for round_ in range(1, rounds + 1):
+        for name, encoder in encoders.items():
+            stats = measure_query_encoding(encoder, texts, config.measure)
+            rows.append({"round": round_, "encoder": name, "architecture": architecture(encoder),
+                         "p50_ms": stats.p50_ms, "p95_ms": stats.p95_ms, "kernel_ms": stats.calibration_ms,
+                         "samples": stats.samples})
+    return pd.DataFrame(rows)
+
+
+def spread_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per encoder: p50 per round, the spread (max / min - 1) of p50 and of p50 / kernel."""
+    rows = rows.assign(normalized=rows["p50_ms"] / rows["kernel_ms"])
+    wide = rows.pivot(index="encoder", columns="round", values="p50_ms")
+    wide.columns = [f"p50 ms round {r}" for r in wide.columns]
+    by_encoder = rows.groupby("encoder")
+    wide["p50 spread"] = by_encoder["p50_ms"].max() / by_encoder["p50_ms"].min() - 1
+    wide["p50/kernel spread"] = by_encoder["normalized"].max() / by_encoder["normalized"].min() - 1
+    wide["architecture"] = by_encoder["architecture"].first()
+    return wide.reset_index()
+
+
+def architecture_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture shared by several encoders: their p50s over all rounds, and max / min - 1."""
+    groups = []
+    for arch, group in rows.groupby("architecture"):
+        if group["encoder"].nunique() < 2:
+            continue
+        medians = group.groupby("encoder")["p50_ms"].median()
+        groups.append({"architecture": arch, "encoders": ", ".join(medians.index),
+                       "median p50 ms each": ", ".join(f"{v:.3g}" for v in medians),
+                       "spread": medians.max() / medians.min() - 1})
+    return pd.DataFrame(groups)
