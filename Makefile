@@ -8,7 +8,7 @@ CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report scale filters encode-latency test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale filters load encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -24,7 +24,8 @@ bench: $(STAMP)
 report: $(STAMP)
 	$(PY) -m bench report $(wildcard $(RESULTS)) --out report.md --plots results/plots \
 		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet) \
-		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet)
+		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet) \
+		$(if $(wildcard results/load.parquet),--load results/load.parquet)
 
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)
@@ -33,6 +34,10 @@ scale: $(STAMP)
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)
 	$(PY) -m bench filters configs/filters.toml
+
+# Throughput under load: SciFact's recommended pipelines and fastest cells, closed and open loop: results/load.parquet.
+load: $(STAMP)
+	$(PY) -m bench load configs/load.toml
 
 # Query-encoding latency of every encoder of the SciFact config, three consecutive rounds: is it repeatable?
 encode-latency: $(STAMP)
@@ -47,6 +52,14 @@ check-latency: $(STAMP)
 
 update-baseline: $(STAMP)
 	$(PY) -m bench.gate --update-baseline
+
+# The same gate for a chosen pipeline (configs/pipeline_gate.toml: SciFact's recommended configurations), against
+# benchmarks/pipeline_baseline.json recorded on the CI host by `make pipeline-baseline`.
+check-pipeline: $(STAMP)
+	$(PY) -m bench.pipeline_gate configs/pipeline_gate.toml
+
+pipeline-baseline: $(STAMP)
+	$(PY) -m bench.pipeline_gate configs/pipeline_gate.toml --update-baseline
 
 microbench: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest benchmarks --benchmark-autosave

@@ -47,14 +47,14 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["config"] = out["build_params"].map(params_text) + " / " + out["search_params"].map(params_text)
     alpha = np.where(out["fusion_alpha_chosen_on"] == "dev", "dev", out["fusion_alpha"].map("{:.2f}".format))
-    out["stage2"] = np.where(out["r"] > 0, out["reranker"] + " a=" + alpha, "-")  # the setting, as configured
+    out["stage2"] = np.where(out["stage"] == "rerank", out["reranker"] + " a=" + alpha, "-")  # the setting, as configured
     chosen = np.where(out["fusion_alpha_chosen_on"] == "dev", " (a=" + out["fusion_alpha"].map("{:.2f}".format) + ")", "")
     out["memory_mb"] = (out["index_bytes"] + 4 * (out["encoder_params"] + out["reranker_params"])) / MB
     vectors = out["n_chunks"].where(out["n_chunks"] > 0, out["n_docs"])  # passages when chunked
     out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
     out["saw_eval_docs"] = out["encoder_saw_eval_docs"] | out["reranker_saw_eval_docs"]
     out["pipeline"] = (out["encoder"] + " + " + out["backend"] + " " + out["config"] + " K=" + out["k"].astype(str)
-                       + np.where(out["r"] > 0, " + " + out["stage2"] + chosen + " R=" + out["r"].astype(str), ""))
+                       + np.where(out["stage"] == "rerank", " + " + out["stage2"] + chosen + " R=" + out["r"].astype(str), ""))
     return out
 
 

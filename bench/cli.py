@@ -158,6 +158,19 @@ def cmd_filters(args: argparse.Namespace) -> int:
                        config.name)
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from bench.load import load_load_config, run_load
+    from bench.report import load_section
+    from bench.store import LOAD_SCHEMA
+
+    config = load_load_config(args.config)
+    store = ResultStore(args.results or config.results_path, LOAD_SCHEMA)
+    store.check_writable()
+    announce = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    return _run_series(store, lambda s: run_load(config, data_root=args.data_dir, store=s, announce=announce),
+                       load_section, config.name)
+
+
 def cmd_encode_latency(args: argparse.Namespace) -> int:
     from bench.encode_latency import architecture_table, remeasure, spread_table
     from bench.report import markdown_table
@@ -189,12 +202,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(args.plots).resolve().relative_to(out.resolve().parent).as_posix() + "/"
-    from bench.store import FILTER_SCHEMA, SCALE_SCHEMA
+    from bench.store import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
 
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
     filters = read_results(args.filters, schema=FILTER_SCHEMA) if args.filters else None
+    load = read_results(args.load, schema=LOAD_SCHEMA) if args.load else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
-                        filters=filters)
+                        filters=filters, load=load)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -314,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     filters.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     filters.set_defaults(func=cmd_filters)
+    load = commands.add_parser("load", help="throughput under load: chosen pipelines served to concurrent clients "
+                                            "(closed loop) and at target rates (open loop)")
+    load.add_argument("config", type=Path, help="load config (TOML), e.g. configs/load.toml")
+    load.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
+    load.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    load.set_defaults(func=cmd_load)
     encode = commands.add_parser("encode-latency", help="time every encoder's query encoding in consecutive rounds: "
                                                         "is the figure repeatable?")
     encode.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")
@@ -327,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
     report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
     report.add_argument("--filters", type=Path, help="filtered-search results (python -m bench filters) to add")
+    report.add_argument("--load", type=Path, help="throughput-under-load results (python -m bench load) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])

@@ -83,7 +83,7 @@ class RayExecutor:
                     for row in rows:
                         measurer.sink(row)
                     written += len(rows)
-                    progress.update(sum(1 for row in rows if row["r"] == 0))
+                    progress.update(sum(1 for row in rows if row["stage"] == "first"))
         finally:
             progress.close()
             for ref in pending:

@@ -165,6 +165,14 @@ class Verdict:
         return not self.slower and self.quality_ok
 
 
+def slowdown_test(now: list[float], then: list[float], tolerance: float, alpha: float) -> tuple[float, float, bool]:
+    """(ratio of medians now / then, one-sided Mann-Whitney p of "now is greater", slower): slower only if the
+    ratio is past `tolerance` and the test significant at `alpha`."""
+    ratio = float(np.median(now) / np.median(then))
+    p_value = float(mannwhitneyu(now, then, alternative="greater").pvalue)
+    return ratio, p_value, ratio > tolerance and p_value < alpha
+
+
 def compare(now: dict[str, BackendTiming], baseline: dict, tolerance: float = 1.3, alpha: float = 0.01) -> list[Verdict]:
     """Judge every baseline backend: slower only if past `tolerance` and significant at `alpha`."""
     verdicts = []
@@ -173,10 +181,8 @@ def compare(now: dict[str, BackendTiming], baseline: dict, tolerance: float = 1.
             verdicts.append(Verdict(name, float("nan"), float("nan"), True, False, "missing from this run"))
             continue
         timing = now[name]
-        ratio = float(np.median(timing.normalized_medians) / np.median(reference["normalized_medians"]))
-        p_value = float(mannwhitneyu(timing.normalized_medians, reference["normalized_medians"],
-                                     alternative="greater").pvalue)
-        slower = ratio > tolerance and p_value < alpha
+        ratio, p_value, slower = slowdown_test(timing.normalized_medians, reference["normalized_medians"],
+                                               tolerance, alpha)
         quality_ok = (timing.recall_at_k == reference["recall_at_k"] and timing.ndcg_at_10 == reference["ndcg_at_10"])
         detail = (f"recall@k {timing.recall_at_k} (baseline {reference['recall_at_k']}), "
                   f"nDCG@10 {timing.ndcg_at_10} (baseline {reference['ndcg_at_10']})")

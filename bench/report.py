@@ -138,11 +138,11 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
         f"(dataset hash {frame['dataset_hash'].iloc[0]})",
         f"- hardware: {frame['cpu_model'].iloc[0]}, {frame['n_cpus'].iloc[0]} cores, {frame['memory_gb'].iloc[0]} GB RAM; "
         f"{frame['platform'].iloc[0]}",
-        f"- threads: search 1 per query; query encoding and reranking {_values(frame.loc[frame['r'] > 0, 'rerank_threads'])} "
+        f"- threads: search 1 per query; query encoding and reranking {_values(frame.loc[frame['stage'] == 'rerank', 'rerank_threads'])} "
         f"(`[measure] threads`); throughput {frame['throughput_threads'].iloc[0]}, index build {frame['build_threads'].iloc[0]}",
         f"- latency samples: search {_values(frame['latency_samples'])} per cell (one query at a time, after warmup); "
         f"query encoding {_encode_passes(frame)} per encoder and run, each query followed by the calibration kernel; "
-        f"reranking {_values(frame.loc[frame['r'] > 0, 'rerank_latency_queries'])} queries per (reranker, R); end to end "
+        f"reranking {_values(frame.loc[frame['stage'] == 'rerank', 'rerank_latency_queries'])} queries per (reranker, R); end to end "
         "= the per-query sum of the stages' medians. Latencies carry 2-3 significant figures.",
         _calibration_line(frame),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
@@ -295,7 +295,7 @@ def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
 def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
     """Every trained model's quality on test queries with / without a relevant document that is a train positive."""
     seen_ids, protocol = seen_split(frame)
-    first = frame[frame["r"] == 0]
+    first = frame[frame["stage"] == "first"]
     baseline_name = _baseline_encoder(first)
     if not protocol.get("guard") or not baseline_name:
         return []
@@ -307,7 +307,7 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
     base = base.iloc[0]
     systems = [(row["encoder"], row, base) for _, row in
                exact[(exact["k"] == k) & (exact["encoder_mode"] != "pretrained")].drop_duplicates("encoder").iterrows()]
-    reranked = frame[(frame["r"] > 0) & (frame["encoder"] == baseline_name) & (frame["backend"] == "exact")
+    reranked = frame[(frame["stage"] == "rerank") & (frame["encoder"] == baseline_name) & (frame["backend"] == "exact")
                      & (frame["k"] == k) & (frame["reranker_train_s"].notna())]
     for stage2, rows in reranked.groupby("stage2"):
         pick = select(rows)
@@ -485,7 +485,7 @@ def _hybrid_section(first: pd.DataFrame, test: str) -> list[str]:
 
 
 def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple[str, str]:
-    first = frame[frame["r"] == 0]
+    first = frame[frame["stage"] == "first"]
     rows, notes = [], []
     for encoder, group in first.groupby("encoder"):
         exact = group[(group["backend"] == "exact")]
@@ -516,7 +516,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         })
         notes.append(f"{encoder}: online/offline/memory from the cell `{ref['backend']} {ref['config']}` at K={ref['k']} "
                      f"(fastest with dev recall@K >= 0.95; cell_id {ref['cell_id'][:12]})")
-    reranked = frame[frame["r"] > 0]
+    reranked = frame[frame["stage"] == "rerank"]
     for name, group in reranked.groupby("reranker"):
         at = group[group["r"] == group["r"].max()]
         best = select(group)
@@ -615,7 +615,7 @@ def _ndcg_frontier(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> li
     panels, rows = [], []
     for encoder, group in frame.groupby("encoder"):
         series = [(label, pareto(g, "dev_ndcg_at_10", "e2e_p95_ms"))
-                  for label, g in group.groupby(np.where(group["r"] > 0, group["backend"] + " + " + group["stage2"],
+                  for label, g in group.groupby(np.where(group["stage"] == "rerank", group["backend"] + " + " + group["stage2"],
                                                          group["backend"]))]
         panels.append((encoder, series))
         rows.append(pareto(group, "dev_ndcg_at_10", "e2e_p95_ms"))
@@ -634,7 +634,7 @@ def _ndcg_frontier(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> li
 
 
 def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]:
-    reranked = frame[frame["r"] > 0]
+    reranked = frame[frame["stage"] == "rerank"]
     if reranked.empty:
         return []
     parts = ["## K x R", "",
@@ -646,12 +646,12 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]
         lines, curves, cells_all = [], [], []
         for backend, rows in frame[frame["encoder"] == encoder].groupby("backend"):
             for k in sorted(rows["k"].unique()):
-                chosen = fastest_at_recall(rows[(rows["r"] == 0) & (rows["k"] == k)])
+                chosen = fastest_at_recall(rows[(rows["stage"] == "first") & (rows["k"] == k)])
                 if chosen is None:
                     continue
                 cells = rows[(rows["config"] == chosen["config"]) & (rows["k"] == k)
-                             & ((rows["r"] == 0) | (rows["stage2"] == stage2))].sort_values("r")
-                if not (cells["r"] > 0).any():
+                             & ((rows["stage"] == "first") | (rows["stage2"] == stage2))].sort_values("r")
+                if not (cells["stage"] == "rerank").any():
                     continue
                 cells_all.append(cells)
                 lines.append((backend, chosen["config"], k, cells))
@@ -712,7 +712,7 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
         good = fastest_at_recall(rows)
         if good is not None:
             systems.append(good)
-    reranked = frame[frame["r"] > 0]
+    reranked = frame[frame["stage"] == "rerank"]
     for _, rows in reranked.groupby("stage2"):
         systems.append(select(rows))
     if not systems:
@@ -764,7 +764,7 @@ def _recommendations(frame: pd.DataFrame, budgets: list[Budget], plots_dir: Path
                      "tied with dev-best": f"{len(choice.ties)} of {choice.candidates}",
                      "dev-best": f"{choice.dev_best['pipeline']} ({choice.dev_best['dev_ndcg_at_10']:.3f}; "
                                  f"pick's one-sided p {_p(choice.p_vs_best)})"})
-        stage = f" + R={pick['r']}" if pick["r"] > 0 else ""
+        stage = f" + R={pick['r']}" if pick["stage"] == "rerank" else ""
         picks.append((f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB: {pick['encoder']} {pick['backend']} "
                       f"K={pick['k']}{stage}", pick))
     parts = ["## Recommendations under budgets", "",
@@ -789,7 +789,7 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
              "Offline cost is corpus encoding + index build (+ training). Memory is the serialized index "
              "(which holds the embeddings) + float32 model weights. Quality: test nDCG@10 of the exact cell and of "
              "the dev-chosen ANN cell.", "", table, "", notes, ""]
-    first = frame[frame["r"] == 0]
+    first = frame[frame["stage"] == "first"]
     parts += _seen_section(frame, test)
     parts += _encoder_types(first, test)
     parts += _chunking_section(first, test)
@@ -865,7 +865,7 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
 
 def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_prefix: str,
                  budgets: list[Budget] | None = None, test: str = "t", scale: pd.DataFrame | None = None,
-                 filters: pd.DataFrame | None = None) -> str:
+                 filters: pd.DataFrame | None = None, load: pd.DataFrame | None = None) -> str:
     budgets = budgets or DEFAULT_BUDGETS
     frame = with_derived(frame)
     datasets = sorted(frame["dataset"].unique())
@@ -889,6 +889,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [scale_section(scale, plots_dir, link_prefix)]
     if filters is not None and len(filters):
         parts += [filters_section(filters)]
+    if load is not None and len(load):
+        parts += [load_section(load, plots_dir, link_prefix)]
     return "\n".join(parts)
 
 
@@ -1027,6 +1029,75 @@ def _capacity_plot(path: Path, table: pd.DataFrame, k: int, n: int) -> None:
 
 
 # ---------------------------------------------------------------- filtered search
+
+
+def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix: str = "") -> str:
+    """Markdown for throughput under load: per served pipeline, QPS and tail latency per concurrency (closed
+    loop), p99 and the share over the deadline at target rates (open loop), cost per million queries."""
+    if frame.empty:
+        return ""
+    first = frame.iloc[0]
+    closed = frame[frame["mode"] == "closed"].sort_values(["pipeline", "concurrency"])
+    opened = frame[frame["mode"] == "open"].sort_values(["pipeline", "target_qps"])
+    best = closed.loc[closed.groupby("sweep_cell_id")["achieved_qps"].idxmax()].set_index("sweep_cell_id")
+    summary = []
+    for cell, row in best.iterrows():
+        levels = closed[closed["sweep_cell_id"] == cell]
+        summary.append({
+            "pipeline": row["pipeline"], "chosen as": row["chosen_as"],
+            "serial e2e p95 ms": f"{row['serial_e2e_p95_ms']:.3g}",
+            **{f"C={c} QPS / p99 ms": f"{q:.3g} / {p:.3g}" if np.isfinite(p) else f"{q:.3g} / -"
+               for c, q, p in zip(levels["concurrency"], levels["achieved_qps"], levels["latency_p99_ms"])},
+            "best QPS": f"{row['achieved_qps']:.3g} (C={row['concurrency']})",
+            "USD per 1M queries": f"{row['cost_per_million_usd']:.3g}"})
+    open_rows = [{"pipeline": r["pipeline"], "target QPS": f"{r['target_qps']:.3g}", "achieved QPS": f"{r['achieved_qps']:.3g}",
+                  "requests": f"{r['requests']} (+{r['dropped']} dropped)" if r["dropped"] else str(r["requests"]),
+                  "p50 ms": _ms(r["latency_p50_ms"]), "p99 ms": _ms(r["latency_p99_ms"]),
+                  f"over {r['deadline_ms']:g} ms": f"{r['over_deadline_share']:.1%}"} for _, r in opened.iterrows()]
+    when = frame["measured_at"]
+    parts = [
+        "## Throughput under load", "",
+        f"{first['dataset']}: each recommended pipeline and each listed encoder's fastest cell (`chosen as`), served "
+        f"end to end (encode, search, rerank) by one process on {first['cores']} cores, {first['threads_per_request']} "
+        "torch thread per request (`python -m bench load`, bench/load.py). Closed loop: C client threads back to back "
+        f"for {frame['duration_s'].min():.0f}+ s each; open loop: Poisson arrivals at a target rate, "
+        f"{opened['concurrency'].max() if len(opened) else '-'} serving threads, latency from the scheduled arrival "
+        "(queueing included); a p99 the samples cannot support (fewer than 100 requests, or requests dropped) is "
+        f"`-`. Cost: cores x {first['price_per_core_hour']:g} USD per core-hour / best QPS. Measured "
+        f"{when.min():%Y-%m-%d %H:%M}-{when.max():%H:%M} UTC at calibration {frame['calibration_ms'].min():.3f}-"
+        f"{frame['calibration_ms'].max():.3f} ms; {len(frame)} rows.", "",
+        markdown_table(pd.DataFrame(summary)), ""]
+    if open_rows:
+        parts += ["Open loop:", "", markdown_table(pd.DataFrame(open_rows)), ""]
+    if plots_dir is not None:
+        png = Path(plots_dir) / "load_qps_p99.png"
+        _load_plot(png, closed, opened)
+        parts += [f"![QPS vs p99]({link_prefix}{png.name})", ""]
+    return "\n".join(parts)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g}" if np.isfinite(value) else "-"
+
+
+def _load_plot(path: Path, closed: pd.DataFrame, opened: pd.DataFrame) -> None:
+    """Achieved QPS against p99 per pipeline: closed-loop concurrency levels joined, open-loop targets as crosses."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for i, (name, rows) in enumerate(closed.groupby("pipeline")):
+        color = TAB10[i % len(TAB10)]
+        ax.plot(rows["achieved_qps"], rows["latency_p99_ms"], "o-", color=color, label=name[:70], markersize=4)
+        for _, r in rows.iterrows():
+            ax.annotate(f"C={r['concurrency']}", (r["achieved_qps"], r["latency_p99_ms"]), fontsize=6)
+        own = opened[opened["pipeline"] == name]
+        ax.plot(own["achieved_qps"], own["latency_p99_ms"], "x", color=color, markersize=6)
+    ax.set_xlabel("achieved QPS", fontsize=8)
+    ax.set_ylabel("p99 ms (open loop: x, from scheduled arrival)", fontsize=8)
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+    ax.tick_params(labelsize=7)
+    _save(fig, path)
 
 
 def filters_section(frame: pd.DataFrame) -> str:

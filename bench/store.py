@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +39,7 @@ SCHEMA = pa.schema([
     ("n_chunks", _I64),  # passages indexed (0 = whole documents: one vector per document)
     ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
     ("k", _I64),
+    ("stage", _STR),  # "first": the first stage alone; "rerank": its top R re-scored by a cross-encoder
     ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
     ("reranker_saw_eval_docs", pa.bool_()),
     ("r", _I64),  # rerank depth R <= K; 0 on first-stage rows
@@ -125,6 +127,27 @@ FILTER_SCHEMA = pa.schema([
     ("latency_samples", _I64),
     ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
     ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
+    ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+])
+
+# Throughput under load (`python -m bench load`): one row per (served sweep cell, mode, load level).
+LOAD_SCHEMA = pa.schema([
+    ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
+    ("sweep_cell_id", _STR), ("dataset", _STR), ("pipeline", _STR),  # the served cell and its description
+    ("chosen_as", _STR),  # why it was served: the budget it is recommended under, or the encoder's fastest cell
+    ("mode", _STR),  # "closed": `concurrency` clients back to back; "open": Poisson arrivals at `target_qps`
+    ("concurrency", _I64),  # closed: clients; open: serving threads
+    ("target_qps", _F64),  # open loop's arrival rate; null for closed-loop rows
+    ("achieved_qps", _F64), ("requests", _I64), ("dropped", _I64), ("duration_s", _F64),
+    # per request, from sending (closed) or scheduled arrival (open) to the ranked list
+    ("latency_p50_ms", _F64), ("latency_p95_ms", _F64), ("latency_p99_ms", _F64), ("latency_mean_ms", _F64),
+    ("deadline_ms", _F64), ("over_deadline_share", _F64),  # dropped requests count as over
+    ("serial_e2e_p50_ms", _F64), ("serial_e2e_p95_ms", _F64),  # the sweep's one-query-at-a-time figures
+    ("threads_per_request", _I64), ("cores", _I64),
+    ("price_per_core_hour", _F64), ("cost_per_million_usd", _F64),  # cores x price / (achieved QPS x 3600) x 1e6
+    ("calibration_ms", _F64),  # the calibration kernel at the run's start (bench.calibration)
+    ("timestamp", pa.timestamp("us", tz="UTC")), ("measured_at", pa.timestamp("us", tz="UTC")),
     ("git_sha", _STR), ("git_dirty", pa.bool_()),
     ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
 ])
@@ -275,6 +298,9 @@ def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
     for name, value in ADDED_COLUMNS.items():
         if name in schema.names and name not in table.schema.names:
             table = table.append_column(name, pa.array([value] * len(table), schema.field(name).type))
+    if "stage" in schema.names and "stage" not in table.schema.names:  # rows before it: a rerank row has R > 0
+        reranked = table.column("r").to_numpy() > 0
+        table = table.append_column("stage", pa.array(np.where(reranked, "rerank", "first"), _STR))
     missing = set(schema.names) - set(table.schema.names)
     if missing:
         raise SchemaError(f"{path}: missing columns {sorted(missing)} of the results schema")

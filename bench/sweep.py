@@ -632,7 +632,7 @@ class CellMeasurer:
         result = self._to_documents(index.batch_query(self.embeddings.queries, self.batch_threads), cell.k)
         e2e = end_to_end(self.encode_latency, latency)
         row = {
-            **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend,
+            **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend, "stage": "first",
             "build_params": json.dumps(index.build.as_dict(), sort_keys=True),  # as run: defaults filled in
             "search_params": json.dumps(index.search_description(index.check_search(cell.k, cell.search)),
                                         sort_keys=True), "k": cell.k,
@@ -710,6 +710,7 @@ class CellMeasurer:
                 e2e = end_to_end(self.encode_latency, search_latency, latency)
                 self.sink({
                     **first_row, **self._quality(ids), "measured_at": measured_now(), "cell_id": child.cell_id,
+                    "stage": "rerank",
                     "reranker": name,
                     "reranker_identity": scorer.identity, "reranker_saw_eval_docs": bool(report.get("saw_eval_docs")), "r": child.r, "fusion_alpha": alpha,
                     "fusion_alpha_chosen_on": "dev" if child.alpha == "dev" else "",

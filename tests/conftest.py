@@ -66,3 +66,21 @@ def tiny_cross_encoder(tmp_path_factory) -> str:
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture
+def reranked_tiny_sweep(tiny_model, tiny_cross_encoder, tmp_path):
+    """configs/tiny.toml with the tiny models on exact, HNSW and BM25, the top 10 of K=20 reranked, already run."""
+    import dataclasses
+
+    from bench.config import RerankerSpec, RerankSpec, load_config
+    from bench.sweep import run_sweep
+
+    base = load_config("configs/tiny.toml")
+    encoders = [dataclasses.replace(base.encoders[0], model=tiny_model), *base.encoders[1:]]
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0])],
+                        r=[10], k=[20], latency_queries=4)
+    sweep = dataclasses.replace(base, encoders=encoders, results=str(tmp_path / "tiny.parquet"), rerank=rerank,
+                                backends=[b for b in base.backends if b.backend in ("exact", "hnsw", "bm25s")])
+    run_sweep(sweep)
+    return sweep

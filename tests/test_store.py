@@ -92,3 +92,14 @@ def test_a_row_read_back_can_be_written_again(tmp_path):
     ResultStore(path).add({**stored, "ndcg_at_10": 0.7})
     again = read_results(path)
     assert len(again) == 1 and again["encode_batch_size"].isna().all() and again["ndcg_at_10"].iloc[0] == 0.7
+
+
+def test_files_before_the_stage_column_get_it_from_r(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [make_row("c1"), make_row("c2")]
+    rows[0]["r"], rows[1]["r"] = 0, 20
+    table = pa.Table.from_pylist(rows, schema=SCHEMA).drop_columns(["stage"])
+    pq.write_table(table, tmp_path / "old.parquet")
+    assert read_results(tmp_path / "old.parquet")["stage"].tolist() == ["first", "rerank"]

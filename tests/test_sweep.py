@@ -161,6 +161,7 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
     assert reranked["rerank_p50_ms"].gt(0).all() and reranked["rerank_latency_queries"].eq(4).all()
     assert (reranked["e2e_p50_ms"] > reranked["rerank_p50_ms"]).all()
     assert frame.loc[frame["r"] == 0, "rerank_p50_ms"].isna().all()
+    assert frame["stage"].tolist() == ["rerank" if r > 0 else "first" for r in frame["r"]]
     exact = frame[frame["backend"] == "exact"]
     plain = exact[(exact["r"] == 0) & (exact["k"] == 20)].iloc[0]
     fused0 = exact[(exact["fusion_alpha"] == 0.0) & (exact["r"] == 10)].iloc[0]

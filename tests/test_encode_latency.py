@@ -1,0 +1,32 @@
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from bench.encode_latency import architecture_table, remeasure, spread_table
+
+
+def test_spread_per_encoder_and_per_shared_architecture():
+    rows = pd.DataFrame({"round": [1, 1, 1, 2, 2, 2], "encoder": ["a", "b", "c"] * 2,
+                         "architecture": ["x", "x", "y"] * 2, "p50_ms": [10.0, 11.0, 4.0, 11.0, 11.0, 4.0],
+                         "p95_ms": [12.0] * 6, "kernel_ms": [0.5, 0.5, 0.5, 0.55, 0.55, 0.55], "samples": [300] * 6})
+    table = spread_table(rows).set_index("encoder")
+    assert table.loc["a", "p50 spread"] == pytest.approx(0.1) and table.loc["b", "p50 spread"] == 0
+    assert table.loc["a", "p50/kernel spread"] == pytest.approx(0.0)  # the host was 10% slower in round 2
+    shared = architecture_table(rows)
+    assert list(shared["architecture"]) == ["x"] and shared["spread"].iloc[0] == pytest.approx(11 / 10.5 - 1)
+
+
+def test_rounds_time_every_network_encoder(tiny_model):
+    from bench.config import load_config
+
+    base = load_config("configs/tiny.toml")
+    minilm = dataclasses.replace(base.encoders[0], model=tiny_model)
+    config = dataclasses.replace(base, encoders=[minilm, dataclasses.replace(minilm, name="q8", query_precision="int8"),
+                                                 *base.encoders[1:]],
+                                 measure=dataclasses.replace(base.measure, encode_sample=5, encode_repeats=2))
+    rows = remeasure(config, rounds=2)
+    assert sorted(rows["encoder"].unique()) == ["minilm", "q8"]  # bm25 has no network
+    assert len(rows) == 4 and rows["samples"].eq(10).all() and rows["kernel_ms"].gt(0).all()
+    assert rows.groupby("encoder")["architecture"].nunique().eq(1).all()
+    assert rows.set_index("encoder")["architecture"].groupby(level=0).first().nunique() == 2  # int8 is another shape
