@@ -312,10 +312,12 @@ def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float, stal
 
 
 def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:
-    """This host's stored rows whose latencies must be re-timed: measured with other latency settings, or
-    at a calibration figure off the current one by more than the configured tolerance (or none)."""
+    """This host's stored rows whose latencies must be re-timed: measured with other latency settings, or in a
+    run whose calibration figure (the median over its rows: one row's 100 kernel calls carry a few % of noise)
+    is off the current one by more than the configured tolerance, or without one."""
     settings = latency_settings(config)
-    drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in mine["calibration_ms"]]
+    per_run = mine.groupby("timestamp")["calibration_ms"].transform("median")
+    drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in per_run]
     return mine[np.asarray(drift, dtype=bool) | (mine["latency_settings"] != settings).to_numpy()]
 
 
