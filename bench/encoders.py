@@ -281,8 +281,11 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
     else:
         cached_array("corpus_seconds", key, lambda: np.array([encode_seconds]))
     query_key = {**{k: v for k, v in key.items() if k != "passages"}, "model": encoder.query_identity}
+    query_batch = batch_size
+    if encoder.query_precision == "int8":  # served one at a time: a batch would share one activation range, padding
+        query_batch = query_key["query_batch"] = 1  # included, and change the vectors the quality is measured on
     queries, _ = cached_array("queries", {**query_key, "side": "queries", "dataset": dataset.content_hash},
-                              lambda: encoder.encode_queries(dataset.query_texts, batch_size=batch_size))
+                              lambda: encoder.encode_queries(dataset.query_texts, batch_size=query_batch))
     return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached, passages=passages)
 
 

@@ -57,3 +57,11 @@ def test_query_and_document_precision_are_separate(tiny_model):
 
     assert not any(type(m) is torch.nn.Linear for m in q8.query_model.modules())
     assert any(type(m) is torch.nn.Linear for m in q8.doc_model.modules())
+
+
+def test_int8_queries_are_encoded_as_served_one_at_a_time(tiny_model):
+    ds = synthetic_dataset(n_docs=40, n_queries=6)
+    q8 = SentenceEncoder(tiny_model, query_precision="int8")
+    stored = embed_dataset(q8, ds, batch_size=4).queries
+    one_by_one = np.vstack([q8.encode_queries([text], batch_size=1) for text in ds.query_texts])
+    assert np.array_equal(stored, one_by_one)
