@@ -49,7 +49,9 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     alpha = np.where(out["fusion_alpha_chosen_on"] == "dev", "dev", out["fusion_alpha"].map("{:.2f}".format))
     out["stage2"] = np.where(out["stage"] == "rerank", out["reranker"] + " a=" + alpha, "-")  # the setting, as configured
     chosen = np.where(out["fusion_alpha_chosen_on"] == "dev", " (a=" + out["fusion_alpha"].map("{:.2f}".format) + ")", "")
-    out["memory_mb"] = (out["index_bytes"] + 4 * (out["encoder_params"] + out["reranker_params"])) / MB
+    # the query network as served (rows before `encoder_bytes`: float32, 4 bytes per parameter), the index, the reranker
+    out["model_mb"] = out["encoder_bytes"].fillna(4 * out["encoder_params"]) / MB
+    out["memory_mb"] = out["model_mb"] + (out["index_bytes"] + 4 * out["reranker_params"]) / MB
     vectors = out["n_chunks"].where(out["n_chunks"] > 0, out["n_docs"])  # passages when chunked
     out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
     out["saw_eval_docs"] = out["encoder_saw_eval_docs"] | out["reranker_saw_eval_docs"]

@@ -82,6 +82,9 @@ class Encoder(Protocol):
 
     def n_parameters(self) -> int: ...
 
+    def online_bytes(self) -> int:
+        """Bytes of the weights that encode queries, as loaded for serving (int8 Linear weights: 1 byte each)."""
+
 
 class TextPassthrough:
     """The `bm25` encoder type: no network; queries and documents stay text, for a text backend (bm25s)."""
@@ -102,6 +105,9 @@ class TextPassthrough:
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         return np.array(texts, dtype=object)
+
+    def online_bytes(self) -> int:
+        return 0
 
     def n_parameters(self) -> int:
         return 0
@@ -179,6 +185,23 @@ class SentenceEncoder:
     def n_parameters(self) -> int:
         """Distinct parameters: a twin tower counts both towers, a shared backbone once."""
         return sum(p.numel() for p in self.model.parameters())
+
+    def online_bytes(self) -> int:
+        """Bytes of the query network's weights: float tensors at their size, dynamically quantized Linear layers
+        at one byte per weight (plus their float bias)."""
+        import torch
+        from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+
+        total = 0
+        for module in self.query_model.modules():
+            if isinstance(module, QuantizedLinear):
+                weight, bias = module._weight_bias()
+                total += weight.numel() * weight.element_size() + (bias.numel() * bias.element_size() if bias is not None else 0)
+            else:
+                total += sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+                total += sum(b.numel() * b.element_size() for b in module.buffers(recurse=False)
+                             if isinstance(b, torch.Tensor) and b.is_floating_point())
+        return total
 
 
 PRECISIONS = ("fp32", "int8")  # int8: torch dynamic quantization of every Linear layer (weights int8, activations

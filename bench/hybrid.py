@@ -95,6 +95,9 @@ class HybridEncoder:
     def n_parameters(self) -> int:
         return self.dense.n_parameters()
 
+    def online_bytes(self) -> int:
+        return self.dense.online_bytes()
+
 
 class HybridIndex(AnnIndex):
     """A dense index (any vector backend) and a BM25 index; search params: the dense backend's, plus `depth`."""

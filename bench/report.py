@@ -510,7 +510,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
             "online p50 / p95 ms": f"{ref['e2e_p50_ms']:.3g} / {ref['e2e_p95_ms']:.3g}",
             "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2g} build{trained}",
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
-                         f"{4 * ref['encoder_params'] / MB:.1f} model",
+                         f"{ref['model_mb']:.1f} model",
             f"test nDCG@10 (K={k})": quality_text,
             "scale": _scale_note(scale, ref, kind),
         })
@@ -1094,6 +1094,8 @@ def _load_plot(path: Path, closed: pd.DataFrame, opened: pd.DataFrame) -> None:
     ax.set_xlabel("achieved QPS", fontsize=8)
     ax.set_ylabel("p99 ms (open loop: x, from scheduled arrival)", fontsize=8)
     ax.set_yscale("log")
+    ax.set_xscale("log")
+    _readable_log_axis(ax.xaxis)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6)
     ax.tick_params(labelsize=7)

@@ -32,6 +32,7 @@ SCHEMA = pa.schema([
     ("query_precision", _STR), ("doc_precision", _STR),  # how the network ran per side: fp32, int8 (dynamic)
     ("encoder_device", _STR), ("encode_batch_size", _I64),  # corpus encoding batch; queries are encoded one by one
     ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
+    ("encoder_bytes", _I64),  # the query network's weights as served (int8 Linear: 1 byte); empty on older rows
     ("encoder_mode", _STR),  # "pretrained", or how the harness trained it: "heads" (frozen backbone) or "full"
     ("encoder_train_s", _F64),  # NaN unless trained by the harness
     ("encoder_saw_eval_docs", pa.bool_()),  # trained on documents relevant to dev/test queries (guard not applied)
@@ -158,7 +159,8 @@ KEY = ["cell_id", "host_id"]
 ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), "chunking": "", "n_chunks": 0,
                  "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None,
                  "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": "",
-                 "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None}
+                 "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None,
+                 "encoder_bytes": None}
 
 # What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",

@@ -21,7 +21,7 @@ def row(name, p95, mb, dev, test, recall=1.0, saw=False, backend=None):
         "cell_id": name, "dataset": "d", "encoder": "bi", "backend": backend or name, "build_params": json.dumps({}),
         "search_params": json.dumps({"name": name}), "k": 100, "r": 0, "stage": "first", "reranker": "", "fusion_alpha": np.nan, "fusion_alpha_chosen_on": "",
         "e2e_p50_ms": p95 / 2, "e2e_p95_ms": p95, "index_bytes": int(mb * 2**20), "encoder_params": 0,
-        "reranker_params": 0, "n_docs": 1000, "n_chunks": 0, "dim": 8, "encoder_saw_eval_docs": saw,
+        "reranker_params": 0, "encoder_bytes": np.nan, "n_docs": 1000, "n_chunks": 0, "dim": 8, "encoder_saw_eval_docs": saw,
         "reranker_saw_eval_docs": False, "recall_at_k": recall, "dev_recall_at_k": recall,
         "ndcg_at_10": test.mean(), "query_ids": TEST, "q_ndcg_at_10": test.tolist(),
         "dev_ndcg_at_10": dev.mean(), "dev_query_ids": DEV, "dev_q_ndcg_at_10": dev.tolist(),

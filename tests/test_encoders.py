@@ -65,3 +65,11 @@ def test_int8_queries_are_encoded_as_served_one_at_a_time(tiny_model):
     stored = embed_dataset(q8, ds, batch_size=4).queries
     one_by_one = np.vstack([q8.encode_queries([text], batch_size=1) for text in ds.query_texts])
     assert np.array_equal(stored, one_by_one)
+
+
+def test_served_weight_bytes_follow_the_query_precision(tiny_model):
+    fp32 = SentenceEncoder(tiny_model)
+    q8 = SentenceEncoder(tiny_model, query_precision="int8")
+    assert fp32.online_bytes() == 4 * fp32.n_parameters()
+    linear = sum(m.weight.numel() for m in fp32.model.modules() if type(m).__name__ == "Linear")
+    assert fp32.online_bytes() - q8.online_bytes() == 3 * linear  # each Linear weight: 4 bytes -> 1
