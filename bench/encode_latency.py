@@ -17,7 +17,8 @@ import pandas as pd
 
 from bench.config import SweepConfig
 from bench.encoders import ENCODER_TYPES, SentenceEncoder
-from bench.sweep import measure_query_encoding, resolve_encoder, sweep_splits
+from bench.measure import measure_query_encoding
+from bench.prepare import resolve_encoder, sweep_splits
 
 
 def architecture(encoder: SentenceEncoder) -> str:

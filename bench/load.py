@@ -176,7 +176,8 @@ class Pipeline:
 def build_pipeline(sweep: SweepConfig, row: pd.Series, data_root: Path | None, build_threads: int) -> Pipeline:
     """The cell of `row` rebuilt from the sweep config: its encoder, its index (built now), its reranker."""
     from bench.encoders import embed_dataset
-    from bench.sweep import Rerankers, first_stage_index, hybrid_weights, plan_cells, resolve_encoder, sweep_splits
+    from bench.plan import first_stage_index, plan_cells
+    from bench.prepare import Rerankers, hybrid_weights, resolve_encoder, sweep_splits
 
     splits = sweep_splits(sweep, data_root)
     dataset = splits.evaluation
@@ -316,7 +317,7 @@ def run_load(config: LoadConfig, data_root: Path | None = None, store: ResultSto
     speed); returns rows written. `sweep`: the sweep config (default: read from `config.sweep`)."""
     import torch
 
-    from bench.sweep import sweep_splits
+    from bench.prepare import sweep_splits
 
     store = store or ResultStore(config.results_path, LOAD_SCHEMA)
     sweep = sweep or load_config(config.sweep)

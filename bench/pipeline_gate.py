@@ -1,4 +1,4 @@
-"""A latency gate for the user's own pipeline (`python -m bench gate-pipeline configs/pipeline_gate.toml`).
+"""A latency gate for the user's own pipeline (`python -m bench.pipeline_gate configs/pipeline_gate.toml`).
 
 `make check-latency` gates the harness's synthetic workload; this gates the configuration a user chose: the
 cells of a sweep config recommended under the given budgets (and any cell ids listed), each served end to end
@@ -143,7 +143,7 @@ def run_gate(config: PipelineGateConfig, slowdown: dict[str, float], data_root: 
     import torch
 
     from bench.load import build_pipeline
-    from bench.sweep import sweep_splits
+    from bench.prepare import sweep_splits
 
     sweep = sweep or load_config(config.sweep)
     frame = read_results(sweep.results_path)
@@ -216,7 +216,7 @@ def judge(now: dict, baseline: dict, config: PipelineGateConfig) -> list[StageVe
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench gate-pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="pipeline gate config (TOML), e.g. configs/pipeline_gate.toml")
     parser.add_argument("--update-baseline", action="store_true", help="accept this run as the baseline")
     parser.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")

@@ -1,4 +1,5 @@
-"""The work a sweep will do, announced before it starts, with a time estimate from this machine's speeds.
+"""The plan of a sweep: its cells (the grid of the config, each with a content id: `plan_cells`), and the work
+they need, announced before it starts with a time estimate from this machine's speeds.
 
 Phases: models to train, corpora to encode, cross-encoder pairs to score, cells to measure. Speeds are
 measured here and remembered in the cache (`speeds.json`): every finished phase records its rate, so the next
@@ -14,7 +15,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cache import atomic_write_bytes, cache_dir
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from bench.cache import atomic_write_bytes, cache_dir, content_key
+from bench.calibration import drifted
+from bench.config import EncoderSpec, SweepConfig
+from bench.datasets import Dataset
+from bench.encoders import ENCODER_TYPES
+from bench.hybrid import HybridIndex
+from bench.indexes import BACKENDS, ParamError, make_index
+from bench.indexes.base import AnnIndex
 
 # Rates never measured on this machine yet: the 2-core reference host's figures (seconds).
 DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0}
@@ -123,7 +137,7 @@ def _examples(dataset) -> int:
 
 def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, rerankers) -> list[Phase]:
     """The phases left for a sweep: `resolved` encoders by name, `pending` cells by encoder name, `rerankers` the
-    sweep's (bench.sweep.Rerankers: where each trained reranker lives and what it trains on)."""
+    sweep's (bench.prepare.Rerankers: where each trained reranker lives and what it trains on)."""
     dataset = splits.evaluation
     phases: list[Phase] = []
     docs_rate, docs_basis = (None, "")
@@ -212,3 +226,181 @@ def _model_identity(model: str) -> str:
     from bench.encoders import model_identity
 
     return model_identity(model)
+
+
+# ---------------------------------------------------------------- cells: the grid of a sweep config
+
+
+@dataclass(frozen=True)
+class RerankCell:
+    """The first stage of its parent cell, then `reranker` re-scoring the top-`r` with fusion weight `alpha`."""
+
+    reranker: str
+    alpha: float | str  # a number, or "dev"
+    r: int
+    cell_id: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: an encoder, an index built with `build`, searched with `search` for top-`k`.
+
+    Its rerank children are measured with it (they need its result lists), so a cell counts as done
+    only when it and all its children are in the store.
+    """
+
+    encoder: EncoderSpec
+    backend: str
+    build: dict
+    search: dict
+    k: int
+    cell_id: str
+    children: tuple[RerankCell, ...] = ()
+
+    @property
+    def build_key(self) -> tuple[str, str]:
+        return self.backend, json.dumps(self.build, sort_keys=True)
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.cell_id, *(c.cell_id for c in self.children)]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
+               identity: str | None = None) -> tuple[list[Cell], int]:
+    """Every valid cell of the grid for one encoder, and how many grid points were skipped as invalid.
+
+    A grid is a cartesian product, so some points break a cross-parameter rule (ef < K, nprobe > nlist);
+    those are skipped and counted. A search tuple that no build tuple and no K accepts is an error, as
+    are unknown parameter names, bad types and build parameters that cannot work on this corpus.
+    """
+    if encoder.device == "cuda" and not _cuda_available():
+        raise ParamError(f"encoder '{encoder.name}': device 'cuda' but torch sees no CUDA device on this host")
+    if max(config.k) > dataset.n_docs:
+        raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
+    output = ENCODER_TYPES[encoder.type]
+    searched = "vectors" if output == "hybrid" else output  # a hybrid's dense side runs on the vector backends
+    if identity is None:
+        from bench.prepare import resolve_encoder
+
+        identity = resolve_encoder(encoder, config).identity
+    cells, skipped = [], 0
+    for spec in config.backends:
+        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != searched:
+            continue  # e.g. bm25s takes text, HNSW takes vectors
+        if (encoder.backends and spec.backend not in encoder.backends) or (spec.encoders and encoder.name not in spec.encoders):
+            continue
+        # (the config's build table, its index): cell ids hash the table as written, not the defaults filled in
+        indexes = [(build, first_stage_index(encoder, spec.backend, build)) for build in spec.build_grid()]
+        for _, index in indexes:
+            index.check_build(dataset.n_docs)
+        depths = encoder.hybrid_spec.depth if output == "hybrid" else [None]
+        for point in spec.search_grid():
+            first_error = None
+            accepted = 0
+            for (build, index), depth, k in itertools.product(indexes, depths, config.k):
+                search = point if depth is None else {**point, "depth": depth}
+                try:
+                    index.check_search(k, search)
+                except ParamError as err:
+                    first_error = first_error or err
+                    skipped += 1
+                    continue
+                accepted += 1
+                key = {"dataset": dataset.content_hash, "split": dataset.split, "queries": dataset.query_ids,
+                       "encoder": _spec_key(encoder), "model": identity, "backend": spec.backend,
+                       "build": build, "search": search, "k": k,
+                       "measure": _measure_key(config)}
+                children, too_deep = _plan_children(config, encoder.name, spec.backend, k, key)
+                skipped += too_deep
+                cells.append(Cell(encoder, spec.backend, build, search, k, content_key(key), children))
+            if not accepted and output != "hybrid":  # a hybrid shares the grid: shallow points miss its depths
+                raise ParamError(f"{first_error} (search point {point} is invalid for every build point and K)")
+    return cells, skipped
+
+
+def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: dict[int, float] | None = None) -> AnnIndex:
+    """An unbuilt index of `backend`; for a hybrid encoder, wrapped with its BM25 side and fusion."""
+    index = make_index(backend, **build)
+    return HybridIndex(index, encoder.hybrid_spec, weights) if encoder.type == "hybrid" else index
+
+
+def _measure_key(config: SweepConfig) -> dict:
+    """What of the measure settings a cell id hashes: only what can change quality (the build's threads).
+    Settings that change how latency is timed are stored per row (`latency_settings`) instead: a change
+    re-measures latency and keeps quality."""
+    return {"build_threads": config.measure.build_threads}
+
+
+def _child_key_extra(config: SweepConfig) -> dict:
+    """What a rerank child's id hashes beyond its parent's and its own (reranker, alpha, R): nothing today."""
+    return {}
+
+
+def latency_settings(config: SweepConfig) -> str:
+    """The settings a row's latencies were timed with (JSON): a stored row with other settings is re-timed."""
+    return json.dumps({**config.measure.latency_settings(), "rerank_latency_queries": config.rerank.latency_queries},
+                      sort_keys=True)
+
+
+SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": [],
+                     "query_precision": "fp32", "doc_precision": "fp32", "device": "cpu"}
+
+
+def _spec_key(encoder: EncoderSpec) -> dict:
+    """The encoder spec as it enters cell ids; fields added later are left out at their defaults, so cell ids
+    predating them still match."""
+    key = dataclasses.asdict(encoder)
+    for name, default in SPEC_FIELDS_ADDED.items():
+        if key[name] == default:
+            del key[name]
+    return key
+
+
+def _plan_children(config: SweepConfig, encoder: str, backend: str, k: int,
+                   parent_key: dict) -> tuple[tuple[RerankCell, ...], int]:
+    """The rerank cells of a first-stage cell, and how many (reranker, alpha, R) points were skipped for R > K
+    (check_rerank refuses an R that no K admits)."""
+    spec = config.rerank
+    if (spec.k and k not in spec.k) or (spec.encoders and encoder not in spec.encoders) or (
+            spec.backends and backend not in spec.backends):
+        return (), 0
+    children, skipped = [], 0
+    for reranker in spec.rerankers:
+        for alpha in reranker.alpha:
+            for r in spec.r:
+                if r > k:
+                    skipped += 1
+                    continue
+                key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
+                       **_child_key_extra(config)}
+                if alpha == "dev":
+                    key["alpha_chosen_on"] = "the cell's dev queries at its R"
+                children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
+    return tuple(children), skipped
+
+
+def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float, stale: set[str] = frozenset()) -> bool:
+    """Measured on this host (latencies not stale), with its rerank children unless its dev recall is below the
+    rerank threshold."""
+    if cell.cell_id not in recall_by_id or cell.cell_id in stale:
+        return False
+    if recall_by_id[cell.cell_id] < min_recall:
+        return True
+    return all(child.cell_id in recall_by_id and child.cell_id not in stale for child in cell.children)
+
+
+def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:
+    """This host's stored rows whose latencies must be re-timed: measured with other latency settings, or in a
+    run whose calibration figure (the median over its rows: one row's 100 kernel calls carry a few % of noise)
+    is off the current one by more than the configured tolerance, or without one."""
+    settings = latency_settings(config)
+    per_run = mine.groupby("timestamp")["calibration_ms"].transform("median")
+    drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in per_run]
+    return mine[np.asarray(drift, dtype=bool) | (mine["latency_settings"] != settings).to_numpy()]

@@ -23,7 +23,7 @@ def steady_host(monkeypatch):
     """The calibration kernel reads a fixed figure, so that a busy test machine never makes a re-run re-time
     latencies (tests that want a drifted host patch `bench.sweep.calibrate` themselves)."""
     monkeypatch.setattr("bench.sweep.calibrate", lambda: STEADY_CALIBRATION_MS)
-    monkeypatch.setattr("bench.sweep.time_kernel", lambda: STEADY_CALIBRATION_MS)
+    monkeypatch.setattr("bench.measure.time_kernel", lambda: STEADY_CALIBRATION_MS)
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,7 @@ def test_a_drifted_host_retimes_latency_and_keeps_quality(config, monkeypatch):
     assert before["calibration_ms"].eq(0.5).all() and before["query_encode_calibration_ms"].gt(0).all()
     assert run_sweep(config).computed == 0  # an unchanged host measures nothing
     monkeypatch.setattr("bench.sweep.calibrate", lambda: 0.5 * 1.25)  # 25% slower than when the rows were timed
-    monkeypatch.setattr("bench.sweep.time_kernel", lambda: 0.5 * 1.25)
+    monkeypatch.setattr("bench.measure.time_kernel", lambda: 0.5 * 1.25)
     said = []
     drifted = run_sweep(config, announce=said.append)
     assert drifted.retimed == drifted.computed == first.computed
@@ -138,7 +138,7 @@ def test_grid_skips_cross_parameter_violations_but_not_hopeless_points(config):
     from bench.config import BackendSpec
     from bench.datasets import synthetic_dataset
     from bench.indexes import ParamError
-    from bench.sweep import plan_cells
+    from bench.plan import plan_cells
 
     ds = synthetic_dataset(n_docs=300, n_queries=30, n_topics=6)
     ivf = BackendSpec("faiss_ivf", build={"nlist": [4, 16]}, search={"nprobe": [2, 8]})

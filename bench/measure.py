@@ -1,0 +1,254 @@
+"""Measuring: a first-stage cell's timed search, throughput and quality, and its rerank children, as rows."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import gc
+import itertools
+import json
+import time
+from typing import Callable
+
+import numpy as np
+import psutil
+from tqdm import tqdm
+
+from bench.calibration import kernel, time_kernel
+from bench.chunking import aggregate, first_documents
+from bench.config import EncoderSpec, MeasureSpec, SweepConfig
+from bench.datasets import Dataset
+from bench.encoders import Embeddings, Encoder
+from bench.env import measured_now
+from bench.hybrid import exact_hybrid, fused
+from bench.indexes import BACKENDS, exact_neighbors
+from bench.indexes.base import Neighbors, cpu_count
+from bench.metrics import per_query_quality, recall_vs_exact
+from bench.plan import Cell, Speeds, first_stage_index
+from bench.prepare import Rerankers
+from bench.rerank import cross_scores, rerank
+from bench.splits import restrict
+from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
+from bench.train_cross import ALPHAS
+
+
+def measure_query_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> LatencyStats:
+    """Latency of encoding one query at a time on `settings.threads` threads: one untimed pass over `texts`
+    (at least `warmup` queries; a 20-query warmup left the first timed pass ~5% slower), then
+    `encode_repeats` passes, each query followed by the calibration kernel (its median is the stats'
+    `calibration_ms`)."""
+    warmup = list(texts) * max(1, -(-settings.warmup // max(len(texts), 1)))
+    with online_threads(settings.threads):
+        for text in warmup:
+            encoder.encode_queries([text], batch_size=1)
+        return measure_latency(lambda text: encoder.encode_queries([text], batch_size=1), texts, 0,
+                               settings.encode_repeats, calibration=kernel)
+
+
+def _threads(requested: int) -> int:
+    return requested if requested > 0 else cpu_count()
+
+
+FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "reranker_saw_eval_docs": False, "r": 0, "fusion_alpha": float("nan"),
+                    "fusion_alpha_chosen_on": "",
+                    "rerank_max_length": 0, "cross_pairs_scored": 0, "reranker_params": 0,
+                    "reranker_train_s": float("nan"), "rerank_p50_ms": float("nan"),
+                    "rerank_p95_ms": float("nan"), "rerank_p99_ms": float("nan"), "rerank_mean_ms": float("nan"),
+                    "rerank_latency_queries": 0, "rerank_threads": 0}
+
+
+class CellMeasurer:
+    """Measures first-stage cells of one encoder, and their rerank children, handing each row to `sink`
+    as it is measured (the store, or a list an executor ships back)."""
+
+    def __init__(self, embeddings: Embeddings, dataset: Dataset, n_test: int, config: SweepConfig, shared: dict,
+                 sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers,
+                 encoder: EncoderSpec, weights: dict[int, float] | None = None):
+        """`dataset` holds the test queries, then the dev queries: the first `n_test` are test. `weights`: a
+        hybrid encoder's dev-chosen convex weight per depth."""
+        self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
+        self.n_test = n_test
+        self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
+        self.build_threads = _threads(self.settings.build_threads)
+        self.batch_threads = _threads(self.settings.throughput_threads)
+        self.online_threads = self.settings.threads
+        self.scoring_seconds = 0.0  # spent scoring cross-encoder pairs (not a per-cell cost)
+        self.truth = np.empty((0, 0), dtype=np.int64)  # exact top documents at the deepest K or R needed
+        self.truth_at: dict[int, np.ndarray] = {}  # K -> exact top-K, aggregated to documents when chunked
+        self.hybrid_truth: dict[int, np.ndarray] = {}  # hybrids: depth -> fused top-depth over exact dense search
+        self.encoder, self.weights = encoder, weights or {}
+        self.chunking = encoder.chunking
+
+    def portable(self) -> "CellMeasurer":
+        """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
+        clone = copy.copy(self)
+        clone.sink = None
+        clone.rerankers = Rerankers(self.config, self.rerankers.data_root)
+        return clone
+
+    def prepare(self, cells: list[Cell]) -> list[list[Cell]]:
+        """Compute the ground truth these cells need; returns them grouped by build tuple (one index each)."""
+        depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
+        if self.encoder.type == "hybrid":
+            self._prepare_hybrid(cells, depth)
+        else:
+            # ground truth: exact inner-product search, or for text backends BM25 with default parameters
+            exact = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
+                                    EXACT_BACKEND[cells[0].backend])
+            self.truth = self._to_documents(exact, depth).ids
+            self.truth_at = {k: self._to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
+                             for k in {c.k for c in cells}}
+        ordered = sorted(cells, key=lambda c: c.build_key)
+        return [list(group) for _, group in itertools.groupby(ordered, key=lambda c: c.build_key)]
+
+    def _prepare_hybrid(self, cells: list[Cell], depth: int) -> None:
+        """Ground truth of a hybrid cell: the same fusion of BM25 and exact dense search, at the cell's depth."""
+        spec = self.encoder.hybrid_spec
+        depths = sorted({c.search["depth"] for c in cells})
+        dense, sparse = exact_hybrid(spec, self.embeddings.docs, self.embeddings.queries, max(depths), self.build_threads)
+        self.hybrid_truth = {d: fused(spec, self.weights, dense, sparse, d, d).ids for d in depths}
+        self.truth = self.hybrid_truth[max(depths)][:, :depth]
+
+    def _truth(self, cell: Cell) -> np.ndarray:
+        """The exact counterpart's top-K of a cell (recall@K is measured against it)."""
+        if self.encoder.type == "hybrid":
+            return self.hybrid_truth[cell.search["depth"]][:, :cell.k]
+        return self.truth_at[cell.k]
+
+    def _to_documents(self, hits: Neighbors, k: int) -> Neighbors:
+        """Passage hits aggregated to documents when the corpus is chunked; document hits unchanged."""
+        if self.chunking is None:
+            return hits
+        return aggregate(hits, self.embeddings.passages, self.chunking.aggregate, k)
+
+    def measure_group(self, group: list[Cell], progress: tqdm | None = None) -> int:
+        """Build the group's index once, then measure its cells (and their rerank children). Returns rows written."""
+        backend = group[0].backend
+        index = first_stage_index(self.encoder, backend, group[0].build, self.weights)
+        started = time.perf_counter()
+        index.fit(self.embeddings.docs, self.build_threads)
+        build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
+                 "index_bytes": index.size_bytes(), "index_bytes_method": "serialized",
+                 "rss_after_build_bytes": psutil.Process().memory_info().rss}
+        written = 0
+        for cell in group:
+            row, result, latency = self._first_stage(index, cell, build)
+            written += 1 + self._rerank_children(cell, row, result, latency)
+            if progress is not None:
+                progress.update()
+                progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
+                                         f"p50={row['search_p50_ms']:.3f}ms")
+        del index
+        gc.collect()
+        return written
+
+    def _first_stage(self, index, cell: Cell, build: dict) -> tuple[dict, Neighbors, LatencyStats]:
+        """Measure and store one first-stage cell; returns its row, result lists and search latency."""
+        test = self.embeddings.queries[: self.n_test]  # latency is timed on the test queries
+        sample = list(test[: self.settings.query_sample or None])  # rows, shape (d,)
+        index.set_search(cell.k, **cell.search)
+        search = index.query
+        if self.chunking is not None:  # the timed path includes mapping passages to distinct documents
+            passages = self.embeddings.passages
+            search = lambda vector: first_documents(index.query(vector), passages)  # noqa: E731
+        calibration_ms = time_kernel()  # the host's speed right now, next to this cell's timing
+        latency = measure_latency(search, sample, self.settings.warmup, self.settings.repeats)
+        qps = measure_throughput(lambda: index.batch_query(self.embeddings.queries, self.batch_threads),
+                                 len(self.embeddings.queries), self.settings.throughput_repeats)
+        result = self._to_documents(index.batch_query(self.embeddings.queries, self.batch_threads), cell.k)
+        e2e = end_to_end(self.encode_latency, latency)
+        row = {
+            **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend, "stage": "first",
+            "build_params": json.dumps(index.build.as_dict(), sort_keys=True),  # as run: defaults filled in
+            "search_params": json.dumps(index.search_description(index.check_search(cell.k, cell.search)),
+                                        sort_keys=True), "k": cell.k,
+            **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,  # each backend's one-query path
+            "calibration_ms": calibration_ms,
+            "throughput_qps": qps, "throughput_threads": self.batch_threads,
+            **self._recall(result.ids, self._truth(cell)),
+            "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
+            **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
+            **self._quality(result.ids), "measured_at": measured_now(),
+        }
+        self.sink(row)
+        return row, result, latency
+
+    def _recall(self, ids: np.ndarray, truth: np.ndarray) -> dict:
+        """recall@K against exact search on the test queries, and on the dev queries (= test when there are none)."""
+        test = recall_vs_exact(ids[: self.n_test], truth[: self.n_test])
+        dev = recall_vs_exact(ids[self.n_test:], truth[self.n_test:]) if len(ids) > self.n_test else test
+        return {"recall_at_k": test, "dev_recall_at_k": dev}
+
+    def _quality(self, ids: np.ndarray) -> dict:
+        """Means and per-query lists on the test queries (`ndcg_at_10`, ...) and the dev queries (`dev_...`);
+        without dev queries the dev columns repeat the test ones (the rows' `dev_source` says so)."""
+        quality = per_query_quality(ids, self.dataset)
+        columns = {}
+        parts = [("", quality.iloc[: self.n_test]), ("dev_", quality.iloc[self.n_test:] if len(quality) > self.n_test
+                                                     else quality.iloc[: self.n_test])]
+        for prefix, part in parts:
+            columns.update({f"{prefix}{name}": float(part[name].mean()) for name in part.columns})
+            columns[f"{prefix}query_ids"] = list(part.index)
+            columns.update({f"{prefix}q_{name}": part[name].tolist() for name in part.columns})
+        return columns
+
+    @functools.cached_property
+    def _choice_queries(self) -> tuple[slice, Dataset]:
+        """The rows settings are chosen on, and those queries: dev, or test where there are none."""
+        rows = slice(self.n_test, None) if len(self.dataset.query_ids) > self.n_test else slice(0, self.n_test)
+        return rows, restrict(self.dataset, self.dataset.query_ids[rows], "dev")
+
+    def _dev_alpha(self, result: Neighbors, r: int, cross: list[np.ndarray]) -> float:
+        """The fusion weight (of ALPHAS) with the best mean nDCG@10 on the dev queries for this first-stage list
+        and R (on the test queries where there are none: the rows' dev_source says so); ties go to the larger."""
+        rows, queries = self._choice_queries
+        first = Neighbors(result.ids[rows], result.scores[rows])
+
+        def quality(alpha: float) -> float:
+            ids = rerank(first, r, cross[rows], alpha)[:, :10]
+            return round(float(per_query_quality(ids, queries)["ndcg_at_10"].mean()), 10)
+
+        return max(ALPHAS, key=lambda alpha: (quality(alpha), alpha))
+
+    def _rerank_latency_of(self, name: str, r: int) -> LatencyStats:
+        """Per-query time to score R pairs (see Rerankers.latency), on this encoder's exact top-R."""
+        sample = list(range(min(self.config.rerank.latency_queries, self.n_test)))
+        return self.rerankers.latency(name, r, self.dataset, self.truth, sample, self.online_threads)
+
+    def _rerank_children(self, cell: Cell, first_row: dict, result: Neighbors, search_latency: LatencyStats) -> int:
+        if not cell.children or first_row["dev_recall_at_k"] < self.config.rerank.min_recall_at_k:
+            return 0
+        written = 0
+        for name in dict.fromkeys(ch.reranker for ch in cell.children):
+            children = [ch for ch in cell.children if ch.reranker == name]
+            scorer, report = self.rerankers.get(name)
+            started = time.perf_counter()
+            cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, result.ids,
+                                         max(ch.r for ch in children))
+            if scored:
+                seconds = time.perf_counter() - started
+                self.scoring_seconds += seconds
+                Speeds().record("score_pairs_per_s", scored / seconds)
+            for child in children:
+                alpha = self._dev_alpha(result, child.r, cross) if child.alpha == "dev" else float(child.alpha)
+                ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)
+                latency = self._rerank_latency_of(name, child.r)
+                e2e = end_to_end(self.encode_latency, search_latency, latency)
+                self.sink({
+                    **first_row, **self._quality(ids), "measured_at": measured_now(), "cell_id": child.cell_id,
+                    "stage": "rerank",
+                    "reranker": name,
+                    "reranker_identity": scorer.identity, "reranker_saw_eval_docs": bool(report.get("saw_eval_docs")), "r": child.r, "fusion_alpha": alpha,
+                    "fusion_alpha_chosen_on": "dev" if child.alpha == "dev" else "",
+                    "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
+                    "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
+                    **latency.columns("rerank"), "rerank_latency_queries": latency.samples,
+                    "rerank_threads": self.online_threads,
+                    **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
+                })
+                scored = 0
+                written += 1
+        return written
+
+
+EXACT_BACKEND = {name: ("bm25s" if cls.input == "text" else "exact") for name, cls in BACKENDS.items()}

@@ -1,0 +1,194 @@
+"""Before measuring: the sweep's queries (test, dev, training), each encoder resolved to its model (trained ones
+trained, once, cached), the rerankers loaded or trained, the hybrids' weights chosen on dev."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench.config import EncoderSpec, SweepConfig, tower_config
+from bench.datasets import Dataset
+from bench.encoders import ENCODER_TYPES, Encoder, SentenceEncoder, embed_dataset, make_encoder, model_identity, precision_suffix
+from bench.hybrid import HybridEncoder, choose_weights
+from bench.indexes import ParamError
+from bench.indexes.base import cpu_count
+from bench.rerank import CrossEncoderScorer, ScoreCache, time_rerank
+from bench.splits import QuerySplits, load_splits, restrict
+from bench.timing import LatencyStats
+from bench.towers import TowerTrainConfig, train_towers
+from bench.towers import model_dir as tower_model_dir
+from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
+from bench.train_cross import model_dir as cross_model_dir
+
+if TYPE_CHECKING:
+    from bench.plan import Cell
+
+log = logging.getLogger(__name__)
+
+
+def sweep_splits(config: SweepConfig, data_root: Path | None = None, dataset: str | None = None) -> QuerySplits:
+    """The protocol's test, dev and training queries of `dataset` (default: the sweep's); `max_queries` caps
+    the test and the dev queries of the sweep's own dataset."""
+    name = dataset or config.dataset
+    synthetic = config.synthetic if name == config.dataset else {}
+    splits = load_splits(name, data_root, config.protocol, **synthetic)
+    if not config.max_queries or name != config.dataset:
+        return splits
+    cap = config.max_queries
+    return dataclasses.replace(splits, test=restrict(splits.test, splits.test.query_ids[:cap], splits.test.split),
+                               dev=restrict(splits.dev, splits.dev.query_ids[:cap], "dev") if splits.dev else None)
+
+
+@dataclass(frozen=True)
+class ResolvedEncoder:
+    """Where an encoder spec's model lives and what identifies it (before any training happens)."""
+
+    spec: EncoderSpec
+    model: str  # a name or path; for encoders trained by the harness, their cache folder
+    identity: str
+    tower: TowerTrainConfig | None = None  # set when the harness trains it ...
+    splits: QuerySplits | None = None  # ... on these splits' training queries
+    dense: "ResolvedEncoder | None" = None  # a hybrid's dense side
+
+    @property
+    def saw_eval_docs(self) -> bool:
+        """Trained on queries judging documents that dev/test queries judge relevant (guard off or not applied)."""
+        if self.dense is not None:
+            return self.dense.saw_eval_docs
+        return self.splits is not None and self.splits.guard.saw_eval_docs
+
+    def load(self) -> Encoder:
+        """The encoder (a trained one after `prepare_models` trained it)."""
+        if self.dense is not None:
+            return HybridEncoder(self.dense.load())
+        if self.tower is not None:
+            return SentenceEncoder(self.model, self.spec.max_seq_length)
+        return make_encoder(self.spec.type, self.model, self.spec.max_seq_length, self.spec.device,
+                            self.spec.query_precision, self.spec.doc_precision)
+
+
+def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
+    if ENCODER_TYPES[spec.type] == "text":
+        return ResolvedEncoder(spec, spec.model, spec.type)
+    if spec.type == "hybrid":  # identified by its dense side (the cell key holds the fusion settings)
+        dense = resolve_encoder(next(e for e in config.encoders if e.name == spec.hybrid_spec.dense), config, data_root)
+        return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
+    if not spec.train:  # identified by what its corpus vectors depend on
+        return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + precision_suffix(spec.doc_precision, spec.device))
+    tower = tower_config(spec, config.dataset)
+    splits = sweep_splits(config, data_root, tower.dataset)
+    if splits.train is None:
+        raise ParamError(f"encoder '{spec.name}': dataset '{tower.dataset}' has no train queries to train on")
+    folder = tower_model_dir(tower, splits)
+    return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", tower, splits)
+
+
+def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
+    """Before anything is measured: R values that no reranked K admits, and trained rerankers whose dataset
+    has no train or dev queries, are errors."""
+    spec = config.rerank
+    if not spec.rerankers:
+        return
+    ks = [k for k in config.k if not spec.k or k in spec.k]
+    too_deep = [r for r in spec.r if not any(r <= k for k in ks)]
+    if not ks or too_deep:
+        raise ParamError(f"rerank.r: R {too_deep or spec.r} exceeds every reranked K {ks} (R <= K is needed)")
+    for reranker in spec.rerankers:
+        if reranker.train:
+            name = reranker.train.get("dataset", config.dataset)
+            splits = sweep_splits(config, data_root, name)
+            if splits.train is None or splits.dev is None:
+                raise ParamError(f"rerank.rerankers '{reranker.name}': dataset '{name}' has no "
+                                 f"{'train' if splits.train is None else 'dev'} queries to train the model on "
+                                 "(give `model = ...` instead, or train on another dataset)")
+
+
+def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Cell]], rerankers: "Rerankers",
+                   data_root: Path | None, splits: QuerySplits) -> dict[str, dict[int, float]]:
+    """Train (once, cached) every model that pending cells need, and choose the hybrids' fusion weights on the
+    dev queries, before any cell is measured: no measurement waits on training, and executors never race to
+    train the same model. Returns the dev-chosen convex weight per hybrid encoder and depth."""
+    for name, cells in todo.items():
+        for model in (resolved[name], resolved[name].dense):
+            if cells and model is not None and model.tower is not None:
+                train_towers(model.tower, data_root, splits=model.splits)
+    for reranker in dict.fromkeys(ch.reranker for cells in todo.values() for c in cells for ch in c.children):
+        rerankers.get(reranker)
+    return {name: hybrid_weights(resolved[name], splits) for name, cells in todo.items()
+            if cells and resolved[name].dense is not None}
+
+
+def hybrid_weights(encoder: ResolvedEncoder, splits: QuerySplits) -> dict[int, float]:
+    """A hybrid's convex weight per depth, chosen on the dev queries (the test queries where there are none)."""
+    spec = encoder.spec.hybrid_spec
+    if spec.fusion != "convex" or spec.weight != "dev":
+        return {}
+    embeddings = embed_dataset(encoder.load(), splits.evaluation, encoder.spec.batch_size)
+    n_test = len(splits.test.query_ids)
+    dev, queries = ((splits.dev, embeddings.queries[n_test:]) if splits.dev is not None
+                    else (splits.test, embeddings.queries[:n_test]))
+    chosen = choose_weights(spec, embeddings.docs, queries, dev, cpu_count())
+    log.info("%s: convex weights chosen on %d dev queries: %s", encoder.spec.name, len(dev.query_ids), chosen)
+    return chosen
+
+
+class Rerankers:
+    """The configured cross-encoders, loaded (and trained, once, if asked) on first use."""
+
+    def __init__(self, config: SweepConfig, data_root: Path | None):
+        self.specs = {r.name: r for r in config.rerank.rerankers}
+        self.config, self.data_root = config, data_root
+        self._scorers: dict[str, tuple[CrossEncoderScorer, dict]] = {}
+        self._cache: ScoreCache | None = None
+        self._latency: dict[tuple[str, int], LatencyStats] = {}
+
+    @property
+    def cache(self) -> ScoreCache:
+        self._cache = self._cache or ScoreCache()
+        return self._cache
+
+    def training(self, name: str) -> tuple[CrossTrainConfig, QuerySplits, Path] | None:
+        """For a reranker the harness trains: its settings, the splits it trains on and its model folder (which
+        exists once trained); None for a given model."""
+        spec = self.specs[name]
+        if not spec.train:
+            return None
+        options = {"dataset": self.config.dataset, **spec.train}
+        try:
+            train_config = CrossTrainConfig(**options)
+        except (TypeError, ValueError) as err:
+            raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
+        splits = sweep_splits(self.config, self.data_root, train_config.dataset)
+        return train_config, splits, cross_model_dir(train_config, splits)
+
+    def get(self, name: str) -> tuple[CrossEncoderScorer, dict]:
+        """(scorer, training report; empty for models not trained by the harness)."""
+        if name not in self._scorers:
+            spec = self.specs[name]
+            model, report = spec.model, {}
+            trained = self.training(name)
+            if trained is not None:
+                train_config, splits, _ = trained
+                model = str(train_cross_encoder(train_config, data_root=self.data_root, splits=splits))
+                report = read_training(model)
+            self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size), report)
+        return self._scorers[name]
+
+    def loaded(self) -> list[tuple[CrossEncoderScorer, dict]]:
+        return list(self._scorers.values())
+
+    def latency(self, name: str, r: int, dataset: Dataset, top: np.ndarray, sample: list[int],
+                threads: int) -> LatencyStats:
+        """Per-query time to score R pairs uncached, over the `sample` queries' lists in `top`; timed once per run
+        and reranker and R, on the first encoder's exact top-R that asks. Not per cell: 50 queries x R pairs
+        cost ~R seconds here, and a pair's cost is set by its token count, which `max_length` caps (SciFact
+        abstracts mostly exceed it), not by which candidates a cell found."""
+        if (name, r) not in self._latency:
+            scorer, _ = self.get(name)
+            self._latency[(name, r)] = LatencyStats.from_ms(time_rerank(scorer, dataset, top, r, sample, threads))
+        return self._latency[(name, r)]
