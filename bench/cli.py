@@ -318,22 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
         towers.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=f"default {f.default}")
     towers.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     towers.set_defaults(func=cmd_train_towers)
-    scale = commands.add_parser("scale", help="the scale series: growth with N at a fixed recall target")
-    scale.add_argument("config", type=Path, help="scale config (TOML), e.g. configs/scale.toml")
-    scale.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
-    scale.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
-    scale.set_defaults(func=cmd_scale)
-    filters = commands.add_parser("filters", help="filtered search: pre-, post- and native filtering per selectivity")
-    filters.add_argument("config", type=Path, help="filter config (TOML), e.g. configs/filters.toml")
-    filters.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
-    filters.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
-    filters.set_defaults(func=cmd_filters)
-    load = commands.add_parser("load", help="throughput under load: chosen pipelines served to concurrent clients "
-                                            "(closed loop) and at target rates (open loop)")
-    load.add_argument("config", type=Path, help="load config (TOML), e.g. configs/load.toml")
-    load.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
-    load.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
-    load.set_defaults(func=cmd_load)
+    for name, func, example, text in (
+            ("scale", cmd_scale, "scale", "the scale series: growth with N at a fixed recall target"),
+            ("filters", cmd_filters, "filters", "filtered search: pre-, post- and native filtering per selectivity"),
+            ("load", cmd_load, "load", "throughput under load: chosen pipelines served to concurrent clients "
+                                       "(closed loop) and at target rates (open loop)")):
+        series = commands.add_parser(name, help=text)
+        series.add_argument("config", type=Path, help=f"{name} config (TOML), e.g. configs/{example}.toml")
+        series.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
+        series.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+        series.set_defaults(func=func)
     encode = commands.add_parser("encode-latency", help="time every encoder's query encoding in consecutive rounds: "
                                                         "is the figure repeatable?")
     encode.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")

@@ -20,6 +20,14 @@ from bench.cache import atomic_write_bytes
 
 _F64, _I64, _STR = pa.float64(), pa.int64(), pa.string()
 
+# Every schema ends with when, by what code and on what machine a row was measured.
+RUN_COLUMNS = [
+    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
+    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
+    ("git_sha", _STR), ("git_dirty", pa.bool_()),
+    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+]
+
 SCHEMA = pa.schema([
     # identity of the cell
     ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
@@ -79,10 +87,7 @@ SCHEMA = pa.schema([
     ("dev_query_ids", pa.list_(_STR)), ("dev_q_ndcg_at_10", pa.list_(_F64)), ("dev_q_recall_at_100", pa.list_(_F64)),
     ("dev_q_rr_at_10", pa.list_(_F64)),
     # run metadata
-    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
-    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
-    ("git_sha", _STR), ("git_dirty", pa.bool_()),
-    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+    *RUN_COLUMNS,
 ])
 
 # The scale series (`python -m bench scale`): one row per (vector source, N, backend), each at the cheapest
@@ -106,10 +111,7 @@ SCALE_SCHEMA = pa.schema([
     ("rss_build_delta_bytes", _I64),  # process RSS after the build minus before (vectors already loaded)
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64),
-    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
-    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
-    ("git_sha", _STR), ("git_dirty", pa.bool_()),
-    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+    *RUN_COLUMNS,
 ])
 
 # Filtered search (`python -m bench filters`): one row per (backend, selectivity, strategy).
@@ -126,10 +128,7 @@ FILTER_SCHEMA = pa.schema([
     ("violations", _I64),  # returned ids failing the filter (must be 0)
     ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
     ("latency_samples", _I64),
-    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
-    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
-    ("git_sha", _STR), ("git_dirty", pa.bool_()),
-    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+    *RUN_COLUMNS,
 ])
 
 # Throughput under load (`python -m bench load`): one row per (served sweep cell, mode, load level).
@@ -148,9 +147,7 @@ LOAD_SCHEMA = pa.schema([
     ("threads_per_request", _I64), ("cores", _I64),
     ("price_per_core_hour", _F64), ("cost_per_million_usd", _F64),  # cores x price / (achieved QPS x 3600) x 1e6
     ("calibration_ms", _F64),  # the calibration kernel at the run's start (bench.calibration)
-    ("timestamp", pa.timestamp("us", tz="UTC")), ("measured_at", pa.timestamp("us", tz="UTC")),
-    ("git_sha", _STR), ("git_dirty", pa.bool_()),
-    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
+    *RUN_COLUMNS,
 ])
 
 KEY = ["cell_id", "host_id"]
