@@ -86,9 +86,9 @@ def slowed(call: Callable, factor: float) -> Callable:
     if factor == 1:
         return call
 
-    def slow(x):
+    def slow(*args):
         start = time.perf_counter_ns()
-        result = call(x)
+        result = call(*args)
         until = start + (time.perf_counter_ns() - start) * factor
         while time.perf_counter_ns() < until:
             pass

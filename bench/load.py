@@ -39,6 +39,7 @@ from bench.env import host_id, measured_now, run_metadata
 from bench.indexes import ParamError
 from bench.indexes.base import Neighbors, cpu_count
 from bench.store import LOAD_SCHEMA, ResultStore, read_results
+from bench.timing import online_threads
 
 MODES = ("closed", "open")
 
@@ -315,8 +316,6 @@ def run_load(config: LoadConfig, data_root: Path | None = None, store: ResultSto
              announce=None, sweep: SweepConfig | None = None) -> int:
     """Serve every chosen cell at every load level not yet stored for this host (or stored at another host
     speed); returns rows written. `sweep`: the sweep config (default: read from `config.sweep`)."""
-    import torch
-
     from bench.prepare import sweep_splits
 
     store = store or ResultStore(config.results_path, LOAD_SCHEMA)
@@ -333,27 +332,22 @@ def run_load(config: LoadConfig, data_root: Path | None = None, store: ResultSto
              if not drifted(c, calibration, config.calibration_tolerance)}
     metadata = run_metadata(content_key(dataclasses.asdict(config))[:12])
     written = 0
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        for item in chosen:
-            row = item.row
-            key = {"sweep_cell": row["cell_id"], **config.settings()}
-            ids = {clients: content_key({**key, "mode": "closed", "level": clients}) for clients in config.clients}
-            closed_done = all(i in fresh for i in ids.values())
-            if closed_done and _open_done(config, row, key, mine, fresh):
-                continue
-            if announce:
-                announce(f"{config.name}: serving {row['pipeline']} ({item.why})")
-            torch.set_num_threads(cpu_count())
-            pipeline = build_pipeline(sweep, row, data_root, cpu_count())
-            torch.set_num_threads(config.threads)
-            shared = {**metadata, "config_name": config.name, "sweep_cell_id": row["cell_id"],
-                      "dataset": row["dataset"], "pipeline": row["pipeline"], "chosen_as": item.why,
-                      "serial_e2e_p50_ms": row["e2e_p50_ms"], "serial_e2e_p95_ms": row["e2e_p95_ms"],
-                      "threads_per_request": config.threads, "deadline_ms": config.deadline_ms,
-                      "price_per_core_hour": config.price_per_core_hour, "calibration_ms": calibration}
-            best = 0.0
+    for item in chosen:
+        row = item.row
+        key = {"sweep_cell": row["cell_id"], **config.settings()}
+        ids = {clients: content_key({**key, "mode": "closed", "level": clients}) for clients in config.clients}
+        if all(i in fresh for i in ids.values()) and _open_done(config, row, key, mine, fresh):
+            continue
+        if announce:
+            announce(f"{config.name}: serving {row['pipeline']} ({item.why})")
+        pipeline = build_pipeline(sweep, row, data_root, cpu_count())
+        shared = {**metadata, "config_name": config.name, "sweep_cell_id": row["cell_id"],
+                  "dataset": row["dataset"], "pipeline": row["pipeline"], "chosen_as": item.why,
+                  "serial_e2e_p50_ms": row["e2e_p50_ms"], "serial_e2e_p95_ms": row["e2e_p95_ms"],
+                  "threads_per_request": config.threads, "deadline_ms": config.deadline_ms,
+                  "price_per_core_hour": config.price_per_core_hour, "calibration_ms": calibration}
+        best = 0.0
+        with online_threads(config.threads):
             for clients, cid in ids.items():
                 result = closed_loop(pipeline, texts, clients, config.seconds, config.min_requests, config.warmup)
                 best = max(best, result.qps)
@@ -364,9 +358,7 @@ def run_load(config: LoadConfig, data_root: Path | None = None, store: ResultSto
                 cid = content_key({**key, "mode": "open", "level": round(qps, 6)})
                 store.add(_row(shared, cid, "open", config.workers, qps, result, config))
                 written += 1
-            del pipeline
-    finally:
-        torch.set_num_threads(saved_threads)
+        del pipeline
     return written
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from bench.config import ConfigError, SweepConfig, from_table, load_config, read
 from bench.gate import parse_slowdown, slowdown_test, slowed
 from bench.indexes import ParamError
 from bench.store import read_results
+from bench.timing import online_threads
 
 STAGES = ("encode", "search", "rerank")
 
@@ -92,7 +94,7 @@ def time_pipeline(pipeline, texts: list[str], repetitions: int, warmup: int,
     """Per stage and end to end: the normalized median of each repetition; its median in ms; and a hash of
     the ranked lists (the gate's quality check)."""
     stages = {stage: slowed(getattr(pipeline, stage), slowdown.get(stage, 1.0)) for stage in STAGES}
-    for text in texts[:warmup] if warmup <= len(texts) else texts * (warmup // len(texts) + 1):
+    for text in itertools.islice(itertools.cycle(texts), warmup):
         pipeline(text)
     normalized: dict[str, list[float]] = {name: [] for name in (*STAGES, "e2e")}
     ms: dict[str, list[float]] = {name: [] for name in normalized}
@@ -105,7 +107,7 @@ def time_pipeline(pipeline, texts: list[str], repetitions: int, warmup: int,
             t1 = time.perf_counter_ns()
             first = stages["search"](item)
             t2 = time.perf_counter_ns()
-            ids = stages["rerank"]((text, first))
+            ids = stages["rerank"](text, first)
             t3 = time.perf_counter_ns()
             kernel()
             t4 = time.perf_counter_ns()
@@ -121,27 +123,10 @@ def time_pipeline(pipeline, texts: list[str], repetitions: int, warmup: int,
     return normalized, ms, digest
 
 
-class _Staged:
-    """A pipeline whose `rerank` takes one (text, first) argument, so every stage can be wrapped by `slowed`."""
-
-    def __init__(self, pipeline):
-        self.pipeline = pipeline
-        self.encode, self.search = pipeline.encode, pipeline.search
-
-    def rerank(self, args):
-        return self.pipeline.rerank(*args)
-
-    def __call__(self, text: str):
-        return self.pipeline(text)
-
-
 def run_gate(config: PipelineGateConfig, slowdown: dict[str, float], data_root: Path | None = None,
              cells: list[str] | None = None, sweep: SweepConfig | None = None) -> dict:
     """Every gated pipeline timed per stage: {"workload": ..., "pipelines": {cell_id: {...}}}. `cells`: the
     baseline's cells (a check gates what the baseline recorded); None: choose them from the config."""
-    from threadpoolctl import threadpool_limits
-    import torch
-
     from bench.load import build_pipeline
     from bench.prepare import sweep_splits
 
@@ -153,19 +138,13 @@ def run_gate(config: PipelineGateConfig, slowdown: dict[str, float], data_root: 
         rows = [with_derived(frame[frame["cell_id"] == cell]).iloc[0] for cell in cells if (frame["cell_id"] == cell).any()]
     texts = list(sweep_splits(sweep, data_root).test.query_texts[: config.queries])
     pipelines = {}
-    saved = torch.get_num_threads()
-    try:
-        for row in rows:
-            torch.set_num_threads(saved)
-            pipeline = _Staged(build_pipeline(sweep, row, data_root, build_threads=1))  # one thread: the same index
-            torch.set_num_threads(1)
-            with threadpool_limits(limits=1):
-                normalized, ms, digest = time_pipeline(pipeline, texts, config.repetitions, config.warmup, slowdown)
-            pipelines[row["cell_id"]] = {"pipeline": row["pipeline"], "normalized_medians": normalized,
-                                         "ms_medians": ms, "median_ms": {k: float(np.median(v)) for k, v in ms.items()},
-                                         "ranked_lists": digest}
-    finally:
-        torch.set_num_threads(saved)
+    for row in rows:
+        pipeline = build_pipeline(sweep, row, data_root, build_threads=1)  # one thread: the same index every time
+        with online_threads(1):
+            normalized, ms, digest = time_pipeline(pipeline, texts, config.repetitions, config.warmup, slowdown)
+        pipelines[row["cell_id"]] = {"pipeline": row["pipeline"], "normalized_medians": normalized,
+                                     "ms_medians": ms, "median_ms": {k: float(np.median(v)) for k, v in ms.items()},
+                                     "ranked_lists": digest}
     return {"workload": config.workload(), "pipelines": pipelines}
 
 
