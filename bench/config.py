@@ -47,6 +47,9 @@ class EncoderSpec:
     query_precision: typing.Literal["fp32", "int8"] = "fp32"
     doc_precision: typing.Literal["fp32", "int8"] = "fp32"
     device: typing.Literal["cpu", "cuda"] = "cpu"
+    # what runs the query network: torch, or ONNX Runtime over the model exported by torch's dynamo exporter
+    # (fp32, CPU; the documents stay torch's: the same vectors to ~1e-7)
+    query_runtime: typing.Literal["torch", "onnxruntime"] = "torch"
 
     @property
     def hybrid_spec(self):
@@ -256,12 +259,17 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.type not in ENCODER_TYPES:
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
                               f"(supported: {sorted(ENCODER_TYPES)})")
-        runs = {"query_precision": e.query_precision, "doc_precision": e.doc_precision, "device": e.device}
-        changed = sorted(name for name, value in runs.items() if value != ("cpu" if name == "device" else "fp32"))
+        runs = {"query_precision": e.query_precision, "doc_precision": e.doc_precision, "device": e.device,
+                "query_runtime": e.query_runtime}
+        defaults = {"query_precision": "fp32", "doc_precision": "fp32", "device": "cpu", "query_runtime": "torch"}
+        changed = sorted(name for name, value in runs.items() if value != defaults[name])
         if changed and (ENCODER_TYPES[e.type] != "vectors" or e.train):
             raise ConfigError(f"{source}: encoders[{i}].{changed[0]}: applies to pretrained bi/twin encoders only "
                               f"(this one is {'trained by the harness' if e.train else e.type}; a hybrid takes its dense "
                               "encoder's settings)")
+        if e.query_runtime == "onnxruntime" and (e.query_precision, e.device, e.type) != ("fp32", "cpu", "bi"):
+            raise ConfigError(f"{source}: encoders[{i}].query_runtime: onnxruntime runs a bi encoder's fp32 queries on "
+                              "the CPU only")
         if e.device == "cuda" and "int8" in (e.query_precision, e.doc_precision):
             raise ConfigError(f"{source}: encoders[{i}]: int8 (dynamic quantization) runs on the CPU only, not device cuda")
         if e.train:

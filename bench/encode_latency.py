@@ -25,7 +25,7 @@ def architecture(encoder: SentenceEncoder) -> str:
     """What the query path's cost depends on: parameter shapes, precision, max length (not the weights)."""
     shapes = [(name, tuple(p.shape)) for name, p in encoder.query_model.named_parameters()]
     modules = [type(m).__name__ for m in encoder.query_model.modules()]
-    text = repr((shapes, modules, encoder.query_precision, encoder.max_seq_length, encoder.device))
+    text = repr((shapes, modules, encoder.query_precision, encoder.query_runtime, encoder.max_seq_length, encoder.device))
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.cache import cached_array
+from bench.cache import cache_dir, cached_array, content_key
 from bench.chunking import Chunking, Passages, split_passages
 from bench.datasets import Dataset
 
@@ -70,6 +70,7 @@ class Encoder(Protocol):
     frozen_backbone: "FrozenBackbone | None"
     tokenizer: object  # the network's tokenizer (passage splitting), None for text encoders
     query_precision: str  # how the network runs per side (PRECISIONS); "" without a network
+    query_runtime: str  # what runs the query network (RUNTIMES); "" without a network
     doc_precision: str
     device: str
 
@@ -97,7 +98,7 @@ class TextPassthrough:
     train_seconds = float("nan")
     frozen_backbone = None
     tokenizer = None
-    query_precision = doc_precision = ""
+    query_precision = doc_precision = query_runtime = ""
     device = "cpu"
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -126,7 +127,7 @@ class SentenceEncoder:
     output = "vectors"
 
     def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu",
-                 query_precision: str = "fp32", doc_precision: str = "fp32"):
+                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch"):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model
@@ -135,13 +136,23 @@ class SentenceEncoder:
             self.model.max_seq_length = max_seq_length
         self.max_seq_length = int(self.model.max_seq_length)
         self.device, self.query_precision, self.doc_precision = device, query_precision, doc_precision
+        self.query_runtime = query_runtime
         self.query_model = at_precision(self.model, query_precision)
         self.doc_model = self.query_model if doc_precision == query_precision else at_precision(self.model, doc_precision)
         base = model_identity(model)
         self.query_identity = base + precision_suffix(query_precision, device)  # what the query vectors depend on
         self.doc_identity = base + precision_suffix(doc_precision, device)  # ... and the corpus vectors
+        self.onnx: OnnxQueries | None = None
+        if query_runtime == "onnxruntime":
+            if (query_precision, device) != ("fp32", "cpu"):
+                raise ValueError("the onnxruntime query side runs fp32 on the CPU only")
+            self.onnx = OnnxQueries(self.model, self.query_identity)
+            self.query_identity += "|onnxruntime"
+        elif query_runtime != "torch":
+            raise ValueError(f"query_runtime must be one of {RUNTIMES}, got {query_runtime!r}")
         self.identity = base if self.query_identity == self.doc_identity == base else \
-            f"{base}|query={query_precision},docs={doc_precision},device={device}"
+            f"{base}|query={query_precision},docs={doc_precision},device={device}" + \
+            ("" if query_runtime == "torch" else f",query_runtime={query_runtime}")
         training = _read_json(Path(resolve_model(model)) / "training.json")
         self.mode = training.get("config", {}).get("mode", "pretrained")
         self.train_seconds = float(training.get("train_seconds", float("nan")))
@@ -159,6 +170,8 @@ class SentenceEncoder:
         return self.model.tokenizer
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if self.onnx is not None:
+            return self.onnx.encode(texts, batch_size)
         vectors = self.query_model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True,
                                           normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
@@ -188,7 +201,9 @@ class SentenceEncoder:
 
     def online_bytes(self) -> int:
         """Bytes of the query network's weights: float tensors at their size, dynamically quantized Linear layers
-        at one byte per weight (plus their float bias)."""
+        at one byte per weight (plus their float bias); under ONNX Runtime, the exported model file."""
+        if self.onnx is not None:
+            return self.onnx.path.stat().st_size
         import torch
         from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
 
@@ -224,6 +239,68 @@ def at_precision(model, precision: str):
         return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
+RUNTIMES = ("torch", "onnxruntime")  # what runs the query network; onnxruntime: fp32 on the CPU
+
+
+class OnnxQueries:
+    """The query side of a sentence-transformers model (its modules, then L2 normalization) exported to ONNX by
+    torch's dynamo exporter, cached by model identity and max length, and run by ONNX Runtime on the CPU, with
+    as many intra-op threads as torch has (`[measure] threads` sets both)."""
+
+    def __init__(self, model, identity: str):
+        self.model = model
+        self.path = cache_dir() / "onnx" / (content_key({"model": identity, "max_seq_length": model.max_seq_length,
+                                                          "exporter": "torch.onnx dynamo"}) + ".onnx")
+        if not self.path.exists():
+            self._export()
+        self._sessions: dict[int, object] = {}
+
+    def _export(self) -> None:
+        import torch
+
+        class Embed(torch.nn.Module):
+            def __init__(self, network):
+                super().__init__()
+                self.network = network
+
+            def forward(self, input_ids, attention_mask):
+                out = self.network({"input_ids": input_ids, "attention_mask": attention_mask})["sentence_embedding"]
+                return torch.nn.functional.normalize(out, dim=-1)
+
+        example = self.model.tokenize(["an example query", "a second, longer example query"])
+        batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".partial")
+        with torch.no_grad():
+            torch.onnx.export(Embed(self.model).eval(), (example["input_ids"], example["attention_mask"]), str(tmp),
+                              dynamo=True, input_names=["input_ids", "attention_mask"], output_names=["normalized_sentence_vector"],
+                              dynamic_shapes={"input_ids": {0: batch, 1: length},
+                                              "attention_mask": {0: batch, 1: length}},
+                              optimize=True, verbose=False)
+        tmp.replace(self.path)
+
+    def session(self):
+        import onnxruntime
+        import torch
+
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self._sessions[threads] = onnxruntime.InferenceSession(str(self.path), options,
+                                                                   providers=["CPUExecutionProvider"])
+        return self._sessions[threads]
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        session, out = self.session(), []
+        for start in range(0, len(texts), batch_size):
+            features = self.model.tokenize(texts[start:start + batch_size])
+            out.append(session.run(None, {"input_ids": features["input_ids"].numpy(),
+                                          "attention_mask": features["attention_mask"].numpy()})[0])
+        return np.ascontiguousarray(np.concatenate(out) if out else np.zeros((0, self.model.get_embedding_dimension())),
+                                    dtype=np.float32)
+
+
 def precision_suffix(precision: str, device: str) -> str:
     """What a model identity gains for vectors made at this precision and device ("" for fp32 on the CPU)."""
     return ("" if precision == "fp32" else f"|{precision}") + ("" if device == "cpu" else f"|{device}")
@@ -257,10 +334,10 @@ ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text", "hybrid": "
 
 
 def make_encoder(kind: str, model: str, max_seq_length: int | None, device: str = "cpu",
-                 query_precision: str = "fp32", doc_precision: str = "fp32") -> Encoder:
+                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch") -> Encoder:
     if kind == "bm25":
         return TextPassthrough()
-    return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision)
+    return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:

@@ -216,8 +216,14 @@ DENSE_TYPES = ("bi", "twin")
 
 
 def _full_precision(first: pd.DataFrame) -> pd.DataFrame:
-    """Rows of encoders running fp32 on both sides (the precision variants have their own section)."""
-    return first[(first["query_precision"].isin(["fp32", ""])) & (first["doc_precision"].isin(["fp32", ""]))]
+    """Rows of encoders running fp32 torch on both sides (the precision and runtime variants have their own
+    section)."""
+    return first[(first["query_precision"].isin(["fp32", ""])) & (first["doc_precision"].isin(["fp32", ""]))
+                 & first["query_runtime"].isin(["torch", ""])]
+
+
+def _is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
+    return (rows["query_precision"] == "fp32") & (rows["doc_precision"] == "fp32") & (rows["query_runtime"] == "torch")
 
 
 def _baseline_encoder(first: pd.DataFrame) -> str:
@@ -406,22 +412,23 @@ def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
     time and exact-search quality, each variant tested against the fp32 model on the same queries."""
     pretrained = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")
                        & (first["encoder_mode"] == "pretrained") & (first["backend"] == "exact")]
-    variants = pretrained[(pretrained["query_precision"] != "fp32") | (pretrained["doc_precision"] != "fp32")]
+    variants = pretrained[~_is_reference_encoding(pretrained)]
     if variants.empty:
         return []
     k = _reference_k(pretrained)
     rows, notes = [], []
     for model, group in pretrained[pretrained["k"] == k].groupby("model"):
         group = group.drop_duplicates("encoder")
-        base = group[(group["query_precision"] == "fp32") & (group["doc_precision"] == "fp32")]
+        base = group[_is_reference_encoding(group)]
         others = group.drop(base.index).copy()
         if others.empty or base.empty:
             continue
         base = base.sort_values("encoder").iloc[0]
         others["label"] = others["encoder"]
         tests = paired_tests(base, others, test=test).set_index("system")
-        for _, row in pd.concat([base.to_frame().T, others.sort_values(["query_precision", "doc_precision"])]).iterrows():
+        for _, row in pd.concat([base.to_frame().T, others.sort_values(["query_runtime", "query_precision", "doc_precision"])]).iterrows():
             entry = {"encoder": row["encoder"], "query": row["query_precision"], "documents": row["doc_precision"],
+                     "query runtime": row["query_runtime"],
                      "device": row["encoder_device"], "query encode p50 ms": f"{row['query_encode_p50_ms']:.3g}",
                      "p95 ms": f"{row['query_encode_p95_ms']:.3g}",
                      "p50 / kernel": f"{row['query_encode_p50_ms'] / row['query_encode_calibration_ms']:.3g}",
@@ -435,9 +442,10 @@ def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
         notes.append(f"{model}: baseline {base['encoder']}")
     if not rows:
         return []
-    return ["## Encoding levers: precision per side", "",
+    return ["## Encoding levers: precision per side, runtime", "",
             f"The same pretrained model with its Linear layers at int8 (torch dynamic quantization) on the query side, "
-            f"the document side or both; exact search, K={k}, so quality differences come from the vectors alone. A "
+            f"the document side or both, or its query side exported to ONNX (torch's dynamo exporter) and run by ONNX "
+            f"Runtime at fp32 (documents by torch: the same vectors to ~1e-7, so the corpus is not re-encoded); exact search, K={k}, so quality differences come from the vectors alone. A "
             "document precision other than fp32 re-encodes the corpus (`corpus encode s`, batched, all cores); queries "
             f"are encoded one at a time on `[measure] threads` threads, {_encode_passes(first)}, and `p50 / kernel` is "
             "the p50 over the calibration kernel timed between those queries (comparable across runs). `delta vs fp32`: "

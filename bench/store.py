@@ -38,6 +38,7 @@ SCHEMA = pa.schema([
     ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
     ("max_seq_length", _I64), ("dim", _I64),
     ("query_precision", _STR), ("doc_precision", _STR),  # how the network ran per side: fp32, int8 (dynamic)
+    ("query_runtime", _STR),  # what ran the query network: torch or onnxruntime ("" without a network)
     ("encoder_device", _STR), ("encode_batch_size", _I64),  # corpus encoding batch; queries are encoded one by one
     ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
     ("encoder_bytes", _I64),  # the query network's weights as served (int8 Linear: 1 byte); empty on older rows
@@ -157,7 +158,7 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None,
                  "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": "",
                  "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None,
-                 "encoder_bytes": None}
+                 "encoder_bytes": None, "query_runtime": "torch"}
 
 # What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",

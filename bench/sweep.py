@@ -124,6 +124,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "encoder": spec.name, "encoder_type": spec.type, "model": resolved[spec.name].model,
                   "model_identity": encoder.identity, "max_seq_length": encoder.max_seq_length, "dim": encoder.dim,
                   "query_precision": encoder.query_precision, "doc_precision": encoder.doc_precision,
+                  "query_runtime": encoder.query_runtime,
                   "encoder_device": encoder.device, "encode_batch_size": spec.batch_size,
                   "encoder_params": encoder.n_parameters(), "encoder_bytes": encoder.online_bytes(),
                   "encoder_mode": encoder.mode,

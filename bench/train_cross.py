@@ -5,8 +5,12 @@ ranks [neg_rank_lo, neg_rank_hi) of the first stages in `mine_from` (the bi-enco
 union of their candidates) that are not judged relevant (skipping the very top, which in sparsely judged
 collections holds unjudged positives). `title_queries` adds that many documents' titles as pseudo-queries
 whose positive is their own document (never a document a dev or test query judges relevant, under the
-guard). Losses: pointwise BCE, pairwise margin ranking, listwise softmax cross-entropy over the
-(1 + negatives) list.
+guard). `sentence_queries` adds that many inverse-cloze pairs: one sentence of a document's abstract asks for
+the document with that sentence removed. Losses: pointwise BCE, pairwise margin ranking, listwise softmax
+cross-entropy over the (1 + negatives) list; `distill` adds that weight times the KL divergence from the
+first-stage bi-encoder's softmax over the same list (cosine / `distill_temperature`) to the cross-encoder's,
+so the few labelled queries teach what the bi-encoder misses without losing what it ranks well.
+Training checkpoints every CHECKPOINT_EVERY steps and resumes from the last checkpoint.
 
 It trains on the protocol's training queries (bench.splits: dev queries held out, and the leakage guard's
 drops); on the dev queries it fits Platt scaling (with the expected calibration error before and after)
@@ -61,6 +65,9 @@ class CrossTrainConfig:
     seed: int = 0
     mine_from: str = "dense"  # first stages whose ranks give the negatives: "dense", "bm25" or "dense+bm25"
     title_queries: int = 0  # documents whose title becomes an extra training query (positive: the document)
+    sentence_queries: int = 0  # documents one of whose sentences becomes a query for the rest of the document
+    distill: float = 0.0  # weight of the KL term towards the first-stage bi-encoder's scores over each list
+    distill_temperature: float = 0.05  # the bi-encoder's cosines are divided by this before the softmax
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -71,11 +78,16 @@ class CrossTrainConfig:
             raise ValueError(f"need 0 <= neg_rank_lo < neg_rank_hi, got {self.neg_rank_lo}, {self.neg_rank_hi}")
         if self.mine_from not in MINERS:
             raise ValueError(f"mine_from must be one of {MINERS}, got '{self.mine_from}'")
-        if self.title_queries < 0:
-            raise ValueError(f"title_queries must be >= 0, got {self.title_queries}")
+        for name in ("title_queries", "sentence_queries", "distill"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
 
 
-FIELDS_ADDED = {"mine_from": "dense", "title_queries": 0}  # left out of the model key at these defaults
+FIELDS_ADDED = {"mine_from": "dense", "title_queries": 0, "sentence_queries": 0, "distill": 0.0,
+                "distill_temperature": 0.05}  # left out of the model key at these defaults
+CHECKPOINT_EVERY = 100  # optimizer steps between checkpoints (about 3 minutes on a 2-core CPU)
 
 
 def ranking_loss(logits, loss: str, margin: float = 1.0):
@@ -94,6 +106,15 @@ def ranking_loss(logits, loss: str, margin: float = 1.0):
         neg = logits[:, 1:]
         return F.margin_ranking_loss(pos.reshape(-1), neg.reshape(-1), torch.ones(neg.numel()), margin=margin)
     raise ValueError(f"unknown loss '{loss}'")
+
+
+def distillation_loss(logits, teacher_cosines, temperature: float):
+    """KL(teacher || student) over each list: the teacher's softmax of cosine / temperature, the student's of its
+    logits; both (lists, 1 + negatives)."""
+    import torch.nn.functional as F
+
+    return F.kl_div(F.log_softmax(logits, dim=1), F.softmax(teacher_cosines / temperature, dim=1),
+                    reduction="batchmean")
 
 
 def warmup_then_decay(optimizer, total_steps: int):
@@ -138,11 +159,52 @@ def first_stage(dataset: Dataset, model: str, depth: int) -> Neighbors:
     return exact_neighbors(embeddings.docs, embeddings.queries, depth, cpu_count())
 
 
+def _pseudo_query_documents(splits: QuerySplits) -> set[str]:
+    """Documents a pseudo-query may point at: under the leakage guard, none a dev or test query judges."""
+    if splits.guard is not None and splits.guard.applied:
+        return judged_documents(splits.test, splits.dev)
+    return set()
+
+
+SENTENCE_WORDS = (6, 40)  # a sentence becomes a pseudo-query when it has this many words (inclusive)
+
+
+def sentence_queries(splits: QuerySplits, n: int, seed: int) -> tuple[Dataset, dict[str, str]]:
+    """`n` inverse-cloze pairs: for a seeded choice of documents whose abstract has at least 3 sentences of
+    SENTENCE_WORDS words, one such sentence is the query and the document without it is the positive.
+    Returns the queries and, per query id, the positive's text."""
+    import re
+
+    train = splits.train
+    banned = _pseudo_query_documents(splits)
+    rng = np.random.default_rng(seed)
+    candidates = []
+    for i, (doc_id, text) in enumerate(zip(train.doc_ids, train.doc_texts)):
+        title = train.doc_titles[i] if train.doc_titles else ""
+        body = text[len(title):] if title and text.startswith(title) else text
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", body.strip())
+                     if SENTENCE_WORDS[0] <= len(s.split()) <= SENTENCE_WORDS[1]]
+        if doc_id not in banned and len(sentences) >= 3:
+            candidates.append((i, sentences))
+    ids, queries, positive_text = [], [], {}
+    for c in sorted(rng.permutation(len(candidates))[:n]):
+        row, sentences = candidates[c]
+        sentence = sentences[rng.integers(len(sentences))]
+        qid = f"sentence:{train.doc_ids[row]}"
+        ids.append(qid)
+        queries.append(sentence)
+        positive_text[qid] = " ".join(train.doc_texts[row].replace(sentence, " ", 1).split())
+    dataset = dataclasses.replace(train, split="sentences", query_ids=ids, query_texts=queries,
+                                  qrels={q: {q.split(":", 1)[1]: 1} for q in ids},
+                                  content_hash=_hash_strings([train.corpus_hash, "sentences", *ids, *queries]))
+    return dataset, positive_text
+
+
 def title_queries(splits: QuerySplits, n: int, seed: int) -> Dataset:
     """`n` documents (seeded choice among those with a title) as queries: the title asks for its document.
     Under the leakage guard, documents a dev or test query judges relevant are never chosen."""
     train = splits.train
-    banned = judged_documents(splits.test, splits.dev) if splits.guard is not None and splits.guard.applied else set()
+    banned = _pseudo_query_documents(splits)
     candidates = [i for i, title in enumerate(train.doc_titles) if title and train.doc_ids[i] not in banned]
     chosen = sorted(np.random.default_rng(seed).permutation(len(candidates))[:n])
     rows = [candidates[i] for i in chosen]
@@ -203,40 +265,71 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
     rng = np.random.default_rng(config.seed)
     if config.title_queries:
         dataset = merge_queries(dataset, title_queries(splits, config.title_queries, config.seed))
+    positive_text: dict[str, str] = {}
+    if config.sentence_queries:
+        sentences, positive_text = sentence_queries(splits, config.sentence_queries, config.seed)
+        dataset = merge_queries(dataset, sentences)
     text = dataset.doc_texts
     examples = training_examples(dataset, config)
+    teacher = embed_dataset(SentenceEncoder(config.first_stage), dataset) if config.distill else None
     path = resolve_model(config.backbone)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     steps_per_epoch = (len(examples) + config.batch_queries - 1) // config.batch_queries
-    scheduler = warmup_then_decay(optimizer, steps_per_epoch * config.epochs)
-    losses, started = [], time.perf_counter()
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = warmup_then_decay(optimizer, total_steps)
+    tmp = target.with_name(target.name + ".partial")
+    checkpoint = tmp / "checkpoint.pt"
+    losses, done, order, seconds_before = [], 0, None, 0.0
+    if checkpoint.exists():  # an interrupted run: go on from its last checkpoint
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        losses, done, order, seconds_before = state["losses"], state["step"], state["order"], state["seconds"]
+        log.info("cross-encoder training resumes at step %d of %d", done, total_steps)
+    started = time.perf_counter()
     model.train()
     from tqdm import tqdm
 
-    for epoch in range(config.epochs):
-        order = rng.permutation(len(examples))
-        for step in tqdm(range(steps_per_epoch), desc=f"train {config.loss} epoch {epoch + 1}", unit="step"):
-            batch = [examples[i] for i in order[step * config.batch_queries:(step + 1) * config.batch_queries]]
-            queries, docs = [], []
-            for qi, pos, pool in batch:
-                negs = rng.choice(pool, size=config.negatives, replace=len(pool) < config.negatives)
-                for j in [pos, *negs]:
-                    queries.append(dataset.query_texts[qi])
-                    docs.append(text[j])
-            encoded = tokenizer(queries, docs, truncation="longest_first", max_length=config.max_length,
-                                padding=True, return_tensors="pt")
-            logits = model(**encoded).logits[:, 0].view(len(batch), 1 + config.negatives)
-            loss = ranking_loss(logits, config.loss, config.margin)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-    train_seconds = time.perf_counter() - started
-    tmp = target.with_name(target.name + ".partial")
+    for step in tqdm(range(done, total_steps), initial=done, total=total_steps, desc=f"train {config.loss}",
+                     unit="step"):
+        within = step % steps_per_epoch
+        if within == 0:
+            order = rng.permutation(len(examples))
+        batch = [examples[i] for i in order[within * config.batch_queries:(within + 1) * config.batch_queries]]
+        queries, docs, lists = [], [], []
+        for qi, pos, pool in batch:
+            negs = rng.choice(pool, size=config.negatives, replace=len(pool) < config.negatives)
+            lists.append([pos, *negs])
+            queries.extend([dataset.query_texts[qi]] * (1 + config.negatives))
+            docs.extend([positive_text.get(dataset.query_ids[qi], text[pos]), *(text[j] for j in negs)])
+        encoded = tokenizer(queries, docs, truncation="longest_first", max_length=config.max_length,
+                            padding=True, return_tensors="pt")
+        logits = model(**encoded).logits[:, 0].view(len(batch), 1 + config.negatives)
+        loss = ranking_loss(logits, config.loss, config.margin)
+        if teacher is not None:
+            cosines = np.stack([teacher.docs[row] @ teacher.queries[qi] for row, (qi, _, _) in zip(lists, batch)])
+            loss = loss + config.distill * distillation_loss(logits, torch.from_numpy(cosines).float(),
+                                                             config.distill_temperature)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < total_steps:
+            tmp.mkdir(parents=True, exist_ok=True)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                     "torch_rng": torch.get_rng_state(), "losses": losses, "step": step + 1, "order": order,
+                     "seconds": seconds_before + time.perf_counter() - started}
+            torch.save(state, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    train_seconds = seconds_before + time.perf_counter() - started
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
 
@@ -254,7 +347,8 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
     best_alpha = max(ALPHAS, key=lambda al: (ndcg_by_alpha[al], al))
     report = {
         "config": dataclasses.asdict(config), "protocol": splits.summary(),
-        "train_queries": len(splits.train.query_ids), "title_queries": len(dataset.query_ids) - len(splits.train.query_ids),
+        "train_queries": len(splits.train.query_ids), "title_queries": len(dataset.query_ids) - len(splits.train.query_ids) - len(positive_text),
+        "sentence_queries": len(positive_text),
         "saw_eval_docs": splits.guard.saw_eval_docs, "train_examples": len(examples), "steps": len(losses),
         "train_seconds": train_seconds, "loss_first_50": float(np.mean(losses[:50])),
         "loss_last_50": float(np.mean(losses[-50:])), "losses": losses,
@@ -266,6 +360,7 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
         "alpha": best_alpha, "dev_ndcg_first_stage": ndcg_by_alpha[0.0],
         "dev_ndcg_cross_only": ndcg_by_alpha[1.0], "dev_ndcg_fused": ndcg_by_alpha[best_alpha],
     }
+    checkpoint.unlink(missing_ok=True)
     atomic_write_bytes(tmp / "training.json", lambda p: p.write_text(json.dumps(report, indent=1)))
     if target.exists():
         import shutil

@@ -129,3 +129,89 @@ def test_titles_as_pseudo_queries_and_negatives_from_both_first_stages(tiny_mode
     assert all(p not in pool for _, p, pool in both)
     report = json.loads((train_cross_encoder(config, splits=splits) / "training.json").read_text())
     assert report["train_queries"] == 18 and report["title_queries"] == 30 and report["steps"] == (18 + 30 + 3) // 4
+
+
+def _with_sentences(splits):
+    """The synthetic splits with each document's words cut into sentences of 8 words."""
+    from bench.datasets import _hash_strings
+
+    texts = [". ".join(" ".join(words[i:i + 8]) for i in range(0, len(words), 8)) + "."
+             for words in (t.split() for t in splits.train.doc_texts)]
+
+    def redo(ds):
+        return None if ds is None else dataclasses.replace(
+            ds, doc_texts=texts, corpus_hash=_hash_strings([ds.corpus_hash, "sentences"]),
+            content_hash=_hash_strings([ds.content_hash, "sentences"]))
+    return dataclasses.replace(splits, train=redo(splits.train), dev=redo(splits.dev), test=redo(splits.test))
+
+
+def test_sentences_as_pseudo_queries_ask_for_their_document_without_them():
+    from bench.splits import load_splits, positives
+    from bench.train_cross import sentence_queries
+
+    splits = _with_sentences(load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3))
+    queries, positive_text = sentence_queries(splits, 25, seed=0)
+    judged = {d for ds in (splits.test, splits.dev) for docs in positives(ds).values() for d in docs}
+    assert len(queries.query_ids) == 25 and set(positive_text) == set(queries.query_ids)
+    row = {d: i for i, d in enumerate(splits.train.doc_ids)}
+    for qid, sentence in zip(queries.query_ids, queries.query_texts):
+        (doc,) = queries.qrels[qid]
+        assert doc not in judged and len(sentence.split()) == 8
+        full = splits.train.doc_texts[row[doc]]
+        assert sentence in full and sentence not in positive_text[qid]
+        assert len(positive_text[qid].split()) == len(full.split()) - 8
+    assert sentence_queries(splits, 25, seed=0)[0].query_texts == queries.query_texts  # seeded
+
+
+def test_distillation_loss_is_zero_when_the_student_agrees_with_the_teacher():
+    import torch
+
+    from bench.train_cross import distillation_loss
+
+    cosines = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.8, 0.3]])
+    assert distillation_loss(cosines / 0.05, cosines, 0.05).item() < 1e-6
+    assert distillation_loss(-cosines / 0.05, cosines, 0.05).item() > 1.0
+
+
+def test_distilled_training_with_sentences_resumes_where_it_stopped(tiny_model, tiny_cross_encoder, monkeypatch):
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    import bench.train_cross as train_cross
+    from bench.splits import load_splits
+
+    splits = _with_sentences(load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3))
+    config = train_cross.CrossTrainConfig(
+        backbone=tiny_cross_encoder, first_stage=tiny_model, dataset="synthetic", negatives=3, batch_queries=4,
+        max_length=32, neg_rank_lo=1, neg_rank_hi=10, dev_r=5, sentence_queries=10, title_queries=6, distill=1.0)
+    monkeypatch.setattr(train_cross, "CHECKPOINT_EVERY", 3)
+    torch.set_num_threads(1)
+    whole = train_cross.train_cross_encoder(config, splits=splits)
+    report = json.loads((whole / "training.json").read_text())
+    assert report["sentence_queries"] == 10 and report["title_queries"] == 6 and report["steps"] == (18 + 16 + 3) // 4
+    assert not (whole.with_name(whole.name + ".partial") / "checkpoint.pt").exists()
+    reference = load_file(whole / "model.safetensors")
+    import shutil
+
+    shutil.move(whole, whole.with_name("whole"))
+    calls = 0
+    real_loss = train_cross.ranking_loss
+
+    def crash_on_the_eighth_step(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 8:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_cross, "ranking_loss", crash_on_the_eighth_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_cross.train_cross_encoder(config, splits=splits)
+    assert torch.load(whole.with_name(whole.name + ".partial") / "checkpoint.pt", weights_only=False)["step"] == 6
+    monkeypatch.setattr(train_cross, "ranking_loss", real_loss)
+    resumed = train_cross.train_cross_encoder(config, splits=splits)
+    assert json.loads((resumed / "training.json").read_text())["losses"] == report["losses"]
+    weights = load_file(resumed / "model.safetensors")
+    assert all(torch.allclose(weights[k], reference[k], atol=1e-6) for k in reference)

@@ -369,18 +369,24 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     minilm = config.encoders[0]
     variants = [dataclasses.replace(minilm, name="minilm-q8", query_precision="int8", backends=["exact"]),
                 dataclasses.replace(minilm, name="minilm-int8", query_precision="int8", doc_precision="int8",
-                                    backends=["exact"])]
+                                    backends=["exact"]),
+                dataclasses.replace(minilm, name="minilm-ort", query_runtime="onnxruntime", backends=["exact"])]
     config = dataclasses.replace(config, encoders=[minilm, *variants])
     summary = run_sweep(config)
-    assert summary.corpora_encoded == 2  # fp32 (shared with the query-side variant) and int8
+    assert summary.corpora_encoded == 2  # fp32 (shared with the query-side variants) and int8
     frame = read_results(config.results_path)
     exact = frame[(frame["backend"] == "exact") & (frame["k"] == 5)].set_index("encoder")
     assert exact.loc["minilm-q8", ["query_precision", "doc_precision"]].tolist() == ["int8", "fp32"]
     assert exact.loc["minilm-int8", "doc_precision"] == "int8" and exact["encode_batch_size"].eq(minilm.batch_size).all()
     assert exact["encoder_device"].eq("cpu").all() and exact["query_encode_calibration_ms"].gt(0).all()
     assert exact.loc["minilm-q8", "corpus_encode_s"] == exact.loc["minilm", "corpus_encode_s"]
+    # ONNX Runtime runs the exported query network: the same vectors as torch, so the same ranking and quality
+    assert exact.loc["minilm-ort", "query_runtime"] == "onnxruntime" and exact.loc["minilm", "query_runtime"] == "torch"
+    assert exact.loc["minilm-ort", "ndcg_at_10"] == pytest.approx(exact.loc["minilm", "ndcg_at_10"], abs=1e-9)
+    assert exact.loc["minilm-ort", "encoder_bytes"] > 0
     text = build_report(frame, ["tiny"], tmp_path / "plots", "plots")
     section = text[text.index("## Encoding levers: precision per side"):]
     section = section[: section.index("\n## ")]
     assert "| minilm-q8 | int8 | fp32 |" in section and "| minilm-int8 | int8 | int8 |" in section
+    assert "| minilm-ort | fp32 | fp32 | onnxruntime |" in section
     assert section.count("delta vs fp32") == 2 and "baseline minilm" in section
