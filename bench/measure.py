@@ -26,6 +26,7 @@ from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Cell, Speeds, first_stage_index
 from bench.prepare import Rerankers
+from bench.records import FirstStageRow, RerankRow
 from bench.rerank import cross_scores, rerank
 from bench.splits import restrict
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
@@ -47,14 +48,6 @@ def measure_query_encoding(encoder: Encoder, texts: list[str], settings: Measure
 
 def _threads(requested: int) -> int:
     return requested if requested > 0 else cpu_count()
-
-
-FIRST_STAGE_ONLY = {"reranker": "", "reranker_identity": "", "reranker_saw_eval_docs": False, "r": 0, "fusion_alpha": float("nan"),
-                    "fusion_alpha_chosen_on": "",
-                    "rerank_max_length": 0, "cross_pairs_scored": 0, "reranker_params": 0,
-                    "reranker_train_s": float("nan"), "rerank_p50_ms": float("nan"),
-                    "rerank_p95_ms": float("nan"), "rerank_p99_ms": float("nan"), "rerank_mean_ms": float("nan"),
-                    "rerank_latency_queries": 0, "rerank_threads": 0}
 
 
 class CellMeasurer:
@@ -157,8 +150,8 @@ class CellMeasurer:
                                  len(self.embeddings.queries), self.settings.throughput_repeats)
         result = self._to_documents(index.batch_query(self.embeddings.queries, self.batch_threads), cell.k)
         e2e = end_to_end(self.encode_latency, latency)
-        row = {
-            **self.shared, **FIRST_STAGE_ONLY, **build, "cell_id": cell.cell_id, "backend": cell.backend, "stage": "first",
+        row = FirstStageRow(**{
+            **self.shared, **build, "cell_id": cell.cell_id, "backend": cell.backend,
             "build_params": json.dumps(index.build.as_dict(), sort_keys=True),  # as run: defaults filled in
             "search_params": json.dumps(index.search_description(index.check_search(cell.k, cell.search)),
                                         sort_keys=True), "k": cell.k,
@@ -169,7 +162,7 @@ class CellMeasurer:
             "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
             **self._quality(result.ids), "measured_at": measured_now(),
-        }
+        }).as_row()
         self.sink(row)
         return row, result, latency
 
@@ -234,18 +227,17 @@ class CellMeasurer:
                 ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)
                 latency = self._rerank_latency_of(name, child.r)
                 e2e = end_to_end(self.encode_latency, search_latency, latency)
-                self.sink({
-                    **first_row, **self._quality(ids), "measured_at": measured_now(), "cell_id": child.cell_id,
-                    "stage": "rerank",
-                    "reranker": name,
-                    "reranker_identity": scorer.identity, "reranker_saw_eval_docs": bool(report.get("saw_eval_docs")), "r": child.r, "fusion_alpha": alpha,
-                    "fusion_alpha_chosen_on": "dev" if child.alpha == "dev" else "",
-                    "rerank_max_length": scorer.max_length, "cross_pairs_scored": scored,
-                    "reranker_params": scorer.n_parameters(), "reranker_train_s": report.get("train_seconds", float("nan")),
-                    **latency.columns("rerank"), "rerank_latency_queries": latency.samples,
-                    "rerank_threads": self.online_threads,
-                    **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
-                })
+                self.sink(RerankRow.of(
+                    first_row, **self._quality(ids), measured_at=measured_now(), cell_id=child.cell_id,
+                    reranker=name, reranker_identity=scorer.identity,
+                    reranker_saw_eval_docs=bool(report.get("saw_eval_docs")), r=child.r, fusion_alpha=alpha,
+                    fusion_alpha_chosen_on="dev" if child.alpha == "dev" else "",
+                    rerank_max_length=scorer.max_length, cross_pairs_scored=scored,
+                    reranker_params=scorer.n_parameters(),
+                    reranker_train_s=report.get("train_seconds", float("nan")),
+                    **latency.columns("rerank"), rerank_latency_queries=latency.samples,
+                    rerank_threads=self.online_threads, **e2e.columns("e2e"), e2e_queries=len(e2e.per_input_ms),
+                ).as_row())
                 scored = 0
                 written += 1
         return written

@@ -1,4 +1,4 @@
-"""The results schema (one row per sweep cell), defined here and only here, and its parquet store.
+"""The results schemas (the sweep's derived from bench.records' typed rows) and their parquet store.
 
 A cell is identified by `cell_id` (a hash of everything that defines it: dataset content, encoder,
 backend, build and search parameters, K) and `host_id` (the hardware). The store appends every row as
@@ -17,79 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.cache import atomic_write_bytes
+from bench.records import RUN_COLUMNS, results_schema
 
 _F64, _I64, _STR = pa.float64(), pa.int64(), pa.string()
 
-# Every schema ends with when, by what code and on what machine a row was measured.
-RUN_COLUMNS = [
-    ("timestamp", pa.timestamp("us", tz="UTC")),  # when the run that measured the row started
-    ("measured_at", pa.timestamp("us", tz="UTC")),  # when the row itself was measured (empty: rows before it existed)
-    ("git_sha", _STR), ("git_dirty", pa.bool_()),
-    ("versions", _STR), ("cpu_model", _STR), ("n_cpus", _I64), ("memory_gb", _F64), ("platform", _STR),
-]
-
-SCHEMA = pa.schema([
-    # identity of the cell
-    ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
-    ("dataset", _STR), ("dataset_hash", _STR), ("split", _STR), ("n_docs", _I64), ("n_queries", _I64),
-    # the protocol (bench.splits): where the dev queries come from, how many, and the leakage guard (JSON:
-    # dev source, counts, guard drops, shares of seen queries, the seen dev/test query ids)
-    ("dev_source", _STR), ("n_dev_queries", _I64), ("protocol", _STR),
-    ("encoder", _STR), ("encoder_type", _STR), ("model", _STR), ("model_identity", _STR),
-    ("max_seq_length", _I64), ("dim", _I64),
-    ("query_precision", _STR), ("doc_precision", _STR),  # how the network ran per side: fp32, int8 (dynamic)
-    ("query_runtime", _STR),  # what ran the query network: torch or onnxruntime ("" without a network)
-    ("encoder_device", _STR), ("encode_batch_size", _I64),  # corpus encoding batch; queries are encoded one by one
-    ("encoder_params", _I64),  # distinct parameters: a twin tower counts both towers, a shared backbone once
-    ("encoder_bytes", _I64),  # the query network's weights as served (int8 Linear: 1 byte); empty on older rows
-    ("encoder_mode", _STR),  # "pretrained", or how the harness trained it: "heads" (frozen backbone) or "full"
-    ("encoder_train_s", _F64),  # NaN unless trained by the harness
-    ("encoder_saw_eval_docs", pa.bool_()),  # trained on documents relevant to dev/test queries (guard not applied)
-    ("chunking", _STR),  # JSON {tokens, stride, aggregate} when passages are indexed; "" = whole documents
-    ("n_chunks", _I64),  # passages indexed (0 = whole documents: one vector per document)
-    ("backend", _STR), ("build_params", _STR), ("search_params", _STR),  # JSON objects, sorted keys
-    ("k", _I64),
-    ("stage", _STR),  # "first": the first stage alone; "rerank": its top R re-scored by a cross-encoder
-    ("reranker", _STR), ("reranker_identity", _STR),  # "" on first-stage rows
-    ("reranker_saw_eval_docs", pa.bool_()),
-    ("r", _I64),  # rerank depth R <= K; 0 on first-stage rows
-    ("fusion_alpha", _F64),  # alpha * cross + (1 - alpha) * first stage; NaN on first-stage rows
-    ("fusion_alpha_chosen_on", _STR),  # "dev": chosen on the cell's dev queries at its R; "": fixed in the config
-    ("rerank_max_length", _I64), ("cross_pairs_scored", _I64),  # pairs scored now (0 = all from the cache)
-    ("reranker_params", _I64), ("reranker_train_s", _F64),  # 0 / NaN on first-stage rows and untrained models
-    # offline cost and memory
-    ("corpus_encode_s", _F64),  # wall time of encoding the corpus (from the cache's record when cached)
-    ("build_s", _F64), ("build_threads", _I64),
-    ("index_bytes", _I64), ("index_bytes_method", _STR),  # "serialized": bytes the library writes to disk
-    ("rss_after_build_bytes", _I64),  # process RSS right after the build (model and embeddings included)
-    # online latency: query encoding (one query, one thread) and ANN search (one query, one thread)
-    ("query_encode_p50_ms", _F64), ("query_encode_p95_ms", _F64), ("query_encode_p99_ms", _F64),
-    ("query_encode_mean_ms", _F64),
-    ("query_encode_calibration_ms", _F64),  # the calibration kernel, timed between the encoded queries
-    ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64), ("search_mean_ms", _F64),
-    ("latency_samples", _I64), ("latency_threads", _I64),
-    ("calibration_ms", _F64),  # the calibration kernel (bench.calibration), timed right before this cell's search
-    ("latency_settings", _STR),  # JSON: the [measure] settings the latencies were timed with (bench.sweep)
-    ("throughput_qps", _F64), ("throughput_threads", _I64),  # batch search of all queries
-    # reranking R pairs of one query (uncached, `rerank_threads` torch threads), on the first
-    # `rerank_latency_queries` test queries' exact top-R of the run's first reranked encoder; NaN on first-stage rows
-    ("rerank_p50_ms", _F64), ("rerank_p95_ms", _F64), ("rerank_p99_ms", _F64), ("rerank_mean_ms", _F64),
-    ("rerank_latency_queries", _I64), ("rerank_threads", _I64),
-    # end to end per query: encode + search (+ rerank), summed per query over the queries timed by every stage
-    ("e2e_p50_ms", _F64), ("e2e_p95_ms", _F64), ("e2e_p99_ms", _F64), ("e2e_mean_ms", _F64), ("e2e_queries", _I64),
-    # quality on the test queries (reported), then the same on the dev queries (used to choose settings;
-    # a copy of the test columns when the dataset has no dev queries: `dev_source` says so)
-    ("recall_at_k", _F64),  # |ANN top-K ∩ exact top-K| / K, by id, mean over queries
-    ("ndcg_at_10", _F64), ("recall_at_100", _F64), ("rr_at_10", _F64),  # ir_measures, vs qrels
-    ("queries_short", _I64),  # test queries that got fewer than K results
-    ("query_ids", pa.list_(_STR)), ("q_ndcg_at_10", pa.list_(_F64)), ("q_recall_at_100", pa.list_(_F64)),
-    ("q_rr_at_10", pa.list_(_F64)),
-    ("dev_recall_at_k", _F64), ("dev_ndcg_at_10", _F64), ("dev_recall_at_100", _F64), ("dev_rr_at_10", _F64),
-    ("dev_query_ids", pa.list_(_STR)), ("dev_q_ndcg_at_10", pa.list_(_F64)), ("dev_q_recall_at_100", pa.list_(_F64)),
-    ("dev_q_rr_at_10", pa.list_(_F64)),
-    # run metadata
-    *RUN_COLUMNS,
-])
+# The sweep's rows (bench.records: FirstStageRow, RerankRow), one per cell.
+SCHEMA = results_schema()
 
 # The scale series (`python -m bench scale`): one row per (vector source, N, backend), each at the cheapest
 # search parameters that reach the recall target.
