@@ -250,7 +250,8 @@ class OnnxQueries:
     def __init__(self, model, identity: str):
         self.model = model
         self.path = cache_dir() / "onnx" / (content_key({"model": identity, "max_seq_length": model.max_seq_length,
-                                                          "exporter": "torch.onnx dynamo"}) + ".onnx")
+                                                          "exporter": "torch.onnx dynamo", "weights": "embedded"})
+                                        + ".onnx")
         if not self.path.exists():
             self._export()
         self._sessions: dict[int, object] = {}
@@ -276,7 +277,7 @@ class OnnxQueries:
                               dynamo=True, input_names=["input_ids", "attention_mask"], output_names=["normalized_sentence_vector"],
                               dynamic_shapes={"input_ids": {0: batch, 1: length},
                                               "attention_mask": {0: batch, 1: length}},
-                              optimize=True, verbose=False)
+                              optimize=True, verbose=False, external_data=False)  # one file: the weights inside
         tmp.replace(self.path)
 
     def session(self):

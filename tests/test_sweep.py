@@ -1,4 +1,6 @@
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 
@@ -383,7 +385,9 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     # ONNX Runtime runs the exported query network: the same vectors as torch, so the same ranking and quality
     assert exact.loc["minilm-ort", "query_runtime"] == "onnxruntime" and exact.loc["minilm", "query_runtime"] == "torch"
     assert exact.loc["minilm-ort", "ndcg_at_10"] == pytest.approx(exact.loc["minilm", "ndcg_at_10"], abs=1e-9)
-    assert exact.loc["minilm-ort", "encoder_bytes"] > 0
+    # its size is the exported file, weights inside (no external data file beside it)
+    assert exact.loc["minilm-ort", "encoder_bytes"] == pytest.approx(exact.loc["minilm", "encoder_bytes"], rel=0.1)
+    assert [p.suffix for p in (Path(os.environ["BENCH_CACHE_DIR"]) / "onnx").iterdir()] == [".onnx"]
     text = build_report(frame, ["tiny"], tmp_path / "plots", "plots")
     section = text[text.index("## Encoding levers: precision per side"):]
     section = section[: section.index("\n## ")]
