@@ -68,6 +68,11 @@ class EncoderSpec:
         return Chunking(self.chunk_tokens, self.chunk_stride or self.chunk_tokens, self.aggregate)
 
 
+# How an encoder's network runs, at the settings that change nothing.
+HOW_IT_RUNS = {f.name: f.default for f in dataclasses.fields(EncoderSpec)
+               if f.name in ("query_precision", "doc_precision", "device", "query_runtime")}
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     backend: str
@@ -259,10 +264,7 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.type not in ENCODER_TYPES:
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
                               f"(supported: {sorted(ENCODER_TYPES)})")
-        runs = {"query_precision": e.query_precision, "doc_precision": e.doc_precision, "device": e.device,
-                "query_runtime": e.query_runtime}
-        defaults = {"query_precision": "fp32", "doc_precision": "fp32", "device": "cpu", "query_runtime": "torch"}
-        changed = sorted(name for name, value in runs.items() if value != defaults[name])
+        changed = sorted(name for name, default in HOW_IT_RUNS.items() if getattr(e, name) != default)
         if changed and (ENCODER_TYPES[e.type] != "vectors" or e.train):
             raise ConfigError(f"{source}: encoders[{i}].{changed[0]}: applies to pretrained bi/twin encoders only "
                               f"(this one is {'trained by the harness' if e.train else e.type}; a hybrid takes its dense "
