@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import types
 import typing
 from dataclasses import dataclass
 from typing import ClassVar
@@ -217,7 +218,7 @@ _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_
 def arrow_type(hint) -> pa.DataType:
     """The parquet type of a field's annotation (`X | None`: nullable X; every parquet column is nullable)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) and len(args) == 1:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
         hint = args[0]
     return _ARROW[hint]
 
