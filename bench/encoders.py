@@ -42,6 +42,16 @@ def resolve_model(name: str) -> str:
 
 
 @lru_cache(maxsize=None)
+def _portable_name(path: Path, name: str) -> str:
+    """A model the harness trained into its cache is named `.cache/<path inside the cache>` wherever
+    $BENCH_CACHE_DIR puts the cache, so moving the cache keeps the cell ids and the cached scores that name it."""
+    try:
+        inside = path.resolve().relative_to(cache_dir().resolve())
+    except ValueError:
+        return name
+    return str(Path(".cache") / inside)
+
+
 def model_identity(name: str) -> str:
     """The hub name, or for a local folder a hash of its files, so a changed model changes the key.
 
@@ -50,6 +60,7 @@ def model_identity(name: str) -> str:
     path = Path(resolve_model(name))
     if not path.is_dir():
         return name
+    name = _portable_name(path, name)
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(path)).encode())

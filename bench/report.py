@@ -215,20 +215,21 @@ ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "t
 DENSE_TYPES = ("bi", "twin")
 
 
-def _full_precision(first: pd.DataFrame) -> pd.DataFrame:
-    """Rows of encoders running fp32 torch on both sides (the precision and runtime variants have their own
-    section)."""
-    return first[(first["query_precision"].isin(["fp32", ""])) & (first["doc_precision"].isin(["fp32", ""]))
-                 & first["query_runtime"].isin(["torch", ""])]
-
-
 def _is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
-    return (rows["query_precision"] == "fp32") & (rows["doc_precision"] == "fp32") & (rows["query_runtime"] == "torch")
+    """fp32 torch on both sides, or no encoding at all (BM25's empty values): the precision and runtime variants
+    have their own section."""
+    return (rows["query_precision"].isin(["fp32", ""]) & rows["doc_precision"].isin(["fp32", ""])
+            & rows["query_runtime"].isin(["torch", ""]))
+
+
+def _reference_dense(first: pd.DataFrame) -> pd.DataFrame:
+    """Dense encoders' rows over whole documents at the reference encoding (fp32 torch)."""
+    return first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "") & _is_reference_encoding(first)]
 
 
 def _baseline_encoder(first: pd.DataFrame) -> str:
     """The pretrained fp32 bi-encoder (the first one by name), else the first dense encoder by name."""
-    dense = _full_precision(first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")])
+    dense = _reference_dense(first)
     pretrained = dense[(dense["encoder_type"] == "bi") & (dense["encoder_mode"] == "pretrained")]
     pool = pretrained if len(pretrained) else dense
     return sorted(pool["encoder"].unique())[0] if len(pool) else ""
@@ -253,7 +254,7 @@ def _tests_table(tests: pd.DataFrame, measure: str = "ndcg_at_10") -> pd.DataFra
 def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
     """Dense encoders side by side at exact search, each tested against the pretrained bi-encoder; then each
     encoder's fastest cell per ANN backend reaching recall@K >= 0.95 on dev."""
-    dense = _full_precision(first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")])
+    dense = _reference_dense(first)
     if dense["encoder"].nunique() < 2:
         return []
     exact = dense[dense["backend"] == "exact"]

@@ -37,6 +37,22 @@ def test_model_identity_follows_files(tiny_model, tmp_path):
     assert model_identity(str(copy)) != before
 
 
+def test_a_model_in_the_cache_keeps_its_identity_when_the_cache_moves(tiny_model, tmp_path, monkeypatch):
+    """Cell ids and cached cross-encoder scores name trained models by identity: an absolute $BENCH_CACHE_DIR
+    must give the key the default relative `.cache` gives."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model, tmp_path / ".cache" / "models" / "trained")
+    monkeypatch.setenv("BENCH_CACHE_DIR", ".cache")
+    relative = model_identity(".cache/models/trained")
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / ".cache"))
+    model_identity.cache_clear()
+    assert model_identity(str(tmp_path / ".cache" / "models" / "trained")) == relative
+    assert relative.startswith(".cache/models/trained@sha256:")
+    assert model_identity(tiny_model).split("@")[0] == tiny_model  # outside the cache: the name as given
+
+
 def test_query_and_document_precision_are_separate(tiny_model):
     ds = synthetic_dataset(n_docs=40, n_queries=6)
     fp32 = SentenceEncoder(tiny_model)
