@@ -328,6 +328,14 @@ def run_load(config: LoadConfig, data_root: Path | None = None, store: ResultSto
     calibration = calibrate()
     frame = store.load()
     mine = frame[frame["host_id"] == host_id()]
+    why = {item.row["cell_id"]: item.why for item in chosen}
+    outdated = mine[(mine["config_name"] == config.name)
+                    & (mine["sweep_cell_id"].map(why).fillna("") != mine["chosen_as"])]
+    if len(outdated):  # a pipeline no longer chosen, or chosen for another reason: its rows would say otherwise
+        store.drop(set(outdated["cell_id"]), host_id())
+        if announce:
+            announce(f"{config.name}: dropped {len(outdated)} rows of pipelines no longer chosen as they say")
+        mine = mine.drop(outdated.index)
     fresh = {cid for cid, c in zip(mine["cell_id"], mine["calibration_ms"])
              if not drifted(c, calibration, config.calibration_tolerance)}
     metadata = run_metadata(content_key(dataclasses.asdict(config))[:12])

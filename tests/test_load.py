@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import time
 
@@ -68,3 +69,8 @@ def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path):
     assert "## Throughput under load" in section and "C=2 QPS / p99 ms" in section
     assert (tmp_path / "plots" / "load_qps_p99.png").stat().st_size > 0
     assert run_load(config, sweep=sweep) == 0  # an unchanged host measures nothing
+    # a pipeline the budgets no longer choose leaves the table (its `chosen_as` would be false)
+    only_bm25 = dataclasses.replace(config, encoders=["bm25"], budgets=[])
+    run_load(only_bm25, sweep=sweep)  # re-serves the BM25 cell if its reason changed
+    left = read_results(config.results_path, schema=LOAD_SCHEMA)
+    assert left["sweep_cell_id"].nunique() == 1 and left["chosen_as"].str.startswith("bm25").all()
