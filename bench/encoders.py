@@ -41,7 +41,6 @@ def resolve_model(name: str) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
 def _portable_name(path: Path, name: str) -> str:
     """A model the harness trained into its cache is named `.cache/<path inside the cache>` wherever
     $BENCH_CACHE_DIR puts the cache, so moving the cache keeps the cell ids and the cached scores that name it."""
@@ -52,6 +51,7 @@ def _portable_name(path: Path, name: str) -> str:
     return str(Path(".cache") / inside)
 
 
+@lru_cache(maxsize=None)
 def model_identity(name: str) -> str:
     """The hub name, or for a local folder a hash of its files, so a changed model changes the key.
 
