@@ -315,7 +315,8 @@ def open_loop(serve, texts: list[str], qps: float, seconds: float, workers: int,
 def run_load(config: LoadConfig, data_root: Path | None = None, store: ResultStore | None = None,
              announce=None, sweep: SweepConfig | None = None) -> int:
     """Serve every chosen cell at every load level not yet stored for this host (or stored at another host
-    speed); returns rows written. `sweep`: the sweep config (default: read from `config.sweep`)."""
+    speed); returns rows written. This host's rows of cells no longer chosen, or chosen for another reason, are
+    dropped first. `sweep`: the sweep config (default: read from `config.sweep`)."""
     from bench.prepare import sweep_splits
 
     store = store or ResultStore(config.results_path, LOAD_SCHEMA)
