@@ -1,9 +1,8 @@
 import dataclasses
-import os
-from pathlib import Path
 
 import pytest
 
+from bench.cache import cache_dir
 from bench.cli import main
 from bench.config import load_config
 from bench.store import ResultStore, read_results
@@ -387,7 +386,7 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     assert exact.loc["minilm-ort", "ndcg_at_10"] == pytest.approx(exact.loc["minilm", "ndcg_at_10"], abs=1e-9)
     # its size is the exported file, weights inside (no external data file beside it)
     assert exact.loc["minilm-ort", "encoder_bytes"] == pytest.approx(exact.loc["minilm", "encoder_bytes"], rel=0.1)
-    assert [p.suffix for p in (Path(os.environ["BENCH_CACHE_DIR"]) / "onnx").iterdir()] == [".onnx"]
+    assert [p.suffix for p in (cache_dir() / "onnx").iterdir()] == [".onnx"]
     text = build_report(frame, ["tiny"], tmp_path / "plots", "plots")
     section = text[text.index("## Encoding levers: precision per side"):]
     section = section[: section.index("\n## ")]
