@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields as dataclasses_fields
+import dataclasses
 import logging
 import sys
 import time
@@ -83,7 +83,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def _config_from_args(cls, args: argparse.Namespace, command: str):
     """A training config dataclass from the options given on the command line (the rest default)."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses_fields(cls) if getattr(args, f.name, None) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
     try:
         return cls(**overrides)
     except ValueError as err:
@@ -172,11 +172,18 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_encode_latency(args: argparse.Namespace) -> int:
-    from bench.encode_latency import architecture_table, remeasure, spread_table
+    from bench.encode_latency import append_series, architecture_table, remeasure, spread_table
     from bench.report import markdown_table
 
     config = load_config(args.config)
+    if args.rounds < 2:
+        raise ConfigError(f"--rounds {args.rounds}: a spread needs at least 2 rounds")
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise ConfigError(f"--repeats {args.repeats}: at least 1 timed pass")
+        config = dataclasses.replace(config, measure=dataclasses.replace(config.measure, encode_repeats=args.repeats))
     rows = remeasure(config, args.rounds, args.data_dir)
+    append_series(args.results, rows)
     table = spread_table(rows)
     for column in ("p50 spread", "p50/kernel spread"):
         table[column] = table[column].map("{:.1%}".format)
@@ -191,6 +198,7 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
         print(markdown_table(shared))
     spreads = spread_table(rows).set_index("encoder")["p50 spread"]
     print(f"\nlargest round-to-round p50 spread: {spreads.max():.1%} ({spreads.idxmax()})")
+    print(f"rows appended to {args.results}")
     return 0
 
 
@@ -304,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train-cross", help="fine-tune a cross-encoder on a dataset's train qrels (cached)")
     from bench.train_cross import CrossTrainConfig
 
-    for f in dataclasses_fields(CrossTrainConfig):
+    for f in dataclasses.fields(CrossTrainConfig):
         train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
                            help=f"default {f.default}")
     train.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
@@ -313,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(InfoNCE, hard negatives, optional distillation; cached)")
     from bench.towers import TowerTrainConfig
 
-    for f in dataclasses_fields(TowerTrainConfig):
+    for f in dataclasses.fields(TowerTrainConfig):
         kind = {"epochs": int, "lr": float}.get(f.name, type(f.default))
         towers.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=f"default {f.default}")
     towers.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
@@ -332,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "is the figure repeatable?")
     encode.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")
     encode.add_argument("--rounds", type=int, default=3)
+    encode.add_argument("--repeats", type=int, help="timed passes per round (default: the config's [measure] "
+                                                    "encode_repeats, as the sweep times)")
+    encode.add_argument("--results", type=Path, default=Path("results/encode_latency.parquet"),
+                        help="parquet file the rounds are appended to, one series per invocation")
     encode.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     encode.set_defaults(func=cmd_encode_latency)
     report = commands.add_parser("report", help="write report.md and plots from results files")

@@ -11,12 +11,15 @@ corpus) are grouped: their p50s should agree within the same band.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from bench.config import SweepConfig
+from bench.cache import atomic_write_bytes
 from bench.encoders import ENCODER_TYPES, SentenceEncoder
+from bench.env import host_id
 from bench.measure import measure_query_encoding
 from bench.prepare import resolve_encoder, sweep_splits
 
@@ -30,20 +33,30 @@ def architecture(encoder: SentenceEncoder) -> str:
 
 
 def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = None) -> pd.DataFrame:
-    """One row per (round, encoder): query-encode p50/p95, the interleaved kernel figure and the architecture."""
+    """One row per (round, encoder): query-encode p50/p95, the interleaved kernel figure, the architecture,
+    the host and when the row was measured (UTC)."""
     texts = sweep_splits(config, data_root).test.query_texts[: config.measure.encode_sample]
     encoders = {}
     for spec in config.encoders:
         if ENCODER_TYPES[spec.type] == "vectors":
             encoders[spec.name] = resolve_encoder(spec, config, data_root).load()
-    rows = []
+    rows, host = [], host_id()
     for round_ in range(1, rounds + 1):
         for name, encoder in encoders.items():
             stats = measure_query_encoding(encoder, texts, config.measure)
             rows.append({"round": round_, "encoder": name, "architecture": architecture(encoder),
                          "p50_ms": stats.p50_ms, "p95_ms": stats.p95_ms, "kernel_ms": stats.calibration_ms,
-                         "samples": stats.samples})
+                         "samples": stats.samples, "passes": config.measure.encode_repeats, "threads": config.measure.threads, "host": host,
+                         "measured_at": datetime.now(timezone.utc)})
     return pd.DataFrame(rows)
+
+
+def append_series(path: Path, rows: pd.DataFrame) -> None:
+    """Add one invocation's rounds to the parquet file at `path` (atomically), numbered as the next series."""
+    earlier = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    series = int(earlier["series"].max()) + 1 if len(earlier) else 1
+    combined = pd.concat([earlier, rows.assign(series=series)], ignore_index=True)
+    atomic_write_bytes(path, lambda tmp: combined.to_parquet(tmp, index=False))
 
 
 def spread_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from bench.encode_latency import architecture_table, remeasure, spread_table
+from bench.encode_latency import append_series, architecture_table, remeasure, spread_table
 
 
 def test_spread_per_encoder_and_per_shared_architecture():
@@ -27,6 +27,16 @@ def test_rounds_time_every_network_encoder(tiny_model):
                                  measure=dataclasses.replace(base.measure, encode_sample=5, encode_repeats=2))
     rows = remeasure(config, rounds=2)
     assert sorted(rows["encoder"].unique()) == ["minilm", "q8"]  # bm25 has no network
+    assert rows["measured_at"].is_monotonic_increasing and rows["threads"].eq(1).all()
     assert len(rows) == 4 and rows["samples"].eq(10).all() and rows["kernel_ms"].gt(0).all()
     assert rows.groupby("encoder")["architecture"].nunique().eq(1).all()
     assert rows.set_index("encoder")["architecture"].groupby(level=0).first().nunique() == 2  # int8 is another shape
+
+
+def test_each_invocation_is_appended_as_the_next_series(tmp_path):
+    rows = pd.DataFrame({"round": [1, 2], "encoder": ["a", "a"], "p50_ms": [10.0, 10.5]})
+    path = tmp_path / "encode_latency.parquet"
+    append_series(path, rows)
+    append_series(path, rows.assign(p50_ms=[11.0, 11.5]))
+    stored = pd.read_parquet(path)
+    assert list(stored["series"]) == [1, 1, 2, 2] and list(stored["p50_ms"]) == [10.0, 10.5, 11.0, 11.5]
