@@ -257,6 +257,13 @@ def select(rows: pd.DataFrame) -> pd.Series:
     return choose(rows).pick
 
 
+def reranker_in_use(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rerank rows whose order the cross-encoder's scores change. Fused at alpha 0 a row ranks as its first stage
+    does and only adds the reranking cost, so it cannot stand for what a reranker does (it is still a valid,
+    dominated pipeline for the recommender)."""
+    return rows[rows["fusion_alpha"] > 0]
+
+
 def fastest_at_recall(rows: pd.DataFrame, target: float = 0.95) -> pd.Series | None:
     """The lowest-p95 search cell whose dev recall@K reaches `target` (recall is chosen on dev too)."""
     good = rows[rows["dev_recall_at_k"] >= target]

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, NothingFits,
-                            fastest_at_recall, paired_tests, pareto, per_query, recommend, seen_split, select,
-                            t_interval, with_derived)
+                            fastest_at_recall, paired_tests, pareto, per_query, recommend, reranker_in_use, seen_split,
+                            select, t_interval, with_derived)
 from bench.analysis import params_text as _params
 from bench.indexes import BACKENDS
 
@@ -316,7 +316,7 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
                exact[(exact["k"] == k) & (exact["encoder_mode"] != "pretrained")].drop_duplicates("encoder").iterrows()]
     reranked = frame[(frame["stage"] == "rerank") & (frame["encoder"] == baseline_name) & (frame["backend"] == "exact")
                      & (frame["k"] == k) & (frame["reranker_train_s"].notna())]
-    for stage2, rows in reranked.groupby("stage2"):
+    for stage2, rows in reranker_in_use(reranked).groupby("stage2"):
         pick = select(rows)
         systems.append((f"{baseline_name} exact K={k} + {stage2} R={pick['r']} (R chosen on dev)", pick, base))
     if not systems:
@@ -528,7 +528,10 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
     reranked = frame[frame["stage"] == "rerank"]
     for name, group in reranked.groupby("reranker"):
         at = group[group["r"] == group["r"].max()]
-        best = select(group)
+        in_use = reranker_in_use(group)
+        if in_use.empty:
+            continue
+        best = select(in_use)
         ref = at.iloc[0]
         rows.append({
             "encoder type": f"cross-encoder ({name}, reranks top-R)" + (" [seen]" if ref["reranker_saw_eval_docs"] else ""),
@@ -542,7 +545,8 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
             "scale": "cost per query grows with R, not with N",
         })
         notes.append(f"{name}: latency of scoring R={ref['r']} pairs on {ref['rerank_latency_queries']} queries "
-                     f"({ref['rerank_threads']} threads); dev-chosen row cell_id {best['cell_id'][:12]}")
+                     f"({ref['rerank_threads']} threads); dev-chosen row (among rows that use its scores: fusion alpha > 0) "
+                     f"cell_id {best['cell_id'][:12]}")
     return markdown_table(pd.DataFrame(rows)), "\n".join(f"- {n}" for n in notes)
 
 
@@ -722,7 +726,7 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
         if good is not None:
             systems.append(good)
     reranked = frame[frame["stage"] == "rerank"]
-    for _, rows in reranked.groupby("stage2"):
+    for _, rows in reranker_in_use(reranked).groupby("stage2"):
         systems.append(select(rows))
     if not systems:
         return []
@@ -733,7 +737,7 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
             f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (test nDCG@10 "
             f"{ci(*t_interval(baseline['q_ndcg_at_10']))}). Systems, each chosen on dev: each ANN backend's fastest "
             f"cell reaching dev recall@K >= 0.95 ({baseline['encoder']}; BM25), and each reranking stage's dev-chosen "
-            f"row; tested once on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
+            f"row among those that use its scores (fusion alpha > 0; at 0 a row ranks as its first stage); tested once on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
             f"(statsmodels multipletests) over the {len(tests)} comparisons; queries improved / worsened.", "",
             markdown_table(_tests_table(tests)), ""]
 

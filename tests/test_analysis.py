@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis import Budget, NothingFits, choose, holm, pareto, recommend, t_interval
+from bench.analysis import Budget, NothingFits, choose, holm, pareto, recommend, reranker_in_use, select, t_interval
 from bench.cli import main
 
 N = 40  # dev and test queries each
@@ -173,3 +173,16 @@ def test_over_the_mean_of_datasets_a_configuration_must_fit_everywhere_and_ties_
     assert mean == pytest.approx((a.mean() + b.mean()) / 2) and 0 < half < 0.1
     with pytest.raises(NothingFits, match="on every one of A, B"):
         recommend_over_mean(rows, Budget(11, 100))  # "fast" is 12 ms on B
+
+
+def test_a_reranker_fused_at_alpha_zero_does_not_stand_for_the_reranker():
+    """At alpha 0 the fused order is the first stage's: the cheapest rerank row ties with the best on dev, but it
+    says nothing about the reranker, so a reranker's dev-chosen row comes from rows that use its scores."""
+    base = scores(0.6, 3, 0.2)
+    first = row("first", 10.0, 20, base, base)
+    unused = {**row("unused", 500.0, 20, base, base), "stage": "rerank", "r": 10, "fusion_alpha": 0.0}
+    used = {**row("used", 1000.0, 20, base - 0.01, base + 0.02), "stage": "rerank", "r": 20, "fusion_alpha": 0.3}
+    reranked = pd.DataFrame([unused, used])
+    assert select(reranked)["cell_id"] == "unused"  # tied on dev and cheaper: what `select` alone would pick
+    assert select(reranker_in_use(reranked))["cell_id"] == "used"
+    assert recommend(pd.DataFrame([first, unused, used]), Budget(2000, 1000)).pick["cell_id"] == "first"
