@@ -25,7 +25,8 @@ report: $(STAMP)
 	$(PY) -m bench report $(wildcard $(RESULTS)) --out report.md --plots results/plots \
 		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet) \
 		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet) \
-		$(if $(wildcard results/load.parquet),--load results/load.parquet)
+		$(if $(wildcard results/load.parquet),--load results/load.parquet) \
+		$(if $(wildcard results/encode_latency.parquet),--encode-latency results/encode_latency.parquet)
 
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)

@@ -172,8 +172,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_encode_latency(args: argparse.Namespace) -> int:
-    from bench.encode_latency import append_series, architecture_table, remeasure, spread_table
-    from bench.report import markdown_table
+    from bench.encode_latency import append_series, remeasure, spread_table
+    from bench.report import repeatability_lines
 
     config = load_config(args.config)
     if args.rounds < 2:
@@ -183,21 +183,12 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
             raise ConfigError(f"--repeats {args.repeats}: at least 1 timed pass")
         config = dataclasses.replace(config, measure=dataclasses.replace(config.measure, encode_repeats=args.repeats))
     rows = remeasure(config, args.rounds, args.data_dir)
-    append_series(args.results, rows)
-    table = spread_table(rows)
-    for column in ("p50 spread", "p50/kernel spread"):
-        table[column] = table[column].map("{:.1%}".format)
-    print(f"query encoding, {args.rounds} consecutive rounds; per round and encoder {rows['samples'].iloc[0]} samples "
-          f"({config.measure.encode_repeats} passes x {config.measure.encode_sample} queries), "
-          f"{config.measure.threads} thread(s)\n")
-    print(markdown_table(table, floatfmt=".3g"))
-    shared = architecture_table(rows)
-    if len(shared):
-        shared["spread"] = shared["spread"].map("{:.1%}".format)
-        print("\nencoders with the same query network shape:\n")
-        print(markdown_table(shared))
-    spreads = spread_table(rows).set_index("encoder")["p50 spread"]
-    print(f"\nlargest round-to-round p50 spread: {spreads.max():.1%} ({spreads.idxmax()})")
+    rows = append_series(args.results, rows)
+    print(f"query encoding of {config.name}\n")
+    print("\n".join(repeatability_lines(rows)))
+    spreads = spread_table(rows).set_index("encoder")
+    print(f"largest round-to-round p50 spread: {spreads['p50 spread'].max():.1%} ({spreads['p50 spread'].idxmax()}); "
+          f"over the kernel: {spreads['p50/kernel spread'].max():.1%} ({spreads['p50/kernel spread'].idxmax()})")
     print(f"rows appended to {args.results}")
     return 0
 
@@ -215,8 +206,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
     filters = read_results(args.filters, schema=FILTER_SCHEMA) if args.filters else None
     load = read_results(args.load, schema=LOAD_SCHEMA) if args.load else None
+    from bench.encode_latency import read_series
+
+    encode_latency = read_series(args.encode_latency) if args.encode_latency else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
-                        filters=filters, load=load)
+                        filters=filters, load=load, encode_latency=encode_latency)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -354,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
     report.add_argument("--filters", type=Path, help="filtered-search results (python -m bench filters) to add")
     report.add_argument("--load", type=Path, help="throughput-under-load results (python -m bench load) to add")
+    report.add_argument("--encode-latency", type=Path,
+                        help="query-encoding repeatability series (python -m bench encode-latency) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])

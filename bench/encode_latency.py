@@ -51,12 +51,29 @@ def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = Non
     return pd.DataFrame(rows)
 
 
-def append_series(path: Path, rows: pd.DataFrame) -> None:
-    """Add one invocation's rounds to the parquet file at `path` (atomically), numbered as the next series."""
-    earlier = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-    series = int(earlier["series"].max()) + 1 if len(earlier) else 1
-    combined = pd.concat([earlier, rows.assign(series=series)], ignore_index=True)
+COLUMNS = ["series", "round", "encoder", "architecture", "p50_ms", "p95_ms", "kernel_ms", "samples", "passes",
+           "threads", "host", "measured_at"]
+
+
+def read_series(path: Path) -> pd.DataFrame:
+    """The stored series; a file without one of COLUMNS is refused with its name."""
+    from bench.store import SchemaError
+
+    rows = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in rows.columns]
+    if missing:
+        raise SchemaError(f"{path}: not an encode-latency file (missing column(s) {', '.join(missing)})")
+    return rows
+
+
+def append_series(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Add one invocation's rounds to the parquet file at `path` (atomically), numbered as the next series;
+    returns them with their series number."""
+    earlier = read_series(path) if path.exists() else pd.DataFrame()
+    rows = rows.assign(series=int(earlier["series"].max()) + 1 if len(earlier) else 1)
+    combined = pd.concat([earlier, rows], ignore_index=True)
     atomic_write_bytes(path, lambda tmp: combined.to_parquet(tmp, index=False))
+    return rows
 
 
 def spread_table(rows: pd.DataFrame) -> pd.DataFrame:

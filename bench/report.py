@@ -878,7 +878,8 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
 
 def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_prefix: str,
                  budgets: list[Budget] | None = None, test: str = "t", scale: pd.DataFrame | None = None,
-                 filters: pd.DataFrame | None = None, load: pd.DataFrame | None = None) -> str:
+                 filters: pd.DataFrame | None = None, load: pd.DataFrame | None = None,
+                 encode_latency: pd.DataFrame | None = None) -> str:
     budgets = budgets or DEFAULT_BUDGETS
     frame = with_derived(frame)
     datasets = sorted(frame["dataset"].unique())
@@ -904,7 +905,61 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [filters_section(filters)]
     if load is not None and len(load):
         parts += [load_section(load, plots_dir, link_prefix)]
+    if encode_latency is not None and len(encode_latency):
+        parts += [repeatability_section(encode_latency)]
     return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- query-encoding repeatability
+
+
+def repeatability_lines(rows: pd.DataFrame) -> list[str]:
+    """One `encode-latency` series: per encoder its p50 per round and spread (raw, over the kernel), the encoders
+    sharing a query network, and how far the host itself moved (the kernel's median per round)."""
+    from bench.encode_latency import architecture_table, spread_table
+
+    table = spread_table(rows)
+    for column in ("p50 spread", "p50/kernel spread"):
+        table[column] = table[column].map("{:.1%}".format)
+    first = rows.iloc[0]
+    by_encoder = rows.groupby("encoder")["kernel_ms"]
+    kernel = (by_encoder.max() / by_encoder.min() - 1).sort_values()
+    lines = [f"{rows['round'].nunique()} consecutive rounds; per round and encoder {first['samples']} samples "
+             f"({first['passes']} passes), {first['threads']} thread(s); started "
+             f"{rows['measured_at'].min():%Y-%m-%d %H:%M} UTC.", "", markdown_table(table, floatfmt=".3g"), ""]
+    shared = architecture_table(rows)
+    if len(shared):
+        shared["spread"] = shared["spread"].map("{:.1%}".format)
+        lines += ["Encoders with the same query network shape (median p50 over the rounds):", "",
+                  markdown_table(shared), ""]
+    lines += [f"The calibration kernel timed between an encoder's queries moved by {kernel.iloc[0]:.1%} "
+              f"({kernel.index[0]}) to {kernel.iloc[-1]:.1%} ({kernel.index[-1]}) over the rounds: how far the host "
+              "itself moved while that encoder was timed.", ""]
+    return lines
+
+
+def repeatability_section(rows: pd.DataFrame) -> str:
+    """Every `encode-latency` series: a summary line each, then the latest one in full."""
+    from bench.encode_latency import spread_table
+
+    summary = []
+    for series, group in rows.groupby("series"):
+        spreads = spread_table(group)
+        summary.append({"series": series, "started UTC": f"{group['measured_at'].min():%Y-%m-%d %H:%M}",
+                        "passes": group["passes"].iloc[0], "encoders": group["encoder"].nunique(),
+                        "within 10% raw": f"{(spreads['p50 spread'] <= 0.10).sum()} of {len(spreads)}",
+                        "largest raw spread": f"{spreads['p50 spread'].max():.1%}",
+                        "within 10% over the kernel": f"{(spreads['p50/kernel spread'] <= 0.10).sum()} of {len(spreads)}",
+                        "largest over the kernel": f"{spreads['p50/kernel spread'].max():.1%}"})
+    latest = rows[rows["series"] == rows["series"].max()]
+    return "\n".join([
+        "## Repeatability of query encoding", "",
+        "`python -m bench encode-latency CONFIG` (`make encode-latency`) times every network encoder's query "
+        "encoding as the sweep does, in consecutive rounds in one process; each invocation is a series of "
+        "results/encode_latency.parquet. Spread = max / min - 1 of an encoder's p50 over the rounds; over the "
+        "kernel = the same for p50 / the calibration kernel timed between its queries.", "",
+        markdown_table(pd.DataFrame(summary)), "", f"Latest series ({int(latest['series'].iloc[0])}):", "",
+        *repeatability_lines(latest)])
 
 
 # ---------------------------------------------------------------- scale series

@@ -3,7 +3,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from bench.encode_latency import append_series, architecture_table, remeasure, spread_table
+from bench.encode_latency import append_series, architecture_table, read_series, remeasure, spread_table
 
 
 def test_spread_per_encoder_and_per_shared_architecture():
@@ -33,10 +33,38 @@ def test_rounds_time_every_network_encoder(tiny_model):
     assert rows.set_index("encoder")["architecture"].groupby(level=0).first().nunique() == 2  # int8 is another shape
 
 
+def series_rows(p50, kernel):
+    """One encoder's rounds as `remeasure` returns them."""
+    n = len(p50)
+    return pd.DataFrame({"round": range(1, n + 1), "encoder": ["a"] * n, "architecture": ["x"] * n, "p50_ms": p50,
+                         "p95_ms": [14.0] * n, "kernel_ms": kernel, "samples": [300] * n, "passes": [3] * n,
+                         "threads": [1] * n, "host": ["h"] * n, "measured_at": pd.Timestamp("2026-11-26 21:00", tz="UTC")})
+
+
 def test_each_invocation_is_appended_as_the_next_series(tmp_path):
-    rows = pd.DataFrame({"round": [1, 2], "encoder": ["a", "a"], "p50_ms": [10.0, 10.5]})
     path = tmp_path / "encode_latency.parquet"
-    append_series(path, rows)
-    append_series(path, rows.assign(p50_ms=[11.0, 11.5]))
-    stored = pd.read_parquet(path)
+    assert append_series(path, series_rows([10.0, 10.5], [0.5, 0.5]))["series"].eq(1).all()
+    append_series(path, series_rows([11.0, 11.5], [0.5, 0.5]))
+    stored = read_series(path)
     assert list(stored["series"]) == [1, 1, 2, 2] and list(stored["p50_ms"]) == [10.0, 10.5, 11.0, 11.5]
+
+
+def test_the_report_section_counts_encoders_within_the_band_per_series(tmp_path):
+    from bench.report import repeatability_section
+
+    path = tmp_path / "encode_latency.parquet"
+    for p50, kernel in (([10.0, 12.0], [0.5, 0.6]), ([10.0, 10.5], [0.5, 0.5])):
+        append_series(path, series_rows(p50, kernel))
+    text = repeatability_section(read_series(path))
+    assert "| 1 | 2026-11-26 21:00 | 3 | 1 | 0 of 1 | 20.0% | 1 of 1 | 0.0% |" in text  # host 20% slower: normalized 0
+    assert "| 2 | 2026-11-26 21:00 | 3 | 1 | 1 of 1 | 5.0% | 1 of 1 | 5.0% |" in text
+    assert "Latest series (2)" in text
+
+
+def test_a_file_of_another_kind_is_refused_by_name(tmp_path):
+    from bench.store import SchemaError
+
+    path = tmp_path / "other.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(path)
+    with pytest.raises(SchemaError, match="other.parquet: not an encode-latency file"):
+        read_series(path)
