@@ -182,7 +182,7 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
         if args.repeats < 1:
             raise ConfigError(f"--repeats {args.repeats}: at least 1 timed pass")
         config = dataclasses.replace(config, measure=dataclasses.replace(config.measure, encode_repeats=args.repeats))
-    rows = remeasure(config, args.rounds, args.data_dir)
+    rows = remeasure(config, args.rounds, args.data_dir, interleave=args.interleave)
     rows = append_series(args.results, rows)
     print(f"query encoding of {config.name}\n")
     print("\n".join(repeatability_lines(rows)))
@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--rounds", type=int, default=3)
     encode.add_argument("--repeats", type=int, help="timed passes per round (default: the config's [measure] "
                                                     "encode_repeats, as the sweep times)")
+    encode.add_argument("--interleave", action="store_true",
+                        help="take the encoders' passes in turn (pass 1 of each, pass 2 of each, ...) instead of back to "
+                             "back as the sweep does: each figure then samples the whole round")
     encode.add_argument("--results", type=Path, default=Path("results/encode_latency.parquet"),
                         help="parquet file the rounds are appended to, one series per invocation")
     encode.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")

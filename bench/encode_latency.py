@@ -6,22 +6,31 @@ queries, one query at a time on `[measure] threads` threads, each followed by th
 rounds run one after another, so an encoder's spread over rounds is its run-to-run noise. Encoders whose
 query path is the same network shape (same parameter shapes and precision: a fine-tuned copy, a chunked
 corpus) are grouped: their p50s should agree within the same band.
+
+`interleave=True` times the same passes in another order: every encoder warmed up at the round's start, then
+pass 1 of every encoder, pass 2 of every encoder, ..., so each figure samples the whole round rather than one
+few-second window (the sweep times one encoder's passes back to back; the host's speed moves within minutes).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.config import SweepConfig
 from bench.cache import atomic_write_bytes
 from bench.encoders import ENCODER_TYPES, SentenceEncoder
 from bench.env import host_id
+from bench.calibration import kernel
 from bench.measure import measure_query_encoding
 from bench.prepare import resolve_encoder, sweep_splits
+from bench.timing import LatencyStats, measure_latency, online_threads
 
 
 def architecture(encoder: SentenceEncoder) -> str:
@@ -32,9 +41,10 @@ def architecture(encoder: SentenceEncoder) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = None) -> pd.DataFrame:
+def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = None,
+              interleave: bool = False) -> pd.DataFrame:
     """One row per (round, encoder): query-encode p50/p95, the interleaved kernel figure, the architecture,
-    the host and when the row was measured (UTC)."""
+    the host, the order and when the row was measured (UTC)."""
     texts = sweep_splits(config, data_root).test.query_texts[: config.measure.encode_sample]
     encoders = {}
     for spec in config.encoders:
@@ -42,17 +52,42 @@ def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = Non
             encoders[spec.name] = resolve_encoder(spec, config, data_root).load()
     rows, host = [], host_id()
     for round_ in range(1, rounds + 1):
-        for name, encoder in encoders.items():
-            stats = measure_query_encoding(encoder, texts, config.measure)
-            rows.append({"round": round_, "encoder": name, "architecture": architecture(encoder),
+        timed = _interleaved(encoders, texts, config) if interleave else {
+            name: measure_query_encoding(encoder, texts, config.measure) for name, encoder in encoders.items()}
+        for name, stats in timed.items():
+            rows.append({"round": round_, "encoder": name, "architecture": architecture(encoders[name]),
                          "p50_ms": stats.p50_ms, "p95_ms": stats.p95_ms, "kernel_ms": stats.calibration_ms,
-                         "samples": stats.samples, "passes": config.measure.encode_repeats, "threads": config.measure.threads, "host": host,
-                         "measured_at": datetime.now(timezone.utc)})
+                         "samples": stats.samples, "passes": config.measure.encode_repeats,
+                         "threads": config.measure.threads, "order": "interleaved" if interleave else "back to back",
+                         "host": host, "measured_at": datetime.now(timezone.utc)})
     return pd.DataFrame(rows)
 
 
+def _interleaved(encoders: dict[str, SentenceEncoder], texts: list[str], config: SweepConfig) -> dict[str, LatencyStats]:
+    """Every encoder warmed up as `measure_query_encoding` does, then its timed passes taken in turn with the
+    others' (pass 1 of each, pass 2 of each, ...); per encoder the stats of all its passes together."""
+    settings = config.measure
+    warmup = list(texts) * max(1, -(-settings.warmup // max(len(texts), 1)))
+    passes: dict[str, list[LatencyStats]] = {name: [] for name in encoders}
+    with online_threads(settings.threads):
+        for encoder in encoders.values():
+            for text in warmup:
+                encoder.encode_queries([text], batch_size=1)
+        for _ in range(settings.encode_repeats):
+            for name, encoder in encoders.items():
+                call = functools.partial(_encode_one, encoder)
+                passes[name].append(measure_latency(call, texts, 0, 1, calibration=kernel))
+    return {name: dataclasses.replace(LatencyStats.from_ms(np.array([p.per_input_ms for p in got])),
+                                      calibration_ms=float(np.median([p.calibration_ms for p in got])))
+            for name, got in passes.items()}
+
+
+def _encode_one(encoder: SentenceEncoder, text: str) -> None:
+    encoder.encode_queries([text], batch_size=1)
+
+
 COLUMNS = ["series", "round", "encoder", "architecture", "p50_ms", "p95_ms", "kernel_ms", "samples", "passes",
-           "threads", "host", "measured_at"]
+           "threads", "order", "host", "measured_at"]
 
 
 def read_series(path: Path) -> pd.DataFrame:

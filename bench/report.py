@@ -925,7 +925,7 @@ def repeatability_lines(rows: pd.DataFrame) -> list[str]:
     by_encoder = rows.groupby("encoder")["kernel_ms"]
     kernel = (by_encoder.max() / by_encoder.min() - 1).sort_values()
     lines = [f"{rows['round'].nunique()} consecutive rounds; per round and encoder {first['samples']} samples "
-             f"({first['passes']} passes), {first['threads']} thread(s); started "
+             f"({first['passes']} passes, {first['order']}), {first['threads']} thread(s); started "
              f"{rows['measured_at'].min():%Y-%m-%d %H:%M} UTC.", "", markdown_table(table, floatfmt=".3g"), ""]
     shared = architecture_table(rows)
     if len(shared):
@@ -938,6 +938,13 @@ def repeatability_lines(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _largest_shared_spread(rows: pd.DataFrame) -> str:
+    from bench.encode_latency import architecture_table
+
+    shared = architecture_table(rows)
+    return f"{shared['spread'].max():.1%}" if len(shared) else "-"
+
+
 def repeatability_section(rows: pd.DataFrame) -> str:
     """Every `encode-latency` series: a summary line each, then the latest one in full."""
     from bench.encode_latency import spread_table
@@ -946,17 +953,21 @@ def repeatability_section(rows: pd.DataFrame) -> str:
     for series, group in rows.groupby("series"):
         spreads = spread_table(group)
         summary.append({"series": series, "started UTC": f"{group['measured_at'].min():%Y-%m-%d %H:%M}",
-                        "passes": group["passes"].iloc[0], "encoders": group["encoder"].nunique(),
+                        "passes": group["passes"].iloc[0], "order": group["order"].iloc[0],
+                        "encoders": group["encoder"].nunique(),
                         "within 10% raw": f"{(spreads['p50 spread'] <= 0.10).sum()} of {len(spreads)}",
                         "largest raw spread": f"{spreads['p50 spread'].max():.1%}",
                         "within 10% over the kernel": f"{(spreads['p50/kernel spread'] <= 0.10).sum()} of {len(spreads)}",
-                        "largest over the kernel": f"{spreads['p50/kernel spread'].max():.1%}"})
+                        "largest over the kernel": f"{spreads['p50/kernel spread'].max():.1%}",
+                        "same network shape: largest spread": _largest_shared_spread(group)})
     latest = rows[rows["series"] == rows["series"].max()]
     return "\n".join([
         "## Repeatability of query encoding", "",
         "`python -m bench encode-latency CONFIG` (`make encode-latency`) times every network encoder's query "
         "encoding as the sweep does, in consecutive rounds in one process; each invocation is a series of "
-        "results/encode_latency.parquet. Spread = max / min - 1 of an encoder's p50 over the rounds; over the "
+        "results/encode_latency.parquet. Order: `back to back` is the sweep's (an encoder's passes one after another, "
+        "a few seconds), `interleaved` takes every encoder's passes in turn so that each figure samples the whole "
+        "round. Spread = max / min - 1 of an encoder's p50 over the rounds; over the "
         "kernel = the same for p50 / the calibration kernel timed between its queries.", "",
         markdown_table(pd.DataFrame(summary)), "", f"Latest series ({int(latest['series'].iloc[0])}):", "",
         *repeatability_lines(latest)])

@@ -28,6 +28,9 @@ def test_rounds_time_every_network_encoder(tiny_model):
     rows = remeasure(config, rounds=2)
     assert sorted(rows["encoder"].unique()) == ["minilm", "q8"]  # bm25 has no network
     assert rows["measured_at"].is_monotonic_increasing and rows["threads"].eq(1).all()
+    interleaved = remeasure(config, rounds=2, interleave=True)
+    assert interleaved["samples"].eq(10).all() and interleaved["order"].eq("interleaved").all()
+    assert interleaved["kernel_ms"].gt(0).all() and interleaved["p50_ms"].gt(0).all()
     assert len(rows) == 4 and rows["samples"].eq(10).all() and rows["kernel_ms"].gt(0).all()
     assert rows.groupby("encoder")["architecture"].nunique().eq(1).all()
     assert rows.set_index("encoder")["architecture"].groupby(level=0).first().nunique() == 2  # int8 is another shape
@@ -38,7 +41,7 @@ def series_rows(p50, kernel):
     n = len(p50)
     return pd.DataFrame({"round": range(1, n + 1), "encoder": ["a"] * n, "architecture": ["x"] * n, "p50_ms": p50,
                          "p95_ms": [14.0] * n, "kernel_ms": kernel, "samples": [300] * n, "passes": [3] * n,
-                         "threads": [1] * n, "host": ["h"] * n, "measured_at": pd.Timestamp("2026-11-26 21:00", tz="UTC")})
+                         "threads": [1] * n, "order": ["back to back"] * n, "host": ["h"] * n, "measured_at": pd.Timestamp("2026-11-26 21:00", tz="UTC")})
 
 
 def test_each_invocation_is_appended_as_the_next_series(tmp_path):
@@ -56,8 +59,8 @@ def test_the_report_section_counts_encoders_within_the_band_per_series(tmp_path)
     for p50, kernel in (([10.0, 12.0], [0.5, 0.6]), ([10.0, 10.5], [0.5, 0.5])):
         append_series(path, series_rows(p50, kernel))
     text = repeatability_section(read_series(path))
-    assert "| 1 | 2026-11-26 21:00 | 3 | 1 | 0 of 1 | 20.0% | 1 of 1 | 0.0% |" in text  # host 20% slower: normalized 0
-    assert "| 2 | 2026-11-26 21:00 | 3 | 1 | 1 of 1 | 5.0% | 1 of 1 | 5.0% |" in text
+    assert "| 1 | 2026-11-26 21:00 | 3 | back to back | 1 | 0 of 1 | 20.0% | 1 of 1 | 0.0% | - |" in text  # host 20% slower
+    assert "| 2 | 2026-11-26 21:00 | 3 | back to back | 1 | 1 of 1 | 5.0% | 1 of 1 | 5.0% | - |" in text
     assert "Latest series (2)" in text
 
 
