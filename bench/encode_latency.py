@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.config import SweepConfig
 from bench.cache import atomic_write_bytes
+from bench.calibration import kernel
+from bench.config import SweepConfig
 from bench.encoders import ENCODER_TYPES, SentenceEncoder
 from bench.env import host_id
-from bench.calibration import kernel
-from bench.measure import measure_query_encoding
+from bench.measure import measure_query_encoding, warm_up_encoding
 from bench.prepare import resolve_encoder, sweep_splits
 from bench.timing import LatencyStats, measure_latency, online_threads
 
@@ -67,12 +67,10 @@ def _interleaved(encoders: dict[str, SentenceEncoder], texts: list[str], config:
     """Every encoder warmed up as `measure_query_encoding` does, then its timed passes taken in turn with the
     others' (pass 1 of each, pass 2 of each, ...); per encoder the stats of all its passes together."""
     settings = config.measure
-    warmup = list(texts) * max(1, -(-settings.warmup // max(len(texts), 1)))
     passes: dict[str, list[LatencyStats]] = {name: [] for name in encoders}
     with online_threads(settings.threads):
         for encoder in encoders.values():
-            for text in warmup:
-                encoder.encode_queries([text], batch_size=1)
+            warm_up_encoding(encoder, texts, settings)
         for _ in range(settings.encode_repeats):
             for name, encoder in encoders.items():
                 call = functools.partial(_encode_one, encoder)

@@ -38,12 +38,16 @@ def measure_query_encoding(encoder: Encoder, texts: list[str], settings: Measure
     (at least `warmup` queries; a 20-query warmup left the first timed pass ~5% slower), then
     `encode_repeats` passes, each query followed by the calibration kernel (its median is the stats'
     `calibration_ms`)."""
-    warmup = list(texts) * max(1, -(-settings.warmup // max(len(texts), 1)))
     with online_threads(settings.threads):
-        for text in warmup:
-            encoder.encode_queries([text], batch_size=1)
+        warm_up_encoding(encoder, texts, settings)
         return measure_latency(lambda text: encoder.encode_queries([text], batch_size=1), texts, 0,
                                settings.encode_repeats, calibration=kernel)
+
+
+def warm_up_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> None:
+    """The untimed encoding before timed passes: whole passes over `texts`, at least `settings.warmup` queries."""
+    for text in list(texts) * max(1, -(-settings.warmup // max(len(texts), 1))):
+        encoder.encode_queries([text], batch_size=1)
 
 
 def _threads(requested: int) -> int:

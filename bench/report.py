@@ -737,7 +737,8 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
             f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (test nDCG@10 "
             f"{ci(*t_interval(baseline['q_ndcg_at_10']))}). Systems, each chosen on dev: each ANN backend's fastest "
             f"cell reaching dev recall@K >= 0.95 ({baseline['encoder']}; BM25), and each reranking stage's dev-chosen "
-            f"row among those that use its scores (fusion alpha > 0; at 0 a row ranks as its first stage); tested once on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
+            f"row among those that use its scores (fusion alpha > 0; at 0 a row ranks as its first stage); tested once "
+            f"on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
             f"(statsmodels multipletests) over the {len(tests)} comparisons; queries improved / worsened.", "",
             markdown_table(_tests_table(tests)), ""]
 
@@ -915,7 +916,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
 
 def repeatability_lines(rows: pd.DataFrame) -> list[str]:
     """One `encode-latency` series: per encoder its p50 per round and spread (raw, over the kernel), the encoders
-    sharing a query network, and how far the host itself moved (the kernel's median per round)."""
+    sharing a query network, and how far the host itself moved (the kernel timed between each encoder's queries)."""
     from bench.encode_latency import architecture_table, spread_table
 
     table = spread_table(rows)
