@@ -36,6 +36,18 @@ def ci(mean: float, half: float) -> str:
     return f"{mean:.3f} ± {half:.3f}"
 
 
+def timing_text(value: float) -> str:
+    """A latency, rate or cost derived from timings, to 2 significant figures: the same figure timed minutes apart
+    moves with a relative SD of ~5% (README, "Repeatable query encoding"), so a third figure would be noise."""
+    if not np.isfinite(value):
+        return "-"
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.2g}")
+    decimals = max(1 - int(np.floor(np.log10(abs(rounded)))), 0)
+    return f"{rounded:,.{decimals}f}"
+
+
 def quality(row: pd.Series, split: str = "test", measures=("ndcg_at_10", "recall_at_100", "rr_at_10")) -> dict:
     """Formatted quality columns of one row, each with its interval."""
     names = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "rr_at_10": "MRR@10"}
@@ -143,7 +155,8 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
         f"- latency samples: search {_values(frame['latency_samples'])} per cell (one query at a time, after warmup); "
         f"query encoding {_encode_passes(frame)} per encoder and run, each query followed by the calibration kernel; "
         f"reranking {_values(frame.loc[frame['stage'] == 'rerank', 'rerank_latency_queries'])} queries per (reranker, R); end to end "
-        "= the per-query sum of the stages' medians. Latencies carry 2-3 significant figures.",
+        "= the per-query sum of the stages' medians. Latencies, rates and costs carry 2 significant figures: a figure "
+        f"timed minutes apart moves with a relative SD of ~5% on this kind of host (p95s within {LATENCY_TIE:.0%} tie).",
         _calibration_line(frame),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         f"- measured: {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC; git "
@@ -430,8 +443,8 @@ def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
         for _, row in pd.concat([base.to_frame().T, others.sort_values(["query_runtime", "query_precision", "doc_precision"])]).iterrows():
             entry = {"encoder": row["encoder"], "query": row["query_precision"], "documents": row["doc_precision"],
                      "query runtime": row["query_runtime"],
-                     "device": row["encoder_device"], "query encode p50 ms": f"{row['query_encode_p50_ms']:.3g}",
-                     "p95 ms": f"{row['query_encode_p95_ms']:.3g}",
+                     "device": row["encoder_device"], "query encode p50 ms": timing_text(row['query_encode_p50_ms']),
+                     "p95 ms": timing_text(row['query_encode_p95_ms']),
                      "p50 / kernel": f"{row['query_encode_p50_ms'] / row['query_encode_calibration_ms']:.3g}",
                      "corpus encode s": f"{row['corpus_encode_s']:.0f}", **quality(row, "dev", ("ndcg_at_10",)),
                      **quality(row, "test", ("ndcg_at_10",))}
@@ -478,7 +491,7 @@ def _hybrid_section(first: pd.DataFrame, test: str) -> list[str]:
         entry = {"first stage": row["encoder"], "fusion": fusion.get(params.get("fusion"), "-"),
                  "depth K'": params.get("depth", "-"), **quality(row, "dev", ("ndcg_at_10",)),
                  **quality(row, "test", ("ndcg_at_10", "recall_at_100")),
-                 "e2e p95 ms": f"{row['e2e_p95_ms']:.3g}", "memory MB": f"{row['memory_mb']:.1f}"}
+                 "e2e p95 ms": timing_text(row['e2e_p95_ms']), "memory MB": f"{row['memory_mb']:.1f}"}
         for side, tests in against.items():
             label = row.get("label")
             t = tests.loc[label] if isinstance(label, str) and label in tests.index else None
@@ -516,7 +529,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         quality_text = "; ".join(parts) or ci(*t_interval(ref["q_ndcg_at_10"]))
         rows.append({
             "encoder type": f"{ENCODER_TYPE_NAMES.get(kind, kind)} ({encoder})" + (" [seen]" if ref["saw_eval_docs"] else ""),
-            "online p50 / p95 ms": f"{ref['e2e_p50_ms']:.3g} / {ref['e2e_p95_ms']:.3g}",
+            "online p50 / p95 ms": f"{timing_text(ref['e2e_p50_ms'])} / {timing_text(ref['e2e_p95_ms'])}",
             "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2g} build{trained}",
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{ref['model_mb']:.1f} model",
@@ -535,8 +548,8 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         ref = at.iloc[0]
         rows.append({
             "encoder type": f"cross-encoder ({name}, reranks top-R)" + (" [seen]" if ref["reranker_saw_eval_docs"] else ""),
-            "online p50 / p95 ms": f"{ref['rerank_p50_ms']:.3g} / {ref['rerank_p95_ms']:.3g} for R={ref['r']} "
-                                   f"(+ first stage: e2e {ref['e2e_p95_ms']:.3g} p95)",
+            "online p50 / p95 ms": f"{timing_text(ref['rerank_p50_ms'])} / {timing_text(ref['rerank_p95_ms'])} for R={ref['r']} "
+                                   f"(+ first stage: e2e {timing_text(ref['e2e_p95_ms'])} p95)",
             "offline cost s": f"{ref['reranker_train_s']:.0f} training" if not np.isnan(ref['reranker_train_s'])
             else "none (pretrained)",
             "memory MB": f"{4 * ref['reranker_params'] / MB:.1f} model, no stored embeddings",
@@ -619,7 +632,7 @@ def _recall_frontiers(dense: pd.DataFrame, plots_dir: Path, link_prefix: str) ->
                       "test recall@K": frontier["recall_at_k"].map("{:.3f}".format),
                       "search p50 ms": frontier["search_p50_ms"].map("{:.2g}".format),
                       "search p95 ms": frontier["search_p95_ms"].map("{:.2g}".format),
-                      "QPS": frontier["throughput_qps"].map("{:.3g}".format),
+                      "QPS": frontier["throughput_qps"].map(timing_text),
                       "index MB": (frontier["index_bytes"] / MB).map("{:.1f}".format)})), ""]
     return parts
 
@@ -642,7 +655,7 @@ def _ndcg_frontier(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> li
             markdown_table(pd.DataFrame({
                 "pipeline": frontier.apply(_mark, axis=1), "dev nDCG@10": frontier["dev_ndcg_at_10"].map("{:.3f}".format),
                 "test nDCG@10": [ci(*t_interval(v)) for v in frontier["q_ndcg_at_10"]],
-                "e2e p95 ms": frontier["e2e_p95_ms"].map("{:.3g}".format),
+                "e2e p95 ms": frontier["e2e_p95_ms"].map(timing_text),
                 "memory MB": frontier["memory_mb"].map("{:.1f}".format)})), ""]
 
 
@@ -678,7 +691,7 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str) -> list[str]
             for _, c in cells.iterrows():
                 star = "*" if c["cell_id"] == pick["cell_id"] else ""
                 chosen = f" (a={c['fusion_alpha']:.2f})" if c["fusion_alpha_chosen_on"] == "dev" else ""
-                entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['q_ndcg_at_10']))} / {c['e2e_p95_ms']:.3g}{chosen}"
+                entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['q_ndcg_at_10']))} / {timing_text(c['e2e_p95_ms'])}{chosen}"
             table.append(entry)
         png = plots_dir / f"k_by_r_{encoder}_{stage2.split(' ')[0]}_{stage2.split('=')[-1]}.png"
         _r_plot(png, curves, f"{encoder} + {stage2}")
@@ -774,7 +787,7 @@ def _recommendations(frame: pd.DataFrame, budgets: list[Budget], plots_dir: Path
         pick = choice.pick
         rows.append({**head, "pick": _mark(pick), "dev nDCG@10": ci(*choice.dev_interval()),
                      "test nDCG@10": ci(*choice.test_interval()),
-                     "e2e p95 ms": f"{pick['e2e_p95_ms']:.3g}", "memory MB": f"{pick['memory_mb']:.1f}",
+                     "e2e p95 ms": timing_text(pick['e2e_p95_ms']), "memory MB": f"{pick['memory_mb']:.1f}",
                      "tied with dev-best": f"{len(choice.ties)} of {choice.candidates}",
                      "dev-best": f"{choice.dev_best['pipeline']} ({choice.dev_best['dev_ndcg_at_10']:.3f}; "
                                  f"pick's one-sided p {_p(choice.p_vs_best)})"})
@@ -999,7 +1012,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         "index MB": (rows["index_bytes"] / MB).map("{:,.1f}".format),
         "predicted MB": (rows["predicted_index_bytes"] / MB).map("{:,.1f}".format),
         "RSS growth MB": (rows["rss_build_delta_bytes"] / MB).map("{:,.0f}".format),
-        "p50 ms": rows["search_p50_ms"].map("{:.3g}".format), "p95 ms": rows["search_p95_ms"].map("{:.3g}".format),
+        "p50 ms": rows["search_p50_ms"].map(timing_text), "p95 ms": rows["search_p95_ms"].map(timing_text),
         "measured": rows["measured_at"].fillna(rows["timestamp"]).dt.strftime("%m-%d %H:%M"),
     })
     ratio = rows["index_bytes"] / rows["predicted_index_bytes"]
@@ -1061,7 +1074,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
                              **{"bytes/vector": table["bytes/vector"].map("{:,.0f}".format),
                                 "vs float32": table["vs float32"].map("{:.3f}".format),
                                 "recall": table["recall"].map("{:.3f}".format),
-                                "p95 ms": table["p95 ms"].map("{:.3g}".format),
+                                "p95 ms": table["p95 ms"].map(timing_text),
                                 "build s": table["build s"].map("{:,.0f}".format)}).drop(columns="reached")
         shown["recall"] = np.where(table["reached"], shown["recall"], shown["recall"] + " (not reached)")
         for column in [c for c in shown.columns if c.endswith(" GB")]:
@@ -1125,14 +1138,14 @@ def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix
         levels = closed[closed["sweep_cell_id"] == cell]
         summary.append({
             "pipeline": row["pipeline"], "chosen as": row["chosen_as"],
-            "serial e2e p95 ms": f"{row['serial_e2e_p95_ms']:.3g}",
-            **{f"C={c} QPS / p99 ms": f"{q:.3g} / {p:.3g}" if np.isfinite(p) else f"{q:.3g} / -"
+            "serial e2e p95 ms": timing_text(row['serial_e2e_p95_ms']),
+            **{f"C={c} QPS / p99 ms": f"{timing_text(q)} / {timing_text(p)}"
                for c, q, p in zip(levels["concurrency"], levels["achieved_qps"], levels["latency_p99_ms"])},
-            "best QPS": f"{row['achieved_qps']:.3g} (C={row['concurrency']})",
-            "USD per 1M queries": f"{row['cost_per_million_usd']:.3g}"})
-    open_rows = [{"pipeline": r["pipeline"], "target QPS": f"{r['target_qps']:.3g}", "achieved QPS": f"{r['achieved_qps']:.3g}",
+            "best QPS": f"{timing_text(row['achieved_qps'])} (C={row['concurrency']})",
+            "USD per 1M queries": timing_text(row['cost_per_million_usd'])})
+    open_rows = [{"pipeline": r["pipeline"], "target QPS": f"{r['target_qps']:.3g}", "achieved QPS": timing_text(r['achieved_qps']),
                   "requests": f"{r['requests']} (+{r['dropped']} dropped)" if r["dropped"] else str(r["requests"]),
-                  "p50 ms": _ms(r["latency_p50_ms"]), "p99 ms": _ms(r["latency_p99_ms"]),
+                  "p50 ms": timing_text(r["latency_p50_ms"]), "p99 ms": timing_text(r["latency_p99_ms"]),
                   f"over {r['deadline_ms']:g} ms": f"{r['over_deadline_share']:.1%}"} for _, r in opened.iterrows()]
     when = frame["measured_at"]
     parts = [
@@ -1156,8 +1169,6 @@ def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix
     return "\n".join(parts)
 
 
-def _ms(value: float) -> str:
-    return f"{value:.3g}" if np.isfinite(value) else "-"
 
 
 def _load_plot(path: Path, closed: pd.DataFrame, opened: pd.DataFrame) -> None:
