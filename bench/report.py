@@ -183,7 +183,9 @@ def _calibration_line(frame: pd.DataFrame) -> str:
     low, high = figures.min(), figures.max()
     line = (f"- host speed: calibration kernel {low:.3f}-{high:.3f} ms per call over {frame['timestamp'].nunique()} "
             f"run(s) (spread {high / low - 1:.0%}); stored rows further than `[measure] calibration_tolerance` from a "
-            "run's figure are re-timed, so the latencies in one table were timed at comparable host speed")
+            "run's figure are re-timed, so no table mixes runs on differently fast hosts; within a run the host still "
+            f"moves (a figure's relative SD ~5%, single swings up to ~20% within minutes here: `make encode-latency`), "
+            f"so p95s within {LATENCY_TIE:.0%} count as equal")
     if missing:
         line += f"; {missing} rows carry no figure (timed before calibration existed)"
     return line
