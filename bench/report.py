@@ -545,6 +545,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         at = group[group["r"] == group["r"].max()]
         in_use = reranker_in_use(group)
         if in_use.empty:
+            notes.append(f"{name}: not in the table, every row of it is fused at alpha 0 (its scores are not used)")
             continue
         best = select(in_use)
         ref = at.iloc[0]

@@ -28,12 +28,12 @@ def test_rounds_time_every_network_encoder(tiny_model):
     rows = remeasure(config, rounds=2)
     assert sorted(rows["encoder"].unique()) == ["minilm", "q8"]  # bm25 has no network
     assert rows["measured_at"].is_monotonic_increasing and rows["threads"].eq(1).all()
-    interleaved = remeasure(config, rounds=2, interleave=True)
-    assert interleaved["samples"].eq(10).all() and interleaved["order"].eq("interleaved").all()
-    assert interleaved["kernel_ms"].gt(0).all() and interleaved["p50_ms"].gt(0).all()
     assert len(rows) == 4 and rows["samples"].eq(10).all() and rows["kernel_ms"].gt(0).all()
     assert rows.groupby("encoder")["architecture"].nunique().eq(1).all()
     assert rows.set_index("encoder")["architecture"].groupby(level=0).first().nunique() == 2  # int8 is another shape
+    interleaved = remeasure(config, rounds=2, interleave=True)
+    assert interleaved["samples"].eq(10).all() and interleaved["order"].eq("interleaved").all()
+    assert interleaved["kernel_ms"].gt(0).all() and interleaved["p50_ms"].gt(0).all()
 
 
 def series_rows(p50, kernel):
@@ -41,7 +41,8 @@ def series_rows(p50, kernel):
     n = len(p50)
     return pd.DataFrame({"round": range(1, n + 1), "encoder": ["a"] * n, "architecture": ["x"] * n, "p50_ms": p50,
                          "p95_ms": [14.0] * n, "kernel_ms": kernel, "samples": [300] * n, "passes": [3] * n,
-                         "threads": [1] * n, "order": ["back to back"] * n, "host": ["h"] * n, "measured_at": pd.Timestamp("2026-11-26 21:00", tz="UTC")})
+                         "threads": [1] * n, "order": ["back to back"] * n, "host": ["h"] * n,
+                         "measured_at": pd.Timestamp("2026-11-26 21:00", tz="UTC")})
 
 
 def test_each_invocation_is_appended_as_the_next_series(tmp_path):
