@@ -109,6 +109,14 @@ def append_series(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def relative_sd(rows: pd.DataFrame, normalized: bool = False) -> float:
+    """The pooled relative standard deviation of one encoder's p50 between rounds (SD of log p50 within each
+    (series, encoder), pooled over them): the noise of one timed figure. `normalized`: of p50 / kernel."""
+    values = rows["p50_ms"] / rows["kernel_ms"] if normalized else rows["p50_ms"]
+    logs = np.log(values).groupby([rows["series"], rows["encoder"]])
+    return float(np.sqrt((logs.var(ddof=1)).mean()))
+
+
 def spread_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per encoder: p50 per round, the spread (max / min - 1) of p50 and of p50 / kernel."""
     rows = rows.assign(normalized=rows["p50_ms"] / rows["kernel_ms"])

@@ -964,7 +964,7 @@ def _largest_shared_spread(rows: pd.DataFrame) -> str:
 
 def repeatability_section(rows: pd.DataFrame) -> str:
     """Every `encode-latency` series: a summary line each, then the latest one in full."""
-    from bench.encode_latency import spread_table
+    from bench.encode_latency import relative_sd, spread_table
 
     summary = []
     for series, group in rows.groupby("series"):
@@ -976,8 +976,11 @@ def repeatability_section(rows: pd.DataFrame) -> str:
                         "largest raw spread": f"{spreads['p50 spread'].max():.1%}",
                         "within 10% over the kernel": f"{(spreads['p50/kernel spread'] <= 0.10).sum()} of {len(spreads)}",
                         "largest over the kernel": f"{spreads['p50/kernel spread'].max():.1%}",
-                        "same network shape: largest spread": _largest_shared_spread(group)})
+                        "same network shape: largest spread": _largest_shared_spread(group),
+                        "relative SD raw / over the kernel": f"{relative_sd(group):.1%} / "
+                                                             f"{relative_sd(group, normalized=True):.1%}"})
     latest = rows[rows["series"] == rows["series"].max()]
+    pooled = relative_sd(rows)
     return "\n".join([
         "## Repeatability of query encoding", "",
         "`python -m bench encode-latency CONFIG` (`make encode-latency`) times every network encoder's query "
@@ -986,7 +989,12 @@ def repeatability_section(rows: pd.DataFrame) -> str:
         "a few seconds), `interleaved` takes every encoder's passes in turn so that each figure samples the whole "
         "round. Spread = max / min - 1 of an encoder's p50 over the rounds; over the "
         "kernel = the same for p50 / the calibration kernel timed between its queries.", "",
-        markdown_table(pd.DataFrame(summary)), "", f"Latest series ({int(latest['series'].iloc[0])}):", "",
+        markdown_table(pd.DataFrame(summary)), "",
+        f"Relative SD of one timed p50 (SD of log p50 between rounds, pooled over encoders and series): "
+        f"{pooled:.1%} raw, {relative_sd(rows, normalized=True):.1%} over the kernel; two independently timed p50s "
+        f"then differ by up to {1.96 * np.sqrt(2) * pooled:.0%} on noise alone (95%), against the recommender's "
+        f"latency tie band of {LATENCY_TIE:.0%}.", "",
+        f"Latest series ({int(latest['series'].iloc[0])}):", "",
         *repeatability_lines(latest)])
 
 
