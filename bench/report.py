@@ -633,8 +633,8 @@ def _recall_frontiers(dense: pd.DataFrame, plots_dir: Path, link_prefix: str) ->
                       "encoder": frontier["encoder"], "backend": frontier["backend"], "config": frontier["config"],
                       "dev recall@K": frontier["dev_recall_at_k"].map("{:.3f}".format),
                       "test recall@K": frontier["recall_at_k"].map("{:.3f}".format),
-                      "search p50 ms": frontier["search_p50_ms"].map("{:.2g}".format),
-                      "search p95 ms": frontier["search_p95_ms"].map("{:.2g}".format),
+                      "search p50 ms": frontier["search_p50_ms"].map(timing_text),
+                      "search p95 ms": frontier["search_p95_ms"].map(timing_text),
                       "QPS": frontier["throughput_qps"].map(timing_text),
                       "index MB": (frontier["index_bytes"] / MB).map("{:.1f}".format)})), ""]
     return parts
@@ -1178,8 +1178,6 @@ def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix
         _load_plot(png, closed, opened)
         parts += [f"![QPS vs p99]({link_prefix}{png.name})", ""]
     return "\n".join(parts)
-
-
 
 
 def _load_plot(path: Path, closed: pd.DataFrame, opened: pd.DataFrame) -> None:
