@@ -91,7 +91,8 @@ def _config_from_args(cls, args: argparse.Namespace, command: str):
 
 
 def cmd_train_cross(args: argparse.Namespace) -> int:
-    from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
+    from bench.train.cross import read_training, train_cross_encoder
+    from bench.train.options import CrossTrainConfig
 
     config = _config_from_args(CrossTrainConfig, args, "train-cross")
     path = train_cross_encoder(config, data_root=args.data_dir)
@@ -110,7 +111,8 @@ def cmd_train_cross(args: argparse.Namespace) -> int:
 def cmd_train_towers(args: argparse.Namespace) -> int:
     import json
 
-    from bench.towers import TowerTrainConfig, train_towers
+    from bench.train.options import TowerTrainConfig
+    from bench.train.towers import train_towers
 
     config = _config_from_args(TowerTrainConfig, args, "train-towers")
     path = train_towers(config, data_root=args.data_dir)
@@ -304,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="Ray cluster to join (e.g. ray://head:10001); default: start a local Ray")
     run.set_defaults(func=cmd_run)
     train = commands.add_parser("train-cross", help="fine-tune a cross-encoder on a dataset's train qrels (cached)")
-    from bench.train_cross import CrossTrainConfig
+    from bench.train.options import CrossTrainConfig
 
     for f in dataclasses.fields(CrossTrainConfig):
         train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
@@ -313,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train_cross)
     towers = commands.add_parser("train-towers", help="train a bi-encoder or twin tower on a dataset's train qrels "
                                                       "(InfoNCE, hard negatives, optional distillation; cached)")
-    from bench.towers import TowerTrainConfig
+    from bench.train.options import TowerTrainConfig
 
     for f in dataclasses.fields(TowerTrainConfig):
         kind = {"epochs": int, "lr": float}.get(f.name, type(f.default))

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.encoders import DEFAULT_MODEL, ENCODER_TYPES
 from bench.splits import Protocol
+from bench.train.options import CrossTrainConfig, TowerTrainConfig
 
 
 class ConfigError(ValueError):
@@ -132,7 +133,7 @@ class RerankerSpec:
     """A cross-encoder: a model by name or path, or `train` options for `bench train-cross` (trained once, cached).
 
     `alpha`: fusion weights to sweep, each a number in [0, 1] (1 = the cross-encoder alone) or
-    "dev" (chosen per first-stage cell and R on the dev queries, from bench.train_cross.ALPHAS).
+    "dev" (chosen per first-stage cell and R on the dev queries, from bench.rerank.ALPHAS).
     """
 
     name: str
@@ -275,8 +276,6 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.device == "cuda" and "int8" in (e.query_precision, e.doc_precision):
             raise ConfigError(f"{source}: encoders[{i}]: int8 (dynamic quantization) runs on the CPU only, not device cuda")
         if e.train:
-            from bench.towers import TowerTrainConfig
-
             check_types(TowerTrainConfig, e.train, f"{source}: encoders[{i}].train")
             try:
                 tower_config(e, config.dataset)
@@ -327,8 +326,6 @@ def _check_hybrid(spec: EncoderSpec, encoders: list[EncoderSpec], where: str) ->
 
 def tower_config(spec: EncoderSpec, dataset: str):
     """The `bench train-towers` settings of an encoder with `train` options."""
-    from bench.towers import TowerTrainConfig
-
     if spec.type not in ("bi", "twin"):
         raise ValueError(f"only types bi and twin can be trained, not '{spec.type}'")
     if "architecture" in spec.train:
@@ -350,8 +347,6 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
             if a != "dev" and not (isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1):
                 raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'dev'")
         if spec.train:
-            from bench.train_cross import CrossTrainConfig
-
             from_table(CrossTrainConfig, spec.train, f"{where}.rerankers[{i}].train")
         rerankers.append(dataclasses.replace(spec, alpha=alphas))
     if "threads" in raw:

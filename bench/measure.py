@@ -27,10 +27,9 @@ from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Cell, Speeds, first_stage_index
 from bench.prepare import Rerankers
 from bench.records import FirstStageRow, RerankRow
-from bench.rerank import cross_scores, rerank
+from bench.rerank import ALPHAS, cross_scores, rerank
 from bench.splits import restrict
 from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
-from bench.train_cross import ALPHAS
 
 
 def measure_query_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> LatencyStats:

@@ -20,10 +20,11 @@ from bench.indexes.base import cpu_count
 from bench.rerank import CrossEncoderScorer, ScoreCache, time_rerank
 from bench.splits import QuerySplits, load_splits, restrict
 from bench.timing import LatencyStats
-from bench.towers import TowerTrainConfig, train_towers
-from bench.towers import model_dir as tower_model_dir
-from bench.train_cross import CrossTrainConfig, read_training, train_cross_encoder
-from bench.train_cross import model_dir as cross_model_dir
+from bench.train.cross import model_dir as cross_model_dir
+from bench.train.cross import read_training, train_cross_encoder
+from bench.train.options import CrossTrainConfig, TowerTrainConfig
+from bench.train.towers import model_dir as tower_model_dir
+from bench.train.towers import train_towers
 
 if TYPE_CHECKING:
     from bench.plan import Cell

@@ -102,6 +102,10 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return (x - np.nanmin(x)) / span if span > 0 else np.zeros_like(x)
 
 
+# The fusion weights a reranker's alpha is chosen from on dev queries (`alpha = "dev"`).
+ALPHAS = tuple(round(a, 2) for a in np.linspace(0, 1, 21))
+
+
 def rerank(first: Neighbors, r: int, cross: list[np.ndarray], alpha: float = 1.0) -> np.ndarray:
     """First-stage ids with each query's top-`r` re-ordered by alpha * cross + (1 - alpha) * first-stage.
 

@@ -26,7 +26,7 @@ from bench.plan import Speeds, corpus_cached, duration, latency_settings, plan_c
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
-from bench.train_cross import read_training
+from bench.train.cross import read_training
 
 log = logging.getLogger(__name__)
 

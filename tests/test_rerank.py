@@ -7,7 +7,8 @@ import torch
 from bench.datasets import synthetic_dataset
 from bench.indexes import Neighbors, ParamError
 from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank
-from bench.train_cross import LOSSES, expected_calibration_error, platt_fit, ranking_loss
+from bench.train.cross import expected_calibration_error, platt_fit, ranking_loss
+from bench.train.options import LOSSES
 
 
 def first_stage():
@@ -93,7 +94,8 @@ def test_cross_encoder_trains_on_guarded_queries_and_chooses_alpha_on_dev(tiny_m
     import json
 
     from bench.splits import load_splits
-    from bench.train_cross import CrossTrainConfig, train_cross_encoder
+    from bench.train.cross import train_cross_encoder
+    from bench.train.options import CrossTrainConfig
 
     splits = load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3)
     config = CrossTrainConfig(backbone=tiny_cross_encoder, first_stage=tiny_model, dataset="synthetic", negatives=3,
@@ -109,7 +111,8 @@ def test_titles_as_pseudo_queries_and_negatives_from_both_first_stages(tiny_mode
     import json
 
     from bench.splits import load_splits, positives
-    from bench.train_cross import CrossTrainConfig, title_queries, train_cross_encoder, training_examples
+    from bench.train.cross import title_queries, train_cross_encoder, training_examples
+    from bench.train.options import CrossTrainConfig
 
     splits = load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3)
     titles = title_queries(splits, 30, seed=0)
@@ -147,7 +150,7 @@ def _with_sentences(splits):
 
 def test_sentences_as_pseudo_queries_ask_for_their_document_without_them():
     from bench.splits import load_splits, positives
-    from bench.train_cross import sentence_queries
+    from bench.train.cross import sentence_queries
 
     splits = _with_sentences(load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3))
     queries, positive_text = sentence_queries(splits, 25, seed=0)
@@ -166,7 +169,7 @@ def test_sentences_as_pseudo_queries_ask_for_their_document_without_them():
 def test_distillation_loss_is_zero_when_the_student_agrees_with_the_teacher():
     import torch
 
-    from bench.train_cross import distillation_loss
+    from bench.train.cross import distillation_loss
 
     cosines = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.8, 0.3]])
     assert distillation_loss(cosines / 0.05, cosines, 0.05).item() < 1e-6
@@ -179,7 +182,7 @@ def test_distilled_training_with_sentences_resumes_where_it_stopped(tiny_model, 
     import torch
     from safetensors.torch import load_file
 
-    import bench.train_cross as train_cross
+    import bench.train.cross as train_cross
     from bench.splits import load_splits
 
     splits = _with_sentences(load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3))

@@ -8,7 +8,8 @@ import torch
 from bench.datasets import synthetic_dataset
 from bench.splits import load_splits
 from bench.encoders import SentenceEncoder, embed_dataset
-from bench.towers import TowerTrainConfig, build_towers, distillation_loss, info_nce, train_towers
+from bench.train.options import TowerTrainConfig
+from bench.train.towers import build_towers, distillation_loss, info_nce, train_towers
 
 
 def test_info_nce_equals_hand_computed_3x3():

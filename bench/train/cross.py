@@ -26,67 +26,22 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.cache import cache_dir, content_key
-from bench.datasets import Dataset
-from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_identity, resolve_model
+from bench.cache import atomic_write_bytes, cache_dir, content_key
+from bench.datasets import Dataset, _hash_strings
+from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import Neighbors, exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.metrics import per_query_quality
-from bench.datasets import _hash_strings
+from bench.rerank import ALPHAS, CrossEncoderScorer, rerank
 from bench.splits import Protocol, QuerySplits, judged_documents, merge_queries, training_splits
+from bench.train.options import FIELDS_ADDED, CrossTrainConfig
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("bce", "margin", "listwise")
-MINERS = ("dense", "bm25", "dense+bm25")
-ALPHAS = tuple(round(a, 2) for a in np.linspace(0, 1, 21))
-
-
-@dataclass(frozen=True)
-class CrossTrainConfig:
-    backbone: str = DEFAULT_MODEL
-    dataset: str = "scifact"
-    first_stage: str = DEFAULT_MODEL  # bi-encoder that mines negatives and gives the fusion's first-stage score
-    loss: str = "listwise"
-    epochs: int = 1
-    lr: float = 5e-5
-    batch_queries: int = 2  # lists per optimizer step; pairs per step = batch_queries * (1 + negatives)
-    negatives: int = 7
-    neg_rank_lo: int = 3
-    neg_rank_hi: int = 40
-    max_length: int = 192
-    margin: float = 1.0
-    dev_r: int = 20  # first-stage depth reranked on the dev queries to fit calibration and choose alpha
-    seed: int = 0
-    mine_from: str = "dense"  # first stages whose ranks give the negatives: "dense", "bm25" or "dense+bm25"
-    title_queries: int = 0  # documents whose title becomes an extra training query (positive: the document)
-    sentence_queries: int = 0  # documents one of whose sentences becomes a query for the rest of the document
-    distill: float = 0.0  # weight of the KL term towards the first-stage bi-encoder's scores over each list
-    distill_temperature: float = 0.05  # the bi-encoder's cosines are divided by this before the softmax
-
-    def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
-        if self.dev_r < 1:
-            raise ValueError(f"dev_r must be >= 1, got {self.dev_r}")
-        if not 0 <= self.neg_rank_lo < self.neg_rank_hi:
-            raise ValueError(f"need 0 <= neg_rank_lo < neg_rank_hi, got {self.neg_rank_lo}, {self.neg_rank_hi}")
-        if self.mine_from not in MINERS:
-            raise ValueError(f"mine_from must be one of {MINERS}, got '{self.mine_from}'")
-        for name in ("title_queries", "sentence_queries", "distill"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.distill_temperature <= 0:
-            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
-
-
-FIELDS_ADDED = {"mine_from": "dense", "title_queries": 0, "sentence_queries": 0, "distill": 0.0,
-                "distill_temperature": 0.05}  # left out of the model key at these defaults
 CHECKPOINT_EVERY = 100  # optimizer steps between checkpoints (about 3 minutes on a 2-core CPU)
 
 
@@ -257,9 +212,6 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
         return target
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from bench.cache import atomic_write_bytes
-    from bench.rerank import CrossEncoderScorer, rerank
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)

@@ -28,63 +28,19 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.cache import atomic_write_bytes, cache_dir, content_key
 from bench.datasets import Dataset
-from bench.encoders import DEFAULT_MODEL, SentenceEncoder, embed_dataset, model_identity, resolve_model
+from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.splits import Protocol, QuerySplits, training_splits
+from bench.train.options import TowerTrainConfig
 
 log = logging.getLogger(__name__)
-
-ARCHITECTURES = ("bi", "twin")
-MODES = ("heads", "full")
-HARD_NEGATIVES = ("bi", "bm25", "none")
-DISTILLATION = ("none", "kl", "mse")
-MODE_DEFAULTS = {"heads": {"epochs": 10, "lr": 1e-3}, "full": {"epochs": 1, "lr": 2e-5}}
-
-
-@dataclass(frozen=True)
-class TowerTrainConfig:
-    architecture: str = "bi"  # "bi": shared weights; "twin": separate query and document networks
-    mode: str = "heads"  # "heads": projection heads over a frozen backbone; "full": fine-tune everything
-    backbone: str = DEFAULT_MODEL
-    dataset: str = "scifact"
-    max_seq_length: int = 256
-    tau: float = 0.05
-    hard_negatives: str = "bi"  # who mines them: the pretrained bi-encoder, BM25, or "none"
-    neg_rank_lo: int = 3
-    neg_rank_hi: int = 40
-    kd: str = "none"  # distillation from the cross-encoder: "none", "kl", "mse"
-    kd_weight: float = 1.0
-    kd_depth: int = 16  # candidates per query scored by the teacher: the pretrained bi-encoder's top-kd_depth
-    teacher: str = "listwise"  # the loss of a cross-encoder trained by `bench train-cross`, or a model path
-    teacher_max_length: int = 192
-    epochs: int | None = None  # None: the mode's default (heads 10, full 1)
-    lr: float | None = None  # None: the mode's default (heads 1e-3, full 2e-5)
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self):
-        for name, allowed in (("architecture", ARCHITECTURES), ("mode", MODES),
-                              ("hard_negatives", HARD_NEGATIVES), ("kd", DISTILLATION)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got '{getattr(self, name)}'")
-        if self.tau <= 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if not 0 <= self.neg_rank_lo < self.neg_rank_hi:
-            raise ValueError(f"need 0 <= neg_rank_lo < neg_rank_hi, got {self.neg_rank_lo}, {self.neg_rank_hi}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
-        for name, value in MODE_DEFAULTS[self.mode].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-
 
 def info_nce(queries, docs, tau: float, mask=None):
     """InfoNCE: row i of `queries` should pick column i of `docs` among all columns (in-batch negatives
@@ -191,7 +147,8 @@ def teacher_scores(config: TowerTrainConfig, splits: QuerySplits, candidates: np
     """The cross-encoder's scores of each training query's candidates (cached per pair); a teacher the harness
     trains sees the same training queries as the student."""
     from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores
-    from bench.train_cross import CrossTrainConfig, train_cross_encoder
+    from bench.train.cross import train_cross_encoder
+    from bench.train.options import CrossTrainConfig
 
     dataset = splits.train
     teacher = config.teacher
@@ -211,7 +168,7 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, splits
     import torch
     from tqdm import tqdm
 
-    from bench.train_cross import warmup_then_decay
+    from bench.train.cross import warmup_then_decay
 
     splits = training_splits(config.dataset, data_root, protocol, splits, needs_dev=config.kd != "none")
     dataset = splits.train
