@@ -27,8 +27,8 @@ from bench.indexes import BACKENDS
 MB = 2**20
 ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
 # Relative p95 difference treated as a tie. Measured (`make encode-latency`, results/encode_latency.parquet): the
-# same query-encode p50 timed minutes apart on one host has a relative SD of 2-6% (4.7% pooled over six series of
-# 12 encoders x 3 rounds), so two independently timed p50s differ by up to 1.96 * sqrt(2) * 4.7% ~ 13% on noise
+# same query-encode p50 timed minutes apart on one host has a relative SD of 2-6% (4.6% pooled over eight series of
+# 12 encoders x 3 rounds), so two independently timed p50s differ by up to 1.96 * sqrt(2) * 4.6% ~ 13% on noise
 # alone; a p95 rests on fewer samples, hence 15%. `make report` recomputes both figures ("Repeatability of query
 # encoding") from the stored series.
 LATENCY_TIE = 0.15
