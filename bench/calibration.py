@@ -8,7 +8,8 @@ columns re-measured (bench.sweep), and a latency can be shown normalized: latenc
 
 The kernel is a chain of small float32 matrix products (compute, ~32 KB: fits the L1/L2 caches, so it does
 not evict an index being timed between calls) followed by one pass over 8 MB (memory bandwidth), on one
-BLAS thread. Here it takes ~0.6 ms with a run-to-run spread of about 1%.
+BLAS thread. Here it takes ~0.41 ms alone, run to run within about 1% (0.5-0.7 ms right after a torch call: caches
+and clocks carry over, so a figure normalized by it compares runs of the same workload).
 """
 
 from __future__ import annotations
