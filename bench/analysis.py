@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from bench.figures import timing_text
 from bench.indexes import BACKENDS
 
 MB = 2**20
@@ -250,7 +251,7 @@ def recommend(frame: pd.DataFrame, budget: Budget, exclude_seen: bool = False) -
         hint = ""
         if len(rows):
             fastest = rows.loc[rows["e2e_p95_ms"].idxmin()]
-            hint = (f"; the fastest configuration needs p95 {fastest['e2e_p95_ms']:.3g} ms and "
+            hint = (f"; the fastest configuration needs p95 {timing_text(fastest['e2e_p95_ms'])} ms and "
                     f"{fastest['memory_mb']:.1f} MB")
         raise NothingFits(f"no configuration has end-to-end p95 <= {budget.p95_ms} ms, memory <= "
                           f"{budget.memory_mb} MB and recall@K >= {budget.min_recall}{hint}")

@@ -48,6 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from bench.analysis import fastest_at_recall, t_interval, with_derived
+    from bench.figures import timing_text
 
     frame = with_derived(read_results(*args.results))
     if args.k:
@@ -71,7 +72,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         "recall@K": rows["recall_at_k"].map("{:.3f}".format), "dev nDCG@10": rows["dev_ndcg_at_10"].map("{:.3f}".format),
         "test nDCG@10": [f"{m:.3f} ± {h:.3f}" for m, h in (t_interval(v) for v in rows["q_ndcg_at_10"])],
         "R@100": rows["recall_at_100"].map("{:.3f}".format) + rows["k"].map(lambda k: "*" if k < 100 else ""),
-        "e2e p95 ms": rows["e2e_p95_ms"].map("{:.3g}".format), "index MB": (rows["index_bytes"] / 2**20).map("{:.1f}".format),
+        "e2e p95 ms": rows["e2e_p95_ms"].map(timing_text), "index MB": (rows["index_bytes"] / 2**20).map("{:.1f}".format),
     }).sort_values(["dataset", "encoder", "backend", "K", "R", "alpha"])
     pd.set_option("display.width", 200, "display.max_columns", 30, "display.max_rows", 5000, "display.max_colwidth", 40)
     print(table.to_string(index=False))
@@ -222,7 +223,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from bench.analysis import Budget, NothingFits, recommend, with_derived
-    from bench.report import ci
+    from bench.figures import ci, timing_text
 
     try:
         budget = Budget(args.p95_ms, args.memory_mb, args.min_recall)
@@ -246,8 +247,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"{dataset}: recommended {pick['pipeline']}\n{seen}"
               f"  dev nDCG@10 {ci(*choice.dev_interval())} ({source}), test nDCG@10 {ci(*choice.test_interval())} "
               f"(95% t-intervals; test reported once, for this pick)\n"
-              f"  recall@K {pick['recall_at_k']:.3f}, end-to-end p50 {pick['e2e_p50_ms']:.3g} ms / p95 "
-              f"{pick['e2e_p95_ms']:.3g} ms, memory {pick['memory_mb']:.1f} MB\n"
+              f"  recall@K {pick['recall_at_k']:.3f}, end-to-end p50 {timing_text(pick['e2e_p50_ms'])} ms / p95 "
+              f"{timing_text(pick['e2e_p95_ms'])} ms, memory {pick['memory_mb']:.1f} MB\n"
               f"  rule: dev-best {choice.dev_best['pipeline']} (dev {choice.dev_best['dev_ndcg_at_10']:.3f}); "
               f"{len(choice.ties)} of {choice.candidates} rows within the budget are not significantly below it on dev "
               f"(one-sided paired t-test, p >= 0.05); the cheapest of them is the pick (its p = {choice.p_vs_best:.2g})")
@@ -256,14 +257,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             print("  other tied rows, cheapest first:")
             pd.set_option("display.width", 200, "display.max_columns", 10, "display.max_colwidth", 90)
             print(pd.DataFrame({"pipeline": others["pipeline"], "dev nDCG@10": others["dev_ndcg_at_10"].round(3),
-                                "e2e p95 ms": others["e2e_p95_ms"].map("{:.3g}".format),
+                                "e2e p95 ms": others["e2e_p95_ms"].map(timing_text),
                                 "memory MB": others["memory_mb"].round(1)}).to_string(index=False))
     return 0
 
 
 def _recommend_over_mean(frame: pd.DataFrame, budget, exclude_seen: bool) -> int:
     from bench.analysis import NothingFits, recommend_over_mean, t_interval
-    from bench.report import ci
+    from bench.figures import ci, timing_text
 
     datasets = sorted(frame["dataset"].unique())
     rows = frame[~frame["saw_eval_docs"]] if exclude_seen else frame
@@ -276,7 +277,7 @@ def _recommend_over_mean(frame: pd.DataFrame, budget, exclude_seen: bool) -> int
     print(f"over the mean of {len(datasets)} datasets ({', '.join(datasets)}; each weighs the same): recommended "
           f"{pick['pipeline']}\n  mean dev nDCG@10 {ci(*choice.interval('dev'))}, mean test nDCG@10 "
           f"{ci(*choice.interval())} (95% intervals of the mean of per-dataset means; test reported once)\n"
-          + "".join(f"  {d}: test nDCG@10 {ci(*t_interval(r['q_ndcg_at_10']))}, e2e p95 {r['e2e_p95_ms']:.3g} ms, "
+          + "".join(f"  {d}: test nDCG@10 {ci(*t_interval(r['q_ndcg_at_10']))}, e2e p95 {timing_text(r['e2e_p95_ms'])} ms, "
                     f"memory {r['memory_mb']:.1f} MB\n" for d, r in choice.pick.iterrows())
           + f"  rule: mean-dev-best {choice.dev_best.iloc[0]['pipeline']}; {choice.ties} of {choice.candidates} "
           f"configurations that fit on every dataset are not significantly below it (one-sided t-test on the mean of "

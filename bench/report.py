@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.figures import ci, timing_text
 from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, NothingFits,
                             fastest_at_recall, paired_tests, pareto, per_query, recommend, reranker_in_use, seen_split,
                             select, t_interval, with_derived)
@@ -27,25 +28,6 @@ BACKEND_COLORS = {"exact": "#000000", **{name: TAB10[i % len(TAB10)]
 STAGE_COLORS = {"encode": "#9467bd", "search": "#1f77b4", "rerank": "#d62728"}
 INTERVAL_NOTE = ("Intervals: 95% t-interval of the mean over queries (scipy.stats.t); `±` gives its half-width. "
                  "Quality figures carry 3 decimals: their intervals are a few hundredths wide.")
-
-
-def ci(mean: float, half: float) -> str:
-    """A mean with its 95% half-width, at the precision the interval supports."""
-    if np.isnan(half):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {half:.3f}"
-
-
-def timing_text(value: float) -> str:
-    """A latency, rate or cost derived from timings, to 2 significant figures: the same figure timed minutes apart
-    moves with a relative SD of ~5% (README, "Repeatable query encoding"), so a third figure would be noise."""
-    if not np.isfinite(value):
-        return "-"
-    if value == 0:
-        return "0"
-    rounded = float(f"{value:.2g}")
-    decimals = max(1 - int(np.floor(np.log10(abs(rounded)))), 0)
-    return f"{rounded:,.{decimals}f}"
 
 
 def quality(row: pd.Series, split: str = "test", measures=("ndcg_at_10", "recall_at_100", "rr_at_10")) -> dict:
@@ -299,7 +281,7 @@ def _encoder_types(first: pd.DataFrame, test: str) -> list[str]:
                  "best dev recall@K": f"{group['dev_recall_at_k'].max():.3f}"}
         if good is not None:
             entry.update({"fastest with dev recall@K >= 0.95": good["config"], "test recall@K": f"{good['recall_at_k']:.3f}",
-                          **quality(good, measures=("ndcg_at_10",)), "search p95 ms": f"{good['search_p95_ms']:.2g}",
+                          **quality(good, measures=("ndcg_at_10",)), "search p95 ms": timing_text(good['search_p95_ms']),
                           "index MB": f"{good['index_bytes'] / MB:.1f}"})
         ann.append(entry)
     return ["## Encoder types, trained like for like", "",
@@ -403,8 +385,8 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
             "encoder": encoder, "passages": f"{spec['tokens']} tokens, stride {spec['stride']}, {spec['aggregate']}"
             if spec else "whole documents", "vectors": row["n_chunks"] or row["n_docs"], "K": k,
             "corpus encode s": f"{row['corpus_encode_s']:.0f}", "index MB": f"{row['index_bytes'] / MB:.1f}",
-            **quality(row), "exact p95 ms": f"{row['search_p95_ms']:.2g}",
-            "fastest ANN at dev recall >= 0.95": (f"{ann['backend']} {ann['config']}: {ann['search_p95_ms']:.2g} ms p95, "
+            **quality(row), "exact p95 ms": timing_text(row['search_p95_ms']),
+            "fastest ANN at dev recall >= 0.95": (f"{ann['backend']} {ann['config']}: {timing_text(ann['search_p95_ms'])} ms p95, "
                                                   f"{ann['index_bytes'] / MB:.1f} MB") if ann is not None else "-"})
     parts = ["## Long documents: passages vs whole documents", "",
              "The same model over whole documents (truncated at its max length) and over token-window passages; "
@@ -600,7 +582,7 @@ def _memory_section(first: pd.DataFrame, plots_dir: Path, link_prefix: str) -> l
                           f"dev recall@{k}": f"{row['dev_recall_at_k']:.3f}",
                           f"test recall@{k}": f"{row['recall_at_k']:.3f}",
                           "test nDCG@10": ci(*t_interval(row["q_ndcg_at_10"])), "vs exact": delta,
-                          "search p95 ms": f"{row['search_p95_ms']:.2g}"})
+                          "search p95 ms": timing_text(row['search_p95_ms'])})
         below = rows[(rows["k"] == k) & (rows["bytes_per_vector"] <= dim)]  # at most a quarter of the float32 bytes
         best_small = below.sort_values("dev_recall_at_k").iloc[-1] if len(below) else None
         parts += [f"K = {k}: ![memory frontier K={k}]({link_prefix}{png.name})", "",

@@ -79,6 +79,6 @@ def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path):
 @pytest.mark.parametrize("value, text", [(13.6, "14"), (989.0, "990"), (1030.0, "1,000"), (0.521, "0.52"),
                                          (9.96, "10"), (2640.0, "2,600"), (0.011, "0.011"), (float("nan"), "-")])
 def test_timings_are_printed_to_the_two_figures_their_noise_supports(value, text):
-    from bench.report import timing_text
+    from bench.figures import timing_text
 
     assert timing_text(value) == text
