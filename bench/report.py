@@ -501,7 +501,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         ref = fastest_at_recall(at_k)
         ref = ref if ref is not None else at_k.sort_values("e2e_p95_ms").iloc[0]
         kind = group["encoder_type"].iloc[0]
-        trained = "" if np.isnan(ref["encoder_train_s"]) else f" + {ref['encoder_train_s']:.0f} training"
+        trained = "" if np.isnan(ref["encoder_train_s"]) else f" + {timing_text(ref['encoder_train_s'])} training"
         exact_row = select(exact[exact["k"] == k]) if (exact["k"] == k).any() else None  # hybrids: one per depth
         best_ann = select(ann[ann["k"] == k]) if (ann["k"] == k).any() else None
         parts = []
@@ -514,7 +514,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
         rows.append({
             "encoder type": f"{ENCODER_TYPE_NAMES.get(kind, kind)} ({encoder})" + (" [seen]" if ref["saw_eval_docs"] else ""),
             "online p50 / p95 ms": f"{timing_text(ref['e2e_p50_ms'])} / {timing_text(ref['e2e_p95_ms'])}",
-            "offline cost s": f"{ref['corpus_encode_s']:.0f} encode + {ref['build_s']:.2g} build{trained}",
+            "offline cost s": f"{timing_text(ref['corpus_encode_s'])} encode + {timing_text(ref['build_s'])} build{trained}",
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{ref['model_mb']:.1f} model",
             f"test nDCG@10 (K={k})": quality_text,
@@ -1000,7 +1000,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         "search (cheapest at target)": rows["search_params"].map(_params)
         + np.where(rows["reached"], "", " (target NOT reached)"),
         f"recall@{int(rows['k'].iloc[0])}": rows["recall_at_k"].map("{:.3f}".format),
-        "build s": rows["build_s"].map("{:.2g}".format),
+        "build s": rows["build_s"].map(timing_text),
         "bytes/vector": (rows["index_bytes"] / rows["n"]).map("{:,.0f}".format),
         "index MB": (rows["index_bytes"] / MB).map("{:,.1f}".format),
         "predicted MB": (rows["predicted_index_bytes"] / MB).map("{:,.1f}".format),
@@ -1136,7 +1136,7 @@ def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix
                for c, q, p in zip(levels["concurrency"], levels["achieved_qps"], levels["latency_p99_ms"])},
             "best QPS": f"{timing_text(row['achieved_qps'])} (C={row['concurrency']})",
             "USD per 1M queries": timing_text(row['cost_per_million_usd'])})
-    open_rows = [{"pipeline": r["pipeline"], "target QPS": f"{r['target_qps']:.3g}", "achieved QPS": timing_text(r['achieved_qps']),
+    open_rows = [{"pipeline": r["pipeline"], "target QPS": timing_text(r['target_qps']), "achieved QPS": timing_text(r['achieved_qps']),
                   "requests": f"{r['requests']} (+{r['dropped']} dropped)" if r["dropped"] else str(r["requests"]),
                   "p50 ms": timing_text(r["latency_p50_ms"]), "p99 ms": timing_text(r["latency_p99_ms"]),
                   f"over {r['deadline_ms']:g} ms": f"{r['over_deadline_share']:.1%}"} for _, r in opened.iterrows()]
