@@ -58,7 +58,8 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     # the query network as served (rows before `encoder_bytes`: float32, 4 bytes per parameter), the index, the reranker
     out["model_mb"] = out["encoder_bytes"].fillna(4 * out["encoder_params"]) / MB
     out["memory_mb"] = out["model_mb"] + (out["index_bytes"] + 4 * out["reranker_params"]) / MB
-    vectors = out["n_chunks"].where(out["n_chunks"] > 0, out["n_docs"])  # passages when chunked
+    out["passages"] = out["n_chunks"] > 0  # indexed as token-window passages (else whole documents)
+    vectors = out["n_chunks"].where(out["passages"], out["n_docs"])
     out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
     out["saw_eval_docs"] = out["encoder_saw_eval_docs"] | out["reranker_saw_eval_docs"]
     out["pipeline"] = (out["encoder"] + " + " + out["backend"] + " " + out["config"] + " K=" + out["k"].astype(str)

@@ -221,7 +221,7 @@ def _is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
 
 def _reference_dense(first: pd.DataFrame) -> pd.DataFrame:
     """Dense encoders' rows over whole documents at the reference encoding (fp32 torch)."""
-    return first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "") & _is_reference_encoding(first)]
+    return first[first["encoder_type"].isin(DENSE_TYPES) & ~first["passages"] & _is_reference_encoding(first)]
 
 
 def _baseline_encoder(first: pd.DataFrame) -> str:
@@ -303,7 +303,7 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
     baseline_name = _baseline_encoder(first)
     if not protocol.get("guard") or not baseline_name:
         return []
-    exact = first[(first["backend"] == "exact") & (first["chunking"] == "")]
+    exact = first[(first["backend"] == "exact") & ~first["passages"]]
     k = _reference_k(exact) if len(exact) else 0
     base = exact[(exact["encoder"] == baseline_name) & (exact["k"] == k)]
     if base.empty:
@@ -357,7 +357,7 @@ def _scale_note(scale: pd.DataFrame | None, row: pd.Series, kind: str) -> str:
         return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
     generator = json.loads(scale["generator"].iloc[0])
     model, dataset = generator.get("model", ""), generator.get("dataset", "").split("/")[0]
-    if row["model"] != model or row["dataset"] != dataset or row["encoder_mode"] != "pretrained" or row["chunking"]:
+    if row["model"] != model or row["dataset"] != dataset or row["encoder_mode"] != "pretrained" or row["passages"]:
         return f"not in the scale series (it ran on pretrained {model} vectors of {dataset} documents)"
     own = slopes[slopes["variant"].str.split(" ").str[0] == row["backend"]]  # the cell's own backend's builds
     if own.empty:
@@ -369,11 +369,11 @@ def _scale_note(scale: pd.DataFrame | None, row: pd.Series, kind: str) -> str:
 
 def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
     """Whole documents vs passages of the same model: exact search at each K, paired tests at the reference K."""
-    chunked = first[first["chunking"] != ""]
+    chunked = first[first["passages"]]
     if chunked.empty:
         return []
     models = set(chunked["model_identity"])
-    whole = first[(first["chunking"] == "") & first["model_identity"].isin(models) & (first["encoder_mode"] == "pretrained")]
+    whole = first[~first["passages"] & first["model_identity"].isin(models) & (first["encoder_mode"] == "pretrained")]
     rows = pd.concat([whole, chunked])
     exact = rows[rows["backend"] == "exact"]
     table = []
@@ -394,9 +394,9 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
              "documents. Exact search per K; the fastest ANN cell with dev recall@K >= 0.95 (against exact search "
              "over the same passages, after aggregation).", "", markdown_table(pd.DataFrame(table)), ""]
     at = exact[exact["k"] == _reference_k(exact)]
-    base = at[at["chunking"] == ""]
+    base = at[~at["passages"]]
     if len(base):
-        others = at[at["chunking"] != ""].copy()
+        others = at[at["passages"]].copy()
         others["label"] = others["encoder"]
         tests = paired_tests(base.iloc[0], others, test=test)
         parts += [f"{_test_name(test).capitalize()} on per-query test nDCG@10 against {base.iloc[0]['encoder']} "
@@ -408,7 +408,7 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
 def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
     """The same pretrained model at each query / document precision: query-encoding latency, corpus encoding
     time and exact-search quality, each variant tested against the fp32 model on the same queries."""
-    pretrained = first[first["encoder_type"].isin(DENSE_TYPES) & (first["chunking"] == "")
+    pretrained = first[first["encoder_type"].isin(DENSE_TYPES) & ~first["passages"]
                        & (first["encoder_mode"] == "pretrained") & (first["backend"] == "exact")]
     variants = pretrained[~_is_reference_encoding(pretrained)]
     if variants.empty:
@@ -831,7 +831,7 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
     """BEIR-style: one row per configuration measured on every dataset, test nDCG@10 per dataset; then whether
     a choice made on one dataset holds on another."""
     datasets = sorted(frame["dataset"].unique())
-    shown = frame[(frame["backend"].isin(["exact", "bm25s"])) & (frame["chunking"] == "")]
+    shown = frame[(frame["backend"].isin(["exact", "bm25s"])) & ~frame["passages"]]
     common = shown.groupby(CONFIGURATION)["dataset"].nunique()
     common = common[common == len(datasets)].index
     rows = []
