@@ -295,8 +295,13 @@ class MeanChoice:
     def interval(self, split: str = "test") -> tuple[float, float]:
         """Mean over datasets of the per-dataset means, and its 95% half-width (independent datasets)."""
         prefix = "" if split == "test" else "dev_"
-        mean, se, df = _mean_of_means([np.asarray(v, dtype=float) for v in self.pick[f"{prefix}q_ndcg_at_10"]])
-        return mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se)
+        return mean_of_means_interval(list(self.pick[f"{prefix}q_ndcg_at_10"]))
+
+
+def mean_of_means_interval(samples: list) -> tuple[float, float]:
+    """Mean over independent datasets of their per-query means, and its 95% half-width."""
+    mean, se, df = _mean_of_means([np.asarray(v, dtype=float) for v in samples])
+    return mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se)
 
 
 def _mean_of_means(samples: list[np.ndarray]) -> tuple[float, float, int]:

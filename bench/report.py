@@ -16,8 +16,8 @@ import pandas as pd
 
 from bench.figures import ci, timing_text
 from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, NothingFits,
-                            fastest_at_recall, paired_tests, pareto, per_query, recommend, reranker_in_use, seen_split,
-                            select, t_interval, with_derived)
+                            fastest_at_recall, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
+                            reranker_in_use, seen_split, select, t_interval, with_derived)
 from bench.analysis import params_text as _params
 from bench.indexes import BACKENDS
 
@@ -838,13 +838,12 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
     for key in common:
         cells = shown.set_index(CONFIGURATION).loc[[key]]
         entry = {"configuration": cells.iloc[0]["pipeline"]}
-        means = []
+        per_query = []
         for dataset in datasets:
             row = cells[cells["dataset"] == dataset].iloc[0]
-            mean, half = t_interval(row["q_ndcg_at_10"])
-            entry[dataset] = ci(mean, half) + (" [seen]" if row["saw_eval_docs"] else "")
-            means.append(mean)
-        entry["mean of datasets"] = f"{np.mean(means):.3f}"
+            entry[dataset] = ci(*t_interval(row["q_ndcg_at_10"])) + (" [seen]" if row["saw_eval_docs"] else "")
+            per_query.append(row["q_ndcg_at_10"])
+        entry["mean of datasets"] = ci(*mean_of_means_interval(per_query))
         rows.append(entry)
     transfer = []
     for budget in budgets:
@@ -868,7 +867,9 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
     return ["## Across datasets", "",
             f"Test nDCG@10 (95% t-interval) of each exact-search and BM25 configuration measured on all of "
             f"{', '.join(datasets)}, as BEIR reports; `[seen]` marks models trained on documents that dataset's "
-            "evaluation queries judge.", "", markdown_table(pd.DataFrame(rows)), "",
+            "evaluation queries judge; the mean of datasets weighs each dataset the same, its interval from the "
+            "per-dataset standard errors (independent query sets; the smallest dataset's degrees of freedom).", "",
+            markdown_table(pd.DataFrame(rows)), "",
             "Does a choice made on one dataset hold on another? Each budget's pick on one dataset's dev queries, "
             "measured on every dataset's test queries, against that dataset's own pick (where the configuration "
             "was measured there; latencies differ between datasets, so a pick may not fit the budget elsewhere).", "",

@@ -183,6 +183,19 @@ def test_over_the_mean_of_datasets_a_configuration_must_fit_everywhere_and_ties_
         recommend_over_mean(rows, Budget(11, 100))  # "fast" is 12 ms on B
 
 
+def test_the_mean_over_datasets_has_the_interval_of_independent_means():
+    """One dataset: its own t-interval; two copies of one: the half-width shrinks by sqrt(2) at the same df."""
+    from scipy import stats
+
+    from bench.analysis import mean_of_means_interval
+
+    sample = np.random.default_rng(5).uniform(0, 1, 40)
+    assert mean_of_means_interval([sample]) == pytest.approx(t_interval(sample))
+    mean, half = mean_of_means_interval([sample, sample + 0.2])
+    assert mean == pytest.approx(sample.mean() + 0.1)
+    assert half == pytest.approx(stats.t.ppf(0.975, 39) * sample.std(ddof=1) / np.sqrt(2 * 40))
+
+
 def test_a_reranker_fused_at_alpha_zero_does_not_stand_for_the_reranker():
     """At alpha 0 the fused order is the first stage's: the cheapest rerank row ties with the best on dev, but it
     says nothing about the reranker, so a reranker's dev-chosen row comes from rows that use its scores."""
