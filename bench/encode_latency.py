@@ -28,8 +28,9 @@ from bench.calibration import kernel
 from bench.config import SweepConfig
 from bench.encoders import ENCODER_TYPES, SentenceEncoder
 from bench.env import host_id
-from bench.measure import measure_query_encoding, warm_up_encoding
+from bench.measure import encode_one, measure_query_encoding, warm_up_encoding
 from bench.prepare import resolve_encoder, sweep_splits
+from bench.store import SchemaError
 from bench.timing import LatencyStats, measure_latency, online_threads
 
 
@@ -73,15 +74,11 @@ def _interleaved(encoders: dict[str, SentenceEncoder], texts: list[str], config:
             warm_up_encoding(encoder, texts, settings)
         for _ in range(settings.encode_repeats):
             for name, encoder in encoders.items():
-                call = functools.partial(_encode_one, encoder)
-                passes[name].append(measure_latency(call, texts, 0, 1, calibration=kernel))
+                passes[name].append(measure_latency(functools.partial(encode_one, encoder), texts, 0, 1,
+                                                    calibration=kernel))
     return {name: dataclasses.replace(LatencyStats.from_ms(np.array([p.per_input_ms for p in got])),
                                       calibration_ms=float(np.median([p.calibration_ms for p in got])))
             for name, got in passes.items()}
-
-
-def _encode_one(encoder: SentenceEncoder, text: str) -> None:
-    encoder.encode_queries([text], batch_size=1)
 
 
 COLUMNS = ["series", "round", "encoder", "architecture", "p50_ms", "p95_ms", "kernel_ms", "samples", "passes",
@@ -90,8 +87,6 @@ COLUMNS = ["series", "round", "encoder", "architecture", "p50_ms", "p95_ms", "ke
 
 def read_series(path: Path) -> pd.DataFrame:
     """The stored series; a file without one of COLUMNS is refused with its name."""
-    from bench.store import SchemaError
-
     rows = pd.read_parquet(path)
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
@@ -114,7 +109,7 @@ def relative_sd(rows: pd.DataFrame, normalized: bool = False) -> float:
     (series, encoder), pooled over them): the noise of one timed figure. `normalized`: of p50 / kernel."""
     values = rows["p50_ms"] / rows["kernel_ms"] if normalized else rows["p50_ms"]
     logs = np.log(values).groupby([rows["series"], rows["encoder"]])
-    return float(np.sqrt((logs.var(ddof=1)).mean()))
+    return float(np.sqrt(logs.var(ddof=1).mean()))
 
 
 def spread_table(rows: pd.DataFrame) -> pd.DataFrame:

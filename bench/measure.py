@@ -39,14 +39,19 @@ def measure_query_encoding(encoder: Encoder, texts: list[str], settings: Measure
     `calibration_ms`)."""
     with online_threads(settings.threads):
         warm_up_encoding(encoder, texts, settings)
-        return measure_latency(lambda text: encoder.encode_queries([text], batch_size=1), texts, 0,
-                               settings.encode_repeats, calibration=kernel)
+        return measure_latency(functools.partial(encode_one, encoder), texts, 0, settings.encode_repeats,
+                               calibration=kernel)
+
+
+def encode_one(encoder: Encoder, text: str) -> None:
+    """What a query-encode latency times: one query, encoded alone."""
+    encoder.encode_queries([text], batch_size=1)
 
 
 def warm_up_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> None:
     """The untimed encoding before timed passes: whole passes over `texts`, at least `settings.warmup` queries."""
     for text in list(texts) * max(1, -(-settings.warmup // max(len(texts), 1))):
-        encoder.encode_queries([text], batch_size=1)
+        encode_one(encoder, text)
 
 
 def _threads(requested: int) -> int:
