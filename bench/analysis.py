@@ -24,6 +24,7 @@ from statsmodels.stats.multitest import multipletests
 
 from bench.figures import timing_text
 from bench.indexes import BACKENDS
+from bench.pipelines import pipeline_columns
 
 MB = 2**20
 ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
@@ -62,9 +63,20 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     vectors = out["n_chunks"].where(out["passages"], out["n_docs"])
     out["embeddings_mb"] = vectors * out["dim"] * 4 / MB
     out["saw_eval_docs"] = out["encoder_saw_eval_docs"] | out["reranker_saw_eval_docs"]
-    out["pipeline"] = (out["encoder"] + " + " + out["backend"] + " " + out["config"] + " K=" + out["k"].astype(str)
-                       + np.where(out["stage"] == "rerank", " + " + out["stage2"] + chosen + " R=" + out["r"].astype(str), ""))
+    out["row_label"] = (out["encoder"] + " + " + out["backend"] + " " + out["config"] + " K=" + out["k"].astype(str)
+                        + np.where(out["stage"] == "rerank", " + " + out["stage2"] + chosen + " R=" + out["r"].astype(str), ""))
+    out = out.join(pipeline_columns(out))
+    out = out.join(stage_contribution_columns(out))
+    # what tables print: the pipeline's name (the same on every dataset), then the values its tuned settings took
+    # here and on which queries they were chosen ("test" where the dataset has no dev queries)
+    chosen_on = np.where(out["n_dev_queries"] > 0, "dev", "test")
+    out["pipeline"] = [name + (f" [{_tuned_text(tuned)} chosen on {where}]" if tuned != "{}" else "")
+                       for name, tuned, where in zip(out["pipeline_name"], out["tuned"], chosen_on)]
     return out
+
+
+def _tuned_text(tuned: str) -> str:
+    return ", ".join(f"{name}={value:.2f}" for name, value in json.loads(tuned).items())
 
 
 # ---------------------------------------------------------------- per-query values and intervals
@@ -247,7 +259,7 @@ def recommend(frame: pd.DataFrame, budget: Budget, exclude_seen: bool = False) -
     rows = frame if "memory_mb" in frame else with_derived(frame)
     if exclude_seen:
         rows = rows[~rows["saw_eval_docs"]]
-    fits = within(rows, budget)
+    fits = within(candidates(rows), budget)
     if fits.empty:
         hint = ""
         if len(rows):
@@ -279,7 +291,7 @@ def fastest_at_recall(rows: pd.DataFrame, target: float = 0.95) -> pd.Series | N
     return good.sort_values(["search_p95_ms", "cell_id"]).iloc[0]
 
 
-CONFIGURATION = ["encoder", "backend", "config", "k", "stage2", "r"]  # what a configuration is across datasets
+CONFIGURATION = "pipeline_id"  # what a configuration is across datasets: the same pipeline (bench.pipelines)
 
 
 @dataclass(frozen=True)
@@ -318,7 +330,7 @@ def recommend_over_mean(frame: pd.DataFrame, budget: Budget, alpha: float = ALPH
     standard error, smallest dataset's df)."""
     rows = frame if "memory_mb" in frame else with_derived(frame)
     datasets = sorted(rows["dataset"].unique())
-    fits = within(rows, budget)
+    fits = within(candidates(rows), budget)
     counts = fits.groupby(CONFIGURATION)["dataset"].nunique()
     keys = set(counts[counts == len(datasets)].index)
     if not keys:
@@ -355,3 +367,115 @@ def seen_split(frame: pd.DataFrame) -> tuple[set[str], dict]:
     protocol = json.loads(frame["protocol"].iloc[0] or "{}")
     guard = protocol.get("guard") or {}
     return set(guard.get("seen_query_ids", [])), protocol
+
+
+# ---------------------------------------------------------------- what each stage adds
+
+
+def _paired_delta(row: pd.Series, other: pd.Series, split: str) -> tuple[float, float, float]:
+    """Mean per-query nDCG@10 of `row` minus `other` on `split`'s queries, its 95% half-width, and the one-sided
+    paired p of "row is better"."""
+    a, b = per_query(row, split=split), per_query(other, split=split)
+    diff = (a - b.reindex(a.index)).to_numpy()
+    if np.isnan(diff).any():
+        raise ValueError(f"paired delta needs the same {split} queries in both rows")
+    mean, half = t_interval(diff)
+    return mean, half, paired_p(diff, "t", "greater")
+
+
+STAGE_COLUMNS = ["stage_delta_dev", "stage_delta_dev_ci", "stage_p_dev", "stage_delta_test", "stage_delta_test_ci",
+                 "stage_p_test", "adds_nothing"]
+
+
+def stage_contribution_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A reranked row's own gain: nDCG@10 paired against the same pipeline without its reranker (its first stage,
+    `first_stage_id`, same dataset), on dev (`stage_delta_dev` ± `_ci`, one-sided p) and on test. `adds_nothing`:
+    fused at alpha 0, or no significant gain on dev (one-sided p >= ALPHA) - the row ranks as its first stage does
+    at more cost, so it is not a separate candidate. First-stage rows, and rows whose first stage is not in the
+    frame: NaN and False."""
+    out = pd.DataFrame(index=frame.index, columns=STAGE_COLUMNS, dtype=float)
+    out["adds_nothing"] = False
+    firsts = frame[frame["stage"] == "first"].set_index(["dataset", "pipeline_id"])
+    for index, row in frame[frame["stage"] == "rerank"].iterrows():
+        key = (row["dataset"], row["first_stage_id"])
+        if key not in firsts.index:
+            continue
+        parent = firsts.loc[key]
+        parent = parent.iloc[0] if isinstance(parent, pd.DataFrame) else parent
+        dev = _paired_delta(row, parent, "dev")
+        test = _paired_delta(row, parent, "test")
+        out.loc[index, STAGE_COLUMNS[:6]] = [*dev, *test]
+        out.loc[index, "adds_nothing"] = bool(row["fusion_alpha"] == 0 or dev[2] >= ALPHA or dev[0] <= 0)
+    out["adds_nothing"] = out["adds_nothing"].astype(bool)
+    return out
+
+
+def candidates(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows that stand for a pipeline of their own: not a reranker that adds nothing over its first stage."""
+    return rows[~rows["adds_nothing"]] if "adds_nothing" in rows else rows
+
+
+def fusion_members(frame: pd.DataFrame, row: pd.Series) -> dict[str, pd.Series]:
+    """A fused first stage's members run alone at the same K on the same dataset: its dense side (same model, index
+    and search settings) and BM25; those present in `frame`."""
+    from bench.pipelines import Pipeline
+    from bench.stages import Fusion, Lexical, retriever_of
+
+    fusion = Pipeline.of_row(row).first
+    if not isinstance(fusion, Fusion):
+        return {}
+    same = frame[(frame["dataset"] == row["dataset"]) & (frame["stage"] == "first") & (frame["k"] == row["k"])]
+    members = {}
+    dense = same[same["pipeline_id"] == Pipeline(fusion.dense, int(row["k"])).pipeline_id]
+    if len(dense):
+        members["dense alone"] = dense.iloc[0]
+    lexical = same[[isinstance(retriever_of(r), Lexical) for _, r in same.iterrows()]]
+    if len(lexical):
+        members["BM25 alone"] = lexical.iloc[0]
+    return members
+
+
+def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """What each added stage contributes, per dataset: for each reranker over each first stage (encoder and backend),
+    and each fusion over each backend, the dev-chosen row of the group (see `select`) with its paired nDCG@10 delta
+    against the same pipeline without that stage (a fusion: against each member alone), on dev (the choice rests on
+    it) and on test (reported once); how many rows of the group add something on dev."""
+    rows = frame if "adds_nothing" in frame else with_derived(frame)
+    out = []
+    for (dataset, encoder, backend, reranker), group in rows[rows["stage"] == "rerank"].groupby(
+            ["dataset", "encoder", "backend", "reranker_identity"]):
+        group = group.dropna(subset=["stage_delta_dev"])
+        if group.empty:
+            continue
+        pick = select(group)
+        out.append({"dataset": dataset, "stage": pick["pipeline_name"].split(" >> ")[1].split(" % ")[0],
+                    "over": f"{encoder} · {backend}", "against": "its first stage", "pipeline": pick["pipeline"],
+                    "rows adding on dev": f"{int((~group['adds_nothing']).sum())} of {len(group)}",
+                    **_delta_cells(pick["stage_delta_dev"], pick["stage_delta_dev_ci"], pick["stage_p_dev"],
+                                   pick["stage_delta_test"], pick["stage_delta_test_ci"], pick["stage_p_test"]),
+                    "adds": "adds nothing here" if pick["adds_nothing"] else "adds"})
+    fused = rows[(rows["stage"] == "first") & rows["tuned"].notna()]
+    fused = fused[[name.startswith("fuse[") for name in fused["pipeline_name"]]]
+    for (dataset, encoder, backend), group in fused.groupby(["dataset", "encoder", "backend"]):
+        pick = select(group)
+        for member, alone in fusion_members(rows, pick).items():
+            dev, test = _paired_delta(pick, alone, "dev"), _paired_delta(pick, alone, "test")
+            adds = sum(1 for _, r in group.iterrows() if _member_adds(rows, r, member))
+            out.append({"dataset": dataset, "stage": pick["pipeline_name"].split("](")[0] + "]",
+                        "over": f"{encoder} · {backend}", "against": member, "pipeline": pick["pipeline"],
+                        "rows adding on dev": f"{adds} of {len(group)}", **_delta_cells(*dev, *test),
+                        "adds": "adds nothing here" if dev[2] >= ALPHA or dev[0] <= 0 else "adds"})
+    return pd.DataFrame(out)
+
+
+def _member_adds(rows: pd.DataFrame, row: pd.Series, member: str) -> bool:
+    alone = fusion_members(rows, row).get(member)
+    if alone is None:
+        return False
+    mean, _, p = _paired_delta(row, alone, "dev")
+    return p < ALPHA and mean > 0
+
+
+def _delta_cells(dev: float, dev_ci: float, dev_p: float, test: float, test_ci: float, test_p: float) -> dict:
+    return {"dev delta": f"{dev:+.3f} ± {dev_ci:.3f}", "dev p": f"{dev_p:.2g}",
+            "test delta": f"{test:+.3f} ± {test_ci:.3f}", "test p": f"{test_p:.2g}"}

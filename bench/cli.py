@@ -174,6 +174,18 @@ def cmd_load(args: argparse.Namespace) -> int:
                        load_section, config.name)
 
 
+def cmd_composed(args: argparse.Namespace) -> int:
+    from bench.composed import load_composed_config, run_composed
+    from bench.report import composed_section
+    from bench.store import COMPOSED_SCHEMA
+
+    config = load_composed_config(args.config)
+    store = ResultStore(args.results or config.results_path, COMPOSED_SCHEMA)
+    store.check_writable()
+    return _run_series(store, lambda s: run_composed(config, data_root=args.data_dir, store=s), composed_section,
+                       config.name)
+
+
 def cmd_encode_latency(args: argparse.Namespace) -> int:
     from bench.encode_latency import append_series, remeasure, spread_table
     from bench.report import repeatability_lines
@@ -262,6 +274,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contributions(args: argparse.Namespace) -> int:
+    from bench.analysis import contribution_table, with_derived
+
+    frame = with_derived(read_results(*args.results))
+    table = contribution_table(frame)
+    if table.empty:
+        print("no reranked or fused pipelines")
+        return 0
+    print("What each added stage contributes: nDCG@10 of the dev-chosen pipeline of each group minus the same pipeline "
+          "without that stage (a fusion: minus each member alone), per query; 95% t-intervals, one-sided paired p of "
+          "a gain; dev decides, test is reported once. A stage that ties on dev, or is fused at alpha 0, adds nothing "
+          "here and is not a candidate of its own.\n")
+    for dataset, rows in table.groupby("dataset"):
+        print(f"{dataset}:")
+        print(rows.drop(columns=["dataset", "pipeline"]).to_string(index=False))
+        print()
+    return 0
+
+
 def _recommend_over_mean(frame: pd.DataFrame, budget, exclude_seen: bool) -> int:
     from bench.analysis import NothingFits, recommend_over_mean, t_interval
     from bench.figures import ci, timing_text
@@ -327,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("scale", cmd_scale, "scale", "the scale series: growth with N at a fixed recall target"),
             ("filters", cmd_filters, "filters", "filtered search: pre-, post- and native filtering per selectivity"),
             ("load", cmd_load, "load", "throughput under load: chosen pipelines served to concurrent clients "
-                                       "(closed loop) and at target rates (open loop)")):
+                                       "(closed loop) and at target rates (open loop)"),
+            ("composed", cmd_composed, "composed-scifact", "the pipelines budgets and the dev frontier could pick, "
+                                                           "each query timed through every stage in one loop")):
         series = commands.add_parser(name, help=text)
         series.add_argument("config", type=Path, help=f"{name} config (TOML), e.g. configs/{example}.toml")
         series.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
@@ -368,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--exclude-seen", action="store_true",
                            help="leave out models trained on documents the evaluation queries judge")
     recommend.set_defaults(func=cmd_recommend)
+    contributions = commands.add_parser("contributions", help="each reranker's and each fusion's paired gain "
+                                                                  "against the same pipeline without it (dev and test)")
+    contributions.add_argument("results", nargs="+", type=Path)
+    contributions.set_defaults(func=cmd_contributions)
     summary = commands.add_parser("summary", help="print the main columns of results files")
     summary.add_argument("results", nargs="+", type=Path)
     summary.add_argument("--k", type=int, help="only rows with this K")

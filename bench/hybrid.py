@@ -109,6 +109,7 @@ class HybridIndex(AnnIndex):
     def __init__(self, dense: AnnIndex, spec: HybridSpec, weights: dict[int, float] | None = None):
         """`weights`: the convex weight per depth when the spec's weight is "dev" (chosen by `choose_weights`)."""
         self.dense, self.spec, self.weights = dense, spec, weights or {}
+        self.weight_chosen_on = "dev" if spec.fusion == "convex" and spec.weight == "dev" else ""
         self.sparse = make_index("bm25s", k1=spec.k1, b=spec.b)
         self.build = dense.build
         self.n = 0

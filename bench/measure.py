@@ -163,6 +163,7 @@ class CellMeasurer:
             "build_params": json.dumps(index.build.as_dict(), sort_keys=True),  # as run: defaults filled in
             "search_params": json.dumps(index.search_description(index.check_search(cell.k, cell.search)),
                                         sort_keys=True), "k": cell.k,
+            "fusion_weight_chosen_on": index.weight_chosen_on,
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,  # each backend's one-query path
             "calibration_ms": calibration_ms,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,

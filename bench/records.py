@@ -68,6 +68,7 @@ class IndexColumns:
     build_params: str  # JSON objects, sorted keys; as run (defaults filled in)
     search_params: str
     k: int
+    fusion_weight_chosen_on: str  # a convex hybrid's weight (search_params' "weight"): "dev" when tuned on the dev queries
 
 
 @dataclass(kw_only=True)

@@ -856,7 +856,7 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
                      "pick": pick["pipeline"]}
             for target in datasets:
                 same = frame[(frame["dataset"] == target)].set_index(CONFIGURATION)
-                key = tuple(pick[c] for c in CONFIGURATION)
+                key = pick[CONFIGURATION]
                 if key not in same.index:
                     entry[f"test nDCG@10 on {target}"] = "not measured"
                     continue
@@ -1212,3 +1212,28 @@ def filters_section(frame: pd.DataFrame) -> str:
         "failing ids; `postfilter-inflated` asks for K / selectivity (capped).", "",
         markdown_table(table), "",
     ])
+
+
+def composed_section(frame: pd.DataFrame) -> str:
+    """Markdown for composed runs: each chosen pipeline's end-to-end percentiles over per-query totals (every query
+    through every stage in one loop), beside the sweep's per-query sums of per-stage medians."""
+    if frame.empty:
+        return ""
+    lines = ["## Pipelines timed as deployed", "",
+             "Each pipeline a budget or the dev frontier could pick, rebuilt from its sweep cell; every test query sent "
+             "through encode, search and rerank in one loop, one query at a time, each stage and the whole timed per "
+             "sample (`python -m bench composed`). 'composed' percentiles are over the per-query totals; 'sweep' are "
+             "the sweep row's, summed from per-stage medians. Samples = queries x passes, on the threads given.", ""]
+    for dataset, rows in frame.sort_values(["dataset", "e2e_p95_ms"]).groupby("dataset"):
+        table = pd.DataFrame({
+            "pipeline": rows["pipeline"], "chosen as": rows["chosen_as"],
+            "samples (threads)": [f"{q} x {r} ({t})" for q, r, t in zip(rows["queries"], rows["repetitions"], rows["threads"])],
+            "composed e2e p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                                zip(rows["e2e_p50_ms"], rows["e2e_p95_ms"], rows["e2e_p99_ms"])],
+            "sweep e2e p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                             zip(rows["sweep_e2e_p50_ms"], rows["sweep_e2e_p95_ms"], rows["sweep_e2e_p99_ms"])],
+            "encode / search / rerank p95 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                                zip(rows["encode_p95_ms"], rows["search_p95_ms"], rows["rerank_p95_ms"])],
+            "measured": rows["measured_at"].map(lambda t: f"{t:%Y-%m-%d}" if pd.notna(t) else "")})
+        lines += [f"### {dataset}", "", markdown_table(table), ""]
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ ends, so a killed sweep loses at most the cell in flight and a re-run skips what
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -81,6 +82,23 @@ LOAD_SCHEMA = pa.schema([
     ("threads_per_request", _I64), ("cores", _I64),
     ("price_per_core_hour", _F64), ("cost_per_million_usd", _F64),  # cores x price / (achieved QPS x 3600) x 1e6
     ("calibration_ms", _F64),  # the calibration kernel at the run's start (bench.calibration)
+    *RUN_COLUMNS,
+])
+
+# Composed runs (`python -m bench composed`): one row per chosen pipeline, every query through every stage in one loop.
+COMPOSED_SCHEMA = pa.schema([
+    ("cell_id", _STR), ("host_id", _STR), ("config_name", _STR), ("config_hash", _STR),
+    ("sweep_cell_id", _STR), ("pipeline_id", _STR), ("pipeline", _STR), ("dataset", _STR),
+    ("chosen_as", _STR),  # the budgets it is picked under, or "dev frontier"
+    ("queries", _I64), ("repetitions", _I64), ("samples", _I64), ("threads", _I64),
+    ("encode_p50_ms", _F64), ("encode_p95_ms", _F64), ("encode_p99_ms", _F64),
+    ("search_p50_ms", _F64), ("search_p95_ms", _F64), ("search_p99_ms", _F64),
+    ("rerank_p50_ms", _F64), ("rerank_p95_ms", _F64), ("rerank_p99_ms", _F64),
+    # percentiles of per-query totals, each query timed through every stage in one loop
+    ("e2e_p50_ms", _F64), ("e2e_p95_ms", _F64), ("e2e_p99_ms", _F64), ("e2e_mean_ms", _F64),
+    # the sweep row's figures for the same cell: per-query sums of per-stage medians
+    ("sweep_e2e_p50_ms", _F64), ("sweep_e2e_p95_ms", _F64), ("sweep_e2e_p99_ms", _F64),
+    ("calibration_ms", _F64),  # the kernel's median, timed after every query
     *RUN_COLUMNS,
 ])
 
@@ -231,6 +249,10 @@ def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
     for name, value in ADDED_COLUMNS.items():
         if name in schema.names and name not in table.schema.names:
             table = table.append_column(name, pa.array([value] * len(table), schema.field(name).type))
+    if "fusion_weight_chosen_on" in schema.names and "fusion_weight_chosen_on" not in table.schema.names:
+        # rows before it: every convex hybrid any config measured had its weight chosen on dev (the spec's default)
+        convex = [json.loads(text or "{}").get("fusion") == "convex" for text in table.column("search_params").to_pylist()]
+        table = table.append_column("fusion_weight_chosen_on", pa.array(np.where(convex, "dev", ""), _STR))
     if "stage" in schema.names and "stage" not in table.schema.names:  # rows before it: a rerank row has R > 0
         reranked = table.column("r").to_numpy() > 0
         table = table.append_column("stage", pa.array(np.where(reranked, "rerank", "first"), _STR))

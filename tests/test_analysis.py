@@ -18,8 +18,9 @@ def row(name, p95, mb, dev, test, recall=1.0, saw=False, backend=None):
     """One results row: per-query nDCG@10 lists on dev and test (means and lists agree)."""
     dev, test = np.asarray(dev, float), np.asarray(test, float)
     return {
-        "cell_id": name, "dataset": "d", "encoder": "bi", "backend": backend or name, "build_params": json.dumps({}),
-        "search_params": json.dumps({"name": name}), "k": 100, "r": 0, "stage": "first", "reranker": "", "fusion_alpha": np.nan, "fusion_alpha_chosen_on": "",
+        "cell_id": name, "dataset": "d", "encoder": "bi", "encoder_type": "bi", "model_identity": "m@sha256:0",
+        "n_dev_queries": N, "backend": backend or name, "build_params": json.dumps({}),
+        "search_params": json.dumps({"name": name}), "k": 100, "r": 0, "stage": "first", "reranker": "", "reranker_identity": "", "fusion_alpha": np.nan, "fusion_alpha_chosen_on": "",
         "e2e_p50_ms": p95 / 2, "e2e_p95_ms": p95, "index_bytes": int(mb * 2**20), "encoder_params": 0,
         "reranker_params": 0, "encoder_bytes": np.nan, "n_docs": 1000, "n_chunks": 0, "dim": 8, "encoder_saw_eval_docs": saw,
         "reranker_saw_eval_docs": False, "recall_at_k": recall, "dev_recall_at_k": recall,
@@ -141,7 +142,7 @@ def test_recommend_cli(tmp_path, capsys, monkeypatch):
     assert "nothing fits" in capsys.readouterr().err
     assert main(["recommend", "x.parquet", "--p95-ms", "5", "--memory-mb", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "recommended bi + big-slow" in out and "dev nDCG@10 0.488 ± 0.051" in out and "test nDCG@10" in out and " ± " in out
+    assert "recommended m@0 · big-slow name=big-slow % 100" in out and "dev nDCG@10 0.488 ± 0.051" in out and "test nDCG@10" in out and " ± " in out
     for args in (["--p95-ms", "-5"], ["--p95-ms", "nan"], ["--p95-ms", "5", "--min-recall", "1.5"],
                  ["--p95-ms", "5", "--top", "0"]):
         assert main(["recommend", "x.parquet", "--memory-mb", "100", *args]) == 2

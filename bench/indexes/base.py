@@ -118,6 +118,7 @@ class AnnIndex(ABC):
     Build: ClassVar[type[Params]] = NoParams
     Search: ClassVar[type[Params]] = NoParams
     short_names: ClassVar[dict[str, str]] = {}  # parameter -> its short name in tables
+    weight_chosen_on: ClassVar[str] = ""  # a fusion's weight tuned on dev queries: "dev" (bench.hybrid)
     gate_params: ClassVar[tuple[dict, dict] | None] = None  # build, search on the latency gate's workload
 
     def __init__(self, **build: Any):

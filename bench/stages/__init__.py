@@ -1,0 +1,34 @@
+"""Stage kinds of a pipeline, one file each, registered here by the `encoder_type` of the rows they describe.
+
+A pipeline (bench.pipelines) is `first_stage % K [>> reranker % R]`. A first stage is a retriever of one of the
+kinds below; each kind reads its description from a results row (`of_row`), says what makes two runs the same
+stage on any dataset (`key`: models by identity, settings as run, tuned settings by how they are chosen), its
+readable `name`, and the values its tuned settings took (`tuned`). Adding a kind: a file here and a line in
+RETRIEVERS.
+"""
+
+from __future__ import annotations
+
+from bench.stages.base import Retriever, model_name as model_name_of
+from bench.stages.dense import Dense
+from bench.stages.fusion import Fusion
+from bench.stages.lexical import Lexical
+from bench.stages.rerank import Rerank
+
+RETRIEVERS: dict[str, type[Retriever]] = {
+    "bi": Dense,  # one encoder for queries and documents
+    "twin": Dense,  # separate query and document towers: the same stage shape
+    "bm25": Lexical,
+    "hybrid": Fusion,
+}
+
+
+def retriever_of(row) -> Retriever:
+    """The first stage a results row ran."""
+    kind = RETRIEVERS.get(row["encoder_type"])
+    if kind is None:
+        raise ValueError(f"encoder_type '{row['encoder_type']}' is not a registered stage kind ({sorted(RETRIEVERS)})")
+    return kind.of_row(row)
+
+
+__all__ = ["RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]

@@ -1,0 +1,39 @@
+"""A dense retriever: a query encoder (bi-encoder or twin towers) and an ANN index with its search settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bench.stages.base import params, params_name, model_name
+
+
+@dataclass(frozen=True)
+class Dense:
+    kind: ClassVar[str] = "dense"
+    model: str  # identity: path or hub name @ content digest, with its precision / runtime variant
+    backend: str
+    build: str  # JSON, as run
+    search: str  # JSON, as run
+    chunking: str = ""  # JSON when passages are indexed
+
+    @classmethod
+    def of_row(cls, row) -> "Dense":
+        return cls(row["model_identity"], row["backend"], row["build_params"], row["search_params"],
+                   row.get("chunking", "") or "")
+
+    def key(self) -> dict:
+        return {"kind": self.kind, "model": self.model, "backend": self.backend, "build": params(self.build),
+                "search": params(self.search), **({"chunking": params(self.chunking)} if self.chunking else {})}
+
+    def name(self) -> str:
+        from bench.indexes import BACKENDS
+
+        short = getattr(BACKENDS.get(self.backend), "short_names", {})
+        settings = " / ".join(part for part in (params_name(params(self.build), short),
+                                                params_name(params(self.search), short)) if part)
+        passages = f" passages({params_name(params(self.chunking))})" if self.chunking else ""
+        return f"{model_name(self.model)}{passages} · {self.backend}" + (f" {settings}" if settings else "")
+
+    def tuned(self) -> dict[str, float]:
+        return {}

@@ -1,0 +1,111 @@
+"""Pipelines as typed objects (bench.pipelines, bench.stages) and what each stage adds (bench.analysis)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analysis import Budget, contribution_table, recommend, with_derived
+from bench.pipelines import Pipeline
+from bench.stages import RETRIEVERS, model_name_of, retriever_of
+from bench.store import read_results
+
+N = 60
+DEV = [f"dev{i}" for i in range(N)]
+TEST = [f"test{i}" for i in range(N)]
+MINILM = "sentence-transformers/all-MiniLM-L6-v2@sha256:83c1a1b15af6d02e"
+CROSS = ".cache/models/cross-listwise-fa794334ad52269aeb054417@sha256:9dee9ac8c30ffa08|max_length=192"
+
+
+def row(dataset="scifact", encoder="minilm-bi", kind="bi", backend="exact", search=None, k=100, dev=None, test=None,
+        p95=10.0, **rerank):
+    rng = np.random.default_rng(len(dataset) + k)
+    dev = rng.uniform(0.2, 0.8, N) if dev is None else np.asarray(dev, float)
+    test = rng.uniform(0.2, 0.8, N) if test is None else np.asarray(test, float)
+    base = {
+        "cell_id": f"{dataset}-{encoder}-{backend}-{k}-{json.dumps(search)}-{rerank}", "dataset": dataset,
+        "encoder": encoder, "encoder_type": kind, "model_identity": "text" if kind == "bm25" else MINILM,
+        "backend": backend, "build_params": "{}", "search_params": json.dumps(search or {}, sort_keys=True), "k": k,
+        "chunking": "", "fusion_weight_chosen_on": "dev" if kind == "hybrid" else "", "stage": "first", "r": 0,
+        "reranker": "", "reranker_identity": "", "fusion_alpha": np.nan, "fusion_alpha_chosen_on": "",
+        "n_dev_queries": N, "e2e_p50_ms": p95 / 2, "e2e_p95_ms": p95, "index_bytes": 2**20, "encoder_params": 0,
+        "reranker_params": 0, "encoder_bytes": np.nan, "n_docs": 1000, "n_chunks": 0, "dim": 8,
+        "encoder_saw_eval_docs": False, "reranker_saw_eval_docs": False, "recall_at_k": 1.0, "dev_recall_at_k": 1.0,
+        "ndcg_at_10": test.mean(), "query_ids": TEST, "q_ndcg_at_10": test.tolist(),
+        "dev_ndcg_at_10": dev.mean(), "dev_query_ids": DEV, "dev_q_ndcg_at_10": dev.tolist()}
+    if rerank:
+        base.update({"stage": "rerank", "reranker_identity": CROSS, "fusion_alpha_chosen_on": "", **rerank})
+    return base
+
+
+def test_the_same_pipeline_has_the_same_id_on_every_dataset():
+    """Reranker names differ between configs and the convex weight dev chose differs; the pipeline does not."""
+    convex = {"depth": 1000, "fusion": "convex"}
+    a = row("scifact", "hybrid-convex", "hybrid", search={**convex, "weight": 0.55}, k=1000)
+    b = row("nfcorpus", "my-hybrid", "hybrid", search={**convex, "weight": 0.6}, k=1000)
+    assert Pipeline.of_row(a).pipeline_id == Pipeline.of_row(b).pipeline_id
+    assert Pipeline.of_row(a).tuned() == {"weight": 0.55} and Pipeline.of_row(b).tuned() == {"weight": 0.6}
+    assert "convex, weight chosen on dev" in Pipeline.of_row(a).name()
+    fixed = {**a, "fusion_weight_chosen_on": ""}  # a weight fixed by the config is part of the identity
+    assert Pipeline.of_row(fixed).pipeline_id != Pipeline.of_row(a).pipeline_id and "w=0.55" in Pipeline.of_row(fixed).name()
+    reranked = [row(d, r=10, fusion_alpha=0.5, reranker=name) for d, name in (("scifact", "ce-distilled"),
+                                                                               ("nfcorpus", "ce-distilled-scifact"))]
+    assert len({Pipeline.of_row(r).pipeline_id for r in reranked}) == 1
+    assert Pipeline.of_row(reranked[0]).without_rerank().pipeline_id == Pipeline.of_row(row()).pipeline_id
+    other_r = row(r=20, fusion_alpha=0.5)
+    assert Pipeline.of_row(other_r).pipeline_id != Pipeline.of_row(reranked[0]).pipeline_id
+
+
+def test_every_kind_is_registered_and_an_unknown_kind_is_named():
+    assert {"bi", "twin", "bm25", "hybrid"} <= set(RETRIEVERS)
+    assert retriever_of(row(kind="bm25", backend="bm25s")).name().startswith("BM25")
+    with pytest.raises(ValueError, match="'splade' is not a registered stage kind"):
+        retriever_of(row(kind="splade"))
+
+
+def test_model_names_keep_models_apart():
+    assert model_name_of(MINILM) == "all-MiniLM-L6-v2@83c1a1b1"
+    assert model_name_of(CROSS) == "cross-listwise@9dee9ac8|max_length=192"
+    assert model_name_of(".cache/models/bi-heads-f0a0317d9255201bd58710c1@sha256:79fb7e10cfe04026") == "bi-heads@79fb7e10"
+
+
+def test_a_reranker_that_adds_nothing_is_not_a_candidate():
+    """Three rerank rows over one first stage: one gains 0.1 on every dev query, one ties (noise around 0), one is
+    fused at alpha 0. Only the first is credited and can be recommended; the tie is cheaper than the gain but it
+    cannot stand in for the first stage it repeats."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.7, N)
+    first = row(dev=base, test=base, p95=10.0)
+    gains = row(dev=base + 0.1, test=base + 0.05, p95=500.0, r=20, fusion_alpha=0.5)
+    ties = row(dev=base + rng.normal(0, 0.05, N), test=base, p95=300.0, r=10, fusion_alpha=0.5)
+    zero = row(dev=base, test=base, p95=200.0, r=10, fusion_alpha=0.0)
+    frame = with_derived(pd.DataFrame([first, gains, ties, zero]))
+    by_r = frame.set_index("cell_id")
+    assert not by_r.loc[gains["cell_id"], "adds_nothing"] and by_r.loc[ties["cell_id"], "adds_nothing"]
+    assert by_r.loc[zero["cell_id"], "adds_nothing"]
+    assert by_r.loc[gains["cell_id"], "stage_delta_dev"] == pytest.approx(0.1)
+    assert by_r.loc[gains["cell_id"], "stage_delta_test"] == pytest.approx(0.05)
+    assert recommend(frame, Budget(1000, 1000)).pick["cell_id"] == gains["cell_id"]
+    assert recommend(frame, Budget(400, 1000)).pick["cell_id"] == first["cell_id"]  # not the tie at 300 ms
+    table = contribution_table(frame)
+    assert list(table["against"]) == ["its first stage"] and table.iloc[0]["dev delta"] == "+0.100 ± 0.000"
+
+
+def test_a_fusion_is_credited_against_each_member_alone():
+    rng = np.random.default_rng(1)
+    dense = rng.uniform(0.2, 0.7, N)
+    rows = [row(dev=dense, test=dense, k=100),
+            row(encoder="bm25", kind="bm25", backend="bm25s", dev=dense - 0.05, test=dense - 0.05, k=100),
+            row(encoder="hyb", kind="hybrid", search={"depth": 100, "fusion": "convex", "weight": 0.5}, k=100,
+                dev=dense + 0.02, test=dense + 0.03)]
+    table = contribution_table(with_derived(pd.DataFrame(rows))).set_index("against")
+    assert table.loc["dense alone", "dev delta"] == "+0.020 ± 0.000" and table.loc["dense alone", "adds"] == "adds"
+    assert table.loc["BM25 alone", "test delta"] == "+0.080 ± 0.000"
+
+
+def test_committed_results_name_their_pipelines():
+    """On the reference results: pipeline ids are unique within a dataset, and shared across datasets."""
+    frame = with_derived(read_results("results/scifact.parquet", "results/nfcorpus.parquet"))
+    assert not frame.duplicated(["dataset", "pipeline_id"]).any()
+    assert (frame.groupby("pipeline_id")["dataset"].nunique() == 2).sum() >= 50
