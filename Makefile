@@ -8,7 +8,7 @@ CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report scale filters load encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -26,7 +26,8 @@ report: $(STAMP)
 		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet) \
 		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet) \
 		$(if $(wildcard results/load.parquet),--load results/load.parquet) \
-		$(if $(wildcard results/encode_latency.parquet),--encode-latency results/encode_latency.parquet)
+		$(if $(wildcard results/encode_latency.parquet),--encode-latency results/encode_latency.parquet) \
+		$(if $(wildcard results/composed.parquet),--composed results/composed.parquet)
 
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)
@@ -39,6 +40,10 @@ filters: $(STAMP)
 # Throughput under load: SciFact's recommended pipelines and fastest cells, closed and open loop: results/load.parquet.
 load: $(STAMP)
 	$(PY) -m bench load configs/load.toml
+
+# SciFact's budget picks and dev frontier, each query timed through every stage in one loop: results/composed.parquet.
+composed: $(STAMP)
+	$(PY) -m bench composed configs/composed-scifact.toml
 
 # Query-encoding latency of every encoder of the SciFact config, three consecutive rounds: is it repeatable?
 encode-latency: $(STAMP)

@@ -25,12 +25,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.executors import LocalExecutor, RayExecutor
 
     config = load_config(args.config)
+    only = None
+    if args.encoders:
+        only = set(args.encoders.split(","))
+        unknown = sorted(only - {e.name for e in config.encoders})
+        if unknown:
+            raise ConfigError(f"--encoders: {unknown} are not encoders of {args.config} "
+                              f"({', '.join(e.name for e in config.encoders)})")
     store = ResultStore(args.results or config.results_path)
     store.check_writable()
     executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
     started = time.perf_counter()
     try:
         summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor, prune=args.prune,
+                            only=only,
                             announce=lambda text: print(text, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
@@ -224,8 +232,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.encode_latency import read_series
 
     encode_latency = read_series(args.encode_latency) if args.encode_latency else None
+    from bench.store import COMPOSED_SCHEMA
+
+    composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
-                        filters=filters, load=load, encode_latency=encode_latency)
+                        filters=filters, load=load, encode_latency=encode_latency, composed=composed)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -246,6 +257,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     frame = with_derived(read_results(*args.results))
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows")
+    composed = _composed(args.composed)
     if args.over_mean:
         return _recommend_over_mean(frame, budget, args.exclude_seen)
     for dataset, rows in frame.groupby("dataset"):
@@ -259,8 +271,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"{dataset}: recommended {pick['pipeline']}\n{seen}"
               f"  dev nDCG@10 {ci(*choice.dev_interval())} ({source}), test nDCG@10 {ci(*choice.test_interval())} "
               f"(95% t-intervals; test reported once, for this pick)\n"
-              f"  recall@K {pick['recall_at_k']:.3f}, end-to-end p50 {timing_text(pick['e2e_p50_ms'])} ms / p95 "
-              f"{timing_text(pick['e2e_p95_ms'])} ms, memory {pick['memory_mb']:.1f} MB\n"
+              f"  recall@K {pick['recall_at_k']:.3f}, memory {pick['memory_mb']:.1f} MB\n"
+              f"{_latency_lines(pick, composed)}"
               f"  rule: dev-best {choice.dev_best['pipeline']} (dev {choice.dev_best['dev_ndcg_at_10']:.3f}); "
               f"{len(choice.ties)} of {choice.candidates} rows within the budget are not significantly below it on dev "
               f"(one-sided paired t-test, p >= 0.05); the cheapest of them is the pick (its p = {choice.p_vs_best:.2g})")
@@ -291,6 +303,32 @@ def cmd_contributions(args: argparse.Namespace) -> int:
         print(rows.drop(columns=["dataset", "pipeline"]).to_string(index=False))
         print()
     return 0
+
+
+def _composed(path: Path | None) -> pd.DataFrame | None:
+    """Composed-run rows (bench.composed) from `path`; the default file where it exists."""
+    from bench.store import COMPOSED_SCHEMA
+
+    path = path or (Path("results/composed.parquet") if Path("results/composed.parquet").exists() else None)
+    return read_results(path, schema=COMPOSED_SCHEMA) if path else None
+
+
+def _latency_lines(pick: pd.Series, composed: pd.DataFrame | None) -> str:
+    """The pick's end-to-end figures: from a composed run on this host where one exists, beside the sweep's."""
+    from bench.figures import timing_text
+
+    sweep = (f"p50 {timing_text(pick['e2e_p50_ms'])} / p95 {timing_text(pick['e2e_p95_ms'])} / p99 "
+             f"{timing_text(pick.get('e2e_p99_ms', float('nan')))} ms ({pick.get('e2e_method', 'unknown method')}, "
+             f"{pick.get('e2e_queries', '?')} queries)")
+    runs = None if composed is None else composed[(composed["sweep_cell_id"] == pick["cell_id"])
+                                                  & (composed["host_id"] == pick["host_id"])]
+    if runs is None or runs.empty:
+        return f"  end-to-end {sweep}; not timed as a composed run on this host (python -m bench composed)\n"
+    run = runs.sort_values("measured_at").iloc[-1]
+    return (f"  end-to-end as deployed: p50 {timing_text(run['e2e_p50_ms'])} / p95 {timing_text(run['e2e_p95_ms'])} / "
+            f"p99 {timing_text(run['e2e_p99_ms'])} ms (composed run: {run['queries']} queries x {run['repetitions']} "
+            f"passes, {run['threads']} thread(s), {run['measured_at']:%Y-%m-%d})\n"
+            f"  the sweep's figure, used for the budget: {sweep}\n")
 
 
 def _recommend_over_mean(frame: pd.DataFrame, budget, exclude_seen: bool) -> int:
@@ -332,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
     run.add_argument("--prune", action="store_true",
                      help="drop this host's rows of the config's cells that it no longer plans (e.g. a removed reranker)")
+    run.add_argument("--encoders", help="comma-separated encoder names: measure, re-time and --redo only their cells "
+                                        "(e.g. rows measured from a dirty tree); the others stay as stored")
     run.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets (default $BENCH_DATA_DIR or datasets/)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="where build groups run: this process, or one Ray task each (needs the 'distributed' extra)")
@@ -389,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--load", type=Path, help="throughput-under-load results (python -m bench load) to add")
     report.add_argument("--encode-latency", type=Path,
                         help="query-encoding repeatability series (python -m bench encode-latency) to add")
+    report.add_argument("--composed", type=Path, help="composed-run results (python -m bench composed) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])
@@ -398,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--top", type=int, default=5, help="rows to show: the pick and the tied rows after it")
     recommend.add_argument("--over-mean", action="store_true",
                            help="one configuration for all the datasets given, by the mean of their dev nDCG@10")
+    recommend.add_argument("--composed", type=Path, help="composed-run results (python -m bench composed) whose "
+                                                         "end-to-end figures are shown for the pick (default: "
+                                                         "results/composed.parquet where it exists)")
     recommend.add_argument("--exclude-seen", action="store_true",
                            help="leave out models trained on documents the evaluation queries judge")
     recommend.set_defaults(func=cmd_recommend)

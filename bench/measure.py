@@ -29,7 +29,7 @@ from bench.prepare import Rerankers
 from bench.records import FirstStageRow, RerankRow
 from bench.rerank import ALPHAS, cross_scores, rerank
 from bench.splits import restrict
-from bench.timing import LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
+from bench.timing import E2E_METHOD, LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
 
 
 def measure_query_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> LatencyStats:
@@ -169,7 +169,7 @@ class CellMeasurer:
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
             **self._recall(result.ids, self._truth(cell)),
             "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
-            **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
+            **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms), "e2e_method": E2E_METHOD,
             **self._quality(result.ids), "measured_at": measured_now(),
         }).as_row()
         self.sink(row)
@@ -246,6 +246,7 @@ class CellMeasurer:
                     reranker_train_s=report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), rerank_latency_queries=latency.samples,
                     rerank_threads=self.online_threads, **e2e.columns("e2e"), e2e_queries=len(e2e.per_input_ms),
+                    e2e_method=E2E_METHOD,
                 ).as_row())
                 scored = 0
                 written += 1

@@ -129,12 +129,15 @@ class RerankLatency:
 
 @dataclass(kw_only=True)
 class EndToEnd:
-    """Encode + search (+ rerank), summed per query over the queries timed by every stage."""
+    """Encode + search (+ rerank), summed per sample over the queries timed by every stage (bench.timing.end_to_end)."""
     e2e_p50_ms: float
     e2e_p95_ms: float
     e2e_p99_ms: float
     e2e_mean_ms: float
     e2e_queries: int
+    # "per-sample sums": sample (pass, query) of each stage added; "sum of per-query medians": rows before it, whose
+    # tails understate the pipeline's (a composed run, bench.composed, times the pipelines that matter as deployed)
+    e2e_method: str
 
 
 @dataclass(kw_only=True)

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from bench.figures import ci, timing_text
+from bench.timing import E2E_METHOD
 from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, NothingFits,
-                            fastest_at_recall, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
+                            candidates, contribution_table, fastest_at_recall, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
                             reranker_in_use, seen_split, select, t_interval, with_derived)
 from bench.analysis import params_text as _params
 from bench.indexes import BACKENDS
@@ -524,27 +525,28 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
                      f"(fastest with dev recall@K >= 0.95; cell_id {ref['cell_id'][:12]})")
     reranked = frame[frame["stage"] == "rerank"]
     for name, group in reranked.groupby("reranker"):
-        at = group[group["r"] == group["r"].max()]
-        in_use = reranker_in_use(group)
-        if in_use.empty:
-            notes.append(f"{name}: not in the table, every row of it is fused at alpha 0 (its scores are not used)")
+        adding = candidates(reranker_in_use(group))
+        if adding.empty:
+            notes.append(f"{name}: not in the table: no row of it adds to its own first stage on dev (fused at alpha 0, "
+                         "or no significant dev gain; see 'What each stage adds')")
             continue
-        best = select(in_use)
-        ref = at.iloc[0]
+        best = select(adding)  # latency, memory and quality all of this one pipeline
         rows.append({
-            "encoder type": f"cross-encoder ({name}, reranks top-R)" + (" [seen]" if ref["reranker_saw_eval_docs"] else ""),
-            "online p50 / p95 ms": f"{timing_text(ref['rerank_p50_ms'])} / {timing_text(ref['rerank_p95_ms'])} for R={ref['r']} "
-                                   f"(+ first stage: e2e {timing_text(ref['e2e_p95_ms'])} p95)",
-            "offline cost s": f"{ref['reranker_train_s']:.0f} training" if not np.isnan(ref['reranker_train_s'])
+            "encoder type": f"cross-encoder ({name}, reranks top-R)" + (" [seen]" if best["reranker_saw_eval_docs"] else ""),
+            "online p50 / p95 ms": f"{timing_text(best['rerank_p50_ms'])} / {timing_text(best['rerank_p95_ms'])} for "
+                                   f"R={best['r']} (+ first stage: e2e {timing_text(best['e2e_p95_ms'])} p95)",
+            "offline cost s": f"{best['reranker_train_s']:.0f} training" if not np.isnan(best['reranker_train_s'])
             else "none (pretrained)",
-            "memory MB": f"{4 * ref['reranker_params'] / MB:.1f} model, no stored embeddings",
+            "memory MB": f"{4 * best['reranker_params'] / MB:.1f} model, no stored embeddings",
             f"test nDCG@10 (K={k})": f"{ci(*t_interval(best['q_ndcg_at_10']))} dev-chosen ({best['encoder']} "
-                                     f"{best['backend']} K={best['k']} R={best['r']} alpha={best['fusion_alpha']:.2f})",
+                                     f"{best['backend']} K={best['k']} R={best['r']} alpha={best['fusion_alpha']:.2f}); "
+                                     f"its own gain over that first stage: dev {ci(best['stage_delta_dev'], best['stage_delta_dev_ci'])}, "
+                                     f"test {ci(best['stage_delta_test'], best['stage_delta_test_ci'])}",
             "scale": "cost per query grows with R, not with N",
         })
-        notes.append(f"{name}: latency of scoring R={ref['r']} pairs on {ref['rerank_latency_queries']} queries "
-                     f"({ref['rerank_threads']} threads); dev-chosen row (among rows that use its scores: fusion alpha > 0) "
-                     f"cell_id {best['cell_id'][:12]}")
+        notes.append(f"{name}: latency of scoring R={best['r']} pairs on {best['rerank_latency_queries']} queries "
+                     f"({best['rerank_threads']} threads); dev-chosen among the rows whose reranking adds to their own "
+                     f"first stage on dev, cell_id {best['cell_id'][:12]}")
     return markdown_table(pd.DataFrame(rows)), "\n".join(f"- {n}" for n in notes)
 
 
@@ -724,21 +726,40 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
         if good is not None:
             systems.append(good)
     reranked = frame[frame["stage"] == "rerank"]
-    for _, rows in reranker_in_use(reranked).groupby("stage2"):
+    for _, rows in candidates(reranker_in_use(reranked)).groupby("stage2"):
         systems.append(select(rows))
     if not systems:
         return []
     chosen = pd.DataFrame(systems)
     chosen["label"] = chosen.apply(_mark, axis=1)
     tests = paired_tests(baseline, chosen, test=test)
+    table = _tests_table(tests)
+    table["own stage's gain (dev / test)"] = [
+        "-" if np.isnan(row["stage_delta_dev"]) else f"{row['stage_delta_dev']:+.3f} / {row['stage_delta_test']:+.3f}"
+        for _, row in chosen.iterrows()]
     return ["## Significance against the baseline", "",
             f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (test nDCG@10 "
             f"{ci(*t_interval(baseline['q_ndcg_at_10']))}). Systems, each chosen on dev: each ANN backend's fastest "
             f"cell reaching dev recall@K >= 0.95 ({baseline['encoder']}; BM25), and each reranking stage's dev-chosen "
             f"row among those that use its scores (fusion alpha > 0; at 0 a row ranks as its first stage); tested once "
             f"on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
-            f"(statsmodels multipletests) over the {len(tests)} comparisons; queries improved / worsened.", "",
-            markdown_table(_tests_table(tests)), ""]
+            f"(statsmodels multipletests) over the {len(tests)} comparisons; queries improved / worsened. A reranked "
+            "system's delta against the baseline includes its first stage's; its own stage's gain is its paired delta "
+            "against that first stage (rerankers that add nothing on dev are left out).", "",
+            markdown_table(table), "", *_contributions(frame)]
+
+
+def _contributions(frame: pd.DataFrame) -> list[str]:
+    table = contribution_table(frame)
+    if table.empty:
+        return []
+    return ["## What each stage adds", "",
+            "Each reranker over each first stage, and each fusion over each backend: the group's dev-chosen pipeline "
+            "against the same pipeline without that stage (a fusion: against each member alone, same K), per-query "
+            "nDCG@10 differences with 95% t-intervals and the one-sided paired p of a gain; dev decides, test is "
+            "reported once. A stage that ties on dev, or is fused at alpha 0, adds nothing here and is not a "
+            "candidate of its own (`python -m bench contributions`).", "",
+            markdown_table(table.drop(columns=["dataset"])), ""]
 
 
 def _stage_plot(path: Path, picks: list[tuple[str, pd.Series]]) -> None:
@@ -772,7 +793,12 @@ def _recommendations(frame: pd.DataFrame, budgets: list[Budget], plots_dir: Path
         pick = choice.pick
         rows.append({**head, "pick": _mark(pick), "dev nDCG@10": ci(*choice.dev_interval()),
                      "test nDCG@10": ci(*choice.test_interval()),
-                     "e2e p95 ms": timing_text(pick['e2e_p95_ms']), "memory MB": f"{pick['memory_mb']:.1f}",
+                     "e2e p95 ms (sweep)": timing_text(pick['e2e_p95_ms']) + ("" if pick.get("e2e_method") == E2E_METHOD
+                                                                               else " (sum of medians)"),
+                     "e2e p50 / p95 / p99 ms as deployed": " / ".join(
+                         timing_text(pick.get(f"composed_e2e_{q}_ms", np.nan)) for q in ("p50", "p95", "p99"))
+                     if not np.isnan(pick.get("composed_e2e_p95_ms", np.nan)) else "not timed composed",
+                     "memory MB": f"{pick['memory_mb']:.1f}",
                      "tied with dev-best": f"{len(choice.ties)} of {choice.candidates}",
                      "dev-best": f"{choice.dev_best['pipeline']} ({choice.dev_best['dev_ndcg_at_10']:.3f}; "
                                  f"pick's one-sided p {_p(choice.p_vs_best)})"})
@@ -783,12 +809,26 @@ def _recommendations(frame: pd.DataFrame, budgets: list[Budget], plots_dir: Path
              "Within an end-to-end p95 and a memory budget: the dev-best configuration, then the cheapest one whose "
              f"dev nDCG@10 is not significantly below it (one-sided paired t-test on the dev queries, p >= {ALPHA}); "
              "its test nDCG@10 is reported once (`python -m bench recommend --p95-ms X --memory-mb Y` for any other "
-             "budget).", "", markdown_table(pd.DataFrame(rows)), ""]
+             "budget). Budgets are checked against the sweep's e2e p95 (every row has one; 'sum of medians' marks rows "
+             "timed before per-sample sums); 'as deployed' is the pick's composed run (every query through every stage "
+             "in one loop; section 'Pipelines timed as deployed'). " + _span(pd.DataFrame([p for _, p in picks])),
+             "", markdown_table(pd.DataFrame(rows)), ""]
     if picks:
         png = plots_dir / "latency_by_stage.png"
         _stage_plot(png, picks)
         parts += ["End-to-end latency of each pick, by stage:", "", f"![latency by stage]({link_prefix}{png.name})", ""]
     return parts
+
+
+def _span(rows: pd.DataFrame) -> str:
+    """Whether a table's rows come from one run or several (runs start at their `timestamp`)."""
+    if rows.empty or "timestamp" not in rows:
+        return ""
+    starts = pd.to_datetime(rows["timestamp"]).dropna()
+    if starts.nunique() <= 1:
+        return "Its rows come from one run."
+    return (f"Its rows span {starts.nunique()} runs, started {starts.min():%Y-%m-%d} to {starts.max():%Y-%m-%d} "
+            "(each row's latency is from its own run; see the environment's host-speed line).")
 
 
 def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budgets: list[Budget], test: str,
@@ -879,9 +919,11 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
 def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_prefix: str,
                  budgets: list[Budget] | None = None, test: str = "t", scale: pd.DataFrame | None = None,
                  filters: pd.DataFrame | None = None, load: pd.DataFrame | None = None,
-                 encode_latency: pd.DataFrame | None = None) -> str:
+                 encode_latency: pd.DataFrame | None = None, composed: pd.DataFrame | None = None) -> str:
+    from bench.composed import with_composed
+
     budgets = budgets or DEFAULT_BUDGETS
-    frame = with_derived(frame)
+    frame = with_composed(with_derived(frame), composed)
     datasets = sorted(frame["dataset"].unique())
     head = ["# Retrieval stack benchmark report", ""]
     generated = ["Generated by `make report` (`python -m bench report`) from the results named below; every number "
@@ -905,6 +947,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [filters_section(filters)]
     if load is not None and len(load):
         parts += [load_section(load, plots_dir, link_prefix)]
+    if composed is not None and len(composed):
+        parts += [composed_section(composed)]
     if encode_latency is not None and len(encode_latency):
         parts += [repeatability_section(encode_latency)]
     return "\n".join(parts)

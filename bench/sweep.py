@@ -43,12 +43,14 @@ class SweepSummary:
 
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None, executor: Executor | None = None,
-              announce: Callable[[str], None] | None = None, prune: bool = False) -> SweepSummary:
+              announce: Callable[[str], None] | None = None, prune: bool = False,
+              only: set[str] | None = None) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
     `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
     `prune` drops this host's stored rows of this config's cells that the config no longer plans.
+    `only`: measure (and re-time, and redo) only these encoders' cells; the others are planned and left as stored.
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -70,7 +72,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))
     summary = SweepSummary()
     calibration = calibrate()
-    stale = {} if redo else {row["cell_id"]: row for row in stale_latencies(mine, config, calibration).to_dict("records")}
+    stale_rows = stale_latencies(mine, config, calibration)
+    if only is not None:
+        stale_rows = stale_rows[stale_rows["encoder"].isin(only)]
+    stale = {} if redo else {row["cell_id"]: row for row in stale_rows.to_dict("records")}
     if stale and announce:
         announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings, or "
                  f"calibration off the current {calibration:.3f} ms by more than "
@@ -88,6 +93,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     protocol = describe(splits)
     todo = {spec.name: [c for c in plans[spec.name][0]
                         if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k, set(stale))]
+                        if only is None or spec.name in only else []
             for spec in config.encoders}
     speeds = Speeds()
     if announce:

@@ -6,7 +6,7 @@ import dataclasses
 import gc
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -23,14 +23,17 @@ class LatencyStats:
     samples: int
     per_input_ms: tuple[float, ...] = ()  # median over repeats for each input, in input order
     calibration_ms: float = float("nan")  # median calibration-kernel call timed interleaved with these calls
+    # every sample, (repeats, inputs): what end-to-end totals are summed from
+    samples_ms: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_ms(cls, ms: np.ndarray) -> "LatencyStats":
-        """Stats of a (repeats, inputs) or flat array of milliseconds."""
+        """Stats of a (repeats, inputs) or flat array of milliseconds (a flat array: one pass over the inputs)."""
         ms = np.asarray(ms, dtype=np.float64)
         per_input = tuple(np.median(ms, axis=0).tolist()) if ms.ndim == 2 else tuple(ms.tolist())
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-        return cls(float(p50), float(p95), float(p99), float(ms.mean()), int(ms.size), per_input)
+        return cls(float(p50), float(p95), float(p99), float(ms.mean()), int(ms.size), per_input,
+                   samples_ms=ms if ms.ndim == 2 else ms[None, :])
 
     def columns(self, prefix: str) -> dict[str, float]:
         """The schema's `<prefix>_p50_ms`, ... columns."""
@@ -39,9 +42,21 @@ class LatencyStats:
 
 
 def end_to_end(*stages: LatencyStats) -> LatencyStats:
-    """Per-query sum of sequential stages, over the queries every stage timed (the shortest prefix)."""
-    n = min(len(s.per_input_ms) for s in stages)
-    return LatencyStats.from_ms(np.sum([np.asarray(s.per_input_ms[:n]) for s in stages], axis=0))
+    """Per-sample totals of sequential stages, never sums of medians: sample (pass r, query i) of every stage
+    added, over the queries every stage timed (the shortest prefix) and the first stage's passes; a stage timed in
+    fewer passes (the reranker: one per run) adds its pass r mod its passes. When the first stage (query encoding)
+    timed no more queries than the others, every one of its samples is in a total, so the totals' percentiles are
+    never below its own."""
+    n = min(s.samples_ms.shape[1] for s in stages)
+    passes = stages[0].samples_ms.shape[0]
+    total = np.zeros((passes, n))
+    for stage in stages:
+        rows = np.arange(passes) % stage.samples_ms.shape[0]
+        total += stage.samples_ms[rows, :n]
+    return LatencyStats.from_ms(total)
+
+
+E2E_METHOD = "per-sample sums"  # how the sweep's e2e columns are made now (EndToEnd.e2e_method)
 
 
 def measure_latency(call: Callable, inputs: Sequence, warmup: int, repeats: int,

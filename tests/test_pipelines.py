@@ -109,3 +109,21 @@ def test_committed_results_name_their_pipelines():
     frame = with_derived(read_results("results/scifact.parquet", "results/nfcorpus.parquet"))
     assert not frame.duplicated(["dataset", "pipeline_id"]).any()
     assert (frame.groupby("pipeline_id")["dataset"].nunique() == 2).sum() >= 50
+
+
+def test_end_to_end_adds_samples_not_medians():
+    """Encode and search timed 3 passes x 4 queries; a slow encode and a slow search of different queries do not
+    hide each other's tail: every total is a real sample of each stage, and no total percentile is below the
+    encode's own."""
+    from bench.timing import LatencyStats, end_to_end
+
+    rng = np.random.default_rng(0)
+    encode = LatencyStats.from_ms(rng.exponential(5.0, (3, 4)))
+    search = LatencyStats.from_ms(rng.exponential(1.0, (3, 6)))  # more queries timed: the first 4 are paired
+    rerank = LatencyStats.from_ms(np.array([100.0, 200.0, 300.0, 400.0, 500.0]))  # one pass, as the reranker's
+    e2e = end_to_end(encode, search)
+    assert e2e.samples == 12
+    np.testing.assert_allclose(e2e.samples_ms, encode.samples_ms + search.samples_ms[:, :4])
+    assert e2e.p95_ms >= encode.p95_ms and e2e.p99_ms >= encode.p99_ms >= encode.p95_ms
+    full = end_to_end(encode, search, rerank)
+    np.testing.assert_allclose(full.samples_ms - e2e.samples_ms, np.tile([100.0, 200.0, 300.0, 400.0], (3, 1)))
