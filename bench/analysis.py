@@ -419,7 +419,7 @@ def fusion_members(frame: pd.DataFrame, row: pd.Series) -> dict[str, pd.Series]:
     """A fused first stage's members run alone at the same K on the same dataset: its dense side (same model, index
     and search settings) and BM25; those present in `frame`."""
     from bench.pipelines import Pipeline
-    from bench.stages import Fusion, Lexical, retriever_of
+    from bench.stages import Fusion, Lexical
 
     fusion = Pipeline.of_row(row).first
     if not isinstance(fusion, Fusion):
@@ -429,7 +429,7 @@ def fusion_members(frame: pd.DataFrame, row: pd.Series) -> dict[str, pd.Series]:
     dense = same[same["pipeline_id"] == Pipeline(fusion.dense, int(row["k"])).pipeline_id]
     if len(dense):
         members["dense alone"] = dense.iloc[0]
-    lexical = same[[isinstance(retriever_of(r), Lexical) for _, r in same.iterrows()]]
+    lexical = same[same["first_stage_kind"] == Lexical.kind]
     if len(lexical):
         members["BM25 alone"] = lexical.iloc[0]
     return members
@@ -440,6 +440,8 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
     and each fusion over each backend, the dev-chosen row of the group (see `select`) with its paired nDCG@10 delta
     against the same pipeline without that stage (a fusion: against each member alone), on dev (the choice rests on
     it) and on test (reported once); how many rows of the group add something on dev."""
+    from bench.stages import Fusion
+
     rows = frame if "adds_nothing" in frame else with_derived(frame)
     out = []
     for (dataset, encoder, backend, reranker), group in rows[rows["stage"] == "rerank"].groupby(
@@ -454,8 +456,7 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
                     **_delta_cells(pick["stage_delta_dev"], pick["stage_delta_dev_ci"], pick["stage_p_dev"],
                                    pick["stage_delta_test"], pick["stage_delta_test_ci"], pick["stage_p_test"]),
                     "adds": "adds nothing here" if pick["adds_nothing"] else "adds"})
-    fused = rows[(rows["stage"] == "first") & rows["tuned"].notna()]
-    fused = fused[[name.startswith("fuse[") for name in fused["pipeline_name"]]]
+    fused = rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == Fusion.kind)]
     for (dataset, encoder, backend), group in fused.groupby(["dataset", "encoder", "backend"]):
         pick = select(group)
         for member, alone in fusion_members(rows, pick).items():

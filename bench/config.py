@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.encoders import DEFAULT_MODEL, ENCODER_TYPES
+from bench.stages import kind_of
 from bench.splits import Protocol
 from bench.train.options import CrossTrainConfig, TowerTrainConfig
 
@@ -281,11 +282,7 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
                 tower_config(e, config.dataset)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{source}: encoders[{i}].train: {err}") from None
-        if (e.type == "hybrid") != bool(e.hybrid):
-            raise ConfigError(f"{source}: encoders[{i}]: " + ("type 'hybrid' needs a `hybrid` table (dense = ...)"
-                                                            if e.hybrid == {} else "`hybrid` applies to type 'hybrid' only"))
-        if e.hybrid:
-            _check_hybrid(e, encoders, f"{source}: encoders[{i}].hybrid")
+        kind_of(e.type).check_spec(e, encoders, f"{source}: encoders[{i}]")
         if e.chunk_tokens:
             if ENCODER_TYPES[e.type] != "vectors":
                 raise ConfigError(f"{source}: encoders[{i}]: chunking needs a vector encoder, not '{e.type}'")
@@ -314,7 +311,7 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     return dataclasses.replace(config, k=sorted(set(ks)))
 
 
-def _check_hybrid(spec: EncoderSpec, encoders: list[EncoderSpec], where: str) -> None:
+def check_hybrid(spec: EncoderSpec, encoders: list[EncoderSpec], where: str) -> None:
     from bench.hybrid import HybridSpec
 
     hybrid = from_table(HybridSpec, spec.hybrid, where)

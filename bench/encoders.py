@@ -21,6 +21,7 @@ import numpy as np
 from bench.cache import cache_dir, cached_array, content_key
 from bench.chunking import Chunking, Passages, split_passages
 from bench.datasets import Dataset
+from bench.stages import KINDS, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class Encoder(Protocol):
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray: ...
 
+    def query_item(self, text: str):
+        """What the first stage's index is queried with for one query (`batch_query`'s input): a served query."""
+
     def n_parameters(self) -> int: ...
 
     def online_bytes(self) -> int:
@@ -117,6 +121,13 @@ class TextPassthrough:
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         return np.array(texts, dtype=object)
+
+    def query_item(self, text: str) -> np.ndarray:
+        return np.array([text], dtype=object)
+
+    def embed_dataset(self, dataset: Dataset, batch_size: int = 64) -> "Embeddings":
+        """Documents and queries as text: nothing to encode or cache."""
+        return Embeddings(self.encode_docs(dataset.doc_texts), self.encode_queries(dataset.query_texts), 0.0, True)
 
     def online_bytes(self) -> int:
         return 0
@@ -179,6 +190,9 @@ class SentenceEncoder:
     @property
     def tokenizer(self):
         return self.model.tokenizer
+
+    def query_item(self, text: str) -> np.ndarray:
+        return self.encode_queries([text], batch_size=1)
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if self.onnx is not None:
@@ -342,27 +356,20 @@ class Embeddings:
     passages: Passages | None = None
 
 
-ENCODER_TYPES = {"bi": "vectors", "twin": "vectors", "bm25": "text", "hybrid": "hybrid"}  # type -> what it outputs
+ENCODER_TYPES = {name: kind.output for name, kind in KINDS.items()}  # a config's type -> what its encoder outputs
 
 
 def make_encoder(kind: str, model: str, max_seq_length: int | None, device: str = "cpu",
                  query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch") -> Encoder:
-    if kind == "bm25":
-        return TextPassthrough()
-    return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime)
+    return kind_of(kind).make_encoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:
     """Encode corpus (documents, or their passages under `chunking`) and queries, each cached on disk by
     model identity, dataset content, max length and passage split."""
-    if encoder.output == "hybrid":  # the dense side's vectors, beside the texts BM25 indexes
-        from bench.hybrid import HybridItems
-
-        dense = embed_dataset(encoder.dense, dataset, batch_size)
-        return Embeddings(HybridItems(dataset.doc_texts, dense.docs), HybridItems(dataset.query_texts, dense.queries),
-                          dense.encode_seconds, dense.cached)
-    if encoder.output == "text":
-        return Embeddings(encoder.encode_docs(dataset.doc_texts), encoder.encode_queries(dataset.query_texts), 0.0, True)
+    own = getattr(encoder, "embed_dataset", None)  # encoders that do not encode (text) or compose others (hybrid)
+    if own is not None:
+        return own(dataset, batch_size)
     if encoder.frozen_backbone is not None:  # heads over a frozen backbone: its cached vectors, then the heads
         backbone = embed_dataset(SentenceEncoder(encoder.frozen_backbone.model, encoder.frozen_backbone.max_seq_length),
                                  dataset, batch_size, chunking)

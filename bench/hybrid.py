@@ -90,6 +90,17 @@ class HybridEncoder:
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return self.dense.encode_queries(texts, batch_size)
 
+    def query_item(self, text: str) -> HybridItems:
+        return HybridItems([text], self.dense.query_item(text))
+
+    def embed_dataset(self, dataset, batch_size: int = 64):
+        """The dense side's vectors (cached as its own), beside the texts BM25 indexes."""
+        from bench.encoders import Embeddings, embed_dataset
+
+        dense = embed_dataset(self.dense, dataset, batch_size)
+        return Embeddings(HybridItems(dataset.doc_texts, dense.docs), HybridItems(dataset.query_texts, dense.queries),
+                          dense.encode_seconds, dense.cached)
+
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         return self.dense.encode_docs(texts, batch_size, progress)
 

@@ -148,13 +148,8 @@ class Pipeline:
         self.scorer, self.r, self.alpha = scorer, r, alpha
 
     def encode(self, text: str):
-        """What the index is queried with: the text, its vector, or both (a hybrid)."""
-        from bench.hybrid import HybridItems
-
-        if self.encoder.output == "text":
-            return np.array([text], dtype=object)
-        vectors = self.encoder.encode_queries([text], batch_size=1)
-        return HybridItems([text], vectors) if self.encoder.output == "hybrid" else vectors
+        """What the index is queried with: the text, its vector, or both (a hybrid): the encoder's query item."""
+        return self.encoder.query_item(text)
 
     def search(self, item) -> Neighbors:
         return self.index.batch_query(item, 1)

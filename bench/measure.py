@@ -20,8 +20,6 @@ from bench.config import EncoderSpec, MeasureSpec, SweepConfig
 from bench.datasets import Dataset
 from bench.encoders import Embeddings, Encoder
 from bench.env import measured_now
-from bench.hybrid import exact_hybrid, fused
-from bench.indexes import BACKENDS, exact_neighbors
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Cell, Speeds, first_stage_index
@@ -29,6 +27,7 @@ from bench.prepare import Rerankers
 from bench.records import FirstStageRow, RerankRow
 from bench.rerank import ALPHAS, cross_scores, rerank
 from bench.splits import restrict
+from bench.stages import kind_of
 from bench.timing import E2E_METHOD, LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
 
 
@@ -75,8 +74,7 @@ class CellMeasurer:
         self.online_threads = self.settings.threads
         self.scoring_seconds = 0.0  # spent scoring cross-encoder pairs (not a per-cell cost)
         self.truth = np.empty((0, 0), dtype=np.int64)  # exact top documents at the deepest K or R needed
-        self.truth_at: dict[int, np.ndarray] = {}  # K -> exact top-K, aggregated to documents when chunked
-        self.hybrid_truth: dict[int, np.ndarray] = {}  # hybrids: depth -> fused top-depth over exact dense search
+        self._truth: Callable[[Cell], np.ndarray] | None = None  # a cell's exact counterpart's top-K (its stage kind's)
         self.encoder, self.weights = encoder, weights or {}
         self.chunking = encoder.chunking
 
@@ -90,33 +88,11 @@ class CellMeasurer:
     def prepare(self, cells: list[Cell]) -> list[list[Cell]]:
         """Compute the ground truth these cells need; returns them grouped by build tuple (one index each)."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
-        if self.encoder.type == "hybrid":
-            self._prepare_hybrid(cells, depth)
-        else:
-            # ground truth: exact inner-product search, or for text backends BM25 with default parameters
-            exact = exact_neighbors(self.embeddings.docs, self.embeddings.queries, depth, self.build_threads,
-                                    EXACT_BACKEND[cells[0].backend])
-            self.truth = self._to_documents(exact, depth).ids
-            self.truth_at = {k: self._to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
-                             for k in {c.k for c in cells}}
+        self.truth, self._truth = kind_of(self.encoder.type).ground_truth(self, cells, depth)
         ordered = sorted(cells, key=lambda c: c.build_key)
         return [list(group) for _, group in itertools.groupby(ordered, key=lambda c: c.build_key)]
 
-    def _prepare_hybrid(self, cells: list[Cell], depth: int) -> None:
-        """Ground truth of a hybrid cell: the same fusion of BM25 and exact dense search, at the cell's depth."""
-        spec = self.encoder.hybrid_spec
-        depths = sorted({c.search["depth"] for c in cells})
-        dense, sparse = exact_hybrid(spec, self.embeddings.docs, self.embeddings.queries, max(depths), self.build_threads)
-        self.hybrid_truth = {d: fused(spec, self.weights, dense, sparse, d, d).ids for d in depths}
-        self.truth = self.hybrid_truth[max(depths)][:, :depth]
-
-    def _truth(self, cell: Cell) -> np.ndarray:
-        """The exact counterpart's top-K of a cell (recall@K is measured against it)."""
-        if self.encoder.type == "hybrid":
-            return self.hybrid_truth[cell.search["depth"]][:, :cell.k]
-        return self.truth_at[cell.k]
-
-    def _to_documents(self, hits: Neighbors, k: int) -> Neighbors:
+    def to_documents(self, hits: Neighbors, k: int) -> Neighbors:
         """Passage hits aggregated to documents when the corpus is chunked; document hits unchanged."""
         if self.chunking is None:
             return hits
@@ -156,7 +132,7 @@ class CellMeasurer:
         latency = measure_latency(search, sample, self.settings.warmup, self.settings.repeats)
         qps = measure_throughput(lambda: index.batch_query(self.embeddings.queries, self.batch_threads),
                                  len(self.embeddings.queries), self.settings.throughput_repeats)
-        result = self._to_documents(index.batch_query(self.embeddings.queries, self.batch_threads), cell.k)
+        result = self.to_documents(index.batch_query(self.embeddings.queries, self.batch_threads), cell.k)
         e2e = end_to_end(self.encode_latency, latency)
         row = FirstStageRow(**{
             **self.shared, **build, "cell_id": cell.cell_id, "backend": cell.backend,
@@ -252,5 +228,3 @@ class CellMeasurer:
                 written += 1
         return written
 
-
-EXACT_BACKEND = {name: ("bm25s" if cls.input == "text" else "exact") for name, cls in BACKENDS.items()}

@@ -49,11 +49,13 @@ class Pipeline:
 
 def pipeline_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """`pipeline_id`, `pipeline_name`, `first_stage_id` (the same pipeline without its reranker: itself for a
-    first-stage row) and `tuned` (JSON of the tuned settings' values) of each row, on the frame's index."""
+    first-stage row), `first_stage_kind` (its stage kind's `kind`: dense, bm25, fusion) and `tuned` (JSON of the
+    tuned settings' values) of each row, on the frame's index."""
     rows = []
     for index, row in frame.iterrows():
         pipeline = Pipeline.of_row(row)
         rows.append({"index": index, "pipeline_id": pipeline.pipeline_id, "pipeline_name": pipeline.name(),
-                     "first_stage_id": pipeline.without_rerank().pipeline_id,
+                     "first_stage_id": pipeline.without_rerank().pipeline_id, "first_stage_kind": pipeline.first.kind,
                      "tuned": json.dumps(pipeline.tuned(), sort_keys=True)})
-    return pd.DataFrame(rows, columns=["index", "pipeline_id", "pipeline_name", "first_stage_id", "tuned"]).set_index("index")
+    return pd.DataFrame(rows, columns=["index", "pipeline_id", "pipeline_name", "first_stage_id", "first_stage_kind",
+                                       "tuned"]).set_index("index")

@@ -25,10 +25,9 @@ from bench.cache import atomic_write_bytes, cache_dir, content_key
 from bench.calibration import drifted
 from bench.config import EncoderSpec, SweepConfig
 from bench.datasets import Dataset
-from bench.encoders import ENCODER_TYPES
-from bench.hybrid import HybridIndex
 from bench.indexes import BACKENDS, ParamError, make_index
 from bench.indexes.base import AnnIndex
+from bench.stages import kind_of
 
 # Rates never measured on this machine yet: the 2-core reference host's figures (seconds).
 DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0}
@@ -284,15 +283,14 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
         raise ParamError(f"encoder '{encoder.name}': device 'cuda' but torch sees no CUDA device on this host")
     if max(config.k) > dataset.n_docs:
         raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
-    output = ENCODER_TYPES[encoder.type]
-    searched = "vectors" if output == "hybrid" else output  # a hybrid's dense side runs on the vector backends
+    kind = kind_of(encoder.type)
     if identity is None:
         from bench.prepare import resolve_encoder
 
         identity = resolve_encoder(encoder, config).identity
     cells, skipped = [], 0
     for spec in config.backends:
-        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != searched:
+        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != kind.searched:
             continue  # e.g. bm25s takes text, HNSW takes vectors
         if (encoder.backends and spec.backend not in encoder.backends) or (spec.encoders and encoder.name not in spec.encoders):
             continue
@@ -300,7 +298,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
         indexes = [(build, first_stage_index(encoder, spec.backend, build)) for build in spec.build_grid()]
         for _, index in indexes:
             index.check_build(dataset.n_docs)
-        depths = encoder.hybrid_spec.depth if output == "hybrid" else [None]
+        depths = kind.depths(encoder)
         for point in spec.search_grid():
             first_error = None
             accepted = 0
@@ -320,15 +318,14 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 children, too_deep = _plan_children(config, encoder.name, spec.backend, k, key)
                 skipped += too_deep
                 cells.append(Cell(encoder, spec.backend, build, search, k, content_key(key), children))
-            if not accepted and output != "hybrid":  # a hybrid shares the grid: shallow points miss its depths
+            if not accepted and depths == [None]:  # a kind with depths shares the grid: shallow points miss them
                 raise ParamError(f"{first_error} (search point {point} is invalid for every build point and K)")
     return cells, skipped
 
 
 def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: dict[int, float] | None = None) -> AnnIndex:
-    """An unbuilt index of `backend`; for a hybrid encoder, wrapped with its BM25 side and fusion."""
-    index = make_index(backend, **build)
-    return HybridIndex(index, encoder.hybrid_spec, weights) if encoder.type == "hybrid" else index
+    """An unbuilt index of `backend`, as the encoder's stage kind wraps it (a fusion: with its BM25 side)."""
+    return kind_of(encoder.type).wrap_index(encoder, make_index(backend, **build), weights)
 
 
 def _measure_key(config: SweepConfig) -> dict:

@@ -19,6 +19,7 @@ from bench.indexes import ParamError
 from bench.indexes.base import cpu_count
 from bench.rerank import CrossEncoderScorer, ScoreCache, time_rerank
 from bench.splits import QuerySplits, load_splits, restrict
+from bench.stages import kind_of
 from bench.timing import LatencyStats
 from bench.train.cross import model_dir as cross_model_dir
 from bench.train.cross import read_training, train_cross_encoder
@@ -76,9 +77,9 @@ class ResolvedEncoder:
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
     if ENCODER_TYPES[spec.type] == "text":
         return ResolvedEncoder(spec, spec.model, spec.type)
-    if spec.type == "hybrid":  # identified by its dense side (the cell key holds the fusion settings)
-        dense = resolve_encoder(next(e for e in config.encoders if e.name == spec.hybrid_spec.dense), config, data_root)
-        return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
+    composed = kind_of(spec.type).resolve(spec, config, data_root)  # a fusion: through its dense side
+    if composed is not None:
+        return composed
     if not spec.train:  # identified by what its corpus vectors depend on
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + precision_suffix(spec.doc_precision, spec.device))
     tower = tower_config(spec, config.dataset)

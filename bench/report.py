@@ -21,6 +21,7 @@ from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS
                             reranker_in_use, seen_split, select, t_interval, with_derived)
 from bench.analysis import params_text as _params
 from bench.indexes import BACKENDS
+from bench.stages import Dense, Fusion, Lexical, kind_of
 
 # One colour per backend (and per reranking stage) in every plot.
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -210,7 +211,6 @@ def _protocol_lines(frame: pd.DataFrame) -> list[str]:
 
 ENCODER_TYPE_NAMES = {"bm25": "BM25, no encoder", "bi": "bi-encoder", "twin": "twin-tower",
                       "hybrid": "hybrid, BM25 + dense"}
-DENSE_TYPES = ("bi", "twin")
 
 
 def _is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
@@ -222,7 +222,7 @@ def _is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
 
 def _reference_dense(first: pd.DataFrame) -> pd.DataFrame:
     """Dense encoders' rows over whole documents at the reference encoding (fp32 torch)."""
-    return first[first["encoder_type"].isin(DENSE_TYPES) & ~first["passages"] & _is_reference_encoding(first)]
+    return first[(first["first_stage_kind"] == Dense.kind) & ~first["passages"] & _is_reference_encoding(first)]
 
 
 def _baseline_encoder(first: pd.DataFrame) -> str:
@@ -340,18 +340,14 @@ def _seen_section(frame: pd.DataFrame, test: str) -> list[str]:
             "search on the same queries, with 95% t-intervals.", "", markdown_table(pd.DataFrame(table)), ""]
 
 
-BM25_SCALE = "inverted index grows with the corpus tokens (not in the scale series)"
-
-
 def _scale_note(scale: pd.DataFrame | None, row: pd.Series, kind: str) -> str:
-    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (a
-    hybrid's dense side only)."""
-    from bench.scale import growth
+    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (as the
+    row's stage kind puts it: BM25 is not in the series, a fusion quotes its dense side)."""
+    return kind_of(kind).scale_note(_dense_scale_note(scale, row))
 
-    if kind == "bm25":
-        return BM25_SCALE
-    if kind == "hybrid":
-        return f"dense side: {_scale_note(scale, row, 'bi')}; BM25 side: {BM25_SCALE}"
+
+def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+    from bench.scale import growth
 
     slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
     if slopes.empty:
@@ -409,7 +405,7 @@ def _chunking_section(first: pd.DataFrame, test: str) -> list[str]:
 def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
     """The same pretrained model at each query / document precision: query-encoding latency, corpus encoding
     time and exact-search quality, each variant tested against the fp32 model on the same queries."""
-    pretrained = first[first["encoder_type"].isin(DENSE_TYPES) & ~first["passages"]
+    pretrained = first[(first["first_stage_kind"] == Dense.kind) & ~first["passages"]
                        & (first["encoder_mode"] == "pretrained") & (first["backend"] == "exact")]
     variants = pretrained[~_is_reference_encoding(pretrained)]
     if variants.empty:
@@ -454,8 +450,8 @@ def _precision_section(first: pd.DataFrame, test: str) -> list[str]:
 
 def _hybrid_section(first: pd.DataFrame, test: str) -> list[str]:
     """Each hybrid at exact dense search, per depth, beside its two sides alone, with paired tests against each."""
-    hybrid = first[(first["encoder_type"] == "hybrid") & (first["backend"] == "exact")]
-    bm25 = first[(first["encoder_type"] == "bm25")]
+    hybrid = first[(first["first_stage_kind"] == Fusion.kind) & (first["backend"] == "exact")]
+    bm25 = first[(first["first_stage_kind"] == Lexical.kind)]
     dense_name = _baseline_encoder(first)
     dense = first[(first["encoder"] == dense_name) & (first["backend"] == "exact")]
     if hybrid.empty or bm25.empty or dense.empty:
@@ -714,7 +710,7 @@ def _r_plot(path: Path, curves: list[tuple[str, pd.DataFrame]], title: str) -> N
 
 
 def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[str]:
-    own = first[(first["encoder"] == _baseline_encoder(first)) | (first["encoder_type"] == "bm25")]
+    own = first[(first["encoder"] == _baseline_encoder(first)) | (first["first_stage_kind"] == Lexical.kind)]
     baseline_rows = own[(own["backend"] == "exact")]
     if baseline_rows.empty:
         return []
@@ -847,7 +843,7 @@ def _dataset_body(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, budget
     parts += _chunking_section(first, test)
     parts += _precision_section(first, test)
     parts += _hybrid_section(first, test)
-    dense = first[first["encoder_type"] != "bm25"]  # BM25's recall@K is against BM25 itself: not comparable
+    dense = first[first["first_stage_kind"] != Lexical.kind]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["## Pareto frontiers", "",
               "Parameter short names: " + ", ".join(f"{v} = {k}" for k, v in ABBREVIATIONS.items()) + ".", ""]
     parts += _recall_frontiers(dense, plots_dir, link_prefix)
@@ -1266,16 +1262,24 @@ def composed_section(frame: pd.DataFrame) -> str:
     lines = ["## Pipelines timed as deployed", "",
              "Each pipeline a budget or the dev frontier could pick, rebuilt from its sweep cell; every test query sent "
              "through encode, search and rerank in one loop, one query at a time, each stage and the whole timed per "
-             "sample (`python -m bench composed`). 'composed' percentiles are over the per-query totals; 'sweep' are "
-             "the sweep row's, summed from per-stage medians. Samples = queries x passes, on the threads given.", ""]
+             "sample (`python -m bench composed`). 'composed' percentiles are over the measured per-query totals; "
+             "'from medians' summarizes the same samples as the sweep's e2e was before per-sample sums (each stage's "
+             "per-query median over the passes, summed); 'sweep' is the sweep row's figure, from another run: its "
+             "host speed differs by the kernel ratio shown (composed kernel / sweep kernel). Samples = queries x "
+             "passes, on the threads given.", ""]
     for dataset, rows in frame.sort_values(["dataset", "e2e_p95_ms"]).groupby("dataset"):
         table = pd.DataFrame({
             "pipeline": rows["pipeline"], "chosen as": rows["chosen_as"],
             "samples (threads)": [f"{q} x {r} ({t})" for q, r, t in zip(rows["queries"], rows["repetitions"], rows["threads"])],
             "composed e2e p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
                                                 zip(rows["e2e_p50_ms"], rows["e2e_p95_ms"], rows["e2e_p99_ms"])],
-            "sweep e2e p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
-                                             zip(rows["sweep_e2e_p50_ms"], rows["sweep_e2e_p95_ms"], rows["sweep_e2e_p99_ms"])],
+            "from medians p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                                zip(rows["medians_e2e_p50_ms"], rows["medians_e2e_p95_ms"],
+                                                    rows["medians_e2e_p99_ms"])],
+            "sweep e2e p50 / p95 / p99 ms (kernel ratio)": [
+                " / ".join(timing_text(v) for v in vals[:3]) + f" ({vals[3] / vals[4]:.2f}x)" for vals in
+                zip(rows["sweep_e2e_p50_ms"], rows["sweep_e2e_p95_ms"], rows["sweep_e2e_p99_ms"], rows["calibration_ms"],
+                    rows["sweep_calibration_ms"])],
             "encode / search / rerank p95 ms": [" / ".join(timing_text(v) for v in vals) for vals in
                                                 zip(rows["encode_p95_ms"], rows["search_p95_ms"], rows["rerank_p95_ms"])],
             "measured": rows["measured_at"].map(lambda t: f"{t:%Y-%m-%d}" if pd.notna(t) else "")})

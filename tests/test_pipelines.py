@@ -127,3 +127,36 @@ def test_end_to_end_adds_samples_not_medians():
     assert e2e.p95_ms >= encode.p95_ms and e2e.p99_ms >= encode.p99_ms >= encode.p95_ms
     full = end_to_end(encode, search, rerank)
     np.testing.assert_allclose(full.samples_ms - e2e.samples_ms, np.tile([100.0, 200.0, 300.0, 400.0], (3, 1)))
+
+
+def test_a_composed_run_times_every_stage_per_query_and_keeps_the_medians_view():
+    """A fake pipeline whose stages take known ticks: the totals are measured per query, the 'from medians' view
+    is computed from the same samples, and a slow query in one pass shows in the totals' tail only."""
+    from bench.composed import composed_columns, time_composed
+
+    class Fake:
+        def __init__(self):
+            self.calls = 0
+
+        def encode(self, text):
+            self.calls += 1
+            return text
+
+        def search(self, item):
+            return item
+
+        def rerank(self, text, first):
+            return first
+
+        def __call__(self, text):
+            return self.rerank(text, self.search(self.encode(text)))
+
+    samples = time_composed(Fake(), ["a", "b", "c"], repetitions=2, warmup=1)
+    assert set(samples) == {"encode", "search", "rerank", "e2e", "kernel"}
+    assert all(v.shape == (2, 3) for v in samples.values())
+    assert (samples["e2e"] >= samples["encode"]).all()
+    fixed = {name: np.ones((3, 4)) for name in ("encode", "search", "rerank", "kernel")}
+    fixed["encode"][0, 0] = 50.0  # one slow encode, pass 0 query 0
+    fixed["e2e"] = fixed["encode"] + fixed["search"] + fixed["rerank"]
+    columns = composed_columns(fixed)
+    assert columns["e2e_p99_ms"] > 40 and columns["medians_e2e_p99_ms"] == pytest.approx(3.0)

@@ -9,18 +9,26 @@ RETRIEVERS.
 
 from __future__ import annotations
 
-from bench.stages.base import Retriever, model_name as model_name_of
+from bench.stages.base import FirstStageKind, Retriever, model_name as model_name_of
 from bench.stages.dense import Dense
 from bench.stages.fusion import Fusion
 from bench.stages.lexical import Lexical
 from bench.stages.rerank import Rerank
 
-RETRIEVERS: dict[str, type[Retriever]] = {
+RETRIEVERS: dict[str, type[FirstStageKind]] = {
     "bi": Dense,  # one encoder for queries and documents
     "twin": Dense,  # separate query and document towers: the same stage shape
     "bm25": Lexical,
     "hybrid": Fusion,
 }
+
+
+KINDS = RETRIEVERS  # a config's encoder `type` -> its stage kind
+
+
+def kind_of(type_name: str) -> type[FirstStageKind]:
+    """The stage kind of a config's encoder `type`."""
+    return KINDS[type_name]
 
 
 def retriever_of(row) -> Retriever:
@@ -31,4 +39,4 @@ def retriever_of(row) -> Retriever:
     return kind.of_row(row)
 
 
-__all__ = ["RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]
+__all__ = ["KINDS", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]

@@ -11,6 +11,7 @@ HIDDEN = {"seed", "random_init", "training_sample_size"}  # in the key, not in n
 
 class Retriever(Protocol):
     kind: ClassVar[str]
+    output: ClassVar[str]  # what its encoder hands the index: "vectors", "text" or "hybrid"
 
     @classmethod
     def of_row(cls, row) -> "Retriever": ...
@@ -46,3 +47,61 @@ def model_name(identity: str) -> str:
     base = _TRAINED.match(path).group("base") if path else head
     digest = digest.removeprefix("sha256:")[:8]
     return base + (f"@{digest}" if digest else "") + (f"|{variant}" if variant else "")
+
+
+class FirstStageKind:
+    """What a kind of first stage does beyond describing a row, with a dense retriever's behaviour as the default:
+    check its config entry, resolve its model, plan its grid, wrap its index, compute its ground truth. The sweep,
+    the planner, the config and the encoders ask the registry (bench.stages.KINDS), never the kind's name."""
+
+    output: ClassVar[str] = "vectors"
+    searched: ClassVar[str] = "vectors"  # the `input` of the backends its index runs on (bench.indexes)
+
+    @classmethod
+    def check_spec(cls, spec, encoders: list, where: str) -> None:
+        """A config entry of this kind (`spec`, an EncoderSpec) among `encoders`; raises ConfigError naming `where`."""
+        from bench.config import ConfigError
+
+        if spec.hybrid:
+            raise ConfigError(f"{where}: `hybrid` applies to type 'hybrid' only")
+
+    @classmethod
+    def resolve(cls, spec, config, data_root):
+        """Its model resolved (bench.prepare.ResolvedEncoder), or None: a single model the caller resolves."""
+        return None
+
+    @classmethod
+    def make_encoder(cls, model: str, max_seq_length, device: str, query_precision: str, doc_precision: str,
+                     query_runtime: str):
+        from bench.encoders import SentenceEncoder
+
+        return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime)
+
+    @classmethod
+    def depths(cls, spec) -> list:
+        """Extra grid dimension of its search (a fusion's depth per side); [None] for none."""
+        return [None]
+
+    @classmethod
+    def wrap_index(cls, spec, index, weights):
+        """The first stage's index around the backend's (`weights`: tuned fusion weights)."""
+        return index
+
+    @classmethod
+    def ground_truth(cls, measurer, cells: list, depth: int):
+        """(exact top-`depth` documents of every query, a function cell -> the exact top-K that cell's recall@K is
+        measured against): exact inner-product search, or BM25 with default parameters for text backends."""
+        from bench.indexes import BACKENDS, exact_neighbors
+        from bench.indexes.base import Neighbors
+
+        exact_backend = "bm25s" if BACKENDS[cells[0].backend].input == "text" else "exact"
+        exact = exact_neighbors(measurer.embeddings.docs, measurer.embeddings.queries, depth, measurer.build_threads,
+                                exact_backend)
+        truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
+                    for k in {c.k for c in cells}}
+        return measurer.to_documents(exact, depth).ids, lambda cell: truth_at[cell.k]
+
+    @classmethod
+    def scale_note(cls, dense_note: str) -> str:
+        """The cost table's note on how it grows with N, given the scale series' note for a dense index."""
+        return dense_note

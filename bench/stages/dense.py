@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.stages.base import params, params_name, model_name
+from bench.stages.base import FirstStageKind, model_name, params, params_name
 
 
 @dataclass(frozen=True)
-class Dense:
+class Dense(FirstStageKind):
     kind: ClassVar[str] = "dense"
     model: str  # identity: path or hub name @ content digest, with its precision / runtime variant
     backend: str

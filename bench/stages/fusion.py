@@ -10,15 +10,18 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.stages.base import params
+from bench.stages.base import FirstStageKind, params
 from bench.stages.dense import Dense
+from bench.stages.lexical import BM25_SCALE
 
 FUSION_KEYS = ("depth", "fusion", "rrf_k", "weight")  # a hybrid row's search settings that belong to the fusion
 
 
 @dataclass(frozen=True)
-class Fusion:
+class Fusion(FirstStageKind):
     kind: ClassVar[str] = "fusion"
+    output: ClassVar[str] = "hybrid"  # texts and the dense side's vectors (bench.hybrid.HybridItems)
+    searched: ClassVar[str] = "vectors"  # its dense side runs on the vector backends
     rule: str  # "rrf" or "convex"
     depth: int  # K' each side retrieves
     dense: Dense
@@ -53,3 +56,45 @@ class Fusion:
 
     def tuned(self) -> dict[str, float]:
         return {"weight": float(self.weight)} if self.rule == "convex" and self.weight_chosen_on == "dev" else {}
+
+    @classmethod
+    def check_spec(cls, spec, encoders, where):
+        from bench.config import ConfigError, check_hybrid
+
+        if not spec.hybrid:
+            raise ConfigError(f"{where}: type '{spec.type}' needs a `hybrid` table (dense = ...)")
+        check_hybrid(spec, encoders, f"{where}.hybrid")
+
+    @classmethod
+    def resolve(cls, spec, config, data_root):
+        """Identified by its dense side (the cell key holds the fusion settings)."""
+        from bench.prepare import ResolvedEncoder, resolve_encoder
+
+        dense = resolve_encoder(next(e for e in config.encoders if e.name == spec.hybrid_spec.dense), config, data_root)
+        return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
+
+    @classmethod
+    def depths(cls, spec) -> list:
+        return list(spec.hybrid_spec.depth)
+
+    @classmethod
+    def wrap_index(cls, spec, index, weights):
+        from bench.hybrid import HybridIndex
+
+        return HybridIndex(index, spec.hybrid_spec, weights)
+
+    @classmethod
+    def ground_truth(cls, measurer, cells, depth):
+        """The same fusion of BM25 and exact dense search, at each cell's depth."""
+        from bench.hybrid import exact_hybrid, fused
+
+        spec = measurer.encoder.hybrid_spec
+        depths = sorted({c.search["depth"] for c in cells})
+        dense, sparse = exact_hybrid(spec, measurer.embeddings.docs, measurer.embeddings.queries, max(depths),
+                                     measurer.build_threads)
+        truth = {d: fused(spec, measurer.weights, dense, sparse, d, d).ids for d in depths}
+        return truth[max(depths)][:, :depth], lambda cell: truth[cell.search["depth"]][:, :cell.k]
+
+    @classmethod
+    def scale_note(cls, dense_note: str) -> str:
+        return f"dense side: {dense_note}; BM25 side: {BM25_SCALE}"

@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.stages.base import params, params_name
+from bench.stages.base import FirstStageKind, params, params_name
+
+
+BM25_SCALE = "inverted index grows with the corpus tokens (not in the scale series)"
 
 
 @dataclass(frozen=True)
-class Lexical:
+class Lexical(FirstStageKind):
     kind: ClassVar[str] = "bm25"
+    output: ClassVar[str] = "text"
+    searched: ClassVar[str] = "text"
     backend: str  # the library: bm25s
     build: str  # JSON, as run (k1, b, method)
 
@@ -27,3 +32,13 @@ class Lexical:
 
     def tuned(self) -> dict[str, float]:
         return {}
+
+    @classmethod
+    def make_encoder(cls, model, max_seq_length, device, query_precision, doc_precision, query_runtime):
+        from bench.encoders import TextPassthrough
+
+        return TextPassthrough()
+
+    @classmethod
+    def scale_note(cls, dense_note: str) -> str:
+        return BM25_SCALE
