@@ -1,10 +1,11 @@
-# `make bench` runs the reference sweeps (SciFact, then NFCorpus); `make test` runs the test suite.
+# `make bench` runs the reference sweeps (SciFact, NFCorpus, then NFCorpus's reranked pick on SciFact); `make test`
+# runs the test suite.
 # Both create .venv and install the package (torch pinned by constraints.txt) on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
+CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml configs/transfer-scifact.toml
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 

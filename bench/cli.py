@@ -308,9 +308,10 @@ def cmd_contributions(args: argparse.Namespace) -> int:
 def _composed(path: Path | None) -> pd.DataFrame | None:
     """Composed-run rows (bench.composed) from `path`; the default file where it exists."""
     from bench.store import COMPOSED_SCHEMA
+    from bench.store import read_results as read_series
 
     path = path or (Path("results/composed.parquet") if Path("results/composed.parquet").exists() else None)
-    return read_results(path, schema=COMPOSED_SCHEMA) if path else None
+    return read_series(path, schema=COMPOSED_SCHEMA) if path else None
 
 
 def _latency_lines(pick: pd.Series, composed: pd.DataFrame | None) -> str:
@@ -321,7 +322,7 @@ def _latency_lines(pick: pd.Series, composed: pd.DataFrame | None) -> str:
              f"{timing_text(pick.get('e2e_p99_ms', float('nan')))} ms ({pick.get('e2e_method', 'unknown method')}, "
              f"{pick.get('e2e_queries', '?')} queries)")
     runs = None if composed is None else composed[(composed["sweep_cell_id"] == pick["cell_id"])
-                                                  & (composed["host_id"] == pick["host_id"])]
+                                                  & (composed["host_id"] == pick.get("host_id"))]
     if runs is None or runs.empty:
         return f"  end-to-end {sweep}; not timed as a composed run on this host (python -m bench composed)\n"
     run = runs.sort_values("measured_at").iloc[-1]

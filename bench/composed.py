@@ -206,7 +206,7 @@ def with_composed(frame: pd.DataFrame, composed: pd.DataFrame | None) -> pd.Data
     if composed is None or composed.empty:
         return out.assign(**{name: np.nan for name in names})
     latest = (composed.sort_values("measured_at").drop_duplicates(["sweep_cell_id", "host_id"], keep="last")
-              .rename(columns={"sweep_cell_id": "cell_id", "e2e_p50_ms": names[0], "e2e_p95_ms": names[1],
+              .drop(columns=["cell_id"]).rename(columns={"sweep_cell_id": "cell_id", "e2e_p50_ms": names[0], "e2e_p95_ms": names[1],
                                "e2e_p99_ms": names[2]}))
     merged = out.reset_index().merge(latest[["cell_id", "host_id", *names]], on=["cell_id", "host_id"], how="left")
     return merged.set_index("index")

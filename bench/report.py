@@ -873,7 +873,7 @@ def _across_datasets(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
     rows = []
     for key in common:
         cells = shown.set_index(CONFIGURATION).loc[[key]]
-        entry = {"configuration": cells.iloc[0]["pipeline"]}
+        entry = {"configuration": cells.iloc[0]["pipeline_name"]}  # tuned values differ per dataset: not in the name
         per_query = []
         for dataset in datasets:
             row = cells[cells["dataset"] == dataset].iloc[0]

@@ -241,7 +241,13 @@ def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame
         if parts:  # a later row of the same cell and host replaces an earlier one
             frame = frame.drop_duplicates(KEY, keep="last").reset_index(drop=True)
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else empty_frame(schema)
+    if not frames:
+        return empty_frame(schema)
+    combined = pd.concat(frames, ignore_index=True)
+    if len(frames) > 1 and "measured_at" in combined:  # a cell in two files (a series re-measuring one): the latest
+        latest = combined["measured_at"].fillna(pd.Timestamp.min.tz_localize("UTC")).sort_values(kind="stable")
+        combined = combined.loc[latest.index].drop_duplicates(KEY, keep="last").sort_index().reset_index(drop=True)
+    return combined
 
 
 def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:

@@ -160,3 +160,15 @@ def test_a_composed_run_times_every_stage_per_query_and_keeps_the_medians_view()
     fixed["e2e"] = fixed["encode"] + fixed["search"] + fixed["rerank"]
     columns = composed_columns(fixed)
     assert columns["e2e_p99_ms"] > 40 and columns["medians_e2e_p99_ms"] == pytest.approx(3.0)
+
+
+def test_composed_figures_join_their_sweep_rows():
+    from bench.composed import with_composed
+    from bench.store import COMPOSED_SCHEMA
+
+    frame = read_results("results/nfcorpus.parquet")
+    composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)
+    joined = with_composed(frame, composed)
+    timed = joined.dropna(subset=["composed_e2e_p95_ms"])
+    assert len(joined) == len(frame) and len(timed) == (composed["dataset"] == "nfcorpus").sum() > 0
+    assert (timed["composed_e2e_p99_ms"] >= timed["composed_e2e_p95_ms"]).all()

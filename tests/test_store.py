@@ -103,3 +103,22 @@ def test_files_before_the_stage_column_get_it_from_r(tmp_path):
     table = pa.Table.from_pylist(rows, schema=SCHEMA).drop_columns(["stage"])
     pq.write_table(table, tmp_path / "old.parquet")
     assert read_results(tmp_path / "old.parquet")["stage"].tolist() == ["first", "rerank"]
+
+
+def test_a_cell_in_two_files_is_read_once_as_its_latest_row(tmp_path):
+    """configs/transfer-scifact.toml re-measures a cell of configs/scifact.toml into its own file: read together, the
+    later row stands for the cell (as a later part file does within one file)."""
+    import datetime
+
+    import pandas as pd
+
+    frame = read_results("results/nfcorpus.parquet")
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    old = frame.iloc[:3].copy()
+    new = frame.iloc[:1].copy()
+    new["measured_at"] = pd.Timestamp(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
+    new["e2e_p95_ms"] = 123.0
+    ResultStore(first)._write(old)
+    ResultStore(second)._write(new)
+    both = read_results(second, first)
+    assert len(both) == 3 and both.set_index("cell_id").loc[new["cell_id"].iloc[0], "e2e_p95_ms"] == 123.0
