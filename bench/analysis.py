@@ -440,7 +440,7 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
     and each fusion over each backend, the dev-chosen row of the group (see `select`) with its paired nDCG@10 delta
     against the same pipeline without that stage (a fusion: against each member alone), on dev (the choice rests on
     it) and on test (reported once); how many rows of the group add something on dev."""
-    from bench.stages import Fusion
+    from bench.stages import Fusion, Rerank
 
     rows = frame if "adds_nothing" in frame else with_derived(frame)
     out = []
@@ -450,7 +450,7 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
         if group.empty:
             continue
         pick = select(group)
-        out.append({"dataset": dataset, "stage": pick["pipeline_name"].split(" >> ")[1].split(" % ")[0],
+        out.append({"dataset": dataset, "stage": Rerank.of_row(pick).name(),
                     "over": f"{encoder} · {backend}", "against": "its first stage", "pipeline": pick["pipeline"],
                     "rows adding on dev": f"{int((~group['adds_nothing']).sum())} of {len(group)}",
                     **_delta_cells(pick["stage_delta_dev"], pick["stage_delta_dev_ci"], pick["stage_p_dev"],
@@ -462,7 +462,7 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
         for member, alone in fusion_members(rows, pick).items():
             dev, test = _paired_delta(pick, alone, "dev"), _paired_delta(pick, alone, "test")
             adds = sum(1 for _, r in group.iterrows() if _member_adds(rows, r, member))
-            out.append({"dataset": dataset, "stage": pick["pipeline_name"].split("](")[0] + "]",
+            out.append({"dataset": dataset, "stage": Fusion.of_row(pick).rule_name(),
                         "over": f"{encoder} · {backend}", "against": member, "pipeline": pick["pipeline"],
                         "rows adding on dev": f"{adds} of {len(group)}", **_delta_cells(*dev, *test),
                         "adds": "adds nothing here" if dev[2] >= ALPHA or dev[0] <= 0 else "adds"})

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +26,11 @@ import pandas as pd
 
 from bench.analysis import DEFAULT_BUDGETS, Budget, NothingFits, candidates, pareto, recommend, with_derived
 from bench.cache import content_key
-from bench.calibration import kernel
-from bench.config import ConfigError, SweepConfig, from_table, load_config, read_toml
+from bench.config import SweepConfig, check_all, from_table, load_config, read_toml
 from bench.env import host_id, measured_now, run_metadata
+from bench.pipeline_gate import STAGES, time_stages
 from bench.store import COMPOSED_SCHEMA, ResultStore, read_results
 from bench.timing import online_threads
-
-STAGES = ("encode", "search", "rerank")
 
 
 @dataclass(frozen=True)
@@ -51,13 +48,10 @@ class ComposedConfig:
     results: str = ""
 
     def __post_init__(self):
-        checks = [(self.max_pipelines >= 1, "max_pipelines must be >= 1"), (self.queries >= 0, "queries must be >= 0"),
-                  (self.repetitions >= 1, "repetitions must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
-                  (self.threads >= 1, "threads must be >= 1"),
-                  (all(len(b) == 2 for b in self.budgets), "budgets: each is [p95 ms, memory MB]")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all([(self.max_pipelines >= 1, "max_pipelines must be >= 1"), (self.queries >= 0, "queries must be >= 0"),
+                   (self.repetitions >= 1, "repetitions must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
+                   (self.threads >= 1, "threads must be >= 1"),
+                   (all(len(b) == 2 for b in self.budgets), "budgets: each is [p95 ms, memory MB]")])
         for p95, memory in self.budgets:
             Budget(p95, memory)
 
@@ -122,23 +116,8 @@ def missing_models(sweep: SweepConfig, row: pd.Series, data_root: Path | None) -
 
 def time_composed(pipeline, texts: list[str], repetitions: int, warmup: int) -> dict[str, np.ndarray]:
     """Per-sample milliseconds of each stage, of the whole (`e2e`, measured, not summed) and of the kernel:
-    (repetitions x queries) each."""
-    for i in range(warmup):
-        pipeline(texts[i % len(texts)])
-    samples = {name: np.empty((repetitions, len(texts)), dtype=np.int64) for name in (*STAGES, "e2e", "kernel")}
-    for rep in range(repetitions):
-        for i, text in enumerate(texts):
-            t0 = time.perf_counter_ns()
-            item = pipeline.encode(text)
-            t1 = time.perf_counter_ns()
-            first = pipeline.search(item)
-            t2 = time.perf_counter_ns()
-            pipeline.rerank(text, first)
-            t3 = time.perf_counter_ns()
-            kernel()
-            t4 = time.perf_counter_ns()
-            for name, value in zip((*STAGES, "e2e", "kernel"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0, t4 - t3)):
-                samples[name][rep, i] = value
+    (repetitions x queries) each (the pipeline gate's loop, bench.pipeline_gate.time_stages)."""
+    samples, _ = time_stages(pipeline, texts, repetitions, warmup)
     return {name: values / 1e6 for name, values in samples.items()}
 
 

@@ -186,6 +186,13 @@ def grid(axes: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
 
 
+def check_all(checks: list[tuple[bool, str]]) -> None:
+    """A settings dataclass's checks: ValueError with the first failing one's message (from_table names the file)."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
 def from_table(cls, raw: Any, where: str):
     """Build dataclass `cls` from a TOML table, naming the unknown or mistyped key."""
     if not isinstance(raw, dict):

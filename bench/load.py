@@ -34,7 +34,7 @@ import pandas as pd
 from bench.analysis import DEFAULT_BUDGETS, Budget, NothingFits, fastest_at_recall, recommend, with_derived
 from bench.cache import content_key
 from bench.calibration import calibrate, drifted
-from bench.config import ConfigError, SweepConfig, from_table, load_config, read_toml
+from bench.config import ConfigError, SweepConfig, check_all, from_table, load_config, read_toml
 from bench.env import host_id, measured_now, run_metadata
 from bench.indexes import ParamError
 from bench.indexes.base import Neighbors, cpu_count
@@ -66,17 +66,14 @@ class LoadConfig:
     results: str = ""
 
     def __post_init__(self):
-        checks = [(self.clients and all(c >= 1 for c in self.clients), "clients must be a non-empty list of integers >= 1"),
-                  (self.seconds > 0, "seconds must be > 0"), (self.min_requests >= 1, "min_requests must be >= 1"),
-                  (self.warmup >= 0, "warmup must be >= 0"), (self.workers >= 1, "workers must be >= 1"),
-                  (self.deadline_ms > 0, "deadline_ms must be > 0"), (self.threads >= 1, "threads must be >= 1"),
-                  (all(0 < f for f in self.open_fractions), "open_fractions must be > 0"),
-                  (all(0 < q for q in self.open_qps), "open_qps must be > 0"),
-                  (self.price_per_core_hour >= 0, "price_per_core_hour must be >= 0"),
-                  (all(len(b) == 2 for b in self.budgets), "budgets: each is [p95 ms, memory MB]")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all([(self.clients and all(c >= 1 for c in self.clients), "clients must be a non-empty list of integers >= 1"),
+                   (self.seconds > 0, "seconds must be > 0"), (self.min_requests >= 1, "min_requests must be >= 1"),
+                   (self.warmup >= 0, "warmup must be >= 0"), (self.workers >= 1, "workers must be >= 1"),
+                   (self.deadline_ms > 0, "deadline_ms must be > 0"), (self.threads >= 1, "threads must be >= 1"),
+                   (all(0 < f for f in self.open_fractions), "open_fractions must be > 0"),
+                   (all(0 < q for q in self.open_qps), "open_qps must be > 0"),
+                   (self.price_per_core_hour >= 0, "price_per_core_hour must be >= 0"),
+                   (all(len(b) == 2 for b in self.budgets), "budgets: each is [p95 ms, memory MB]")])
         for p95, memory in self.budgets:
             Budget(p95, memory)
 

@@ -89,18 +89,18 @@ def gated_rows(config: PipelineGateConfig, frame) -> list:
     return list(rows.values())
 
 
-def time_pipeline(pipeline, texts: list[str], repetitions: int, warmup: int,
-                  slowdown: dict[str, float]) -> tuple[dict[str, list[float]], dict[str, list[float]], str]:
-    """Per stage and end to end: the normalized median of each repetition; its median in ms; and a hash of
-    the ranked lists (the gate's quality check)."""
-    stages = {stage: slowed(getattr(pipeline, stage), slowdown.get(stage, 1.0)) for stage in STAGES}
+def time_stages(pipeline, texts: list[str], repetitions: int, warmup: int,
+                stages: dict | None = None) -> tuple[dict[str, np.ndarray], list]:
+    """Every query sent through encode -> search -> rerank in one loop, one at a time, `repetitions` passes after
+    `warmup` untimed queries: nanoseconds of each stage, of the whole (`e2e`, measured) and of the calibration kernel
+    timed after it, each (repetitions x queries); and the ranked lists of the first pass. `stages` replaces the
+    pipeline's own (a slowed one, to check the gate fires)."""
+    stages = stages or {stage: getattr(pipeline, stage) for stage in STAGES}
     for text in itertools.islice(itertools.cycle(texts), warmup):
         pipeline(text)
-    normalized: dict[str, list[float]] = {name: [] for name in (*STAGES, "e2e")}
-    ms: dict[str, list[float]] = {name: [] for name in normalized}
+    samples = {name: np.empty((repetitions, len(texts)), dtype=np.int64) for name in (*STAGES, "e2e", "kernel")}
     ranked = []
     for rep in range(repetitions):
-        samples = {name: np.empty(len(texts), dtype=np.int64) for name in (*STAGES, "e2e", "kernel")}
         for i, text in enumerate(texts):
             t0 = time.perf_counter_ns()
             item = stages["encode"](text)
@@ -112,13 +112,22 @@ def time_pipeline(pipeline, texts: list[str], repetitions: int, warmup: int,
             kernel()
             t4 = time.perf_counter_ns()
             for name, value in zip((*STAGES, "e2e", "kernel"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0, t4 - t3)):
-                samples[name][i] = value
+                samples[name][rep, i] = value
             if rep == 0:
                 ranked.append(np.asarray(ids).tolist())
-        calibration = float(np.median(samples["kernel"]))
-        for name in normalized:
-            normalized[name].append(float(np.median(samples[name])) / calibration)
-            ms[name].append(float(np.median(samples[name])) / 1e6)
+    return samples, ranked
+
+
+def time_pipeline(pipeline, texts: list[str], repetitions: int, warmup: int,
+                  slowdown: dict[str, float]) -> tuple[dict[str, list[float]], dict[str, list[float]], str]:
+    """Per stage and end to end: the normalized median of each repetition; its median in ms; and a hash of
+    the ranked lists (the gate's quality check)."""
+    stages = {stage: slowed(getattr(pipeline, stage), slowdown.get(stage, 1.0)) for stage in STAGES}
+    samples, ranked = time_stages(pipeline, texts, repetitions, warmup, stages)
+    calibration = np.median(samples["kernel"], axis=1)  # per repetition
+    medians = {name: np.median(samples[name], axis=1) for name in (*STAGES, "e2e")}
+    normalized = {name: (values / calibration).tolist() for name, values in medians.items()}
+    ms = {name: (values / 1e6).tolist() for name, values in medians.items()}
     digest = hashlib.sha256(json.dumps(ranked).encode()).hexdigest()[:16]
     return normalized, ms, digest
 

@@ -47,12 +47,15 @@ class Fusion(FirstStageKind):
         return {"kind": self.kind, **self._rule(), "depth": self.depth,
                 "members": [self.dense.key(), {"kind": "bm25", "backend": "bm25s"}]}
 
-    def name(self) -> str:
+    def rule_name(self) -> str:
         if self.rule == "rrf":
             rule = f"RRF k={self.rrf_k:g}"
         else:
             rule = "convex, weight chosen on dev" if self.weight_chosen_on == "dev" else f"convex w={self.weight:g}"
-        return f"fuse[{rule}; depth {self.depth}]({self.dense.name()}, BM25 · bm25s)"
+        return f"fuse[{rule}; depth {self.depth}]"
+
+    def name(self) -> str:
+        return f"{self.rule_name()}({self.dense.name()}, BM25 · bm25s)"
 
     def tuned(self) -> dict[str, float]:
         return {"weight": float(self.weight)} if self.rule == "convex" and self.weight_chosen_on == "dev" else {}
