@@ -1,9 +1,10 @@
 """The hybrid first stage: BM25 and a dense encoder each retrieve their own top-`depth`, fused into one top-K.
 
 A config states it as an encoder of type "hybrid" whose `hybrid` table names the dense encoder (another
-encoder of the same config) and the fusion: reciprocal rank fusion with constant `rrf_k`, or a convex
-combination of min-max normalized scores with `weight` on the dense side, a number or "dev" (chosen on the
-dev queries, over exact dense search, per depth, before any cell is measured). `depth` (K' per side) is a
+encoder of the same config) and the fusion rule (bench.fusion.RULES): reciprocal rank fusion with constant
+`rrf_k`, a convex combination of min-max normalized scores, or any registered rule; a weighted rule puts `weight`
+on the dense side, a number or "dev" (chosen on the dev queries, over exact dense search, per depth, before any
+cell is measured). `depth` (K' per side) is a
 grid dimension. The dense side runs through every vector backend of the sweep; the two searches run one
 after the other on one thread, then the fusion: all of it inside the timed path. Memory is both indexes.
 """
@@ -16,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.fusion import METHODS, fuse, fuse_one
+from bench.fusion import METHODS, fuse, fuse_one, rule_of
 from bench.indexes import make_index
 from bench.indexes.base import AnnIndex, Neighbors, ParamError, require
 
-WEIGHTS = tuple(round(w, 2) for w in np.arange(0.05, 1.0, 0.05))  # the convex weights "dev" chooses from
+WEIGHTS = tuple(round(w, 2) for w in np.arange(0.05, 1.0, 0.05))  # the fusion weights "dev" chooses from
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class HybridSpec:
     """An encoder's `hybrid` table."""
 
     dense: str  # the name of a (whole-document) vector encoder of the same config
-    fusion: str = "rrf"  # "rrf" or "convex"
+    fusion: str = "rrf"  # a rule of bench.fusion.RULES
     rrf_k: float = 60.0
-    weight: float | typing.Literal["dev"] = "dev"  # convex: weight of the dense side
+    weight: float | typing.Literal["dev"] = "dev"  # weighted rules: weight of the dense side
     depth: list[int] = field(default_factory=lambda: [100, 1000])  # K' retrieved by each side
     k1: float = 0.9  # BM25 side (bm25s, as the `bm25s` backend)
     b: float = 0.4
@@ -44,8 +45,8 @@ class HybridSpec:
             raise ValueError(f"weight must be in [0, 1] or 'dev', got {self.weight!r}")
         if not self.depth or any(d < 1 for d in self.depth):
             raise ValueError(f"depth must be a non-empty list of positive integers, got {self.depth!r}")
-        if self.fusion == "rrf" and self.weight != "dev":
-            raise ValueError("weight applies to convex fusion only")
+        if not rule_of(self.fusion).weighted() and self.weight != "dev":
+            raise ValueError(f"weight does not apply to fusion '{self.fusion}'")
 
 
 class HybridItems:
@@ -118,9 +119,9 @@ class HybridIndex(AnnIndex):
     input = "hybrid"
 
     def __init__(self, dense: AnnIndex, spec: HybridSpec, weights: dict[int, float] | None = None):
-        """`weights`: the convex weight per depth when the spec's weight is "dev" (chosen by `choose_weights`)."""
+        """`weights`: the fusion weight per depth when the spec's weight is "dev" (chosen by `choose_weights`)."""
         self.dense, self.spec, self.weights = dense, spec, weights or {}
-        self.weight_chosen_on = "dev" if spec.fusion == "convex" and spec.weight == "dev" else ""
+        self.weight_chosen_on = "dev" if rule_of(spec.fusion).weighted() and spec.weight == "dev" else ""
         self.sparse = make_index("bm25s", k1=spec.k1, b=spec.b)
         self.build = dense.build
         self.n = 0
@@ -138,10 +139,8 @@ class HybridIndex(AnnIndex):
         return {**self.dense.check_search(depth, search), "depth": depth}
 
     def search_description(self, search: dict[str, Any]) -> dict[str, Any]:
-        described = {**search, "fusion": self.spec.fusion}
-        if self.spec.fusion == "rrf":
-            return {**described, "rrf_k": self.spec.rrf_k}
-        return {**described, "weight": convex_weight(self.spec, self.weights, search["depth"])}
+        values = {"rrf_k": self.spec.rrf_k, "weight": fusion_weight(self.spec, self.weights, search["depth"])}
+        return {**search, "fusion": self.spec.fusion, **{s: values[s] for s in rule_of(self.spec.fusion).settings}}
 
     def fit(self, items: HybridItems, threads: int) -> None:
         self.check_build(len(items))
@@ -166,7 +165,7 @@ class HybridIndex(AnnIndex):
         dense = self.dense.batch_query(vector[None, :], 1)
         sparse = self.sparse.batch_query([text], 1)
         return fuse_one(dense.ids[0], dense.scores[0], sparse.ids[0], sparse.scores[0], self.spec.fusion, self.k,
-                        convex_weight(self.spec, self.weights, self.depth), self.spec.rrf_k)[0]
+                        fusion_weight(self.spec, self.weights, self.depth), self.spec.rrf_k)[0]
 
     def batch_query(self, items: HybridItems, threads: int) -> Neighbors:
         return fused(self.spec, self.weights, self.dense.batch_query(items.vectors, threads),
@@ -176,9 +175,9 @@ class HybridIndex(AnnIndex):
         return self.dense.size_bytes() + self.sparse.size_bytes()
 
 
-def convex_weight(spec: HybridSpec, weights: dict[int, float], depth: int) -> float:
-    """The dense side's weight at `depth`: the spec's number, or the dev-chosen one (unused by RRF: 0.5)."""
-    if spec.fusion != "convex":
+def fusion_weight(spec: HybridSpec, weights: dict[int, float], depth: int) -> float:
+    """The dense side's weight at `depth`: the spec's number, or the dev-chosen one (unweighted rules: 0.5)."""
+    if not rule_of(spec.fusion).weighted():
         return 0.5
     if spec.weight != "dev":
         return float(spec.weight)
@@ -191,7 +190,7 @@ def fused(spec: HybridSpec, weights: dict[int, float], dense: Neighbors, sparse:
           k: int) -> Neighbors:
     """The top-`k` of the spec's fusion of each side's top-`depth`."""
     cut = [Neighbors(n.ids[:, :depth], n.scores[:, :depth]) for n in (dense, sparse)]
-    return fuse(*cut, spec.fusion, k, convex_weight(spec, weights, depth), spec.rrf_k)
+    return fuse(*cut, spec.fusion, k, fusion_weight(spec, weights, depth), spec.rrf_k)
 
 
 def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depth: int,
@@ -206,11 +205,11 @@ def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, dep
 
 
 def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, dev, threads: int) -> dict[int, float]:
-    """For "dev" convex fusion: per depth, the weight with the best mean nDCG@10 on `dev` (a dataset of the
+    """For a weighted rule with weight "dev": per depth, the weight with the best mean nDCG@10 on `dev` (a dataset of the
     same queries as `queries`), over exact dense search; ties go to the weight nearest 0.5."""
     from bench.metrics import per_query_quality
 
-    if spec.fusion != "convex" or spec.weight != "dev":
+    if not rule_of(spec.fusion).weighted() or spec.weight != "dev":
         return {}
     dense, sparse = exact_hybrid(spec, items, queries, max(spec.depth), threads)
     chosen = {}

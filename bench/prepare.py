@@ -14,6 +14,7 @@ import numpy as np
 from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
 from bench.encoders import ENCODER_TYPES, Encoder, SentenceEncoder, embed_dataset, make_encoder, model_identity, precision_suffix
+from bench.fusion import rule_of
 from bench.hybrid import HybridEncoder, choose_weights
 from bench.indexes import ParamError
 from bench.indexes.base import cpu_count
@@ -114,7 +115,7 @@ def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Ce
                    data_root: Path | None, splits: QuerySplits) -> dict[str, dict[int, float]]:
     """Train (once, cached) every model that pending cells need, and choose the hybrids' fusion weights on the
     dev queries, before any cell is measured: no measurement waits on training, and executors never race to
-    train the same model. Returns the dev-chosen convex weight per hybrid encoder and depth."""
+    train the same model. Returns the dev-chosen fusion weight per hybrid encoder and depth."""
     for name, cells in todo.items():
         for model in (resolved[name], resolved[name].dense):
             if cells and model is not None and model.tower is not None:
@@ -126,16 +127,16 @@ def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Ce
 
 
 def hybrid_weights(encoder: ResolvedEncoder, splits: QuerySplits) -> dict[int, float]:
-    """A hybrid's convex weight per depth, chosen on the dev queries (the test queries where there are none)."""
+    """A hybrid's fusion weight per depth, chosen on the dev queries (the test queries where there are none)."""
     spec = encoder.spec.hybrid_spec
-    if spec.fusion != "convex" or spec.weight != "dev":
+    if not rule_of(spec.fusion).weighted() or spec.weight != "dev":
         return {}
     embeddings = embed_dataset(encoder.load(), splits.evaluation, encoder.spec.batch_size)
     n_test = len(splits.test.query_ids)
     dev, queries = ((splits.dev, embeddings.queries[n_test:]) if splits.dev is not None
                     else (splits.test, embeddings.queries[:n_test]))
     chosen = choose_weights(spec, embeddings.docs, queries, dev, cpu_count())
-    log.info("%s: convex weights chosen on %d dev queries: %s", encoder.spec.name, len(dev.query_ids), chosen)
+    log.info("%s: fusion weights chosen on %d dev queries: %s", encoder.spec.name, len(dev.query_ids), chosen)
     return chosen
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.figures import ci, timing_text
+from bench.fusion import fusion_label
 from bench.timing import E2E_METHOD
 from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DEFAULT_BUDGETS, LATENCY_TIE, MB, Budget, NothingFits,
                             candidates, contribution_table, fastest_at_recall, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
@@ -468,8 +469,7 @@ def _hybrid_section(first: pd.DataFrame, test: str) -> list[str]:
     rows = []
     for _, row in pd.concat([bm25.iloc[:1], dense.iloc[:1], systems]).iterrows():
         params = json.loads(row["search_params"])
-        fusion = {"rrf": f"RRF k={params.get('rrf_k', 0):g}", "convex": f"convex w={params.get('weight', 0):.2f} (dev)"}
-        entry = {"first stage": row["encoder"], "fusion": fusion.get(params.get("fusion"), "-"),
+        entry = {"first stage": row["encoder"], "fusion": fusion_label(params, row.get("fusion_weight_chosen_on", "")),
                  "depth K'": params.get("depth", "-"), **quality(row, "dev", ("ndcg_at_10",)),
                  **quality(row, "test", ("ndcg_at_10", "recall_at_100")),
                  "e2e p95 ms": timing_text(row['e2e_p95_ms']), "memory MB": f"{row['memory_mb']:.1f}"}

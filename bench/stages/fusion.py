@@ -1,6 +1,6 @@
 """A fusion of retrievers: BM25 and a dense retriever, each cut at `depth`, fused by a rule (bench.hybrid).
 
-The rule is part of the identity; a convex weight chosen on dev queries is named "chosen on dev" and the value
+The rule (bench.fusion.RULES) and its settings are part of the identity; a weight chosen on dev queries is named "chosen on dev" and the value
 it took is a result (`tuned`), so the same pipeline keeps its id on datasets where dev picks another weight.
 """
 
@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bench.fusion import rule_of
 from bench.stages.base import FirstStageKind, params
 from bench.stages.dense import Dense
 from bench.stages.lexical import BM25_SCALE
@@ -22,11 +23,11 @@ class Fusion(FirstStageKind):
     kind: ClassVar[str] = "fusion"
     output: ClassVar[str] = "hybrid"  # texts and the dense side's vectors (bench.hybrid.HybridItems)
     searched: ClassVar[str] = "vectors"  # its dense side runs on the vector backends
-    rule: str  # "rrf" or "convex"
+    rule: str  # a rule of bench.fusion.RULES
     depth: int  # K' each side retrieves
     dense: Dense
     rrf_k: float | None = None
-    weight: float | None = None  # convex: the dense side's weight (as run)
+    weight: float | None = None  # weighted rules: the dense side's weight (as run)
     weight_chosen_on: str = ""  # "dev": the weight is tuned on the dev queries; "": fixed by the config
 
     @classmethod
@@ -38,27 +39,25 @@ class Fusion(FirstStageKind):
         return cls(search["fusion"], int(search["depth"]), dense, search.get("rrf_k"), search.get("weight"),
                    row.get("fusion_weight_chosen_on", "") or "")
 
+    def _settings(self) -> dict:
+        values = {"rrf_k": self.rrf_k, "weight": "chosen on dev" if self.weight_chosen_on == "dev" else self.weight}
+        return {s: values[s] for s in rule_of(self.rule).settings}
+
     def _rule(self) -> dict:
-        if self.rule == "rrf":
-            return {"rule": "rrf", "rrf_k": self.rrf_k}
-        return {"rule": "convex", "weight": "chosen on dev" if self.weight_chosen_on == "dev" else self.weight}
+        return {"rule": self.rule, **self._settings()}
 
     def key(self) -> dict:
         return {"kind": self.kind, **self._rule(), "depth": self.depth,
                 "members": [self.dense.key(), {"kind": "bm25", "backend": "bm25s"}]}
 
     def rule_name(self) -> str:
-        if self.rule == "rrf":
-            rule = f"RRF k={self.rrf_k:g}"
-        else:
-            rule = "convex, weight chosen on dev" if self.weight_chosen_on == "dev" else f"convex w={self.weight:g}"
-        return f"fuse[{rule}; depth {self.depth}]"
+        return f"fuse[{rule_of(self.rule).label(self._settings())}; depth {self.depth}]"
 
     def name(self) -> str:
         return f"{self.rule_name()}({self.dense.name()}, BM25 · bm25s)"
 
     def tuned(self) -> dict[str, float]:
-        return {"weight": float(self.weight)} if self.rule == "convex" and self.weight_chosen_on == "dev" else {}
+        return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on == "dev" else {}
 
     @classmethod
     def check_spec(cls, spec, encoders, where):

@@ -1,42 +1,49 @@
-"""Fusing two ranked lists per query: reciprocal rank fusion and a convex combination of normalized scores.
+"""Fusing two ranked lists per query by a rule: one file per rule, registered in RULES by the name a config's
+`hybrid.fusion` uses (bench.hybrid). Adding a rule: a file here and a line in RULES.
 
-RRF (Cormack et al., 2009): score(d) = sum over lists of 1 / (k + rank(d)), rank counted from 1; a document
-missing from a list adds nothing. Convex: weight * minmax(dense) + (1 - weight) * minmax(sparse), each side's
-scores min-max normalized over its own list; a document missing from one side gets 0 there (below every
-retrieved one). Ties are broken by the lower corpus row, so results are deterministic.
+Every rule gives each list's contribution per listed document; the fused score is their sum over the union, a
+document missing from a list adding nothing there. Ties are broken by the lower corpus row, so results are
+deterministic.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bench.fusion.base import FusionRule
+from bench.fusion.convex import Convex
+from bench.fusion.rrf import ReciprocalRank
 from bench.indexes.base import Neighbors, ParamError
 
-METHODS = ("rrf", "convex")
+RULES: dict[str, type[FusionRule]] = {
+    "rrf": ReciprocalRank,
+    "convex": Convex,
+}
+METHODS = tuple(RULES)
 
 
-def _rrf_scores(ids: np.ndarray, k: float) -> np.ndarray:
-    return 1.0 / (k + np.arange(1, len(ids) + 1, dtype=np.float64))
+def rule_of(method: str) -> type[FusionRule]:
+    if method not in RULES:
+        raise ParamError(f"fusion method must be one of {METHODS}, got '{method}'")
+    return RULES[method]
 
 
-def _minmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores.astype(np.float64)
-    span = scores.max() - scores.min() if len(scores) else 0.0
-    return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+def fusion_label(search: dict, weight_chosen_on: str = "") -> str:
+    """A row's fusion as run, from its search parameters ("convex w=0.55 (dev)", "RRF k=60"; "-" for no fusion)."""
+    if "fusion" not in search:
+        return "-"
+    rule = rule_of(search["fusion"])
+    return rule.label({s: search.get(s) for s in rule.settings}) + (" (dev)" if weight_chosen_on == "dev" else "")
 
 
 def fuse_one(dense_ids: np.ndarray, dense_scores: np.ndarray, sparse_ids: np.ndarray, sparse_scores: np.ndarray,
              method: str, k: int, weight: float = 0.5, rrf_k: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
     """One query: the fused top-`k` (ids, fused scores) of a dense and a sparse list (-1 slots ignored)."""
+    rule = rule_of(method)
     keep_dense, keep_sparse = dense_ids >= 0, sparse_ids >= 0
     dense_ids, dense_scores = dense_ids[keep_dense], dense_scores[keep_dense]
     sparse_ids, sparse_scores = sparse_ids[keep_sparse], sparse_scores[keep_sparse]
-    if method == "rrf":
-        parts = [_rrf_scores(dense_ids, rrf_k), _rrf_scores(sparse_ids, rrf_k)]
-    elif method == "convex":
-        parts = [weight * _minmax(dense_scores), (1.0 - weight) * _minmax(sparse_scores)]
-    else:
-        raise ParamError(f"fusion method must be one of {METHODS}, got '{method}'")
+    parts = rule.parts(dense_ids, dense_scores, sparse_ids, sparse_scores, weight, rrf_k)
     union, inverse = np.unique(np.concatenate([dense_ids, sparse_ids]), return_inverse=True)
     fused = np.bincount(inverse, weights=np.concatenate(parts), minlength=len(union))
     order = np.lexsort((union, -fused))[:k]  # highest score first, then the lower row
@@ -56,3 +63,6 @@ def fuse(dense: Neighbors, sparse: Neighbors, method: str, k: int, weight: float
     if not rows:
         return Neighbors(np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32))
     return Neighbors(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
+
+
+__all__ = ["FusionRule", "METHODS", "RULES", "fuse", "fuse_one", "fusion_label", "rule_of"]
