@@ -1,5 +1,5 @@
 """Fusing two ranked lists per query by a rule: one file per rule, registered in RULES by the name a config's
-`hybrid.fusion` uses (bench.hybrid). Adding a rule: a file here and a line in RULES.
+`hybrid.fusion` uses (bench.hybrid). Adding a rule: a file here and a line in REGISTRY.
 
 Every rule gives each list's contribution per listed document; the fused score is their sum over the union, a
 document missing from a list adding nothing there. Ties are broken by the lower corpus row, so results are
@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 
+import importlib
+
 from bench.fusion.base import FusionRule
-from bench.fusion.convex import Convex
-from bench.fusion.rrf import ReciprocalRank
 from bench.indexes.base import Neighbors, ParamError
 
-RULES: dict[str, type[FusionRule]] = {
-    "rrf": ReciprocalRank,
-    "convex": Convex,
-}
+REGISTRY = (
+    "bench.fusion.rrf:ReciprocalRank",
+    "bench.fusion.convex:Convex",
+)
+
+
+def _load(path: str) -> type[FusionRule]:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+RULES: dict[str, type[FusionRule]] = {rule.name: rule for rule in map(_load, REGISTRY)}
 METHODS = tuple(RULES)
 
 
@@ -65,4 +73,4 @@ def fuse(dense: Neighbors, sparse: Neighbors, method: str, k: int, weight: float
     return Neighbors(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
 
 
-__all__ = ["FusionRule", "METHODS", "RULES", "fuse", "fuse_one", "fusion_label", "rule_of"]
+__all__ = ["FusionRule", "METHODS", "REGISTRY", "RULES", "fuse", "fuse_one", "fusion_label", "rule_of"]
