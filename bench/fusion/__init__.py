@@ -18,6 +18,7 @@ from bench.indexes.base import Neighbors, ParamError
 REGISTRY = (
     "bench.fusion.rrf:ReciprocalRank",
     "bench.fusion.convex:Convex",
+    "bench.fusion.weighted_rrf:WeightedReciprocalRank",
 )
 
 
