@@ -95,3 +95,40 @@ def test_hybrid_first_stage_through_the_sweep(tiny_model, tmp_path):
     assert "## Hybrid first stage: BM25 + dense" in text
     section = text.split("## Hybrid first stage")[1].split("\n## ")[0]
     assert "| hyb-convex | convex w=" in section and "| hyb-rrf | RRF k=60 | 20 |" in section and "| hyb-rrf | RRF k=60 | 50 |" in section
+
+
+def test_weighted_rrf_weighs_each_side_reciprocal_ranks():
+    dense, sparse = lists([(1, 0.9), (2, 0.8), (3, 0.7)]), lists([(3, 9.0), (4, 5.0), (1, 1.0)])
+    fused = fuse(dense, sparse, "weighted_rrf", 4, weight=0.8, rrf_k=60)
+    # 1: 0.8/61 + 0.2/63; 2: 0.8/62; 3: 0.8/63 + 0.2/61; 4: 0.2/62
+    assert fused.ids.tolist() == [[1, 3, 2, 4]]
+    assert fused.scores[0].tolist() == pytest.approx([0.8 / 61 + 0.2 / 63, 0.8 / 63 + 0.2 / 61, 0.8 / 62, 0.2 / 62])
+    # weight 0.5 ranks as plain RRF
+    assert fuse(dense, sparse, "weighted_rrf", 4, weight=0.5).ids.tolist() == fuse(dense, sparse, "rrf", 4).ids.tolist()
+
+
+def test_a_registered_fusion_rule_runs_in_the_tiny_sweep(tiny_model, tmp_path):
+    """A rule added as one file plus one registry line (weighted RRF) runs through config, the dev weight choice,
+    the sweep and the pipeline identity without any other change."""
+    from bench.analysis import with_derived
+
+    base = load_config("configs/tiny.toml")
+    dense = dataclasses.replace(base.encoders[0], model=tiny_model)
+    weighted = EncoderSpec("hyb-wrrf", type="hybrid", backends=["exact"],
+                           hybrid={"dense": "minilm", "fusion": "weighted_rrf", "weight": "dev", "depth": [20]})
+    config = dataclasses.replace(base, encoders=[dense, base.encoders[1], weighted], results=str(tmp_path / "w.parquet"))
+    run_sweep(config)
+    frame = with_derived(read_results(config.results_path))
+    rows = frame[frame["encoder"] == "hyb-wrrf"]
+    assert len(rows) == 2 and (rows["recall_at_k"] == 1.0).all()  # K 5 and 20 over exact search: the ground truth
+    import json
+
+    params = [json.loads(p) for p in rows["search_params"]]
+    assert all(p["fusion"] == "weighted_rrf" and p["rrf_k"] == 60 and 0 < p["weight"] < 1 for p in params)
+    assert (rows["fusion_weight_chosen_on"] == "dev").all()
+    assert rows["pipeline_name"].str.startswith("fuse[weighted RRF k=60, weight chosen on dev; depth 20]").all()
+    with pytest.raises(ConfigError, match="weight does not apply to fusion 'rrf'"):
+        parse_config({"name": "h", "dataset": "synthetic", "split": "test", "k": [5], "backends": [{"backend": "exact"}],
+                      "encoders": [{"name": "dense"}, {"name": "h", "type": "hybrid",
+                                                        "hybrid": {"dense": "dense", "fusion": "rrf", "weight": 0.3}}]},
+                     "x.toml")
