@@ -24,7 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench.executors import LocalExecutor, RayExecutor
 
-    config = load_config(args.config)
+    config, cells = _sweep_or_block(args.config)
     only = None
     if args.encoders:
         only = set(args.encoders.split(","))
@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor, prune=args.prune,
-                            only=only,
+                            only=only, cells=cells,
                             announce=lambda text: print(text, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
@@ -52,6 +52,27 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"(invalid combinations, e.g. ef < K or R > K), {summary.corpora_encoded} corpora encoded; "
           f"wall {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def _sweep_or_block(path: Path):
+    """A sweep config, or a pipeline block (results/pipelines/*.toml: `sweep` and `cells`): the sweep config it names
+    and its cell ids."""
+    from bench.config import read_toml
+
+    table = read_toml(path)
+    if "sweep" in table and "dataset" not in table:
+        cells = table.get("cells")
+        if not isinstance(cells, list) or not cells or not all(isinstance(c, str) for c in cells):
+            raise ConfigError(f"{path}: a pipeline block needs `cells`, a non-empty list of cell ids")
+        return load_config(table["sweep"]), set(cells)
+    return load_config(path), None
+
+
+def cmd_check_pipeline(args: argparse.Namespace) -> int:
+    from bench.pipeline_gate import main
+
+    return main([str(args.config), *(["--update-baseline"] if args.update_baseline else []),
+                 *(["--data-dir", str(args.data_dir)] if args.data_dir else [])])
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -149,7 +170,7 @@ def _run_series(store: ResultStore, run, section, name: str) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from bench.report import scale_section
+    from bench.render import scale_section
     from bench.scale import load_scale_config, run_scale
     from bench.store import SCALE_SCHEMA
 
@@ -160,7 +181,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 def cmd_filters(args: argparse.Namespace) -> int:
     from bench.filters import load_filter_config, run_filters
-    from bench.report import filters_section
+    from bench.render import filters_section
     from bench.store import FILTER_SCHEMA
 
     config = load_filter_config(args.config)
@@ -171,7 +192,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from bench.load import load_load_config, run_load
-    from bench.report import load_section
+    from bench.render import load_section
     from bench.store import LOAD_SCHEMA
 
     config = load_load_config(args.config)
@@ -184,7 +205,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_composed(args: argparse.Namespace) -> int:
     from bench.composed import load_composed_config, run_composed
-    from bench.report import composed_section
+    from bench.render import composed_section
     from bench.store import COMPOSED_SCHEMA
 
     config = load_composed_config(args.config)
@@ -195,8 +216,9 @@ def cmd_composed(args: argparse.Namespace) -> int:
 
 
 def cmd_encode_latency(args: argparse.Namespace) -> int:
-    from bench.encode_latency import append_series, remeasure, spread_table
-    from bench.report import repeatability_lines
+    from bench.analysis.series import spread_table
+    from bench.encode_latency import append_series, remeasure
+    from bench.render import repeatability_lines
 
     config = load_config(args.config)
     if args.rounds < 2:
@@ -217,7 +239,7 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import build_report
+    from bench.render import build_report
 
     frame = read_results(*args.results)
     if frame.empty:
@@ -236,7 +258,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
-                        filters=filters, load=load, encode_latency=encode_latency, composed=composed)
+                        filters=filters, load=load, encode_latency=encode_latency, composed=composed,
+                        tables_dir=Path(args.tables), pipelines_dir=Path(args.pipelines), out=out)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -366,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a sweep config, resuming where it stopped")
-    run.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml")
+    run.add_argument("config", type=Path, help="sweep config (TOML), e.g. configs/scifact.toml, or a pipeline block "
+                                               "(results/pipelines/*.toml): its sweep, that cell only")
     run.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
     run.add_argument("--prune", action="store_true",
@@ -424,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", type=Path)
     report.add_argument("--out", default="report.md")
     report.add_argument("--plots", default="results/plots")
+    report.add_argument("--tables", default="results/tables", help="folder for the full tables (CSV)")
+    report.add_argument("--pipelines", default="results/pipelines", help="folder for the picks' pipeline blocks")
     report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
     report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
     report.add_argument("--filters", type=Path, help="filtered-search results (python -m bench filters) to add")
@@ -450,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "against the same pipeline without it (dev and test)")
     contributions.add_argument("results", nargs="+", type=Path)
     contributions.set_defaults(func=cmd_contributions)
+    gate = commands.add_parser("check-pipeline", help="the latency gate of chosen pipelines: a pipeline gate config "
+                                                      "or a pipeline block (results/pipelines/*.toml)")
+    gate.add_argument("config", type=Path)
+    gate.add_argument("--update-baseline", action="store_true", help="accept this run as the baseline")
+    gate.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    gate.set_defaults(func=cmd_check_pipeline)
     summary = commands.add_parser("summary", help="print the main columns of results files")
     summary.add_argument("results", nargs="+", type=Path)
     summary.add_argument("--k", type=int, help="only rows with this K")

@@ -175,17 +175,3 @@ def run_composed(config: ComposedConfig, data_root: Path | None = None, store: R
         written += 1
         del pipeline
     return written
-
-
-def with_composed(frame: pd.DataFrame, composed: pd.DataFrame | None) -> pd.DataFrame:
-    """Sweep rows plus `composed_e2e_p50/p95/p99_ms` where a composed run of the same cell on the same host exists
-    (the latest), NaN elsewhere."""
-    out = frame.copy()
-    names = ["composed_e2e_p50_ms", "composed_e2e_p95_ms", "composed_e2e_p99_ms"]
-    if composed is None or composed.empty:
-        return out.assign(**{name: np.nan for name in names})
-    latest = (composed.sort_values("measured_at").drop_duplicates(["sweep_cell_id", "host_id"], keep="last")
-              .drop(columns=["cell_id"]).rename(columns={"sweep_cell_id": "cell_id", "e2e_p50_ms": names[0], "e2e_p95_ms": names[1],
-                               "e2e_p99_ms": names[2]}))
-    merged = out.reset_index().merge(latest[["cell_id", "host_id", *names]], on=["cell_id", "host_id"], how="left")
-    return merged.set_index("index")

@@ -102,36 +102,3 @@ def append_series(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
     combined = pd.concat([earlier, rows], ignore_index=True)
     atomic_write_bytes(path, lambda tmp: combined.to_parquet(tmp, index=False))
     return rows
-
-
-def relative_sd(rows: pd.DataFrame, normalized: bool = False) -> float:
-    """The pooled relative standard deviation of one encoder's p50 between rounds (SD of log p50 within each
-    (series, encoder), pooled over them): the noise of one timed figure. `normalized`: of p50 / kernel."""
-    values = rows["p50_ms"] / rows["kernel_ms"] if normalized else rows["p50_ms"]
-    logs = np.log(values).groupby([rows["series"], rows["encoder"]])
-    return float(np.sqrt(logs.var(ddof=1).mean()))
-
-
-def spread_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per encoder: p50 per round, the spread (max / min - 1) of p50 and of p50 / kernel."""
-    rows = rows.assign(normalized=rows["p50_ms"] / rows["kernel_ms"])
-    wide = rows.pivot(index="encoder", columns="round", values="p50_ms")
-    wide.columns = [f"p50 ms round {r}" for r in wide.columns]
-    by_encoder = rows.groupby("encoder")
-    wide["p50 spread"] = by_encoder["p50_ms"].max() / by_encoder["p50_ms"].min() - 1
-    wide["p50/kernel spread"] = by_encoder["normalized"].max() / by_encoder["normalized"].min() - 1
-    wide["architecture"] = by_encoder["architecture"].first()
-    return wide.reset_index()
-
-
-def architecture_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture shared by several encoders: their p50s over all rounds, and max / min - 1."""
-    groups = []
-    for arch, group in rows.groupby("architecture"):
-        if group["encoder"].nunique() < 2:
-            continue
-        medians = group.groupby("encoder")["p50_ms"].median()
-        groups.append({"architecture": arch, "encoders": ", ".join(medians.index),
-                       "median p50 ms each": ", ".join(f"{v:.3g}" for v in medians),
-                       "spread": medians.max() / medians.min() - 1})
-    return pd.DataFrame(groups)

@@ -51,6 +51,7 @@ class LoadConfig:
     encoders: list[str] = field(default_factory=list)  # per encoder: its fastest cell with dev recall@K >= 0.95
     k: int = 100  # the K of those cells
     budgets: list[list[float]] = field(default_factory=lambda: [[b.p95_ms, b.memory_mb] for b in DEFAULT_BUDGETS])
+    cells: list[str] = field(default_factory=list)  # further cells, by cell id (a pipeline block names its pick)
     clients: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     seconds: float = 10.0  # per closed-loop level and per open-loop target
     min_requests: int = 20  # a level runs past `seconds` until this many requests completed
@@ -93,7 +94,7 @@ def load_load_config(path: Path | str) -> LoadConfig:
     unknown = sorted(set(config.encoders) - {e.name for e in sweep.encoders})
     if unknown:
         raise ConfigError(f"{path}: encoders {unknown} are not encoders of {config.sweep}")
-    if config.k not in sweep.k:
+    if config.encoders and config.k not in sweep.k:
         raise ConfigError(f"{path}: k = {config.k} is not a K of {config.sweep} ({sweep.k})")
     return config
 
@@ -122,6 +123,13 @@ def choose_cells(config: LoadConfig, frame: pd.DataFrame) -> list[Chosen]:
         if pick["cell_id"] in chosen:
             why = f"{chosen[pick['cell_id']].why}; {why}"
         chosen[pick["cell_id"]] = Chosen(pick, why)
+    for cell in config.cells:
+        match = frame[frame["cell_id"].str.startswith(cell)]
+        if len(match) != 1:
+            raise ParamError(f"{config.name}: cells: '{cell}' matches {len(match)} rows of {config.sweep}'s results")
+        pick = match.iloc[0]
+        previous = chosen.get(pick["cell_id"])
+        chosen[pick["cell_id"]] = Chosen(pick, f"{previous.why}; listed" if previous else "listed")
     first = frame[(frame["stage"] == "first") & (frame["k"] == config.k)]
     for encoder in config.encoders:
         pick = fastest_at_recall(first[first["encoder"] == encoder])

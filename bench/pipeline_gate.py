@@ -51,7 +51,7 @@ class PipelineGateConfig:
     warmup: int = 3  # untimed queries per pipeline before the repetitions
     tolerance: float = 1.3  # allowed normalized slowdown
     alpha: float = 0.01  # significance level of the one-sided Mann-Whitney test
-    baseline: str = "benchmarks/pipeline_baseline.json"
+    baseline: str = ""  # default: results/pipelines/<name>.baseline.json, beside a pipeline block of that name
 
     def __post_init__(self):
         if self.queries < 1 or self.repetitions < 3 or self.warmup < 0:
@@ -62,6 +62,10 @@ class PipelineGateConfig:
             if len(budget) != 2:
                 raise ValueError("budgets: each is [p95 ms, memory MB]")
             Budget(*budget)
+
+    @property
+    def baseline_path(self) -> Path:
+        return Path(self.baseline or f"results/pipelines/{self.name}.baseline.json")
 
     def workload(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k in ("sweep", "queries", "repetitions", "warmup")}
@@ -204,8 +208,9 @@ def judge(now: dict, baseline: dict, config: PipelineGateConfig) -> list[StageVe
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_gate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", type=Path, help="pipeline gate config (TOML), e.g. configs/pipeline_gate.toml")
+    parser = argparse.ArgumentParser(prog="python -m bench check-pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path, help="pipeline gate config (TOML), e.g. configs/pipeline_gate.toml, or a "
+                                                  "pipeline block written by the report (results/pipelines/*.toml)")
     parser.add_argument("--update-baseline", action="store_true", help="accept this run as the baseline")
     parser.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
     args = parser.parse_args(argv)
@@ -215,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(slowdown) - set(STAGES))
         if unknown:
             raise ConfigError(f"BENCH_SLOWDOWN: {unknown} are not stages; the stages are {list(STAGES)}")
-        baseline_path = Path(config.baseline)
+        baseline_path = config.baseline_path
         baseline = None
         if not args.update_baseline:
             if not baseline_path.exists():

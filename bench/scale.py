@@ -304,34 +304,3 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
              recall, chosen, latency.p50_ms, build_s)
     del index
     return row
-
-
-# ---------------------------------------------------------------- analysis
-
-
-def latest(frame: pd.DataFrame) -> pd.DataFrame:
-    """The newest row per (host, source, N, variant): rows of an earlier grid stay in the file but not in tables."""
-    frame = frame.assign(variant=frame["variant"].where(frame["variant"] != "", frame["backend"]))
-    return frame.sort_values("timestamp").drop_duplicates(["host_id", "source", "n", "variant"], keep="last")
-
-
-def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_delta_bytes", "search_p50_ms",
-                                          "search_p95_ms")) -> pd.DataFrame:
-    """Per backend variant, the log-log slope of each column against N over the configured sizes (>= 2 needed): the
-    generator's rows, less its comparison point at the real corpus size."""
-    rows = []
-    frame = latest(frame)
-    real_sizes = set(frame.loc[frame["source"] == "real", "n"])
-    sampled = frame[(frame["source"] == "gmm") & ~frame["n"].isin(real_sizes)]
-    for variant, group in sampled.groupby("variant"):
-        group = group.sort_values("n")
-        if group["n"].nunique() < 2:
-            continue
-        entry = {"variant": variant, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
-        for column in columns:
-            values = group[column].to_numpy(dtype=float)
-            ok = values > 0
-            entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
-                                        if ok.sum() >= 2 else float("nan"))
-        rows.append(entry)
-    return pd.DataFrame(rows)

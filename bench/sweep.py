@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.calibration import calibrate
-from bench.config import SweepConfig
+from bench.config import ConfigError, SweepConfig
 from bench.encoders import embed_dataset, model_identity
 from bench.env import host_id, run_metadata
 from bench.executors import Executor, LocalExecutor
@@ -44,13 +44,15 @@ class SweepSummary:
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None, executor: Executor | None = None,
               announce: Callable[[str], None] | None = None, prune: bool = False,
-              only: set[str] | None = None) -> SweepSummary:
+              only: set[str] | None = None, cells: set[str] | None = None) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
     `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
     `prune` drops this host's stored rows of this config's cells that the config no longer plans.
     `only`: measure (and re-time, and redo) only these encoders' cells; the others are planned and left as stored.
+    `cells`: the same for the cells with these ids (a first-stage cell or one of its rerank children; a pipeline
+    block names its pick's).
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -61,7 +63,9 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
              for spec in config.encoders}  # validate all first
     check_rerank(config, data_root)
     frame = store.load()
-    planned_ids = {i for cells, _ in plans.values() for c in cells for i in c.ids}
+    planned_ids = {i for planned, _ in plans.values() for c in planned for i in c.ids}
+    if cells is not None and cells - planned_ids:
+        raise ConfigError(f"cells {sorted(cells - planned_ids)} are not cells of {config.name}'s plan")
     stale = set(frame.loc[(frame["host_id"] == host_id()) & (frame["config_name"] == config.name), "cell_id"]) - planned_ids
     if stale and prune:
         log.warning("%s: dropped %d rows of cells no longer in the config", config.name, store.drop(stale, host_id()))
@@ -75,6 +79,9 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     stale_rows = stale_latencies(mine, config, calibration)
     if only is not None:
         stale_rows = stale_rows[stale_rows["encoder"].isin(only)]
+    if cells is not None:
+        wanted = {i for planned, _ in plans.values() for c in planned if set(c.ids) & cells for i in c.ids}
+        stale_rows = stale_rows[stale_rows["cell_id"].isin(wanted)]
     stale = {} if redo else {row["cell_id"]: row for row in stale_rows.to_dict("records")}
     if stale and announce:
         announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings, or "
@@ -92,7 +99,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     rerankers = Rerankers(config, data_root)
     protocol = describe(splits)
     todo = {spec.name: [c for c in plans[spec.name][0]
-                        if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k, set(stale))]
+                        if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k, set(stale))
+                        and (cells is None or set(c.ids) & cells)]
                         if only is None or spec.name in only else []
             for spec in config.encoders}
     speeds = Speeds()

@@ -71,7 +71,7 @@ def test_chunked_encoder_in_the_sweep(tiny_model, tmp_path):
     assert c.loc[c["backend"] == "exact", "recall_at_k"].eq(1.0).all()
     assert c["index_bytes"].max() > w["index_bytes"].max()
     assert c["ndcg_at_10"].between(0, 1).all()
-    from bench.report import build_report
+    from bench.render import build_report
 
     text = build_report(frame, ["c.parquet"], tmp_path / "plots", "plots/")
     assert "## Long documents: passages vs whole documents" in text and "16 tokens, stride 12, max" in text

@@ -3,7 +3,8 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from bench.encode_latency import append_series, architecture_table, read_series, remeasure, spread_table
+from bench.analysis.series import architecture_table, spread_table
+from bench.encode_latency import append_series, read_series, remeasure
 
 
 def test_spread_per_encoder_and_per_shared_architecture():
@@ -54,7 +55,7 @@ def test_each_invocation_is_appended_as_the_next_series(tmp_path):
 
 
 def test_the_report_section_counts_encoders_within_the_band_per_series(tmp_path):
-    from bench.report import repeatability_section
+    from bench.render import repeatability_section
 
     path = tmp_path / "encode_latency.parquet"
     for p50, kernel in (([10.0, 12.0], [0.5, 0.6]), ([10.0, 10.5], [0.5, 0.5])):

@@ -89,7 +89,7 @@ def test_hybrid_first_stage_through_the_sweep(tiny_model, tmp_path):
     bm25 = frame[frame["encoder"] == "bm25"]["ndcg_at_10"].max()
     assert exact["ndcg_at_10"].max() >= 0.5 * bm25
 
-    from bench.report import build_report
+    from bench.render import build_report
 
     text = build_report(frame, ["h.parquet"], tmp_path / "plots", "plots/")
     assert "## Hybrid first stage: BM25 + dense" in text

@@ -50,7 +50,7 @@ def test_bad_load_options_fail_at_parse_time(tmp_path):
 
 
 def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path):
-    from bench.report import load_section
+    from bench.render import load_section
 
     sweep = reranked_tiny_sweep
     config = LoadConfig(name="load", sweep="(given)", encoders=["minilm", "bm25"], k=20, budgets=[[10000, 10000]],

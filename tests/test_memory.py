@@ -8,7 +8,7 @@ import pytest
 
 from bench.config import BackendSpec, load_config
 from bench.indexes import make_index
-from bench.memory import capacity, search_effort, smallest_at_recall, with_bytes_per_vector
+from bench.analysis.series import capacity, search_effort, smallest_at_recall, with_bytes_per_vector
 from bench.store import read_results
 from bench.sweep import run_sweep
 
@@ -44,7 +44,7 @@ def test_compressed_backends_through_the_sweep_and_the_memory_frontier(tiny_mode
 
     picks = smallest_at_recall(with_derived(frame), 5, target=0.0)
     assert picks["bytes_per_vector"].is_monotonic_increasing and picks["backend"].is_unique
-    from bench.report import build_report
+    from bench.render import build_report
 
     text = build_report(frame, ["m.parquet"], tmp_path / "plots", "plots/")
     section = text.split("### Memory frontier: bytes per vector")[1].split("\n### ")[0]

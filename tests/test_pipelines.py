@@ -163,7 +163,7 @@ def test_a_composed_run_times_every_stage_per_query_and_keeps_the_medians_view()
 
 
 def test_composed_figures_join_their_sweep_rows():
-    from bench.composed import with_composed
+    from bench.analysis.series import with_composed
     from bench.store import COMPOSED_SCHEMA
 
     frame = read_results("results/nfcorpus.parquet")

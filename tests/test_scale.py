@@ -5,8 +5,9 @@ import pytest
 
 from bench.datasets import synthetic_vectors
 from bench.indexes import ParamError
-from bench.report import scale_section
-from bench.scale import (MixtureGenerator, PooledSource, ScaleBackend, ScaleConfig, growth, resolve_size_rule,
+from bench.render import scale_section
+from bench.analysis.series import growth
+from bench.scale import (MixtureGenerator, PooledSource, ScaleBackend, ScaleConfig, resolve_size_rule,
                          run_scale)
 from bench.store import SCALE_SCHEMA, ResultStore, read_results
 

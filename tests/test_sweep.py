@@ -225,7 +225,7 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
     assert params["bi-heads"] == params["minilm"] + head and params["twin-heads"] == params["minilm"] + 2 * head
     assert frame.loc[["bi-heads", "twin-heads"], "encoder_train_s"].gt(0).all()
     assert frame.loc["minilm", "encoder_train_s"].isna().all()
-    from bench.report import build_report
+    from bench.render import build_report
 
     text = build_report(read_results(config.results_path), ["t.parquet"], config.results_path.parent / "plots", "p/")
     section = text.split("## Encoder types, trained like for like")[1].split("\n## ")[0]
@@ -367,7 +367,7 @@ def test_cells_no_longer_configured_are_kept_unless_pruned(config):
 
 
 def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(config, tmp_path):
-    from bench.report import build_report
+    from bench.render import build_report
 
     minilm = config.encoders[0]
     variants = [dataclasses.replace(minilm, name="minilm-q8", query_precision="int8", backends=["exact"]),

@@ -1,11 +1,14 @@
-"""Memory: what an index costs per vector, what it buys in recall and quality, and what 100M / 1B vectors need.
+"""What the result series other than the sweep say (scale, memory, query-encoding repeatability, composed runs):
+pure functions of their rows, moved here from the modules that measure them so that rendering imports no
+measuring module.
+
+Memory: what an index costs per vector, what it buys in recall and quality, and what 100M / 1B vectors need.
 
 Bytes per vector are the serialized index bytes over the vectors indexed (fixed parts such as centroids and
 codebooks included, so small corpora read a little high). Projections to 100M and 1B use each backend's own
 memory model (`memory_bytes`, checked against the serialized size to within 1% in the tests) with the build
 as run at the largest measured N. Frontiers are chosen on dev recall (recall against exact search on the dev
-queries); test figures are reported for the same rows.
-"""
+queries); test figures are reported for the same rows."""
 
 from __future__ import annotations
 
@@ -15,11 +18,45 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import pareto
-from bench.indexes import BACKENDS, make_index
 
 GB = 10**9
-SIZES = (10**8, 10**9)
+SIZES = (10**8, 10**9)  # the capacity projection's sizes
 RAM_GB = (64, 256)
+
+
+def projected_bytes(backend: str, build_params: str, n: int, dim: int) -> int:
+    """The backend's memory model at `n` vectors for the build as run (an IVF's nlist stays as built)."""
+    from bench.indexes import make_index
+
+    return make_index(backend, **json.loads(build_params)).memory_bytes(n, dim)
+
+
+def latest(frame: pd.DataFrame) -> pd.DataFrame:
+    """The newest row per (host, source, N, variant): rows of an earlier grid stay in the file but not in tables."""
+    frame = frame.assign(variant=frame["variant"].where(frame["variant"] != "", frame["backend"]))
+    return frame.sort_values("timestamp").drop_duplicates(["host_id", "source", "n", "variant"], keep="last")
+
+
+def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_delta_bytes", "search_p50_ms",
+                                          "search_p95_ms")) -> pd.DataFrame:
+    """Per backend variant, the log-log slope of each column against N over the configured sizes (>= 2 needed): the
+    generator's rows, less its comparison point at the real corpus size."""
+    rows = []
+    frame = latest(frame)
+    real_sizes = set(frame.loc[frame["source"] == "real", "n"])
+    sampled = frame[(frame["source"] == "gmm") & ~frame["n"].isin(real_sizes)]
+    for variant, group in sampled.groupby("variant"):
+        group = group.sort_values("n")
+        if group["n"].nunique() < 2:
+            continue
+        entry = {"variant": variant, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
+        for column in columns:
+            values = group[column].to_numpy(dtype=float)
+            ok = values > 0
+            entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
+                                        if ok.sum() >= 2 else float("nan"))
+        rows.append(entry)
+    return pd.DataFrame(rows)
 
 
 def with_bytes_per_vector(first: pd.DataFrame) -> pd.DataFrame:
@@ -45,24 +82,19 @@ def smallest_at_recall(first: pd.DataFrame, k: int, target: float = 0.95) -> pd.
         "bytes_per_vector")
 
 
-def projected_bytes(backend: str, build_params: str, n: int, dim: int) -> int:
-    """The backend's memory model at `n` vectors for the build as run (an IVF's nlist stays as built)."""
-    return make_index(backend, **json.loads(build_params)).memory_bytes(n, dim)
-
-
 def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB) -> pd.DataFrame:
     """Per variant at the largest generated N: measured bytes per vector, recall and p95 there, and the bytes
     100M / 1B vectors would take, with whether that index alone fits each RAM size."""
-    from bench.scale import latest
-
     frame = latest(scale)
     frame = frame[frame["source"] == "gmm"]
     if frame.empty:
         return pd.DataFrame()
     top = frame[frame["n"] == frame["n"].max()]
+    from bench.indexes import BACKENDS
+
     rows = []
     for _, row in top.sort_values("index_bytes").iterrows():
-        if row["backend"] not in BACKENDS:
+        if row["backend"] not in BACKENDS:  # a backend no longer registered has no memory model
             continue
         entry = {"variant": row["variant"], "measured": _when(row), "bytes/vector": row["index_bytes"] / row["n"],
                  "vs float32": row["index_bytes"] / (row["n"] * row["dim"] * 4),
@@ -101,8 +133,6 @@ def search_effort(tried_json: str) -> tuple[str, float]:
 def generator_bias(scale: pd.DataFrame) -> pd.DataFrame:
     """Per variant, the cheapest search point reaching the target on real vectors and on the generator's at
     the same N (the real corpus; the pooled real vectors), and the ratio of search effort generator / real."""
-    from bench.scale import latest
-
     frame = latest(scale)
     rows = []
     for real_source, fake_source in (("real", "gmm"), ("pooled", "gmm-pooled")):
@@ -126,8 +156,6 @@ def generator_bias(scale: pd.DataFrame) -> pd.DataFrame:
 
 def build_grid(scale: pd.DataFrame, backend: str = "hnsw") -> pd.DataFrame:
     """Every build of `backend` at each generated N: the search effort it needed, recall, p95, build time, bytes."""
-    from bench.scale import latest
-
     frame = latest(scale)
     frame = frame[(frame["backend"] == backend) & (frame["source"] == "gmm")]
     rows = []
@@ -138,3 +166,50 @@ def build_grid(scale: pd.DataFrame, backend: str = "hnsw") -> pd.DataFrame:
                      "recall": r["recall_at_k"], "reached": bool(r["reached"]), "p95 ms": r["search_p95_ms"],
                      "build s": r["build_s"], "MB": r["index_bytes"] / 2**20})
     return pd.DataFrame(rows)
+
+
+def relative_sd(rows: pd.DataFrame, normalized: bool = False) -> float:
+    """The pooled relative standard deviation of one encoder's p50 between rounds (SD of log p50 within each
+    (series, encoder), pooled over them): the noise of one timed figure. `normalized`: of p50 / kernel."""
+    values = rows["p50_ms"] / rows["kernel_ms"] if normalized else rows["p50_ms"]
+    logs = np.log(values).groupby([rows["series"], rows["encoder"]])
+    return float(np.sqrt(logs.var(ddof=1).mean()))
+
+
+def spread_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per encoder: p50 per round, the spread (max / min - 1) of p50 and of p50 / kernel."""
+    rows = rows.assign(normalized=rows["p50_ms"] / rows["kernel_ms"])
+    wide = rows.pivot(index="encoder", columns="round", values="p50_ms")
+    wide.columns = [f"p50 ms round {r}" for r in wide.columns]
+    by_encoder = rows.groupby("encoder")
+    wide["p50 spread"] = by_encoder["p50_ms"].max() / by_encoder["p50_ms"].min() - 1
+    wide["p50/kernel spread"] = by_encoder["normalized"].max() / by_encoder["normalized"].min() - 1
+    wide["architecture"] = by_encoder["architecture"].first()
+    return wide.reset_index()
+
+
+def architecture_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture shared by several encoders: their p50s over all rounds, and max / min - 1."""
+    groups = []
+    for arch, group in rows.groupby("architecture"):
+        if group["encoder"].nunique() < 2:
+            continue
+        medians = group.groupby("encoder")["p50_ms"].median()
+        groups.append({"architecture": arch, "encoders": ", ".join(medians.index),
+                       "median p50 ms each": ", ".join(f"{v:.3g}" for v in medians),
+                       "spread": medians.max() / medians.min() - 1})
+    return pd.DataFrame(groups)
+
+
+def with_composed(frame: pd.DataFrame, composed: pd.DataFrame | None) -> pd.DataFrame:
+    """Sweep rows plus `composed_e2e_p50/p95/p99_ms` where a composed run of the same cell on the same host exists
+    (the latest), NaN elsewhere."""
+    out = frame.copy()
+    names = ["composed_e2e_p50_ms", "composed_e2e_p95_ms", "composed_e2e_p99_ms"]
+    if composed is None or composed.empty:
+        return out.assign(**{name: np.nan for name in names})
+    latest = (composed.sort_values("measured_at").drop_duplicates(["sweep_cell_id", "host_id"], keep="last")
+              .drop(columns=["cell_id"]).rename(columns={"sweep_cell_id": "cell_id", "e2e_p50_ms": names[0], "e2e_p95_ms": names[1],
+                               "e2e_p99_ms": names[2]}))
+    merged = out.reset_index().merge(latest[["cell_id", "host_id", *names]], on=["cell_id", "host_id"], how="left")
+    return merged.set_index("index")

@@ -9,7 +9,7 @@ The rules (the report states them where it uses them):
 - intervals: a t-interval of the mean over queries (scipy.stats.t), 95%.
 - comparisons: paired t-test (or Wilcoxon signed-rank) per query, Holm-corrected over the family with
   statsmodels' multipletests.
-Nothing here renders text; bench.report does.
+Nothing here renders text; bench.render does.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from statsmodels.stats.multitest import multipletests
 from bench.figures import timing_text
 from bench.indexes import BACKENDS
 from bench.pipelines import pipeline_columns
+from bench.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
 
 MB = 2**20
 ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
@@ -480,3 +481,65 @@ def _member_adds(rows: pd.DataFrame, row: pd.Series, member: str) -> bool:
 def _delta_cells(dev: float, dev_ci: float, dev_p: float, test: float, test_ci: float, test_p: float) -> dict:
     return {"dev delta": f"{dev:+.3f} ± {dev_ci:.3f}", "dev p": f"{dev_p:.2g}",
             "test delta": f"{test:+.3f} ± {test_ci:.3f}", "test p": f"{test_p:.2g}"}
+
+
+# ---------------------------------------------------------------- reference rows (which rows a section compares)
+
+BACKEND_NAMES = list(BACKENDS)  # registered backends, in registry order (plot colours)
+DENSE, LEXICAL, FUSION = "dense", "bm25", "fusion"  # first_stage_kind values (bench.stages kinds' `kind`)
+
+
+def is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
+    """fp32 torch on both sides, or no encoding at all (BM25's empty values): the precision and runtime variants
+    have their own section."""
+    return (rows["query_precision"].isin(["fp32", ""]) & rows["doc_precision"].isin(["fp32", ""])
+            & rows["query_runtime"].isin(["torch", ""]))
+
+
+def reference_dense(first: pd.DataFrame) -> pd.DataFrame:
+    """Dense encoders' rows over whole documents at the reference encoding (fp32 torch)."""
+    return first[(first["first_stage_kind"] == DENSE) & ~first["passages"] & is_reference_encoding(first)]
+
+
+def baseline_encoder(first: pd.DataFrame) -> str:
+    """The pretrained fp32 bi-encoder (the first one by name), else the first dense encoder by name."""
+    dense = reference_dense(first)
+    pretrained = dense[(dense["encoder_type"] == "bi") & (dense["encoder_mode"] == "pretrained")]
+    pool = pretrained if len(pretrained) else dense
+    return sorted(pool["encoder"].unique())[0] if len(pool) else ""
+
+
+def reference_k(rows: pd.DataFrame) -> int:
+    return 100 if (rows["k"] == 100).any() else int(rows["k"].max())
+
+
+def scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (as the
+    row's stage kind puts it: BM25 is not in the series, a fusion quotes its dense side)."""
+    from bench.stages import kind_of
+
+    return kind_of(row["encoder_type"]).scale_note(_dense_scale_note(scale, row))
+
+
+def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+    from bench.analysis.series import growth
+
+    slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
+    if slopes.empty:
+        return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
+    generator = json.loads(scale["generator"].iloc[0])
+    model, dataset = generator.get("model", ""), generator.get("dataset", "").split("/")[0]
+    if row["model"] != model or row["dataset"] != dataset or row["encoder_mode"] != "pretrained" or row["passages"]:
+        return f"not in the scale series (it ran on {model} vectors of {dataset})"
+    own = slopes[slopes["variant"].str.split(" ").str[0] == row["backend"]]  # the cell's own backend's builds
+    if own.empty:
+        return f"{row['backend']} not in the scale series"
+    slope = lambda c: "/".join(f"{v:.2f}" for v in own[f"slope {c}"])  # noqa: E731
+    return f"N {own['sizes'].iloc[0]}: bytes ~ N^{slope('index_bytes')}, p95 ~ N^{slope('search_p95_ms')}"
+
+
+def fusion_text(row: pd.Series) -> str:
+    """A row's fusion as run ("convex w=0.55 (dev)", "RRF k=60"; "-" for no fusion)."""
+    from bench.fusion import fusion_label
+
+    return fusion_label(json.loads(row["search_params"] or "{}"), row.get("fusion_weight_chosen_on", "") or "")

@@ -1,0 +1,45 @@
+"""Composed runs: each chosen pipeline's end-to-end percentiles over per-query totals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.figures import timing_text
+from bench.render.markdown import markdown_table
+
+
+def composed_section(frame: pd.DataFrame) -> str:
+    """Markdown for composed runs: each chosen pipeline's end-to-end percentiles over per-query totals (every query
+    through every stage in one loop), beside the sweep's per-query sums of per-stage medians."""
+    if frame.empty:
+        return ""
+    lines = ["## Pipelines timed as deployed", "",
+             "Each pipeline a budget or the dev frontier could pick, rebuilt from its sweep cell; every test query sent "
+             "through encode, search and rerank in one loop, one query at a time, each stage and the whole timed per "
+             "sample (`python -m bench composed`). 'composed' percentiles are over the measured per-query totals; "
+             "'from medians' summarizes the same samples as the sweep's e2e was before per-sample sums (each stage's "
+             "per-query median over the passes, summed); 'sweep' is the sweep row's figure, from another run: its "
+             "host speed differs by the kernel ratio shown (composed kernel / sweep kernel). Samples = queries x "
+             "passes, on the threads given.", ""]
+    for dataset, rows in frame.sort_values(["dataset", "e2e_p95_ms"]).groupby("dataset"):
+        table = pd.DataFrame({
+            "pipeline": rows["pipeline"], "chosen as": rows["chosen_as"],
+            "samples (threads)": [f"{q} x {r} ({t})" for q, r, t in zip(rows["queries"], rows["repetitions"], rows["threads"])],
+            "composed e2e p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                                zip(rows["e2e_p50_ms"], rows["e2e_p95_ms"], rows["e2e_p99_ms"])],
+            "from medians p50 / p95 / p99 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                                zip(rows["medians_e2e_p50_ms"], rows["medians_e2e_p95_ms"],
+                                                    rows["medians_e2e_p99_ms"])],
+            "sweep e2e p50 / p95 / p99 ms (kernel ratio)": [
+                " / ".join(timing_text(v) for v in vals[:3]) + f" ({vals[3] / vals[4]:.2f}x)" for vals in
+                zip(rows["sweep_e2e_p50_ms"], rows["sweep_e2e_p95_ms"], rows["sweep_e2e_p99_ms"], rows["calibration_ms"],
+                    rows["sweep_calibration_ms"])],
+            "encode / search / rerank p95 ms": [" / ".join(timing_text(v) for v in vals) for vals in
+                                                zip(rows["encode_p95_ms"], rows["search_p95_ms"], rows["rerank_p95_ms"])],
+            "measured": rows["measured_at"].map(lambda t: f"{t:%Y-%m-%d}" if pd.notna(t) else "")})
+        lines += [f"### {dataset}", "", markdown_table(table), ""]
+    return "\n".join(lines)
