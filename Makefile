@@ -63,10 +63,10 @@ update-baseline: $(STAMP)
 # The same gate for a chosen pipeline (configs/pipeline_gate.toml: SciFact's recommended configurations), against
 # benchmarks/pipeline_baseline.json recorded on the CI host by `make pipeline-baseline`.
 check-pipeline: $(STAMP)
-	$(PY) -m bench.pipeline_gate configs/pipeline_gate.toml
+	$(PY) -m bench check-pipeline configs/pipeline_gate.toml
 
 pipeline-baseline: $(STAMP)
-	$(PY) -m bench.pipeline_gate configs/pipeline_gate.toml --update-baseline
+	$(PY) -m bench check-pipeline configs/pipeline_gate.toml --update-baseline
 
 microbench: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest benchmarks --benchmark-autosave

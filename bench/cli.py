@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from bench.config import ConfigError, load_config
 from bench.datasets import DatasetError
 from bench.indexes import ParamError
@@ -38,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor, prune=args.prune,
-                            only=only, cells=cells,
+                            only=only, only_cells=cells,
                             announce=lambda text: print(text, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
@@ -76,38 +74,12 @@ def cmd_check_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from bench.analysis import fastest_at_recall, t_interval, with_derived
-    from bench.figures import timing_text
+    from bench.analysis import with_derived
+    from bench.analysis.decisions import summary_rows
+    from bench.render.text import summary_text
 
     frame = with_derived(read_results(*args.results))
-    if args.k:
-        frame = frame[frame["k"] == args.k]
-    keys = ["dataset", "encoder", "backend", "k", "reranker", "r", "fusion_alpha"]
-    if args.all:
-        rows = frame
-    else:  # per group: the fastest cell reaching dev recall@K >= 0.95, else the one with the highest dev recall
-        picks = []
-        for _, group in frame.groupby(keys, dropna=False):
-            pick = fastest_at_recall(group)
-            picks.append(pick if pick is not None else group.sort_values("dev_recall_at_k").iloc[-1])
-        rows = pd.DataFrame(picks)
-    if rows.empty:
-        print("no rows")
-        return 0
-    table = pd.DataFrame({
-        "dataset": rows["dataset"], "encoder": rows["encoder"], "backend": rows["backend"], "config": rows["config"],
-        "K": rows["k"], "reranker": rows["reranker"].replace("", "-"), "R": rows["r"],
-        "alpha": rows["fusion_alpha"].map(lambda a: "-" if pd.isna(a) else f"{a:.2f}"),
-        "recall@K": rows["recall_at_k"].map("{:.3f}".format), "dev nDCG@10": rows["dev_ndcg_at_10"].map("{:.3f}".format),
-        "test nDCG@10": [f"{m:.3f} ± {h:.3f}" for m, h in (t_interval(v) for v in rows["q_ndcg_at_10"])],
-        "R@100": rows["recall_at_100"].map("{:.3f}".format) + rows["k"].map(lambda k: "*" if k < 100 else ""),
-        "e2e p95 ms": rows["e2e_p95_ms"].map(timing_text), "index MB": (rows["index_bytes"] / 2**20).map("{:.1f}".format),
-    }).sort_values(["dataset", "encoder", "backend", "K", "R", "alpha"])
-    pd.set_option("display.width", 200, "display.max_columns", 30, "display.max_rows", 5000, "display.max_colwidth", 40)
-    print(table.to_string(index=False))
-    print(f"\n{len(table)} of {len(frame)} rows" + ("" if args.all else
-          " (per dataset, encoder, backend, K, reranker, R, alpha: the fastest cell reaching dev recall@K >= 0.95; --all for every row)")
-          + "; test nDCG@10 with its 95% t-interval; R@100* : K < 100, so computed from K results")
+    print(summary_text(summary_rows(frame, args.k, args.all), len(frame), args.all))
     return 0
 
 
@@ -259,7 +231,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
-                        tables_dir=Path(args.tables), pipelines_dir=Path(args.pipelines), out=out)
+                        tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
+                        pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
+                        out=out)
     from bench.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
@@ -268,8 +242,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from bench.analysis import Budget, NothingFits, recommend, with_derived
-    from bench.figures import ci, timing_text
+    from bench.analysis import Budget, NothingFits, recommend_over_mean, with_derived
+    from bench.analysis.decisions import decide
+    from bench.analysis.series import with_composed
+    from bench.render.text import over_mean_text, recommendation_text
+    from bench.store import COMPOSED_SCHEMA
 
     try:
         budget = Budget(args.p95_ms, args.memory_mb, args.min_recall)
@@ -280,108 +257,32 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     frame = with_derived(read_results(*args.results))
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows")
-    composed = _composed(args.composed)
     if args.over_mean:
-        return _recommend_over_mean(frame, budget, args.exclude_seen)
-    for dataset, rows in frame.groupby("dataset"):
+        rows = frame[~frame["saw_eval_docs"]] if args.exclude_seen else frame
         try:
-            choice = recommend(rows, budget, exclude_seen=args.exclude_seen)
+            print(over_mean_text(recommend_over_mean(rows, budget), sorted(frame["dataset"].unique())))
         except NothingFits as err:
-            print(f"{dataset}: nothing fits: {err}", file=sys.stderr)
+            print(f"nothing fits: {err}", file=sys.stderr)
             return 1
-        pick, source = choice.pick, pick_source(rows)
-        seen = "  [a model in it saw documents the evaluation queries judge, in training]\n" if pick["saw_eval_docs"] else ""
-        print(f"{dataset}: recommended {pick['pipeline']}\n{seen}"
-              f"  dev nDCG@10 {ci(*choice.dev_interval())} ({source}), test nDCG@10 {ci(*choice.test_interval())} "
-              f"(95% t-intervals; test reported once, for this pick)\n"
-              f"  recall@K {pick['recall_at_k']:.3f}, memory {pick['memory_mb']:.1f} MB\n"
-              f"{_latency_lines(pick, composed)}"
-              f"  rule: dev-best {choice.dev_best['pipeline']} (dev {choice.dev_best['dev_ndcg_at_10']:.3f}); "
-              f"{len(choice.ties)} of {choice.candidates} rows within the budget are not significantly below it on dev "
-              f"(one-sided paired t-test, p >= 0.05); the cheapest of them is the pick (its p = {choice.p_vs_best:.2g})")
-        others = choice.ties.drop(index=pick.name).sort_values(["e2e_p95_ms", "memory_mb"]).head(args.top - 1)
-        if len(others):
-            print("  other tied rows, cheapest first:")
-            pd.set_option("display.width", 200, "display.max_columns", 10, "display.max_colwidth", 90)
-            print(pd.DataFrame({"pipeline": others["pipeline"], "dev nDCG@10": others["dev_ndcg_at_10"].round(3),
-                                "e2e p95 ms": others["e2e_p95_ms"].map(timing_text),
-                                "memory MB": others["memory_mb"].round(1)}).to_string(index=False))
+        return 0
+    default = Path("results/composed.parquet")
+    composed_path = args.composed or (default if default.exists() else None)
+    frame = with_composed(frame, read_results(composed_path, schema=COMPOSED_SCHEMA) if composed_path else None)
+    for dataset, rows in frame.groupby("dataset"):
+        decision = decide(rows, budget, exclude_seen=args.exclude_seen)
+        if decision.choice is None:
+            print(f"{dataset}: nothing fits: {decision.why_none}", file=sys.stderr)
+            return 1
+        print(recommendation_text(decision, rows, args.top))
     return 0
 
 
 def cmd_contributions(args: argparse.Namespace) -> int:
     from bench.analysis import contribution_table, with_derived
+    from bench.render.text import contributions_text
 
-    frame = with_derived(read_results(*args.results))
-    table = contribution_table(frame)
-    if table.empty:
-        print("no reranked or fused pipelines")
-        return 0
-    print("What each added stage contributes: nDCG@10 of the dev-chosen pipeline of each group minus the same pipeline "
-          "without that stage (a fusion: minus each member alone), per query; 95% t-intervals, one-sided paired p of "
-          "a gain; dev decides, test is reported once. A stage that ties on dev, or is fused at alpha 0, adds nothing "
-          "here and is not a candidate of its own.\n")
-    for dataset, rows in table.groupby("dataset"):
-        print(f"{dataset}:")
-        print(rows.drop(columns=["dataset", "pipeline"]).to_string(index=False))
-        print()
+    print(contributions_text(contribution_table(with_derived(read_results(*args.results)))))
     return 0
-
-
-def _composed(path: Path | None) -> pd.DataFrame | None:
-    """Composed-run rows (bench.composed) from `path`; the default file where it exists."""
-    from bench.store import COMPOSED_SCHEMA
-    from bench.store import read_results as read_series
-
-    path = path or (Path("results/composed.parquet") if Path("results/composed.parquet").exists() else None)
-    return read_series(path, schema=COMPOSED_SCHEMA) if path else None
-
-
-def _latency_lines(pick: pd.Series, composed: pd.DataFrame | None) -> str:
-    """The pick's end-to-end figures: from a composed run on this host where one exists, beside the sweep's."""
-    from bench.figures import timing_text
-
-    sweep = (f"p50 {timing_text(pick['e2e_p50_ms'])} / p95 {timing_text(pick['e2e_p95_ms'])} / p99 "
-             f"{timing_text(pick.get('e2e_p99_ms', float('nan')))} ms ({pick.get('e2e_method', 'unknown method')}, "
-             f"{pick.get('e2e_queries', '?')} queries)")
-    runs = None if composed is None else composed[(composed["sweep_cell_id"] == pick["cell_id"])
-                                                  & (composed["host_id"] == pick.get("host_id"))]
-    if runs is None or runs.empty:
-        return f"  end-to-end {sweep}; not timed as a composed run on this host (python -m bench composed)\n"
-    run = runs.sort_values("measured_at").iloc[-1]
-    return (f"  end-to-end as deployed: p50 {timing_text(run['e2e_p50_ms'])} / p95 {timing_text(run['e2e_p95_ms'])} / "
-            f"p99 {timing_text(run['e2e_p99_ms'])} ms (composed run: {run['queries']} queries x {run['repetitions']} "
-            f"passes, {run['threads']} thread(s), {run['measured_at']:%Y-%m-%d})\n"
-            f"  the sweep's figure, used for the budget: {sweep}\n")
-
-
-def _recommend_over_mean(frame: pd.DataFrame, budget, exclude_seen: bool) -> int:
-    from bench.analysis import NothingFits, recommend_over_mean, t_interval
-    from bench.figures import ci, timing_text
-
-    datasets = sorted(frame["dataset"].unique())
-    rows = frame[~frame["saw_eval_docs"]] if exclude_seen else frame
-    try:
-        choice = recommend_over_mean(rows, budget)
-    except NothingFits as err:
-        print(f"nothing fits: {err}", file=sys.stderr)
-        return 1
-    pick = choice.pick.iloc[0]
-    print(f"over the mean of {len(datasets)} datasets ({', '.join(datasets)}; each weighs the same): recommended "
-          f"{pick['pipeline']}\n  mean dev nDCG@10 {ci(*choice.interval('dev'))}, mean test nDCG@10 "
-          f"{ci(*choice.interval())} (95% intervals of the mean of per-dataset means; test reported once)\n"
-          + "".join(f"  {d}: test nDCG@10 {ci(*t_interval(r['q_ndcg_at_10']))}, e2e p95 {timing_text(r['e2e_p95_ms'])} ms, "
-                    f"memory {r['memory_mb']:.1f} MB\n" for d, r in choice.pick.iterrows())
-          + f"  rule: mean-dev-best {choice.dev_best.iloc[0]['pipeline']}; {choice.ties} of {choice.candidates} "
-          f"configurations that fit on every dataset are not significantly below it (one-sided t-test on the mean of "
-          f"per-dataset paired differences, p >= 0.05); the cheapest (worst-dataset p95) is the pick")
-    return 0
-
-
-def pick_source(rows: pd.DataFrame) -> str:
-    n_dev = int(rows["n_dev_queries"].iloc[0])
-    return f"{n_dev} dev queries: {rows['dev_source'].iloc[0]}" if n_dev else \
-        "NO dev queries: chosen on the test queries themselves"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", type=Path)
     report.add_argument("--out", default="report.md")
     report.add_argument("--plots", default="results/plots")
-    report.add_argument("--tables", default="results/tables", help="folder for the full tables (CSV)")
-    report.add_argument("--pipelines", default="results/pipelines", help="folder for the picks' pipeline blocks")
+    report.add_argument("--tables", help="folder for the full tables (CSV); default results/tables beside --out")
+    report.add_argument("--pipelines", help="folder for the picks' pipeline blocks; default results/pipelines beside --out")
     report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
     report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
     report.add_argument("--filters", type=Path, help="filtered-search results (python -m bench filters) to add")

@@ -44,14 +44,14 @@ class SweepSummary:
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None, executor: Executor | None = None,
               announce: Callable[[str], None] | None = None, prune: bool = False,
-              only: set[str] | None = None, cells: set[str] | None = None) -> SweepSummary:
+              only: set[str] | None = None, only_cells: set[str] | None = None) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
     `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
     `prune` drops this host's stored rows of this config's cells that the config no longer plans.
     `only`: measure (and re-time, and redo) only these encoders' cells; the others are planned and left as stored.
-    `cells`: the same for the cells with these ids (a first-stage cell or one of its rerank children; a pipeline
+    `only_cells`: the same for the cells with these ids (a first-stage cell or one of its rerank children; a pipeline
     block names its pick's).
     """
     store = store or ResultStore(config.results_path)
@@ -64,8 +64,11 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     check_rerank(config, data_root)
     frame = store.load()
     planned_ids = {i for planned, _ in plans.values() for c in planned for i in c.ids}
-    if cells is not None and cells - planned_ids:
-        raise ConfigError(f"cells {sorted(cells - planned_ids)} are not cells of {config.name}'s plan")
+    if only_cells is not None and only_cells - planned_ids:
+        raise ConfigError(f"cells {sorted(only_cells - planned_ids)} are not cells of {config.name}'s plan")
+
+    def in_scope(cell) -> bool:
+        return only_cells is None or bool(set(cell.ids) & only_cells)
     stale = set(frame.loc[(frame["host_id"] == host_id()) & (frame["config_name"] == config.name), "cell_id"]) - planned_ids
     if stale and prune:
         log.warning("%s: dropped %d rows of cells no longer in the config", config.name, store.drop(stale, host_id()))
@@ -79,8 +82,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     stale_rows = stale_latencies(mine, config, calibration)
     if only is not None:
         stale_rows = stale_rows[stale_rows["encoder"].isin(only)]
-    if cells is not None:
-        wanted = {i for planned, _ in plans.values() for c in planned if set(c.ids) & cells for i in c.ids}
+    if only_cells is not None:
+        wanted = {i for planned, _ in plans.values() for c in planned if in_scope(c) for i in c.ids}
         stale_rows = stale_rows[stale_rows["cell_id"].isin(wanted)]
     stale = {} if redo else {row["cell_id"]: row for row in stale_rows.to_dict("records")}
     if stale and announce:
@@ -100,7 +103,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     protocol = describe(splits)
     todo = {spec.name: [c for c in plans[spec.name][0]
                         if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k, set(stale))
-                        and (cells is None or set(c.ids) & cells)]
+                        and in_scope(c)]
                         if only is None or spec.name in only else []
             for spec in config.encoders}
     speeds = Speeds()
@@ -108,7 +111,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers), f"{config.name}: plan"))
     weights = prepare_models(resolved, todo, rerankers, data_root, splits)
     for index, spec in enumerate(config.encoders):
-        cells, skipped = plans[spec.name]
+        cells = [c for c in plans[spec.name][0] if in_scope(c)]
+        skipped = plans[spec.name][1] if only_cells is None else 0
         summary.planned += len(cells)
         summary.skipped_invalid += skipped
         pending = todo[spec.name]

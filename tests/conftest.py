@@ -84,3 +84,16 @@ def reranked_tiny_sweep(tiny_model, tiny_cross_encoder, tmp_path):
                                 backends=[b for b in base.backends if b.backend in ("exact", "hnsw", "bm25s")])
     run_sweep(sweep)
     return sweep
+
+
+def render_report(frame, folder, **kwargs):
+    """build_report into `folder` (plots, tables, pipeline blocks): the text and every CSV table by file name."""
+    from pathlib import Path
+
+    from bench.render import build_report
+
+    folder = Path(folder)
+    text = build_report(frame, ["results.parquet"], folder / "plots", "plots/", tables_dir=folder / "tables",
+                        pipelines_dir=folder / "pipelines", out=folder / "report.md", **kwargs)
+    tables = {p.name: p.read_text() for p in sorted((folder / "tables").rglob("*.csv"))}
+    return text, tables

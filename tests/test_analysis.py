@@ -136,13 +136,15 @@ def test_budget_rejects_nonsense(bad):
 def test_recommend_cli(tmp_path, capsys, monkeypatch):
     import bench.cli as cli
 
-    frame = table().assign(dev_source="25% of train (seed 0)", n_dev_queries=N, e2e_p50_ms=1.0)
+    frame = table().assign(dev_source="25% of train (seed 0)", n_dev_queries=N, e2e_p50_ms=1.0, config_name="x")
     monkeypatch.setattr(cli, "read_results", lambda *paths: frame)
+    monkeypatch.chdir(tmp_path)  # no results/composed.parquet here
     assert main(["recommend", "x.parquet", "--p95-ms", "0.1", "--memory-mb", "1000"]) == 1
     assert "nothing fits" in capsys.readouterr().err
     assert main(["recommend", "x.parquet", "--p95-ms", "5", "--memory-mb", "1000"]) == 0
     out = capsys.readouterr().out
     assert "recommended m@0 · big-slow name=big-slow % 100" in out and "dev nDCG@10 0.488 ± 0.051" in out and "test nDCG@10" in out and " ± " in out
+    assert 'sweep = "configs/x.toml"' in out and "cells = [" in out  # its pipeline block
     for args in (["--p95-ms", "-5"], ["--p95-ms", "nan"], ["--p95-ms", "5", "--min-recall", "1.5"],
                  ["--p95-ms", "5", "--top", "0"]):
         assert main(["recommend", "x.parquet", "--memory-mb", "100", *args]) == 2

@@ -73,5 +73,7 @@ def test_chunked_encoder_in_the_sweep(tiny_model, tmp_path):
     assert c["ndcg_at_10"].between(0, 1).all()
     from bench.render import build_report
 
-    text = build_report(frame, ["c.parquet"], tmp_path / "plots", "plots/")
-    assert "## Long documents: passages vs whole documents" in text and "16 tokens, stride 12, max" in text
+    text = build_report(frame, ["c.parquet"], tmp_path / "plots", "plots/", tables_dir=tmp_path / "tables",
+                        out=tmp_path / "report.md")
+    table = (tmp_path / "tables" / frame["dataset"].iloc[0] / "passages.csv").read_text()
+    assert "### Long documents: passages vs whole documents" in text and "16 tokens, stride 12, max" in table

@@ -60,9 +60,13 @@ def test_the_report_section_counts_encoders_within_the_band_per_series(tmp_path)
     path = tmp_path / "encode_latency.parquet"
     for p50, kernel in (([10.0, 12.0], [0.5, 0.6]), ([10.0, 10.5], [0.5, 0.5])):
         append_series(path, series_rows(p50, kernel))
-    text = repeatability_section(read_series(path))
-    assert "| 1 | 2026-11-26 21:00 | 3 | back to back | 1 | 0 of 1 | 20.0% | 1 of 1 | 0.0% | - | 12.9% / 0.0% |" in text  # host 20% slower
-    assert "| 2 | 2026-11-26 21:00 | 3 | back to back | 1 | 1 of 1 | 5.0% | 1 of 1 | 5.0% | - | 3.4% / 3.4% |" in text
+    from bench.render.markdown import Tables
+
+    text = repeatability_section(read_series(path), Tables(tmp_path / "tables"))
+    table = (tmp_path / "tables" / "encode-latency-series.csv").read_text()
+    assert "1,2026-11-26 21:00,3,back to back,1,0 of 1,20.0%,1 of 1,0.0%,-,12.9% / 0.0%" in table  # host 20% slower
+    assert "2,2026-11-26 21:00,3,back to back,1,1 of 1,5.0%,1 of 1,5.0%,-,3.4% / 3.4%" in table
+    assert "the latest (2, back to back, 3 passes): 1 of 1 encoders within 10% raw (largest spread 5.0%)" in text
     assert "Latest series (2)" in text
 
 

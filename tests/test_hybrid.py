@@ -89,12 +89,13 @@ def test_hybrid_first_stage_through_the_sweep(tiny_model, tmp_path):
     bm25 = frame[frame["encoder"] == "bm25"]["ndcg_at_10"].max()
     assert exact["ndcg_at_10"].max() >= 0.5 * bm25
 
-    from bench.render import build_report
+    from conftest import render_report
 
-    text = build_report(frame, ["h.parquet"], tmp_path / "plots", "plots/")
-    assert "## Hybrid first stage: BM25 + dense" in text
-    section = text.split("## Hybrid first stage")[1].split("\n## ")[0]
-    assert "| hyb-convex | convex w=" in section and "| hyb-rrf | RRF k=60 | 20 |" in section and "| hyb-rrf | RRF k=60 | 50 |" in section
+    text, tables = render_report(frame, tmp_path / "report")
+    assert "### Hybrid first stage: BM25 + dense" in text and "hybrids.csv" in text
+    table = tables["hybrids.csv"]
+    assert "hyb-convex,convex w=" in table and "hyb-rrf,RRF k=60,20," in table and "hyb-rrf,RRF k=60,50," in table
+    assert "test" not in table.splitlines()[0]  # the grid shows dev figures
 
 
 def test_weighted_rrf_weighs_each_side_reciprocal_ranks():

@@ -44,12 +44,13 @@ def test_compressed_backends_through_the_sweep_and_the_memory_frontier(tiny_mode
 
     picks = smallest_at_recall(with_derived(frame), 5, target=0.0)
     assert picks["bytes_per_vector"].is_monotonic_increasing and picks["backend"].is_unique
-    from bench.render import build_report
+    from conftest import render_report
 
-    text = build_report(frame, ["m.parquet"], tmp_path / "plots", "plots/")
-    section = text.split("### Memory frontier: bytes per vector")[1].split("\n### ")[0]
-    assert "memory_k5.png" in section and "| faiss_sq |" in section and "vs exact" in section
-    assert (tmp_path / "plots" / "memory_k5.png").exists()
+    text, tables = render_report(frame, tmp_path / "report")
+    assert "memory_k5.png" in text and "memory-k5.csv" in text
+    smallest = "".join(text for name, text in tables.items() if name.startswith("memory-k"))
+    assert "\nfaiss_sq," in smallest and "vs exact" in tables["memory-k5.csv"]
+    assert (tmp_path / "report" / "plots" / "memory_k5.png").exists()
 
 
 def test_search_effort_names_the_knob_the_grid_varied():

@@ -60,8 +60,12 @@ def test_scale_series_runs_resumes_and_fits_slopes(tiny_model, tmp_path):
     assert (frame["index_bytes"] / frame["predicted_index_bytes"]).between(0.99, 1.01).all()
     slopes = growth(frame).set_index("variant")
     assert slopes.loc["hnsw M=8 ef_construction=40", "slope index_bytes"] == pytest.approx(1.0, abs=0.05)  # bytes grow linearly with N
-    text = scale_section(frame)
-    assert "Log-log slopes" in text and "### The generator against real vectors" in text
-    assert "real / gmm" in text and "pooled / gmm-pooled" in text
-    assert "### HNSW build grid" in text and "### Memory at 100M and 1B vectors" in text
+    from bench.render.markdown import Tables
+
+    text = scale_section(frame, tables=Tables(tmp_path / "tables"))
+    assert "Log-log slopes" in text and "The generator against real vectors" in text
+    bias = (tmp_path / "tables" / "scale-generator-bias.csv").read_text()
+    assert "real / gmm" in bias and "pooled / gmm-pooled" in bias
+    assert "HNSW build grid" in text and "### Memory at 100M and 1B vectors" in text
+    assert (tmp_path / "tables" / "scale-capacity.csv").exists() and "At 1B vectors, the index alone fits in" in text
     assert run_scale(config, store=ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)) == 0

@@ -199,10 +199,11 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
     pngs = sorted(plots.glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     report = text.decode()
-    assert report.startswith("# Retrieval stack benchmark report\n\nSettings, depths and every \"best\" row are "
-                             "chosen on 8 dev queries (25% of train (seed 0))")
-    for section in ["## Cost comparison per encoder type", "## Pareto frontiers", "## K x R",
-                    "## Significance against the baseline", "## Recommendations under budgets"]:
+    assert report.startswith("# Retrieval stack benchmark report\n")
+    assert report.splitlines()[4] == "## The decision"
+    assert "Settings, depths and every \"best\" row are chosen on 8 dev queries (25% of train (seed 0))" in report
+    for section in ["### Cost per encoder type", "### Frontiers (dev quality)", "### K x R",
+                    "### Significance against the baseline", "### What each stage adds"]:
         assert section in report
     assert all(f"plots/{p.name}" in report for p in pngs)
 
@@ -225,13 +226,13 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
     assert params["bi-heads"] == params["minilm"] + head and params["twin-heads"] == params["minilm"] + 2 * head
     assert frame.loc[["bi-heads", "twin-heads"], "encoder_train_s"].gt(0).all()
     assert frame.loc["minilm", "encoder_train_s"].isna().all()
-    from bench.render import build_report
+    from conftest import render_report
 
-    text = build_report(read_results(config.results_path), ["t.parquet"], config.results_path.parent / "plots", "p/")
-    section = text.split("## Encoder types, trained like for like")[1].split("\n## ")[0]
-    assert "| twin-heads | twin-tower | heads |" in section and "p Holm" in section
+    text, tables = render_report(read_results(config.results_path), config.results_path.parent / "report")
+    assert "### Encoder types, trained like for like" in text
+    assert "twin-heads,twin-tower,heads," in tables["encoder-types.csv"] and "p Holm" in tables["encoder-types.csv"]
     # the synthetic splits judge different documents: the guard drops nothing, and the report splits by it
-    assert "## What trained models gain on seen and unseen documents" in text
+    assert "### What trained models gain on seen and unseen documents" in text
     assert not frame["encoder_saw_eval_docs"].any()
     # trained once: a re-run measures nothing and trains nothing
     assert run_sweep(config).computed == 0
@@ -303,9 +304,14 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     out, plots = tmp_path / "report.md", tmp_path / "plots"
     assert main(["report", *paths, "--out", str(out), "--plots", str(plots)]) == 0
     text = out.read_text()
-    assert "## Across datasets" in text and "# Dataset: synth-b" in text and "# Dataset: synthetic" in text
-    # one pipeline, a column per dataset (named by its model's identity, the same on both)
-    assert len(re.findall(r"\n\| [^|\n]+ · exact % 5 \| [^|]+ \| [^|]+ \| [^|]+ \|\n", text)) == 1
+    assert "## Across datasets" in text and "## Why, on synth-b" in text and "## Why, on synthetic" in text
+    # the decision: a line per dataset and budget, each with its block
+    decision = text.split("## The decision")[1].split("\n\n")[1].splitlines()[2:]
+    assert sorted({line.split(" | ")[0] for line in decision}) == ["| synth-b", "| synthetic"]
+    assert len(decision) == 2 * 6 and all(".toml](" in line for line in decision)
+    # one pipeline for both (named by its model's identity, the same on both), a test column per dataset
+    over = text.split("## Across datasets")[1].split("\n\n")[2].splitlines()
+    assert over[0].startswith("| budget | pipeline | mean dev nDCG@10 | mean test nDCG@10 | synth-b test | synthetic test |")
     assert (plots / "synth-b" / "pareto_ndcg.png").exists() and (plots / "synthetic" / "pareto_ndcg.png").exists()
     capsys.readouterr()
     assert main(["recommend", *paths, "--p95-ms", "1000", "--memory-mb", "1000"]) == 0
@@ -315,7 +321,8 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     assert "over the mean of 2 datasets (synth-b, synthetic; each weighs the same): recommended" in capsys.readouterr().out
     assert main(["summary", *paths]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["dataset", "encoder", "backend"] and "reranker" in lines[0] and "alpha" in lines[0]
+    assert lines[0].split()[:3] == ["dataset", "encoder", "backend"] and "rerank" in lines[0]
+    assert max(map(len, lines)) <= 160
     # one row per dataset, encoder, backend and K: bm25 is not in these configs' backends, so 2 x 2 x 2
     assert sum(1 for line in lines if line.split()[:1] in (["synthetic"], ["synth-b"])) == 2 * 2 * 2
 
@@ -389,9 +396,10 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     # its size is the exported file, weights inside (no external data file beside it)
     assert exact.loc["minilm-ort", "encoder_bytes"] == pytest.approx(exact.loc["minilm", "encoder_bytes"], rel=0.1)
     assert [p.suffix for p in (cache_dir() / "onnx").iterdir()] == [".onnx"]
-    text = build_report(frame, ["tiny"], tmp_path / "plots", "plots")
-    section = text[text.index("## Encoding levers: precision per side"):]
-    section = section[: section.index("\n## ")]
-    assert "| minilm-q8 | int8 | fp32 |" in section and "| minilm-int8 | int8 | int8 |" in section
-    assert "| minilm-ort | fp32 | fp32 | onnxruntime |" in section
-    assert section.count("delta vs fp32") == 2 and "baseline minilm" in section
+    from conftest import render_report
+
+    text, tables = render_report(frame, tmp_path / "report")
+    assert "### Encoding levers: precision per side" in text and "baseline minilm" in text
+    table = tables["encoding-levers.csv"]
+    assert "\nminilm-q8,int8,fp32," in table and "\nminilm-int8,int8,int8," in table
+    assert "\nminilm-ort,fp32,fp32,onnxruntime," in table and "delta vs fp32" in table.splitlines()[0]

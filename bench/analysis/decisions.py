@@ -53,11 +53,13 @@ def serving_cost(pick: pd.Series, load: pd.DataFrame | None) -> tuple[float, str
     return 1e6 * mean_ms / 1000 / 3600 * PRICE_PER_CORE_HOUR, "1 core, serial"
 
 
-def decide(frame: pd.DataFrame, budget: Budget, load: pd.DataFrame | None = None) -> Decision:
-    """One dataset's decision under `budget` (`frame`: its rows, with_derived and with_composed)."""
+def decide(frame: pd.DataFrame, budget: Budget, load: pd.DataFrame | None = None,
+           exclude_seen: bool = False) -> Decision:
+    """One dataset's decision under `budget` (`frame`: its rows, with_derived and with_composed; `exclude_seen`
+    leaves out models trained on documents its evaluation queries judge)."""
     dataset = str(frame["dataset"].iloc[0])
     try:
-        choice = recommend(frame, budget)
+        choice = recommend(frame, budget, exclude_seen=exclude_seen)
     except NothingFits as err:
         return Decision(dataset, budget, None, str(err))
     pick = choice.pick
@@ -85,7 +87,7 @@ def sweep_config_path(pick: pd.Series) -> str:
 
 def pipeline_block(decision: Decision) -> str:
     """The pick as a runnable block: `python -m bench run|load|check-pipeline FILE` each take it verbatim."""
-    from bench.figures import ci
+    from bench.figures import ci, timing_text
 
     choice = decision.choice
     pick = choice.pick
@@ -99,7 +101,7 @@ def pipeline_block(decision: Decision) -> str:
         f"# pipeline_id {pick['pipeline_id']} (the same pipeline on every dataset){tuned}",
         f"# chosen on {chosen_on}: dev nDCG@10 {ci(*choice.dev_interval())}; test nDCG@10 {ci(*choice.test_interval())} "
         "(reported once)",
-        f"# e2e p50 / p95 / p99 {' / '.join(f'{v:.2g}' for v in decision.e2e_ms)} ms ({decision.e2e_source}); "
+        f"# e2e p50 / p95 / p99 {' / '.join(timing_text(v) for v in decision.e2e_ms)} ms ({decision.e2e_source}); "
         f"memory {pick['memory_mb']:.1f} MB",
         "# Run it: python -m bench run FILE (measures this cell only), python -m bench load FILE (serves it under",
         "# load), python -m bench check-pipeline FILE --update-baseline, then without the flag (its latency gate).",
@@ -126,3 +128,19 @@ def write_blocks(found: list[Decision], folder: Path) -> dict[str, Path]:
             atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
         written[decision.name] = path
     return written
+
+
+def summary_rows(frame: pd.DataFrame, k: int | None = None, every_row: bool = False) -> pd.DataFrame:
+    """What `summary` shows: every row, or per (dataset, encoder, backend, K, reranker, R, alpha) the fastest cell
+    reaching dev recall@K >= 0.95, else the one with the highest dev recall."""
+    from bench.analysis import fastest_at_recall
+
+    if k:
+        frame = frame[frame["k"] == k]
+    if every_row or frame.empty:
+        return frame
+    picks = []
+    for _, group in frame.groupby(["dataset", "encoder", "backend", "k", "reranker", "r", "fusion_alpha"], dropna=False):
+        pick = fastest_at_recall(group)
+        picks.append(pick if pick is not None else group.sort_values("dev_recall_at_k").iloc[-1])
+    return pd.DataFrame(picks)

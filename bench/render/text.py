@@ -1,0 +1,101 @@
+"""What the command line prints: `recommend` (the pick, what it rests on, its pipeline block), `summary` (one line
+per group, at most WIDTH characters) and `contributions`."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.analysis import ALPHA, MeanChoice, t_interval
+from bench.analysis.decisions import Decision, pipeline_block
+from bench.figures import ci, timing_text
+
+WIDTH = 160  # the widest line `summary` prints
+BLOCK_HEAD = "pipeline block (python -m bench run / load / check-pipeline take it verbatim, saved as a .toml file):"
+
+
+def pick_source(rows: pd.DataFrame) -> str:
+    n_dev = int(rows["n_dev_queries"].iloc[0])
+    return f"{n_dev} dev queries: {rows['dev_source'].iloc[0]}" if n_dev else \
+        "NO dev queries: chosen on the test queries themselves"
+
+
+def latency_lines(decision: Decision) -> str:
+    """The pick's end-to-end figures: from its composed run where one exists, beside the sweep's."""
+    pick = decision.choice.pick
+    sweep = (f"p50 {timing_text(pick['e2e_p50_ms'])} / p95 {timing_text(pick['e2e_p95_ms'])} / p99 "
+             f"{timing_text(pick.get('e2e_p99_ms', float('nan')))} ms ({pick.get('e2e_method', 'unknown method')}, "
+             f"{pick.get('e2e_queries', '?')} queries)")
+    if decision.e2e_source != "composed run":
+        return f"  end-to-end {sweep}; not timed as a composed run on this host (python -m bench composed)\n"
+    p50, p95, p99 = (timing_text(v) for v in decision.e2e_ms)
+    return (f"  end-to-end as deployed: p50 {p50} / p95 {p95} / p99 {p99} ms (composed run)\n"
+            f"  the sweep's figure, used for the budget: {sweep}\n")
+
+
+def recommendation_text(decision: Decision, rows: pd.DataFrame, top: int) -> str:
+    choice = decision.choice
+    pick = choice.pick
+    seen = "  [a model in it saw documents the evaluation queries judge, in training]\n" if pick["saw_eval_docs"] else ""
+    text = (f"{decision.dataset}: recommended {pick['pipeline']}\n{seen}"
+            f"  dev nDCG@10 {ci(*choice.dev_interval())} ({pick_source(rows)}), test nDCG@10 "
+            f"{ci(*choice.test_interval())} (95% t-intervals; test reported once, for this pick)\n"
+            f"  recall@K {pick['recall_at_k']:.3f}, memory {pick['memory_mb']:.1f} MB, "
+            f"{timing_text(decision.cost_per_million_usd)} USD per 1M queries ({decision.cost_source})\n"
+            f"{latency_lines(decision)}"
+            f"  rule: dev-best {choice.dev_best['pipeline']} (dev {choice.dev_best['dev_ndcg_at_10']:.3f}); "
+            f"{len(choice.ties)} of {choice.candidates} rows within the budget are not significantly below it on dev "
+            f"(one-sided paired t-test, p >= {ALPHA}); the cheapest of them is the pick (its p = {choice.p_vs_best:.2g})\n")
+    others = choice.ties.drop(index=pick.name).sort_values(["e2e_p95_ms", "memory_mb"]).head(top - 1)
+    if len(others):
+        text += "  other tied rows, cheapest first:\n" + "\n".join(
+            f"    {r['dev_ndcg_at_10']:.3f} dev, {timing_text(r['e2e_p95_ms'])} ms p95, {r['memory_mb']:.1f} MB: "
+            f"{r['pipeline']}" for _, r in others.iterrows()) + "\n"
+    return text + f"  {BLOCK_HEAD}\n\n{pipeline_block(decision)}"
+
+
+def over_mean_text(choice: MeanChoice, datasets: list[str]) -> str:
+    pick = choice.pick.iloc[0]
+    return (f"over the mean of {len(datasets)} datasets ({', '.join(datasets)}; each weighs the same): recommended "
+            f"{pick['pipeline_name']}\n  mean dev nDCG@10 {ci(*choice.interval('dev'))}, mean test nDCG@10 "
+            f"{ci(*choice.interval())} (95% intervals of the mean of per-dataset means; test reported once)\n"
+            + "".join(f"  {d}: {r['pipeline']}\n    test nDCG@10 {ci(*t_interval(r['q_ndcg_at_10']))}, e2e p95 "
+                      f"{timing_text(r['e2e_p95_ms'])} ms, memory {r['memory_mb']:.1f} MB\n" for d, r in choice.pick.iterrows())
+            + f"  rule: mean-dev-best {choice.dev_best.iloc[0]['pipeline_name']}; {choice.ties} of {choice.candidates} "
+            f"pipelines that fit on every dataset are not significantly below it (one-sided t-test on the mean of "
+            f"per-dataset paired differences, p >= {ALPHA}); the cheapest (worst-dataset p95) is the pick")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary_text(rows: pd.DataFrame, total: int, every_row: bool) -> str:
+    """One line per row, each within WIDTH characters (long configs clipped with an ellipsis)."""
+    if rows.empty:
+        return "no rows"
+    table = pd.DataFrame({
+        "dataset": rows["dataset"], "encoder": rows["encoder"].map(lambda v: _clip(v, 16)),
+        "backend": rows["backend"], "config": rows["config"].map(lambda v: _clip(v, 34)), "K": rows["k"],
+        "rerank": [_clip(f"{r} R={n} a={a:.2f}", 26) if r else "-" for r, n, a in
+                   zip(rows["reranker"], rows["r"], rows["fusion_alpha"].fillna(0))],
+        "recall@K": rows["recall_at_k"].map("{:.3f}".format), "dev nDCG@10": rows["dev_ndcg_at_10"].map("{:.3f}".format),
+        "test nDCG@10": [f"{m:.3f}±{h:.3f}" for m, h in (t_interval(v) for v in rows["q_ndcg_at_10"])],
+        "e2e p95 ms": rows["e2e_p95_ms"].map(timing_text), "MB": (rows["index_bytes"] / 2**20).map("{:.0f}".format),
+    }).sort_values(["dataset", "encoder", "backend", "K", "rerank"])
+    lines = table.to_string(index=False).splitlines()
+    note = (f"{len(table)} of {total} rows" + ("" if every_row else " (per dataset, encoder, backend, K and rerank "
+            "stage: the fastest cell reaching dev recall@K >= 0.95; --all for every row)"))
+    return "\n".join([*(_clip(line, WIDTH) for line in lines), "", note, "test nDCG@10 with its 95% t-interval; "
+                      "MB: the index"])
+
+
+def contributions_text(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "no reranked or fused pipelines"
+    lines = ["What each added stage contributes: nDCG@10 of the dev-chosen pipeline of each group minus the same "
+             "pipeline without that stage (a fusion: minus each member alone), per query; 95% t-intervals, one-sided "
+             "paired p of a gain; dev decides, test is reported once. A stage that ties on dev, or is fused at alpha "
+             "0, adds nothing here and is not a candidate of its own.", ""]
+    for dataset, rows in table.groupby("dataset"):
+        lines += [f"{dataset}:", rows.drop(columns=["dataset", "pipeline"]).to_string(index=False), ""]
+    return "\n".join(lines)
