@@ -49,9 +49,13 @@ def test_bad_load_options_fail_at_parse_time(tmp_path):
         from_table(LoadConfig, {"name": "l", "sweep": "configs/tiny.toml", "client": [1]}, "load.toml")
 
 
-def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path):
+def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path, monkeypatch):
+    import bench.load
     from bench.render import load_section
 
+    # the host's speed as one figure for the whole test: a busy host moves the kernel past the 10% tolerance between
+    # the two runs (1 in 3 here), which is the re-timing rule working, not what this test checks
+    monkeypatch.setattr(bench.load, "calibrate", lambda: 0.5)
     sweep = reranked_tiny_sweep
     config = LoadConfig(name="load", sweep="(given)", encoders=["minilm", "bm25"], k=20, budgets=[[10000, 10000]],
                         clients=[1, 2], seconds=0.2, min_requests=5, warmup=1, open_fractions=[0.5],

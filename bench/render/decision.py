@@ -66,22 +66,27 @@ def across_lines(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
                 pick = recommend(frame[frame["dataset"] == source], budget).pick
             except NothingFits:
                 continue
-            entry = {"budget": f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB", "chosen on": source,
-                     "pipeline_id": pick[CONFIGURATION]}
             for target in datasets:
                 if target == source:
                     continue
                 same = frame[(frame["dataset"] == target) & (frame[CONFIGURATION] == pick[CONFIGURATION])]
-                entry[f"test nDCG@10 on {target}"] = (ci(*t_interval(same.iloc[0]["q_ndcg_at_10"])) if len(same)
-                                                      else "not measured")
-            transfer.append(entry)
+                try:
+                    own = recommend(frame[frame["dataset"] == target], budget).pick
+                    own_text = "the same pipeline" if own[CONFIGURATION] == pick[CONFIGURATION] else \
+                        f"{own['pipeline_name']}: {ci(*t_interval(own['q_ndcg_at_10']))}"
+                except NothingFits:
+                    own_text = "nothing fits"
+                transfer.append({"budget": f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB", "chosen on": source,
+                                 "pipeline": pick["pipeline_name"], "measured on": target,
+                                 "its test nDCG@10 there": ci(*t_interval(same.iloc[0]["q_ndcg_at_10"])) if len(same)
+                                 else "not measured", "that dataset's own pick": own_text})
     over, transfer = _merge_budgets(over), _merge_budgets(transfer)
     return ["## Across datasets", "",
             f"One pipeline for {', '.join(datasets)} (`recommend --over-mean`): the best mean of per-dataset dev nDCG@10 "
             "among pipelines that fit on every dataset, ties to the cheaper (worst-dataset p95); test reported once, "
             "interval of the mean of per-dataset means.", "", markdown_table(pd.DataFrame(over)), "",
-            "Each dataset's pick measured on the other datasets' test queries (the first table has each dataset's "
-            "own pick):", "", markdown_table(pd.DataFrame(transfer)) if transfer else "(no budget has a pick)", ""]
+            "Does a pick travel? Each dataset's pick, measured on the other datasets' test queries, beside that "
+            "dataset's own pick under the same budget:", "", markdown_table(pd.DataFrame(transfer)) if transfer else "(no budget has a pick)", ""]
 
 
 def _merge_budgets(rows: list[dict]) -> list[dict]:
