@@ -51,8 +51,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
     `prune` drops this host's stored rows of this config's cells that the config no longer plans.
     `only`: measure (and re-time, and redo) only these encoders' cells; the others are planned and left as stored.
-    `only_cells`: the same for the cells with these ids (a first-stage cell or one of its rerank children; a pipeline
-    block names its pick's).
+    `only_cells`: the same for the cells with these ids, and nothing else: a first-stage cell is measured without the
+    rerank children not named (a pipeline block names its pick's cell).
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -67,8 +67,13 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     if only_cells is not None and only_cells - planned_ids:
         raise ConfigError(f"cells {sorted(only_cells - planned_ids)} are not cells of {config.name}'s plan")
 
+    if only_cells is not None:  # exactly the named pipelines: a first-stage cell without the children not named
+        plans = {name: ([dataclasses.replace(c, children=tuple(ch for ch in c.children if ch.cell_id in only_cells))
+                         for c in planned if set(c.ids) & only_cells], skipped) for name, (planned, skipped) in plans.items()}
+
     def in_scope(cell) -> bool:
         return only_cells is None or bool(set(cell.ids) & only_cells)
+
     stale = set(frame.loc[(frame["host_id"] == host_id()) & (frame["config_name"] == config.name), "cell_id"]) - planned_ids
     if stale and prune:
         log.warning("%s: dropped %d rows of cells no longer in the config", config.name, store.drop(stale, host_id()))
