@@ -34,19 +34,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.check_writable()
     executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
     started = time.perf_counter()
+    announce = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor, prune=args.prune,
-                            only=only, only_cells=cells,
-                            announce=lambda text: print(text, file=sys.stderr, flush=True))
+        with store.locked(announce):
+            try:
+                summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor,
+                                    prune=args.prune, only=only, only_cells=cells, retime=args.retime, announce=announce)
+            finally:
+                store.compact()
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
     finally:
-        store.compact()
         if isinstance(executor, RayExecutor):
             executor.close()
     print(f"{config.name}: {summary.planned} first-stage cells planned, {summary.already_done} already complete in "
-          f"{store.path}, {summary.computed} rows measured (first stage + rerank), {summary.skipped_invalid} grid points skipped "
+          f"{store.path}, {summary.computed - summary.retimed} rows measured and {summary.retimed} re-timed (first stage + "
+          f"rerank), {summary.skipped_invalid} grid points skipped "
           f"(invalid combinations, e.g. ef < K or R > K), {summary.corpora_encoded} corpora encoded; "
           f"wall {time.perf_counter() - started:.1f}s")
     return 0
@@ -129,12 +133,14 @@ def _run_series(store: ResultStore, run, section, name: str) -> int:
     """Run a measurement series into `store`, then print its report section and a summary line."""
     started = time.perf_counter()
     try:
-        written = run(store)
+        with store.locked():
+            try:
+                written = run(store)
+            finally:
+                store.compact()
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(store.load())} rows are saved in {store.path}; run again to resume", file=sys.stderr)
         return 130
-    finally:
-        store.compact()
     print(section(store.load()))
     print(f"{name}: {written} rows measured, {len(store.load())} in {store.path}; "
           f"wall {time.perf_counter() - started:.1f}s")
@@ -294,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(results/pipelines/*.toml): its sweep, that cell only")
     run.add_argument("--results", type=Path, help="parquet file to write (default: the config's)")
     run.add_argument("--redo", action="store_true", help="re-measure cells already in the results file")
+    run.add_argument("--retime", action="store_true",
+                     help="re-time stored rows whose calibration kernel reads further from this host's now than the "
+                          "tolerance (their quality is kept); without it a run on the same host re-times nothing")
     run.add_argument("--prune", action="store_true",
                      help="drop this host's rows of the config's cells that it no longer plans (e.g. a removed reranker)")
     run.add_argument("--encoders", help="comma-separated encoder names: measure, re-time and --redo only their cells "

@@ -393,11 +393,20 @@ def _is_done(cell: Cell, recall_by_id: dict[str, float], min_recall: float, stal
     return all(child.cell_id in recall_by_id and child.cell_id not in stale for child in cell.children)
 
 
-def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:
-    """This host's stored rows whose latencies must be re-timed: measured with other latency settings, or in a
-    run whose calibration figure (the median over its rows: one row's 100 kernel calls carry a few % of noise)
-    is off the current one by more than the configured tolerance, or without one."""
-    settings = latency_settings(config)
+def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float,
+                    retime: bool = False) -> pd.DataFrame:
+    """This host's stored rows whose latencies must be re-timed: measured with other latency settings (the config
+    asks for other timings); with `retime`, also those of a run whose calibration figure is off the current one
+    (`drifted_latencies`). A busy host alone never re-times a finished run."""
+    other_settings = (mine["latency_settings"] != latency_settings(config)).to_numpy()
+    if not retime:
+        return mine[other_settings]
+    return mine[other_settings | mine.index.isin(drifted_latencies(mine, config, calibration_ms).index)]
+
+
+def drifted_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:
+    """Stored rows of a run whose calibration figure (the median over its rows: one row's 100 kernel calls carry a
+    few % of noise) is off `calibration_ms` by more than the configured tolerance, or that have none."""
     per_run = mine.groupby("timestamp")["calibration_ms"].transform("median")
     drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in per_run]
-    return mine[np.asarray(drift, dtype=bool) | (mine["latency_settings"] != settings).to_numpy()]
+    return mine[np.asarray(drift, dtype=bool)]

@@ -4,11 +4,22 @@ A cell is identified by `cell_id` (a hash of everything that defines it: dataset
 backend, build and search parameters, K) and `host_id` (the hardware). The store appends every row as
 it is measured (a part file, written atomically) and folds the parts into its parquet file when a run
 ends, so a killed sweep loses at most the cell in flight and a re-run skips what is there.
+
+What is kept: the results file holds one row per (cell, host), the latest. A row that a later one replaces
+(`--redo`, re-timing) or that `--prune` drops is moved to `<name>.history.parquet` beside it, never deleted.
+A run holds `.<name>.lock` (an advisory lock) while it writes: a second run on the same file waits. Compaction
+folds exactly the part files it read and removes only those; temp files a killed writer left are removed or
+ignored, never fatal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -145,8 +156,41 @@ class ResultStore:
 
     def __init__(self, path: Path | str, schema: pa.Schema = SCHEMA):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise SchemaError(f"{self.path}: is a directory; a results path names a .parquet file")
         self.schema = schema
         self._frame: pd.DataFrame | None = None
+
+    @property
+    def history(self) -> Path:
+        return history_path(self.path)
+
+    @contextlib.contextmanager
+    def locked(self, announce=None):
+        """Hold the results file's lock for a run: a second run on the same file waits here (`announce` gets one
+        line while it waits). Advisory (fcntl.flock): released by the kernel when the holder dies, however."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        with lock.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another run"
+                (announce or (lambda text: print(text, file=sys.stderr, flush=True)))(
+                    f"{self.path}: waiting for {holder} to finish writing it ({lock})")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            handle.flush()
+            try:
+                self._frame = None  # what the previous holder wrote
+                yield self
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property
     def parts(self) -> Path:
@@ -183,35 +227,108 @@ class ResultStore:
         table = pa.Table.from_pylist([_nulls_for_nan(row, self.schema)], schema=self.schema)
         frame = self.load()
         self.parts.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.parts / f"{time.time_ns():020d}.parquet", lambda tmp: pq.write_table(table, tmp))
+        atomic_write_bytes(self.parts / f"{time.time_ns():020d}.parquet",
+                           lambda tmp: (pq.write_table(table, tmp), fault("part-temp-written")))
+        fault("part-renamed")
         same = (frame["cell_id"] == row["cell_id"]) & (frame["host_id"] == row["host_id"])
         new = table.to_pandas()
         self._frame = pd.concat([frame[~same], new], ignore_index=True) if len(frame[~same]) else new
 
     def compact(self) -> None:
-        """Fold the part files into the results file (one atomic rewrite), then remove them."""
+        """Fold the part files into the results file (one atomic rewrite), then remove exactly the parts it read
+        (a concurrent writer's later parts stay for the next compaction). Rows the parts replace go to the
+        history file first. Stale temp files of killed writers are removed."""
+        _remove_stale_temps(self.path.parent, f".{self.path.name}.")
+        if self.parts.exists():
+            _remove_stale_temps(self.parts, ".")
         parts = sorted(self.parts.glob("*.parquet"))
         if not parts:
+            self._remove_parts_dir()
             return
-        self._write(self.load())
+        stored = _read_table(self.path, self.schema) if self.path.exists() else empty_frame(self.schema)
+        added = [_read_table(part, self.schema) for part in parts]
+        frame = pd.concat([stored, *added], ignore_index=True) if len(stored) else pd.concat(added, ignore_index=True)
+        latest = frame.drop_duplicates(KEY, keep="last")
+        self._keep_history(frame.drop(index=latest.index))
+        self._write(latest.reset_index(drop=True))
+        fault("compacted")
         for part in parts:
             part.unlink()
-        self.parts.rmdir()
+            fault("part-removed")
+        fault("parts-removed")
+        self._remove_parts_dir()
+        self._frame = None
+
+    def _remove_parts_dir(self) -> None:
+        with contextlib.suppress(OSError):  # not empty (a concurrent writer's part) or already gone: leave it
+            self.parts.rmdir()
 
     def drop(self, cell_ids: set[str], host_id: str) -> int:
-        """Remove this host's rows of `cell_ids` (the file rewritten atomically, parts folded in); returns how many."""
+        """Move this host's rows of `cell_ids` to the history file (the file rewritten atomically, parts folded in);
+        returns how many."""
+        self.compact()
         frame = self.load()
         gone = frame["cell_id"].isin(cell_ids) & (frame["host_id"] == host_id)
         if gone.any():
+            self._keep_history(frame[gone])
             self._frame = frame[~gone].reset_index(drop=True)
             self._write(self._frame)
-            for part in sorted(self.parts.glob("*.parquet")):
-                part.unlink()
         return int(gone.sum())
+
+    def _keep_history(self, rows: pd.DataFrame) -> None:
+        """Append superseded or dropped rows to the history file (atomically)."""
+        if rows.empty:
+            return
+        earlier = _read_table(self.history, self.schema) if self.history.exists() else empty_frame(self.schema)
+        both = pd.concat([earlier, rows], ignore_index=True) if len(earlier) else rows
+        table = pa.Table.from_pandas(both, schema=self.schema, preserve_index=False)
+        atomic_write_bytes(self.history, lambda tmp: pq.write_table(table, tmp))
+        fault("history-written")
 
     def _write(self, frame: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        atomic_write_bytes(self.path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write_bytes(self.path, lambda tmp: (pq.write_table(table, tmp), fault("results-temp-written")))
+
+
+def history_path(path: Path) -> Path:
+    """Where rows superseded or pruned from results file `path` are kept."""
+    return path.with_name(f"{path.stem}.history{path.suffix}")
+
+
+def _remove_stale_temps(folder: Path, prefix: str) -> None:
+    """Temp files (`.<name>.<pid>.tmp`, bench.cache.atomic_write_bytes) whose writer is no longer alive."""
+    for tmp in folder.glob(f"{prefix}*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fault(point: str) -> None:
+    """Fault injection for the store's tests (tests/faults): with `BENCH_FAULT=<point>[:<n>]` the process kills
+    itself with SIGKILL the n-th time (default 1st) it reaches `point`. A no-op otherwise."""
+    wanted = os.environ.get("BENCH_FAULT")
+    if not wanted:
+        return
+    name, _, count = wanted.partition(":")
+    if name != point:
+        return
+    _FAULT_SEEN[point] = _FAULT_SEEN.get(point, 0) + 1
+    if _FAULT_SEEN[point] == int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAULT_SEEN: dict[str, int] = {}
 
 
 def parts_dir(path: Path) -> Path:
@@ -233,6 +350,8 @@ def read_results(*paths: Path | str, schema: pa.Schema = SCHEMA) -> pd.DataFrame
     """Rows of one or more results files (each with its part files not yet compacted), checked against `schema`."""
     frames = []
     for path in map(Path, paths):
+        if path.is_dir():
+            raise SchemaError(f"{path}: is a directory; a results path names a .parquet file")
         parts = sorted(parts_dir(path).glob("*.parquet"))
         if not path.exists() and not parts:
             raise SchemaError(f"{path}: no such results file")

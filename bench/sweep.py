@@ -22,7 +22,8 @@ from bench.encoders import embed_dataset, model_identity
 from bench.env import host_id, run_metadata
 from bench.executors import Executor, LocalExecutor
 from bench.measure import CellMeasurer, measure_query_encoding
-from bench.plan import Speeds, corpus_cached, duration, latency_settings, plan_cells, render, stale_latencies, work_phases, _is_done
+from bench.plan import (Speeds, _is_done, corpus_cached, drifted_latencies, duration, latency_settings, plan_cells, render,
+                        stale_latencies, work_phases)
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
@@ -44,13 +45,15 @@ class SweepSummary:
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None, executor: Executor | None = None,
               announce: Callable[[str], None] | None = None, prune: bool = False,
-              only: set[str] | None = None, only_cells: set[str] | None = None) -> SweepSummary:
+              only: set[str] | None = None, only_cells: set[str] | None = None, retime: bool = False) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
     `announce` receives the plan with its time estimate before any work, and the estimate left after each encoder.
     `prune` drops this host's stored rows of this config's cells that the config no longer plans.
     `only`: measure (and re-time, and redo) only these encoders' cells; the others are planned and left as stored.
+    `retime`: re-time stored rows whose run's calibration kernel is off this host's current figure (without it, one
+    line says how many are and how to re-time them; a changed host has no stored rows, so it measures anew).
     `only_cells`: the same for the cells with these ids, and nothing else: a first-stage cell is measured without the
     rerank children not named (a pipeline block names its pick's cell).
     """
@@ -84,7 +87,13 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))
     summary = SweepSummary()
     calibration = calibrate()
-    stale_rows = stale_latencies(mine, config, calibration)
+    own = mine[mine["cell_id"].isin(planned_ids)]  # the config's own cells only
+    stale_rows = stale_latencies(own, config, calibration, retime)
+    drifting = drifted_latencies(own, config, calibration)
+    if not retime and len(drifting) and announce:
+        announce(f"{config.name}: {len(drifting)} stored rows were timed while the calibration kernel read "
+                 f"{drifting['calibration_ms'].min():.3f}-{drifting['calibration_ms'].max():.3f} ms, now {calibration:.3f} ms "
+                 f"(beyond {config.measure.calibration_tolerance:.0%}); kept as they are: --retime re-times them")
     if only is not None:
         stale_rows = stale_rows[stale_rows["encoder"].isin(only)]
     if only_cells is not None:
@@ -92,9 +101,9 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         stale_rows = stale_rows[stale_rows["cell_id"].isin(wanted)]
     stale = {} if redo else {row["cell_id"]: row for row in stale_rows.to_dict("records")}
     if stale and announce:
-        announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings, or "
-                 f"calibration off the current {calibration:.3f} ms by more than "
-                 f"{config.measure.calibration_tolerance:.0%}); their quality is kept")
+        announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings"
+                 + (f", or calibration off the current {calibration:.3f} ms by more than "
+                    f"{config.measure.calibration_tolerance:.0%}: --retime" if retime else "") + "); their quality is kept")
     metadata = {**run_metadata(config.config_hash()), "latency_settings": latency_settings(config)}
 
     def sink(row: dict) -> None:

@@ -80,7 +80,12 @@ def test_a_drifted_host_retimes_latency_and_keeps_quality(config, monkeypatch):
     monkeypatch.setattr("bench.sweep.calibrate", lambda: 0.5 * 1.25)  # 25% slower than when the rows were timed
     monkeypatch.setattr("bench.measure.time_kernel", lambda: 0.5 * 1.25)
     said = []
-    drifted = run_sweep(config, announce=said.append)
+    busy = run_sweep(config, announce=said.append)  # a busy (or slower) host alone re-times nothing: one line says so
+    assert busy.computed == busy.retimed == 0
+    assert any(f"{len(before)} stored rows were timed while the calibration kernel read 0.500-0.500 ms, now 0.625 ms"
+               in line and "--retime re-times them" in line for line in said)
+    said.clear()
+    drifted = run_sweep(config, announce=said.append, retime=True)
     assert drifted.retimed == drifted.computed == first.computed
     assert any("latencies re-timed" in line and "quality is kept" in line for line in said)
     after = _by_cell(config.results_path)
@@ -181,7 +186,8 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
     assert again.computed == 0
     stored = _by_cell(config.results_path)
     monkeypatch.setattr("bench.sweep.calibrate", lambda: 1.0)  # a drifted host: rerank rows re-timed too
-    retimed = run_sweep(config)
+    assert run_sweep(config).computed == 0
+    retimed = run_sweep(config, retime=True)
     assert retimed.retimed == len(frame)
     after = _by_cell(config.results_path)
     assert after["fusion_alpha"].equals(stored["fusion_alpha"]) and after["ndcg_at_10"].equals(stored["ndcg_at_10"])
@@ -356,7 +362,7 @@ def test_cli_run_is_quiet_and_counts_depths_that_do_not_fit(tmp_path, capsys, ti
     printed = capsys.readouterr()
     assert "DEBUG" not in printed.err and "b: plan: about" in printed.err
     # R = 10 does not fit K = 5: one skipped point, and the K = 20 cell is reranked
-    assert "3 rows measured (first stage + rerank), 1 grid points skipped (invalid combinations, e.g. ef < K or R > K)" \
+    assert "3 rows measured and 0 re-timed (first stage + rerank), 1 grid points skipped (invalid combinations, e.g. ef < K or R > K)" \
         in printed.out
 
 
