@@ -40,14 +40,49 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checked(path: Path) -> bool:
+    """Whether cached `path` holds the bytes its `.sha256` sidecar (written after the data) names. An entry from
+    before sidecars gets one now if it reads back whole. A bad entry is named, removed and reported False (the
+    caller rebuilds it)."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.exists():
+        ok = sidecar.read_text().strip() == file_digest(path)
+    else:
+        try:
+            np.load(path, mmap_mode="r")
+            ok = True
+        except (ValueError, OSError, EOFError):
+            ok = False
+        if ok:
+            atomic_write_bytes(sidecar, lambda tmp: tmp.write_text(file_digest(path) + "\n"))
+    if not ok:
+        log.warning("%s: cache entry does not match its checksum (corrupt or truncated); removed, rebuilding", path)
+        for stale in (path, sidecar):
+            stale.unlink(missing_ok=True)
+    return ok
+
+
 def cached_array(kind: str, parts: dict, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-    """Load the array stored under the key of `parts`, or compute and store it. Returns (array, was_cached)."""
+    """Load the array stored under the key of `parts`, or compute and store it. Returns (array, was_cached).
+
+    Every entry carries a sha256 sidecar written after its data; an entry whose bytes do not match it (zero-filled,
+    truncated, edited) is named, discarded and computed again."""
     key = content_key(parts)
     path = cache_dir() / kind / f"{key}.npy"
-    if path.exists():
+    if path.exists() and checked(path):
         return np.load(path), True
     array = compute()
     atomic_write_bytes(path, lambda tmp: _save_npy(tmp, array))
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(file_digest(path) + "\n"))
     atomic_write_bytes(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(parts, indent=1, default=str)))
     log.info("cached %s %s", kind, path)
     return array, False

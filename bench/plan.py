@@ -10,6 +10,7 @@ documents, scoring a few pairs) or, for training steps and cells, from a stated 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from bench.stages import kind_of
 # Rates never measured on this machine yet: the 2-core reference host's figures (seconds).
 DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0}
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -47,7 +50,15 @@ class Speeds:
 
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "speeds.json"
-        self.values: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.values: dict[str, float] = {}
+        if self.path.exists():
+            try:
+                values = json.loads(self.path.read_text())
+                if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+                    raise ValueError("not a table of rates")
+                self.values = {k: float(v) for k, v in values.items()}
+            except (ValueError, OSError) as err:  # a corrupt file only costs the estimate its remembered rates
+                log.warning("%s: ignored, not readable (%s); rates are measured again", self.path, err)
         self.probed: set[str] = set()
 
     def get(self, key: str, probe=None) -> tuple[float, str]:

@@ -1,0 +1,74 @@
+"""The cache under faults: every embedding entry is checked against the sha256 written after it; a corrupt or
+truncated entry is named, discarded and rebuilt; a corrupt speeds file is ignored with a warning."""
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+
+from bench.cache import cache_dir, cached_array
+
+HEADER = 128  # np.save's header for these arrays: the data starts after it
+
+
+def corrupt(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "zero-filled":
+        data[HEADER:] = bytes(len(data) - HEADER)  # same size, header intact: np.load reads zeros without a check
+    else:
+        data = data[: len(data) // 2]
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["zero-filled", "truncated"])
+def test_a_corrupt_entry_is_named_discarded_and_rebuilt(how, caplog):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(64, dtype=np.float32).reshape(8, 8)
+
+    first, cached = cached_array("t", {"k": how}, compute)
+    assert not cached and (cache_dir() / "t").glob("*.npy.sha256")
+    path = next((cache_dir() / "t").glob("*.npy"))
+    corrupt(path, how)
+    with caplog.at_level(logging.WARNING):
+        again, cached = cached_array("t", {"k": how}, compute)
+    assert not cached and len(calls) == 2 and np.array_equal(again, first)
+    assert str(path) in caplog.text and "does not match its checksum" in caplog.text
+    assert cached_array("t", {"k": how}, compute)[1] and len(calls) == 2  # rebuilt entry: cached again
+
+
+def test_a_corrupt_speeds_file_is_ignored_with_a_warning(caplog):
+    from bench.plan import Speeds
+
+    path = cache_dir() / "speeds.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"encode_docs_per_s": 40.0, ')  # cut off mid-write
+    with caplog.at_level(logging.WARNING):
+        speeds = Speeds()
+    assert speeds.values == {} and "speeds.json: ignored" in caplog.text
+    speeds.record("cell_s", 0.5)
+    assert Speeds().values == {"cell_s": 0.5}
+
+
+def test_a_zero_filled_corpus_entry_gives_the_clean_run_quality(tiny_model, tmp_path):
+    from bench.config import load_config
+    from bench.store import read_results
+    from bench.sweep import run_sweep
+
+    base = load_config("configs/tiny.toml")
+    config = dataclasses.replace(base, encoders=[dataclasses.replace(base.encoders[0], model=tiny_model)],
+                                 backends=[b for b in base.backends if b.backend == "exact"],
+                                 results=str(tmp_path / "r.parquet"))
+    run_sweep(config)
+    clean = read_results(config.results_path).set_index("cell_id")["q_ndcg_at_10"].map(list)
+    entries = [p for p in (cache_dir() / "corpus").glob("*.npy")]
+    assert entries
+    for path in entries:
+        corrupt(path, "zero-filled")
+    summary = run_sweep(config, redo=True)
+    assert summary.corpora_encoded == 1  # detected and rebuilt
+    again = read_results(config.results_path).set_index("cell_id")["q_ndcg_at_10"].map(list)
+    assert again.to_dict() == clean.to_dict()
