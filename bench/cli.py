@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,8 +39,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with store.locked(announce):
             try:
-                summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor,
-                                    prune=args.prune, only=only, only_cells=cells, retime=args.retime, announce=announce)
+                try:
+                    summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor,
+                                        prune=args.prune, only=only, only_cells=cells, retime=args.retime,
+                                        announce=announce)
+                except ParamError as err:  # a setting the plan cannot run: named with the file it is in
+                    raise ParamError(f"{args.config}: {err}") from None
             finally:
                 store.compact()
     except KeyboardInterrupt:
@@ -70,6 +75,14 @@ def _sweep_or_block(path: Path):
     return load_config(path), None
 
 
+def _rows(paths: list[Path]):
+    """The sweep rows of `paths`, or one line naming them when there are none."""
+    frame = read_results(*paths)
+    if frame.empty:
+        raise SchemaError(f"{', '.join(map(str, paths))}: no rows")
+    return frame
+
+
 def cmd_check_pipeline(args: argparse.Namespace) -> int:
     from bench.pipeline_gate import main
 
@@ -82,7 +95,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from bench.analysis.decisions import summary_rows
     from bench.render.text import summary_text
 
-    frame = with_derived(read_results(*args.results))
+    frame = with_derived(_rows(args.results))
     print(summary_text(summary_rows(frame, args.k, args.all), len(frame), args.all))
     return 0
 
@@ -223,7 +236,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
-    link = Path(args.plots).resolve().relative_to(out.resolve().parent).as_posix() + "/"
+    link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
     from bench.store import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
 
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
@@ -260,9 +273,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError(f"recommend: {err}") from None
     if args.top < 1:
         raise ConfigError(f"recommend: --top must be >= 1, got {args.top}")
-    frame = with_derived(read_results(*args.results))
-    if frame.empty:
-        raise SchemaError(f"{', '.join(map(str, args.results))}: no rows")
+    frame = with_derived(_rows(args.results))
     if args.over_mean:
         rows = frame[~frame["saw_eval_docs"]] if args.exclude_seen else frame
         try:
@@ -287,7 +298,7 @@ def cmd_contributions(args: argparse.Namespace) -> int:
     from bench.analysis import contribution_table, with_derived
     from bench.render.text import contributions_text
 
-    print(contributions_text(contribution_table(with_derived(read_results(*args.results)))))
+    print(contributions_text(contribution_table(with_derived(_rows(args.results)))))
     return 0
 
 

@@ -117,7 +117,7 @@ def _read_jsonl(path: Path, kind: str) -> list[tuple[str, dict]]:
         raise DatasetError(f"{path}: missing ({kind} file of a BEIR dataset)")
     rows: list[tuple[str, dict]] = []
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -143,7 +143,7 @@ def _read_qrels(path: Path) -> list[tuple[str, str, int, int]]:
         splits = sorted(p.stem for p in path.parent.glob("*.tsv")) if path.parent.exists() else []
         raise SplitMissing(f"{path}: missing; splits present: {splits or 'none'}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for lineno, line in enumerate(handle, start=1):
             parts = line.rstrip("\n").split("\t")
             if lineno == 1 and parts[:2] == ["query-id", "corpus-id"]:

@@ -293,14 +293,14 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
     if encoder.device == "cuda" and not _cuda_available():
         raise ParamError(f"encoder '{encoder.name}': device 'cuda' but torch sees no CUDA device on this host")
     if max(config.k) > dataset.n_docs:
-        raise ParamError(f"K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
+        raise ParamError(f"k: K ({max(config.k)}) exceeds the corpus size ({dataset.n_docs}) of '{dataset.name}'")
     kind = kind_of(encoder.type)
     if identity is None:
         from bench.prepare import resolve_encoder
 
         identity = resolve_encoder(encoder, config).identity
     cells, skipped = [], 0
-    for spec in config.backends:
+    for position, spec in enumerate(config.backends):
         if spec.backend in BACKENDS and BACKENDS[spec.backend].input != kind.searched:
             continue  # e.g. bm25s takes text, HNSW takes vectors
         if (encoder.backends and spec.backend not in encoder.backends) or (spec.encoders and encoder.name not in spec.encoders):
@@ -308,7 +308,10 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
         # (the config's build table, its index): cell ids hash the table as written, not the defaults filled in
         indexes = [(build, first_stage_index(encoder, spec.backend, build)) for build in spec.build_grid()]
         for _, index in indexes:
-            index.check_build(dataset.n_docs)
+            try:
+                index.check_build(dataset.n_docs)
+            except ParamError as err:
+                raise ParamError(f"backends[{position}].build: {err}") from None
         depths = kind.depths(encoder)
         for point in spec.search_grid():
             first_error = None
@@ -330,7 +333,8 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
                 skipped += too_deep
                 cells.append(Cell(encoder, spec.backend, build, search, k, content_key(key), children))
             if not accepted and depths == [None]:  # a kind with depths shares the grid: shallow points miss them
-                raise ParamError(f"{first_error} (search point {point} is invalid for every build point and K)")
+                raise ParamError(f"backends[{position}].search: {first_error} (search point {point} is invalid for every "
+                                 "build point and K)")
     return cells, skipped
 
 

@@ -82,6 +82,7 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
     if composed is not None:
         return composed
     if not spec.train:  # identified by what its corpus vectors depend on
+        check_available(spec.model, f"encoder '{spec.name}'")
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + precision_suffix(spec.doc_precision, spec.device))
     tower = tower_config(spec, config.dataset)
     splits = sweep_splits(config, data_root, tower.dataset)
@@ -89,6 +90,22 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
         raise ParamError(f"encoder '{spec.name}': dataset '{tower.dataset}' has no train queries to train on")
     folder = tower_model_dir(tower, splits)
     return ResolvedEncoder(spec, str(folder), f"trained:{folder.name}", tower, splits)
+
+
+def check_available(model: str, who: str) -> None:
+    """Offline (HF_HUB_OFFLINE), a model that is neither a local folder nor in the Hugging Face cache is an error now,
+    before any work, instead of a download traceback when it is loaded."""
+    import os
+
+    from bench.encoders import resolve_model
+
+    if Path(resolve_model(model)).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") in ("", "0"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise ParamError(f"{who}: model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub "
+                         "is offline (HF_HUB_OFFLINE=1)")
 
 
 def check_rerank(config: SweepConfig, data_root: Path | None) -> None:

@@ -374,6 +374,10 @@ def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise SchemaError(f"{path}: not a readable parquet file: {err}") from err
+    absent = set(schema.names) - set(table.schema.names) - set(ADDED_COLUMNS) - {"fusion_weight_chosen_on", "stage"}
+    if absent:
+        raise SchemaError(f"{path}: not a results file of this kind: missing columns {sorted(absent)[:5]}"
+                          + (f" and {len(absent) - 5} more" if len(absent) > 5 else ""))
     for name, value in ADDED_COLUMNS.items():
         if name in schema.names and name not in table.schema.names:
             table = table.append_column(name, pa.array([value] * len(table), schema.field(name).type))

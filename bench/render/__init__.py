@@ -8,6 +8,7 @@ its plots, its CSV tables and the pipeline blocks byte for byte.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -29,10 +30,7 @@ def _relative(target: Path, out: Path | None) -> str:
     """`target` as a link from the report's folder (absolute paths outside it stay as given)."""
     if out is None:
         return target.as_posix()
-    try:
-        return target.resolve().relative_to(out.resolve().parent).as_posix()
-    except ValueError:
-        return target.as_posix()
+    return Path(os.path.relpath(target.resolve(), out.resolve().parent)).as_posix()
 
 
 def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_prefix: str,
