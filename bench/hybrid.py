@@ -120,8 +120,10 @@ class HybridIndex(AnnIndex):
 
     def __init__(self, dense: AnnIndex, spec: HybridSpec, weights: dict[int, float] | None = None):
         """`weights`: the fusion weight per depth when the spec's weight is "dev" (chosen by `choose_weights`)."""
-        self.dense, self.spec, self.weights = dense, spec, weights or {}
-        self.weight_chosen_on = "dev" if rule_of(spec.fusion).weighted() and spec.weight == "dev" else ""
+        self.dense, self.spec, self.weights = dense, spec, weights if weights is not None else {}
+        # "dev", or "test" where the dataset has no dev queries (prepare.hybrid_weights; a plain dict: "dev")
+        chosen_on = getattr(self.weights, "chosen_on", "dev")
+        self.weight_chosen_on = chosen_on if rule_of(spec.fusion).weighted() and spec.weight == "dev" else ""
         self.sparse = make_index("bm25s", k1=spec.k1, b=spec.b)
         self.build = dense.build
         self.n = 0
@@ -173,6 +175,15 @@ class HybridIndex(AnnIndex):
 
     def size_bytes(self) -> int:
         return self.dense.size_bytes() + self.sparse.size_bytes()
+
+
+class ChosenWeights(dict):
+    """A fusion weight per depth, and the queries it was chosen on: "dev", or "test" where there are none."""
+
+    def __init__(self, weights: dict[int, float], chosen_on: str = "dev", encoded: bool = False):
+        super().__init__(weights)
+        self.chosen_on = chosen_on
+        self.encoded = encoded  # choosing encoded the dense side's corpus (it was not cached)
 
 
 def fusion_weight(spec: HybridSpec, weights: dict[int, float], depth: int) -> float:

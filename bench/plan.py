@@ -31,7 +31,8 @@ from bench.indexes.base import AnnIndex
 from bench.stages import kind_of
 
 # Rates never measured on this machine yet: the 2-core reference host's figures (seconds).
-DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0}
+DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0,
+            "model_load_s": 14.0}  # loading a MiniLM-size encoder and its query runtime here
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,9 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                 pairs = len(encoder.splits.train.query_ids) * tower.kd_depth
                 rate, basis = pairs_per_s()
                 phases.append(Phase(f"score teacher pairs for {name}", pairs, "pairs", pairs / rate, basis))
-        if encoder.spec.type != "bm25":
+        if kind_of(encoder.spec.type).output != "text":
+            rate, basis = speeds.get("model_load_s")
+            phases.append(Phase(f"load the model of {name}", 1, "models", rate, basis))
             chunking = encoder.spec.chunking
             heads = tower is not None and tower.mode == "heads"
             if tower is None:

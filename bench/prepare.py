@@ -15,7 +15,7 @@ from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
 from bench.encoders import ENCODER_TYPES, Encoder, SentenceEncoder, embed_dataset, make_encoder, model_identity, precision_suffix
 from bench.fusion import rule_of
-from bench.hybrid import HybridEncoder, choose_weights
+from bench.hybrid import ChosenWeights, HybridEncoder, choose_weights
 from bench.indexes import ParamError
 from bench.indexes.base import cpu_count
 from bench.rerank import CrossEncoderScorer, ScoreCache, time_rerank
@@ -153,8 +153,12 @@ def hybrid_weights(encoder: ResolvedEncoder, splits: QuerySplits) -> dict[int, f
     dev, queries = ((splits.dev, embeddings.queries[n_test:]) if splits.dev is not None
                     else (splits.test, embeddings.queries[:n_test]))
     chosen = choose_weights(spec, embeddings.docs, queries, dev, cpu_count())
+    if splits.dev is None:
+        log.warning("%s: weight = \"dev\" but the dataset has no dev queries: chosen on its %d test queries %s, and "
+                    "marked \"chosen on test\" in every output", encoder.spec.name, len(dev.query_ids), chosen)
+        return ChosenWeights(chosen, "test", not embeddings.cached)
     log.info("%s: fusion weights chosen on %d dev queries: %s", encoder.spec.name, len(dev.query_ids), chosen)
-    return chosen
+    return ChosenWeights(chosen, "dev", not embeddings.cached)
 
 
 class Rerankers:

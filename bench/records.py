@@ -68,7 +68,8 @@ class IndexColumns:
     build_params: str  # JSON objects, sorted keys; as run (defaults filled in)
     search_params: str
     k: int
-    fusion_weight_chosen_on: str  # a convex hybrid's weight (search_params' "weight"): "dev" when tuned on the dev queries
+    fusion_weight_chosen_on: str  # a weighted fusion's weight (search_params' "weight"): "dev" when tuned on the dev
+    # queries, "test" when tuned on the test queries of a dataset without dev queries, "" when configured
 
 
 @dataclass(kw_only=True)

@@ -124,6 +124,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     if announce:
         announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers), f"{config.name}: plan"))
     weights = prepare_models(resolved, todo, rerankers, data_root, splits)
+    summary.corpora_encoded += sum(getattr(w, "encoded", False) for w in weights.values())  # a hybrid's weight choice
     for index, spec in enumerate(config.encoders):
         cells = [c for c in plans[spec.name][0] if in_scope(c)]
         skipped = plans[spec.name][1] if only_cells is None else 0
@@ -136,7 +137,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         if not pending:
             log.info("%s: all %d cells already measured on this host", spec.name, len(cells))
             continue
+        loading = time.perf_counter()
         encoder = resolved[spec.name].load()
+        if encoder.output != "text":
+            speeds.record("model_load_s", time.perf_counter() - loading)
         passages = [spec.chunking.tokens, spec.chunking.stride] if spec.chunking else None
         backbone = encoder.frozen_backbone
         if announce and encoder.output == "vectors" and not corpus_cached(

@@ -133,3 +133,35 @@ def test_a_registered_fusion_rule_runs_in_the_tiny_sweep(tiny_model, tmp_path):
                       "encoders": [{"name": "dense"}, {"name": "h", "type": "hybrid",
                                                         "hybrid": {"dense": "dense", "fusion": "rrf", "weight": 0.3}}]},
                      "x.toml")
+
+
+def test_a_dev_weight_without_dev_queries_is_chosen_on_test_and_says_so(tiny_model, tmp_path, caplog):
+    """A dataset with only test qrels: weight = "dev" proceeds with one warning, and every output marks the weight
+    "chosen on test" (rows, pipeline name, the report's display)."""
+    import logging
+
+    from conftest import render_report
+    from test_sweep import _synthetic_as_beir
+
+    from bench.analysis import with_derived
+
+    root = _synthetic_as_beir(tmp_path / "test-only", seed=3)
+    (root / "qrels" / "train.tsv").unlink()
+    base = load_config("configs/tiny.toml")
+    dense = dataclasses.replace(base.encoders[0], model=tiny_model)
+    convex = EncoderSpec("hyb", type="hybrid", backends=["exact"], hybrid={"dense": "minilm", "fusion": "convex",
+                                                                          "depth": [20]})
+    config = dataclasses.replace(base, dataset=str(root), synthetic={}, encoders=[dense, base.encoders[1], convex],
+                                 backends=[b for b in base.backends if b.backend in ("exact", "bm25s")],
+                                 results=str(tmp_path / "t.parquet"))
+    with caplog.at_level(logging.WARNING):
+        run_sweep(config)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "no dev queries" in r.getMessage()]
+    assert len(warned) == 1 and 'marked "chosen on test"' in warned[0]
+    frame = with_derived(read_results(config.results_path))
+    rows = frame[frame["encoder"] == "hyb"]
+    assert (rows["fusion_weight_chosen_on"] == "test").all()
+    assert rows["pipeline_name"].str.contains("convex, weight chosen on test").all()
+    assert rows["pipeline"].str.contains(r"\[weight=0\.\d\d chosen on test\]").all()
+    text, _ = render_report(read_results(config.results_path), tmp_path / "report")
+    assert "weight chosen on test" in text and "[chosen on test]" in text  # the decision table marks the pick too

@@ -42,7 +42,7 @@ def fusion_label(search: dict, weight_chosen_on: str = "") -> str:
     if "fusion" not in search:
         return "-"
     rule = rule_of(search["fusion"])
-    return rule.label({s: search.get(s) for s in rule.settings}) + (" (dev)" if weight_chosen_on == "dev" else "")
+    return rule.label({s: search.get(s) for s in rule.settings}) + (f" ({weight_chosen_on})" if weight_chosen_on else "")
 
 
 def fuse_one(dense_ids: np.ndarray, dense_scores: np.ndarray, sparse_ids: np.ndarray, sparse_scores: np.ndarray,

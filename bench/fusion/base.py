@@ -47,4 +47,5 @@ def minmax(scores: np.ndarray) -> np.ndarray:
 
 
 def weight_label(weight) -> str:
-    return "weight chosen on dev" if weight == "chosen on dev" else f"w={weight:g}"
+    """ "weight chosen on dev" (or "on test", where a dataset has no dev queries), or the weight as configured."""
+    return f"weight {weight}" if isinstance(weight, str) else f"w={weight:g}"

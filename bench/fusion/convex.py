@@ -16,4 +16,4 @@ class Convex(FusionRule):
     @staticmethod
     def label(settings):
         weight = settings["weight"]
-        return "convex, " + weight_label(weight) if weight == "chosen on dev" else "convex " + weight_label(weight)
+        return "convex, " + weight_label(weight) if isinstance(weight, str) else "convex " + weight_label(weight)

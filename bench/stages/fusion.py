@@ -28,7 +28,7 @@ class Fusion(FirstStageKind):
     dense: Dense
     rrf_k: float | None = None
     weight: float | None = None  # weighted rules: the dense side's weight (as run)
-    weight_chosen_on: str = ""  # "dev": the weight is tuned on the dev queries; "": fixed by the config
+    weight_chosen_on: str = ""  # "dev": tuned on the dev queries ("test": on the test queries, none); "": as configured
 
     @classmethod
     def of_row(cls, row) -> "Fusion":
@@ -40,7 +40,8 @@ class Fusion(FirstStageKind):
                    row.get("fusion_weight_chosen_on", "") or "")
 
     def _settings(self) -> dict:
-        values = {"rrf_k": self.rrf_k, "weight": "chosen on dev" if self.weight_chosen_on == "dev" else self.weight}
+        values = {"rrf_k": self.rrf_k,
+                  "weight": f"chosen on {self.weight_chosen_on}" if self.weight_chosen_on else self.weight}
         return {s: values[s] for s in rule_of(self.rule).settings}
 
     def _rule(self) -> dict:
@@ -57,7 +58,7 @@ class Fusion(FirstStageKind):
         return f"{self.rule_name()}({self.dense.name()}, BM25 · bm25s)"
 
     def tuned(self) -> dict[str, float]:
-        return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on == "dev" else {}
+        return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on else {}
 
     @classmethod
     def check_spec(cls, spec, encoders, where):

@@ -128,3 +128,38 @@ def test_a_results_path_must_be_a_file(tmp_path, capsys):
         assert main(command) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is a directory" in err[0]
+
+
+def test_a_full_disk_loses_no_row_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """ENOSPC (simulated: a tmpfs needs root here) on the third part write, then on compaction's rewrite."""
+    import errno
+
+    import bench.store
+    from faults.writer import row
+
+    path = tmp_path / "r.parquet"
+    real = bench.store.pq.write_table
+    calls = []
+
+    def filling(table, where, *args, **kwargs):
+        calls.append(where)
+        if len(calls) >= 3:
+            Path(where).write_bytes(b"partial")  # a partial write, then the error
+            raise OSError(errno.ENOSPC, "No space left on device", str(where))
+        return real(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(bench.store.pq, "write_table", filling)
+    store = ResultStore(path)
+    store.add(row(1))
+    store.add(row(2))
+    with pytest.raises(OSError, match="No space left"):
+        store.add(row(3))
+    with pytest.raises(OSError, match="No space left"):
+        store.compact()
+    monkeypatch.setattr(bench.store.pq, "write_table", real)
+    assert stored(path) == {"c0001": 1 / 10_000, "c0002": 2 / 10_000}  # the two written rows, nothing half-written
+    assert not list(tmp_path.rglob("*.tmp"))
+    store = ResultStore(path)  # space again: the next run completes
+    store.add(row(3))
+    store.compact()
+    assert stored(path) == expected(1, 3)
