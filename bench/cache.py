@@ -49,21 +49,30 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checked(path: Path) -> bool:
+def _npy_reads(path: Path) -> bool:
+    try:
+        np.load(path, mmap_mode="r")
+        return True
+    except (ValueError, OSError, EOFError):
+        return False
+
+
+def write_digest(path: Path) -> None:
+    """The `.sha256` sidecar of a cached file, written (atomically) after the file itself."""
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(file_digest(path) + "\n"))
+
+
+def checked(path: Path, reads: Callable[[Path], bool] = _npy_reads) -> bool:
     """Whether cached `path` holds the bytes its `.sha256` sidecar (written after the data) names. An entry from
-    before sidecars gets one now if it reads back whole. A bad entry is named, removed and reported False (the
+    before sidecars gets one now if `reads` accepts it. A bad entry is named, removed and reported False (the
     caller rebuilds it)."""
     sidecar = path.with_name(path.name + ".sha256")
     if sidecar.exists():
         ok = sidecar.read_text().strip() == file_digest(path)
     else:
-        try:
-            np.load(path, mmap_mode="r")
-            ok = True
-        except (ValueError, OSError, EOFError):
-            ok = False
+        ok = reads(path)
         if ok:
-            atomic_write_bytes(sidecar, lambda tmp: tmp.write_text(file_digest(path) + "\n"))
+            write_digest(path)
     if not ok:
         log.warning("%s: cache entry does not match its checksum (corrupt or truncated); removed, rebuilding", path)
         for stale in (path, sidecar):
@@ -82,7 +91,7 @@ def cached_array(kind: str, parts: dict, compute: Callable[[], np.ndarray]) -> t
         return np.load(path), True
     array = compute()
     atomic_write_bytes(path, lambda tmp: _save_npy(tmp, array))
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(file_digest(path) + "\n"))
+    write_digest(path)
     atomic_write_bytes(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(parts, indent=1, default=str)))
     log.info("cached %s %s", kind, path)
     return array, False

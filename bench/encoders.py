@@ -277,7 +277,9 @@ class OnnxQueries:
         self.path = cache_dir() / "onnx" / (content_key({"model": identity, "max_seq_length": model.max_seq_length,
                                                           "exporter": "torch.onnx dynamo", "weights": "embedded"})
                                         + ".onnx")
-        if not self.path.exists():
+        from bench.cache import checked
+
+        if not self.path.exists() or not checked(self.path, reads=lambda p: p.stat().st_size > 0):
             self._export()
         self._sessions: dict[int, object] = {}
 
@@ -304,6 +306,9 @@ class OnnxQueries:
                                               "attention_mask": {0: batch, 1: length}},
                               optimize=True, verbose=False, external_data=False)  # one file: the weights inside
         tmp.replace(self.path)
+        from bench.cache import write_digest
+
+        write_digest(self.path)
 
     def session(self):
         import onnxruntime

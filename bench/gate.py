@@ -14,7 +14,9 @@ backend by busy-waiting inside the timed region: the documented way to check tha
 Hosts. Normalizing by the kernel does not make machines interchangeable: the same code on two 2-core "AMD EPYC"
 machines gave backend/kernel ratios 1.3-1.5x apart. So `--against REV` (what `make check-latency` and CI use)
 measures the baseline here, now: the gate of commit REV (the one that last accepted a baseline) runs in a
-temporary worktree on this host, then this code's gate, and the two are compared. The committed
+temporary worktree on this host, then this code's gate, and the two are compared. A host that slows between the
+two reads as a regression (once here: every backend 1.1-1.6x slower, 0.9-1.1x on the rerun), so a failing round is
+confirmed in the other order (this code, then the baseline): a backend fails only if it is slower in both. The committed
 `latency_baseline.json` stays the record of the accepted numbers on the host that wrote it.
 """
 
@@ -239,10 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     started = time.perf_counter()
-    baseline = None
+    baseline, measured_here = None, False
     if args.against and not args.update_baseline:
         try:
             baseline = baseline_at(args.against)
+            measured_here = True
             print(f"baseline: commit {args.against[:10]}'s gate, measured on this host just now")
         except (subprocess.CalledProcessError, OSError, ValueError) as err:
             detail = getattr(err, "stderr", "") or str(err)
@@ -258,13 +261,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{t.backend} {t.median_ms:.4f} ms" for t in results.values()))
         return 0
     verdicts = compare(results, baseline, args.tolerance, args.alpha)
-    print(f"latency gate: tolerance {args.tolerance}x, alpha {args.alpha}, "
+    title = "latency gate"
+    if measured_here and not all(v.ok for v in verdicts):
+        # The round timed the baseline first, then this code: a host that slowed in between reads as a regression
+        # (seen here: every backend 1.1-1.6x in one round, 0.9-1.1x in the next). Confirm in the other order; a
+        # real regression is slower in both rounds.
+        _print_verdicts("first round (baseline, then this code)", verdicts, workload, args)
+        with threadpool_limits(limits=1):
+            again = run_workload(workload, slowdown)
+        second = compare(again, baseline_at(args.against), args.tolerance, args.alpha)
+        _print_verdicts("second round (this code, then baseline)", second, workload, args)
+        by_name = {v.backend: v for v in second}
+        verdicts = [v if v.ok or v.backend not in by_name or not by_name[v.backend].ok else by_name[v.backend]
+                    for v in verdicts]
+        title = "latency gate (a backend fails only if it failed in both rounds)"
+    _print_verdicts(title, verdicts, workload, args)
+    print(f"gate {'passed' if all(v.ok for v in verdicts) else 'FAILED'} in {time.perf_counter() - started:.1f}s")
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _print_verdicts(title: str, verdicts: list, workload, args) -> None:
+    print(f"{title}: tolerance {args.tolerance}x, alpha {args.alpha}, "
           f"{workload.repetitions} repetitions x {workload.n_queries} queries, N={workload.n}, dim={workload.dim}")
     for v in verdicts:
         status = "ok" if v.ok else ("SLOWER" if v.slower else "QUALITY CHANGED")
         print(f"  {v.backend:10s} ratio {v.ratio:5.2f}  p={v.p_value:<8.2g} {status:15s} {v.detail}")
-    print(f"gate {'passed' if all(v.ok for v in verdicts) else 'FAILED'} in {time.perf_counter() - started:.1f}s")
-    return 0 if all(v.ok for v in verdicts) else 1
 
 
 if __name__ == "__main__":

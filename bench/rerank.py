@@ -7,6 +7,7 @@ first-stage score: alpha * cross + (1 - alpha) * first, both min-max normalized 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from bench.cache import cache_dir
 from bench.datasets import Dataset
 from bench.encoders import model_identity, resolve_model
 from bench.indexes import Neighbors, ParamError
+
+log = logging.getLogger(__name__)
 
 
 class CrossEncoderScorer:
@@ -58,9 +61,25 @@ class ScoreCache:
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "cross_scores.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
+        self.db = self._open()
         self.db.execute("CREATE TABLE IF NOT EXISTS scores (model TEXT, dataset TEXT, qid TEXT, did TEXT, score REAL,"
                         " PRIMARY KEY (model, dataset, qid, did))")
+
+    def _open(self) -> sqlite3.Connection:
+        """The score database, checked (sqlite's quick_check): a corrupt file is named, set aside as
+        `<name>.corrupt` and started afresh (its pairs are scored again)."""
+        try:
+            db = sqlite3.connect(self.path)
+            if db.execute("PRAGMA quick_check").fetchone()[0] == "ok":
+                return db
+            db.close()
+            why = "sqlite quick_check failed"
+        except sqlite3.DatabaseError as err:
+            why = str(err)
+        log.warning("%s: score cache is corrupt (%s); moved to %s.corrupt, pairs are scored again", self.path, why,
+                    self.path.name)
+        self.path.replace(self.path.with_name(self.path.name + ".corrupt"))
+        return sqlite3.connect(self.path)
 
     def get(self, model: str, dataset: str, qid: str) -> dict[str, float]:
         rows = self.db.execute("SELECT did, score FROM scores WHERE model=? AND dataset=? AND qid=?",

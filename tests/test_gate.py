@@ -71,3 +71,19 @@ def test_a_baseline_from_an_unknown_commit_is_an_error_not_a_pass():
 
     with pytest.raises(subprocess.CalledProcessError):
         baseline_at("no-such-revision")
+
+
+@pytest.mark.parametrize("rounds, passes", [((1.5, 1.0), True), ((1.5, 1.5), False), ((1.0, None), True)])
+def test_a_failing_round_is_confirmed_in_the_other_order(monkeypatch, capsys, rounds, passes):
+    """--against: a round that fails is timed again, this code first; only a slowdown seen in both rounds fails (a
+    host that slowed between baseline and this code fails one round only)."""
+    import bench.gate as gate
+
+    scales = iter(rounds)
+    baselines = []
+    monkeypatch.setattr(gate, "run_workload", lambda workload, slowdown: timing(next(scales)))
+    monkeypatch.setattr(gate, "baseline_at", lambda rev: baselines.append(rev) or {**baseline(), "workload": {}})
+    assert gate.main(["--against", "abc"]) == (0 if passes else 1)
+    out = capsys.readouterr().out
+    assert len(baselines) == (1 if rounds[1] is None else 2)
+    assert ("second round (this code, then baseline)" in out) is (rounds[1] is not None)

@@ -72,3 +72,19 @@ def test_a_zero_filled_corpus_entry_gives_the_clean_run_quality(tiny_model, tmp_
     assert summary.corpora_encoded == 1  # detected and rebuilt
     again = read_results(config.results_path).set_index("cell_id")["q_ndcg_at_10"].map(list)
     assert again.to_dict() == clean.to_dict()
+
+
+def test_a_corrupt_score_database_is_set_aside_and_started_afresh(tmp_path, caplog):
+    from bench.rerank import ScoreCache
+
+    path = tmp_path / "scores.sqlite"
+    cache = ScoreCache(path)
+    cache.put("m", "d", [("q", "a", 1.0)])
+    cache.db.close()
+    path.write_bytes(b"SQLite format 3\x00" + bytes(4096))  # a header, then zeros: not a database
+    with caplog.at_level(logging.WARNING):
+        fresh = ScoreCache(path)
+    assert fresh.get("m", "d", "q") == {} and "score cache is corrupt" in caplog.text
+    assert path.with_name("scores.sqlite.corrupt").exists()
+    fresh.put("m", "d", [("q", "a", 2.0)])
+    assert ScoreCache(path).get("m", "d", "q") == {"a": 2.0}

@@ -20,6 +20,7 @@ def _config(tmp_path, old: str, new: str):
     ("build = { nlist = [8] }", "build = { nlist = [1000] }",
      "bad.toml: backends[2].build: faiss_ivf: nlist (1000) must be between 1 and the number of vectors (300)"),
     ("k = [5, 20]", "k = [5, 5000]", "bad.toml: k: K (5000) exceeds the corpus size (300) of 'synthetic'"),
+    ('backend = "hnsw"', 'backend = "hnws"', "bad.toml: backends[3].backend: unknown backend 'hnws' (did you mean 'hnsw'?)"),
 ])
 def test_a_bad_setting_is_one_line_naming_file_and_key(tmp_path, capsys, monkeypatch, old, new, says):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -163,3 +163,28 @@ def test_a_full_disk_loses_no_row_and_leaves_no_temp_file(tmp_path, monkeypatch)
     store.add(row(3))
     store.compact()
     assert stored(path) == expected(1, 3)
+
+
+@pytest.mark.parametrize("fault", ["part-temp-written:2", "part-renamed:3"])
+def test_a_sweep_killed_mid_run_resumes_with_only_the_cell_in_flight(tiny_model, tmp_path, fault):
+    """The whole sweep, killed by SIGKILL at its n-th row: the next run measures exactly the rows not stored."""
+    tiny = Path(__file__).parents[2] / "configs" / "tiny.toml"
+    text = tiny.read_text().replace('model = "sentence-transformers/all-MiniLM-L6-v2"', f'model = "{tiny_model}"')
+    text = text.split('[[backends]]\nbackend = "faiss_ivf"')[0]  # exact and BM25: seconds
+    config = tmp_path / "tiny.toml"
+    config.write_text(text.replace('split = "test"', f'split = "test"\nresults = "{tmp_path / "r.parquet"}"'))
+    command = [sys.executable, "-m", "bench", "run", str(config)]
+    killed = subprocess.run(command, env={**os.environ, "BENCH_FAULT": fault, "HF_HUB_OFFLINE": "1"},
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    kept = read_results(tmp_path / "r.parquet")
+    survivors = int(fault.split(":")[1]) - (1 if fault.startswith("part-temp") else 0)
+    assert len(kept) == survivors
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_FAULT"}
+    rerun = subprocess.run(command, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+                           cwd=Path(__file__).parents[2])
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = read_results(tmp_path / "r.parquet")
+    assert after["cell_id"].is_unique and set(kept["cell_id"]) <= set(after["cell_id"])
+    assert f"{len(after) - survivors} rows measured and 0 re-timed" in rerun.stdout  # only what was not stored
+    assert not list(tmp_path.rglob("*.tmp"))
