@@ -58,6 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"rerank), {summary.skipped_invalid} grid points skipped "
           f"(invalid combinations, e.g. ef < K or R > K), {summary.corpora_encoded} corpora encoded; "
           f"wall {time.perf_counter() - started:.1f}s")
+    if summary.computed and (args.redo or summary.retimed):
+        print(f"{config.name}: the rows they replaced are kept in {store.history}")
     return 0
 
 

@@ -79,10 +79,12 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
 
     stale = set(frame.loc[(frame["host_id"] == host_id()) & (frame["config_name"] == config.name), "cell_id"]) - planned_ids
     if stale and prune:
-        log.warning("%s: dropped %d rows of cells no longer in the config", config.name, store.drop(stale, host_id()))
+        moved = store.drop(stale, host_id())
+        message = f"{config.name}: --prune moved {moved} rows of cells no longer in the config to {store.history}"
+        announce(message) if announce else log.warning(message)
         frame = store.load()
     elif stale and announce:
-        announce(f"{config.name}: {len(stale)} stored rows are of cells no longer in the config (kept; --prune drops them)")
+        announce(f"{config.name}: {len(stale)} stored rows are of cells no longer in the config (kept; --prune moves them to the history file)")
     mine = frame[frame["host_id"] == host_id()]
     recall_by_id = {} if redo else dict(zip(mine["cell_id"], mine["dev_recall_at_k"]))
     summary = SweepSummary()

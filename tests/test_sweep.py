@@ -372,11 +372,16 @@ def test_cells_no_longer_configured_are_kept_unless_pruned(config):
     smaller = dataclasses.replace(config, backends=[b for b in config.backends if b.backend != "hnsw"])
     said = []
     run_sweep(smaller, announce=said.append)
-    assert "3 stored rows are of cells no longer in the config (kept; --prune drops them)" in " ".join(said)
+    assert "3 stored rows are of cells no longer in the config (kept; --prune moves them to the history file)" in " ".join(said)
     assert len(read_results(config.results_path)) == len(before)
-    summary = run_sweep(smaller, prune=True)
+    said.clear()
+    summary = run_sweep(smaller, prune=True, announce=said.append)
     after = read_results(config.results_path)
     assert summary.computed == 0 and len(after) == len(before) - 3 and "hnsw" not in set(after["backend"])
+    from bench.store import history_path
+
+    assert any("--prune moved 3 rows of cells no longer in the config to" in line for line in said)
+    assert set(read_results(history_path(config.results_path))["backend"]) == {"hnsw"}  # moved, not deleted
 
 
 def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(config, tmp_path):
