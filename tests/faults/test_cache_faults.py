@@ -88,3 +88,25 @@ def test_a_corrupt_score_database_is_set_aside_and_started_afresh(tmp_path, capl
     assert path.with_name("scores.sqlite.corrupt").exists()
     fresh.put("m", "d", [("q", "a", 2.0)])
     assert ScoreCache(path).get("m", "d", "q") == {"a": 2.0}
+
+
+def test_the_next_run_exits_0_after_a_stray_temp_file_and_a_corrupt_speeds_file(tiny_model, tmp_path, capsys):
+    from pathlib import Path
+
+    from bench.cli import main
+    from bench.store import read_results
+
+    text = Path("configs/tiny.toml").read_text().replace('model = "sentence-transformers/all-MiniLM-L6-v2"',
+                                                         f'model = "{tiny_model}"')
+    config = tmp_path / "tiny.toml"
+    config.write_text(text.split('[[backends]]\nbackend = "faiss_ivf"')[0])
+    results = tmp_path / "r.parquet"
+    parts = tmp_path / ".r.parquet.parts"
+    parts.mkdir()
+    (parts / ".00000000000000000001.parquet.999999.tmp").write_bytes(b"half a part")  # a killed writer's
+    (cache_dir() / "speeds.json").parent.mkdir(parents=True, exist_ok=True)
+    (cache_dir() / "speeds.json").write_text("{not json")
+    assert main(["run", str(config), "--results", str(results)]) == 0
+    assert len(read_results(results)) > 0 and not list(tmp_path.rglob("*.tmp"))
+    assert main(["run", str(config), "--results", str(results)]) == 0
+    assert "0 rows measured and 0 re-timed" in capsys.readouterr().out
