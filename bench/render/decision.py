@@ -29,9 +29,11 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
                      "e2e p50 / p95 / p99 ms": " / ".join(timing_text(v) for v in d.e2e_ms)
                      + ("" if d.e2e_source == "composed run" else " (sweep)"),
                      "memory MB": f"{pick['memory_mb']:.0f}", "USD / 1M queries": timing_text(d.cost_per_million_usd),
-                     "tied with": "dev-best itself, no tie" if tied == 0 and choice.dev_best.name == pick.name
-                     else f"{tied} of {choice.candidates} rows; dev-best {choice.dev_best['pipeline_id']} "
-                          f"(dev {choice.dev_best['dev_ndcg_at_10']:.3f})",
+                     "tied with": (f"is the dev-best; {tied} of {choice.candidates} rows tie with it"
+                                   if choice.dev_best.name == pick.name else
+                                   f"the dev-best {choice.dev_best['pipeline_id']} (dev "
+                                   f"{choice.dev_best['dev_ndcg_at_10']:.3f}) and {tied - 1} more of {choice.candidates} "
+                                   "rows; this is the cheapest"),
                      "config": f"[{d.name}.toml]({blocks[d.name]})" if d.name in blocks else "-"})
     return [markdown_table(pd.DataFrame(rows)), "",
             f"Each pick: the dev-best pipeline within the budget, then the cheapest one whose dev nDCG@10 is not "
