@@ -172,6 +172,8 @@ class SweepConfig:
     synthetic: dict[str, int] = field(default_factory=dict)  # generator options for dataset = "synthetic"
     rerank: RerankSpec = RerankSpec()
     protocol: Protocol = Protocol()  # dev queries and the leakage guard (bench.splits)
+    # {source, paragraphs, seed}: paragraphs of another corpus added to this one's (bench.distractors)
+    distractors: dict = field(default_factory=dict)
 
     @property
     def results_path(self) -> Path:
@@ -263,6 +265,12 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     protocol = from_table(Protocol, {**protocol, "test_split": raw.get("split", "test")}, f"{source}: protocol")
     config = from_table(SweepConfig, {**raw, "encoders": encoders, "backends": backends, "measure": measure,
                                  "rerank": rerank, "protocol": protocol}, source)
+    if config.distractors:
+        from bench.distractors import DistractorSpec
+
+        if not isinstance(config.distractors, dict):
+            raise ConfigError(f"{source}: distractors: expected a table {{source, paragraphs, seed}}")
+        from_table(DistractorSpec, config.distractors, f"{source}: distractors")
     ks = config.k if isinstance(config.k, list) else [config.k]
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ConfigError(f"{source}: k must be a list of positive integers, got {config.k!r}")

@@ -394,9 +394,11 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
 
     def encode_corpus() -> np.ndarray:
         log.info("encoding %d %s with %s", len(texts), "passages" if passages else "documents", encoder.doc_identity)
-        vectors = encoder.encode_docs(texts, batch_size=batch_size, progress=True)
-        timing["seconds"] = time.perf_counter() - started
-        return vectors
+        if len(texts) <= CORPUS_CHUNK:
+            vectors = encoder.encode_docs(texts, batch_size=batch_size, progress=True)
+            timing["seconds"] = time.perf_counter() - started
+            return vectors
+        return _encode_in_chunks(encoder, texts, batch_size, key, timing)
 
     docs, docs_cached = cached_array("corpus", {**key, "side": "docs"}, encode_corpus)
     encode_seconds = timing.get("seconds")
@@ -411,6 +413,31 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
     queries, _ = cached_array("queries", {**query_key, "side": "queries", "dataset": dataset.content_hash},
                               lambda: encoder.encode_queries(dataset.query_texts, batch_size=query_batch))
     return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached, passages=passages)
+
+
+CORPUS_CHUNK = 10_000  # a larger corpus is encoded and cached this many texts at a time: a killed run keeps its chunks
+
+
+def _encode_in_chunks(encoder, texts: list[str], batch_size: int, key: dict, timing: dict) -> np.ndarray:
+    """A large corpus, chunk by chunk, each chunk cached (with the seconds it took) as soon as it is done, so a run
+    that stops loses at most the chunk in flight; progress with an estimate of what is left."""
+    n = (len(texts) + CORPUS_CHUNK - 1) // CORPUS_CHUNK
+    parts, seconds, fresh = [], 0.0, []
+    for i in range(n):
+        chunk_key = {**key, "side": "docs", "chunk": i, "chunk_size": CORPUS_CHUNK}
+        began = time.perf_counter()
+        vectors, cached = cached_array("corpus_chunks", chunk_key, lambda: encoder.encode_docs(
+            texts[i * CORPUS_CHUNK:(i + 1) * CORPUS_CHUNK], batch_size=batch_size, progress=True))
+        took, _ = cached_array("corpus_chunk_seconds", chunk_key, lambda: np.array([time.perf_counter() - began]))
+        seconds += float(took[0])
+        if not cached:
+            fresh.append(float(took[0]))
+            left = (n - i - 1) * float(np.mean(fresh))
+            log.warning("corpus chunk %d/%d encoded (%d texts, %.0f s); about %.0f min left", i + 1, n,
+                        len(vectors), took[0], left / 60)
+        parts.append(vectors)
+    timing["seconds"] = seconds  # every chunk's own time, wherever and whenever it was encoded
+    return np.concatenate(parts)
 
 
 def _stored_seconds(key: dict) -> float:

@@ -40,6 +40,13 @@ def sweep_splits(config: SweepConfig, data_root: Path | None = None, dataset: st
     name = dataset or config.dataset
     synthetic = config.synthetic if name == config.dataset else {}
     splits = load_splits(name, data_root, config.protocol, **synthetic)
+    if config.distractors and name == config.dataset:  # the evaluation corpus grows; training data does not
+        from bench.distractors import DistractorSpec, draw, with_distractors
+
+        spec = DistractorSpec(**config.distractors)
+        ids, texts = draw(spec, data_root)
+        splits = dataclasses.replace(splits, test=with_distractors(splits.test, ids, texts, spec),
+                                     dev=with_distractors(splits.dev, ids, texts, spec) if splits.dev else None)
     if not config.max_queries or name != config.dataset:
         return splits
     cap = config.max_queries
