@@ -95,3 +95,34 @@ def cached_array(kind: str, parts: dict, compute: Callable[[], np.ndarray]) -> t
     atomic_write_bytes(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(parts, indent=1, default=str)))
     log.info("cached %s %s", kind, path)
     return array, False
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 of a folder's files: their paths and bytes."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(folder)).encode())
+        digest.update(file_digest(file).encode())
+    return digest.hexdigest()
+
+
+def write_folder_digest(folder: Path) -> None:
+    """`<folder>.sha256` beside a trained model's folder (outside it: the model's identity hashes its files)."""
+    atomic_write_bytes(folder.with_name(folder.name + ".sha256"), lambda tmp: tmp.write_text(folder_digest(folder) + "\n"))
+
+
+def folder_checked(folder: Path) -> bool:
+    """Whether a trained model's folder holds the files its `.sha256` names (one from before sidecars gets one now).
+    A bad folder is named, removed and reported False: the caller trains it again."""
+    sidecar = folder.with_name(folder.name + ".sha256")
+    if not sidecar.exists():
+        write_folder_digest(folder)
+        return True
+    if sidecar.read_text().strip() == folder_digest(folder):
+        return True
+    log.warning("%s: trained model does not match its checksum (corrupt or edited); removed, training again", folder)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    sidecar.unlink(missing_ok=True)
+    return False

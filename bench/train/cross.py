@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cache import atomic_write_bytes, cache_dir, content_key
+from bench.cache import atomic_write_bytes, cache_dir, content_key, folder_checked, write_folder_digest
 from bench.datasets import Dataset, _hash_strings
 from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import Neighbors, exact_neighbors
@@ -207,7 +207,7 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
     splits = training_splits(config.dataset, data_root, protocol, splits, needs_dev=True)
     dataset, dev = splits.train, splits.dev
     target = model_dir(config, splits)
-    if (target / "training.json").exists():
+    if (target / "training.json").exists() and folder_checked(target):
         log.info("cross-encoder already trained: %s", target)
         return target
     import torch
@@ -319,6 +319,7 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
 
         shutil.rmtree(target)
     tmp.rename(target)
+    write_folder_digest(target)
     return target
 
 

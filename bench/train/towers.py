@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cache import atomic_write_bytes, cache_dir, content_key
+from bench.cache import atomic_write_bytes, cache_dir, content_key, folder_checked, write_folder_digest
 from bench.datasets import Dataset
 from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
 from bench.indexes import exact_neighbors
@@ -173,7 +173,7 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, splits
     splits = training_splits(config.dataset, data_root, protocol, splits, needs_dev=config.kd != "none")
     dataset = splits.train
     target = model_dir(config, splits)
-    if (target / "training.json").exists():
+    if (target / "training.json").exists() and folder_checked(target):
         log.info("towers already trained: %s", target)
         return target
     torch.manual_seed(config.seed)
@@ -242,6 +242,7 @@ def train_towers(config: TowerTrainConfig, data_root: Path | None = None, splits
     atomic_write_bytes(tmp / "training.json", lambda p: p.write_text(json.dumps(report, indent=1)))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    write_folder_digest(target)
     log.info("trained %s in %.1f s (%d steps, loss %.3f -> %.3f)", target.name, train_seconds, len(losses),
              report["loss_first_10"], report["loss_last_10"])
     return target

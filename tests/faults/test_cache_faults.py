@@ -110,3 +110,23 @@ def test_the_next_run_exits_0_after_a_stray_temp_file_and_a_corrupt_speeds_file(
     assert len(read_results(results)) > 0 and not list(tmp_path.rglob("*.tmp"))
     assert main(["run", str(config), "--results", str(results)]) == 0
     assert "0 rows measured and 0 re-timed" in capsys.readouterr().out
+
+
+def test_a_trained_model_folder_is_checked_beside_itself(caplog):
+    """Trained models carry `<folder>.sha256` beside the folder (their identity hashes the folder's files, which
+    the sidecar must not change); a corrupt file is named and the folder removed, so it is trained again."""
+    from bench.cache import folder_checked, write_folder_digest
+    from bench.encoders import model_identity
+
+    folder = cache_dir() / "models" / "tower-abc"
+    folder.mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"\x01" * 64)
+    (folder / "training.json").write_text("{}")
+    identity = model_identity(str(folder))
+    write_folder_digest(folder)
+    model_identity.cache_clear()
+    assert model_identity(str(folder)) == identity and folder_checked(folder)
+    (folder / "weights.bin").write_bytes(b"\x00" * 64)  # zero-filled at the same size
+    with caplog.at_level(logging.WARNING):
+        assert not folder_checked(folder)
+    assert not folder.exists() and "tower-abc: trained model does not match its checksum" in caplog.text
