@@ -35,6 +35,13 @@ def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_text_if_changed(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, unless it already holds exactly that (regenerated outputs keep their
+    timestamps and bytes)."""
+    if not path.exists() or path.read_text() != text:
+        atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with path.open("wb") as handle:  # a handle, since np.save would append ".npy" to the temp name
         np.save(handle, array)

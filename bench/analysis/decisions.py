@@ -115,17 +115,14 @@ def pipeline_block(decision: Decision) -> str:
 
 def write_blocks(found: list[Decision], folder: Path) -> dict[str, Path]:
     """Each pick's block as `folder/<dataset>-<budget>.toml` (atomically; unchanged files are not rewritten)."""
-    from bench.cache import atomic_write_bytes
+    from bench.cache import write_text_if_changed
 
     written = {}
     for decision in found:
         if decision.choice is None:
             continue
         path = folder / f"{decision.name}.toml"
-        text = pipeline_block(decision)
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+        write_text_if_changed(path, pipeline_block(decision))
         written[decision.name] = path
     return written
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import importlib
-
 from bench.fusion.base import FusionRule
+from bench.indexes import load_registry
 from bench.indexes.base import Neighbors, ParamError
 
 REGISTRY = (
@@ -21,13 +20,7 @@ REGISTRY = (
     "bench.fusion.weighted_rrf:WeightedReciprocalRank",
 )
 
-
-def _load(path: str) -> type[FusionRule]:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-RULES: dict[str, type[FusionRule]] = {rule.name: rule for rule in map(_load, REGISTRY)}
+RULES: dict[str, type[FusionRule]] = load_registry(REGISTRY)
 METHODS = tuple(RULES)
 
 

@@ -21,12 +21,13 @@ REGISTRY = (
 )
 
 
-def _load(path: str) -> type[AnnIndex]:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+def load_registry(paths) -> dict[str, type]:
+    """`"module:Class"` registry lines -> {cls.name: cls} (the backends here, the fusion rules in bench.fusion)."""
+    classes = [getattr(importlib.import_module(module), name) for module, name in (p.split(":") for p in paths)]
+    return {cls.name: cls for cls in classes}
 
 
-BACKENDS: dict[str, type[AnnIndex]] = {cls.name: cls for cls in map(_load, REGISTRY)}
+BACKENDS: dict[str, type[AnnIndex]] = load_registry(REGISTRY)
 
 
 def make_index(backend: str, **build) -> AnnIndex:

@@ -81,13 +81,10 @@ class Tables:
     def link(self, name: str, frame: pd.DataFrame) -> str:
         if self.folder is None:
             return f"(full table {name}.csv: not written)"
-        from bench.cache import atomic_write_bytes
+        from bench.cache import write_text_if_changed
 
         path = Path(self.folder) / f"{name}.csv"
-        text = frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+        write_text_if_changed(path, frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
         return f"[{name}.csv]({self.prefix}{name}.csv) ({len(frame)} rows)"
 
 
