@@ -5,12 +5,14 @@ from __future__ import annotations
 import ir_measures
 import numpy as np
 import pandas as pd
-from ir_measures import RR, R, nDCG
+from ir_measures import RR, Judged, R, nDCG
 
 from bench.datasets import Dataset
 
 # Column name in the results schema -> ir_measures measure.
-MEASURES = {"ndcg_at_10": nDCG @ 10, "recall_at_100": R @ 100, "rr_at_10": RR @ 10}
+# Judged@10: the share of the top 10 that the qrels judge at all (unjudged distractors show here; on collections
+# whose qrels list only relevant documents, like SciFact's, it is the share of the top 10 judged relevant).
+MEASURES = {"ndcg_at_10": nDCG @ 10, "recall_at_100": R @ 100, "rr_at_10": RR @ 10, "judged_at_10": Judged @ 10}
 
 
 def to_run(ids: np.ndarray, dataset: Dataset) -> dict[str, dict[str, float]]:

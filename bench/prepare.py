@@ -34,13 +34,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def sweep_splits(config: SweepConfig, data_root: Path | None = None, dataset: str | None = None) -> QuerySplits:
+def sweep_splits(config: SweepConfig, data_root: Path | None = None, dataset: str | None = None,
+                 distracted: bool = True) -> QuerySplits:
     """The protocol's test, dev and training queries of `dataset` (default: the sweep's); `max_queries` caps
-    the test and the dev queries of the sweep's own dataset."""
+    the test and the dev queries of the sweep's own dataset. `distracted=False`: without the config's distractors,
+    the splits a model is trained on (a model trained for the collection is the same model, under the same
+    identity, whether or not distractors are added to what it serves)."""
     name = dataset or config.dataset
     synthetic = config.synthetic if name == config.dataset else {}
     splits = load_splits(name, data_root, config.protocol, **synthetic)
-    if config.distractors and name == config.dataset:  # the evaluation corpus grows; training data does not
+    if config.distractors and distracted and name == config.dataset:  # the evaluation corpus grows; training data does not
         from bench.distractors import DistractorSpec, draw, with_distractors
 
         spec = DistractorSpec(**config.distractors)
@@ -92,7 +95,7 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
         check_available(spec.model, f"encoder '{spec.name}'")
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + precision_suffix(spec.doc_precision, spec.device))
     tower = tower_config(spec, config.dataset)
-    splits = sweep_splits(config, data_root, tower.dataset)
+    splits = sweep_splits(config, data_root, tower.dataset, distracted=False)
     if splits.train is None:
         raise ParamError(f"encoder '{spec.name}': dataset '{tower.dataset}' has no train queries to train on")
     folder = tower_model_dir(tower, splits)
@@ -128,7 +131,7 @@ def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
     for reranker in spec.rerankers:
         if reranker.train:
             name = reranker.train.get("dataset", config.dataset)
-            splits = sweep_splits(config, data_root, name)
+            splits = sweep_splits(config, data_root, name, distracted=False)
             if splits.train is None or splits.dev is None:
                 raise ParamError(f"rerank.rerankers '{reranker.name}': dataset '{name}' has no "
                                  f"{'train' if splits.train is None else 'dev'} queries to train the model on "
@@ -194,7 +197,7 @@ class Rerankers:
             train_config = CrossTrainConfig(**options)
         except (TypeError, ValueError) as err:
             raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
-        splits = sweep_splits(self.config, self.data_root, train_config.dataset)
+        splits = sweep_splits(self.config, self.data_root, train_config.dataset, distracted=False)
         return train_config, splits, cross_model_dir(train_config, splits)
 
     def get(self, name: str) -> tuple[CrossEncoderScorer, dict]:

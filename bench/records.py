@@ -149,19 +149,24 @@ class Quality:
     ndcg_at_10: float  # ir_measures, vs qrels
     recall_at_100: float
     rr_at_10: float
+    # empty on rows measured before it was added (bench.store.ADDED_COLUMNS)
+    judged_at_10: float | None = None  # ir_measures Judged@10: share of the top 10 the qrels judge
     queries_short: int  # test queries that got fewer than K results
     query_ids: list[str]
     q_ndcg_at_10: list[float]
     q_recall_at_100: list[float]
     q_rr_at_10: list[float]
+    q_judged_at_10: list[float] | None = None
     dev_recall_at_k: float
     dev_ndcg_at_10: float
     dev_recall_at_100: float
     dev_rr_at_10: float
+    dev_judged_at_10: float | None = None
     dev_query_ids: list[str]
     dev_q_ndcg_at_10: list[float]
     dev_q_recall_at_100: list[float]
     dev_q_rr_at_10: list[float]
+    dev_q_judged_at_10: list[float] | None = None
 
 
 @dataclass(kw_only=True)

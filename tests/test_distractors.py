@@ -52,7 +52,15 @@ def test_a_config_adds_distractors_to_the_evaluation_corpus(tiny_model, tmp_path
     assert rows["dataset"].str.endswith("+wiki-50").all() and (rows["recall_at_k"] == 1.0).all()
     plain = dataclasses.replace(config, distractors={}, results=str(tmp_path / "p.parquet"))
     run_sweep(plain)
-    assert set(read_results(plain.results_path)["dataset_hash"]).isdisjoint(rows["dataset_hash"])  # its own cells
+    plain_rows = read_results(plain.results_path)
+    assert set(plain_rows["dataset_hash"]).isdisjoint(rows["dataset_hash"])  # its own cells
+    # Judged@10 (ir_measures) per row and per query: unjudged distractors in a top 10 can only lower it
+    assert rows["judged_at_10"].notna().all() and rows["q_judged_at_10"].map(len).eq(rows["query_ids"].map(len)).all()
+    assert rows["judged_at_10"].max() <= plain_rows["judged_at_10"].max() + 1e-12
+    # models are trained on the dataset's own splits: the distractors never enter training or its model key
+    from bench.prepare import sweep_splits
+    assert sweep_splits(config, distracted=False).dev.content_hash == sweep_splits(plain).dev.content_hash
+    assert sweep_splits(config).dev.content_hash != sweep_splits(plain).dev.content_hash
     with pytest.raises(ConfigError, match="distractors: paragraphs must be a positive integer"):
         parse_config({"name": "x", "dataset": "synthetic", "split": "test", "k": [5], "encoders": [{"name": "e"}],
                       "backends": [{"backend": "exact"}], "distractors": {"source": "w", "paragraphs": 0}}, "x.toml")

@@ -21,7 +21,9 @@ def test_ir_measures_on_hand_built_ranking():
     assert table.at["q2", "ndcg_at_10"] == pytest.approx(1.0)
     assert table.at["q2", "recall_at_100"] == 1.0
     # a query with no results counts as 0, it is not dropped from the mean
-    assert table.loc["q3"].tolist() == [0.0, 0.0, 0.0]
+    assert table.loc["q3"].tolist() == [0.0, 0.0, 0.0, 0.0]
+    # Judged@10: the share of the returned top 10 the qrels judge (q1: d1 judged, d0 not)
+    assert table.at["q1", "judged_at_10"] == 0.5 and table.at["q2", "judged_at_10"] == pytest.approx(2 / 3)
     assert table["rr_at_10"].mean() == pytest.approx((0.5 + 1 + 0) / 3)
 
 
