@@ -9,13 +9,13 @@ CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml configs/transfer-scifact.t
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: bench report scale filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
+.PHONY: bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,distributed]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,distributed,scale]'
 	touch $(STAMP)
 
 bench: $(STAMP)
@@ -25,14 +25,28 @@ bench: $(STAMP)
 report: $(STAMP)
 	$(PY) -m bench report $(wildcard $(RESULTS)) --out report.md --plots results/plots \
 		$(if $(wildcard results/scale.parquet),--scale results/scale.parquet) \
+		$(if $(wildcard results/scale-real.parquet),--scale-real results/scale-real.parquet) \
 		$(if $(wildcard results/filters.parquet),--filters results/filters.parquet) \
 		$(if $(wildcard results/load.parquet),--load results/load.parquet) \
 		$(if $(wildcard results/encode_latency.parquet),--encode-latency results/encode_latency.parquet) \
-		$(if $(wildcard results/composed.parquet),--composed results/composed.parquet)
+		$(if $(wildcard results/composed.parquet),--composed results/composed.parquet) \
+		$(if $(wildcard results/scifact-wiki100k.parquet),--distractors results/scifact-wiki100k.parquet results/scifact-base.parquet)
 
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)
 	$(PY) -m bench scale configs/scale.toml
+
+# SciFact plus 100,000 Wikipedia paragraphs, and the same pipelines at SciFact's 5,183 documents (paired by query):
+# results/scifact-wiki100k.parquet and results/scifact-base.parquet; `python -m bench distractors` compares them.
+distractors: $(STAMP)
+	$(PY) -m bench run configs/scifact-base.toml
+	$(PY) -m bench run configs/scifact-wiki100k.toml
+	$(PY) -m bench distractors results/scifact-wiki100k.parquet results/scifact-base.parquet
+
+# The scale series on real vectors, each set with its own held-out queries (GloVe-50 400k; MiniLM over SciFact plus
+# 100k Wikipedia paragraphs, after `make distractors`), beside a mixture fitted to each: results/scale-real.parquet.
+scale-real: $(STAMP)
+	$(PY) -m bench scale configs/scale-real.toml
 
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)

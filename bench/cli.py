@@ -163,13 +163,14 @@ def _run_series(store: ResultStore, run, section, name: str) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from bench.render import scale_section
+    from bench.render import real_sets_section, scale_section
     from bench.scale import load_scale_config, run_scale
     from bench.store import SCALE_SCHEMA
 
     config = load_scale_config(args.config)
     store = ResultStore(args.results or config.results_path, SCALE_SCHEMA)
-    return _run_series(store, lambda s: run_scale(config, data_root=args.data_dir, store=s), scale_section, config.name)
+    render = real_sets_section if config.sets and not config.dataset_points else scale_section
+    return _run_series(store, lambda s: run_scale(config, data_root=args.data_dir, store=s), render, config.name)
 
 
 def cmd_filters(args: argparse.Namespace) -> int:
@@ -242,6 +243,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.store import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
 
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
+    scale_real = read_results(args.scale_real, schema=SCALE_SCHEMA) if args.scale_real else None
     filters = read_results(args.filters, schema=FILTER_SCHEMA) if args.filters else None
     load = read_results(args.load, schema=LOAD_SCHEMA) if args.load else None
     from bench.encode_latency import read_series
@@ -250,8 +252,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.store import COMPOSED_SCHEMA
 
     composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
+    distractors = tuple(read_results(path) for path in args.distractors) if args.distractors else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
+                        distractors=distractors, scale_real=scale_real,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -293,6 +297,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             print(f"{dataset}: nothing fits: {decision.why_none}", file=sys.stderr)
             return 1
         print(recommendation_text(decision, rows, args.top))
+    return 0
+
+
+def cmd_distractors(args: argparse.Namespace) -> int:
+    from bench.render.distractors import distractors_section
+
+    print(distractors_section(read_results(args.large), read_results(args.base)))
     return 0
 
 
@@ -375,11 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--pipelines", help="folder for the picks' pipeline blocks; default results/pipelines beside --out")
     report.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired significance test")
     report.add_argument("--scale", type=Path, help="scale series results (python -m bench scale) to add")
+    report.add_argument("--scale-real", type=Path, help="scale series on real vector sets (configs/scale-real.toml) to add")
     report.add_argument("--filters", type=Path, help="filtered-search results (python -m bench filters) to add")
     report.add_argument("--load", type=Path, help="throughput-under-load results (python -m bench load) to add")
     report.add_argument("--encode-latency", type=Path,
                         help="query-encoding repeatability series (python -m bench encode-latency) to add")
     report.add_argument("--composed", type=Path, help="composed-run results (python -m bench composed) to add")
+    report.add_argument("--distractors", nargs=2, type=Path, metavar=("LARGE", "BASE"),
+                        help="a distractor collection's results and its base collection's (configs/scifact-wiki100k.toml, "
+                             "configs/scifact-base.toml) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])
@@ -399,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "against the same pipeline without it (dev and test)")
     contributions.add_argument("results", nargs="+", type=Path)
     contributions.set_defaults(func=cmd_contributions)
+    distractors = commands.add_parser("distractors", help="what distractors cost each pipeline: a distractor "
+                                                          "collection's results beside its base collection's")
+    distractors.add_argument("large", type=Path, help="e.g. results/scifact-wiki100k.parquet")
+    distractors.add_argument("base", type=Path, help="e.g. results/scifact-base.parquet")
+    distractors.set_defaults(func=cmd_distractors)
     gate = commands.add_parser("check-pipeline", help="the latency gate of chosen pipelines: a pipeline gate config "
                                                       "or a pipeline block (results/pipelines/*.toml)")
     gate.add_argument("config", type=Path)

@@ -103,6 +103,17 @@ def draw(spec: DistractorSpec, root: Path | None = None) -> tuple[list[str], lis
     return ids, texts
 
 
+def paragraph_texts(path: Path, ids: set[str]) -> dict[str, str]:
+    """The `text` field (no title) of the paragraphs `ids` of a corpus file, in one pass."""
+    out = {}
+    for line in _lines(path):
+        if line.strip():
+            record = json.loads(line)
+            if str(record["_id"]) in ids:
+                out[str(record["_id"])] = record.get("text", "")
+    return out
+
+
 def with_distractors(dataset: Dataset, ids: list[str], texts: list[str], spec: DistractorSpec) -> Dataset:
     """The dataset with the drawn paragraphs appended to its corpus (queries and judgments unchanged)."""
     clash = set(ids) & set(dataset.doc_ids)

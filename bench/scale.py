@@ -55,6 +55,7 @@ class ScaleBackend:
     build: dict[str, Any] = field(default_factory=dict)
     search: dict[str, list] = field(default_factory=dict)
     max_n: int | None = None
+    sets: list[str] = field(default_factory=list)  # the vector sets it runs on (empty: all; e.g. PQ's m divides d)
 
     def build_at(self, n: int) -> dict[str, Any]:
         return {name: resolve_size_rule(value, n, f"{self.backend}.build.{name}") for name, value in self.build.items()}
@@ -78,6 +79,17 @@ class PooledSource:
 
 
 @dataclass(frozen=True)
+class VectorSetSpec:
+    """A real vector set with its own held-out queries (bench.vectorsets), measured at each of `sizes` (seeded
+    prefixes of its index; empty: the whole set), each beside the mixture fitted to the set at the same N."""
+
+    name: str
+    sizes: list[int] = field(default_factory=list)
+    queries: int = 10_000
+    mixture: bool = True  # the control: a mixture fitted to the set, sampled at the set's largest size
+
+
+@dataclass(frozen=True)
 class ScaleConfig(SeriesConfig):
     backends: list[ScaleBackend]
     sizes: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000])
@@ -87,6 +99,15 @@ class ScaleConfig(SeriesConfig):
     # The largest real point the shared data allows: every listed source's real vectors pooled (exact
     # duplicates dropped; the series' queries are never in it), measured next to the generator fitted to it.
     pooled: list[PooledSource] = field(default_factory=list)
+    # Real vector sets with their own queries (`[[sets]]`); `latency_queries` > 0 times single queries on that many
+    # of a set's queries (recall is always over all of them).
+    sets: list[VectorSetSpec] = field(default_factory=list)
+    latency_queries: int = 0
+
+    @property
+    def dataset_points(self) -> bool:
+        """Whether the series measures the dataset's embeddings and samples fitted to them (scale.toml's points)."""
+        return self.real or bool(self.sizes) or bool(self.pooled)
 
 
 _SIZE_RULE = re.compile(r"^\s*(?:([0-9.]+)\s*\*\s*)?sqrt\(N\)\s*$")
@@ -110,19 +131,29 @@ def load_scale_config(path: Path | str) -> ScaleConfig:
         spec = from_table(ScaleBackend, b, f"{path}: backends[{i}]")
         backends.append(dataclasses.replace(spec, search=as_lists(spec.search, f"{path}: backends[{i}].search")))
     pooled = [from_table(PooledSource, p, f"{path}: pooled[{i}]") for i, p in enumerate(raw.pop("pooled", []))]
+    sets = [from_table(VectorSetSpec, v, f"{path}: sets[{i}]") for i, v in enumerate(raw.pop("sets", []))]
+    from bench.vectorsets import REGISTRY as SETS
+
+    for i, spec in enumerate(sets):
+        if spec.name not in SETS:
+            raise ConfigError(f"{path}: sets[{i}].name: unknown vector set '{spec.name}' (known: {', '.join(sorted(SETS))})")
+        if not isinstance(spec.queries, int) or spec.queries < 1:
+            raise ConfigError(f"{path}: sets[{i}].queries must be a positive integer, got {spec.queries!r}")
     for i, source in enumerate(pooled):
         if source.side not in ("docs", "queries"):
             raise ConfigError(f"{path}: pooled[{i}].side must be 'docs' or 'queries', got '{source.side}'")
         if source.side == "queries" and source.dataset == raw.get("dataset") and source.split == raw.get("split", "test"):
             raise ConfigError(f"{path}: pooled[{i}]: the series' own queries cannot be in the pooled vectors")
     measure = from_table(MeasureSpec, raw.pop("measure", {}), f"{path}: measure")
-    config = from_table(ScaleConfig, {**raw, "backends": backends, "measure": measure, "pooled": pooled}, str(path))
+    config = from_table(ScaleConfig, {**raw, "backends": backends, "measure": measure, "pooled": pooled, "sets": sets},
+                        str(path))
     if not backends:
         raise ConfigError(f"{path}: no backends")
     if not 0 < config.target_recall <= 1:
         raise ConfigError(f"{path}: target_recall must be in (0, 1], got {config.target_recall}")
-    if any(not isinstance(n, int) or n < config.k for n in config.sizes):
-        raise ConfigError(f"{path}: sizes must be integers >= k ({config.k}), got {config.sizes}")
+    for where, sizes in [("sizes", config.sizes), *((f"sets[{i}].sizes", v.sizes) for i, v in enumerate(sets))]:
+        if any(not isinstance(n, int) or n < config.k for n in sizes):
+            raise ConfigError(f"{path}: {where} must be integers >= k ({config.k}), got {sizes}")
     for spec in backends:
         for n in config.sizes:
             make_index(spec.backend, **spec.build_at(n)).check_build(n)
@@ -179,14 +210,26 @@ class ScaleCell:
     cell_id: str
 
 
-def plan_scale(config: ScaleConfig, corpus_size: int, pooled_size: int = 0) -> list[ScaleCell]:
+def plan_scale(config: ScaleConfig, corpus_size: int, pooled_size: int = 0,
+               set_sizes: dict[str, int] | None = None) -> list[ScaleCell]:
+    """Every (source, N, backend variant) cell. `set_sizes`: each vector set's whole index size (its `sizes` are
+    prefixes of it); a set's source is its name, its mixture's `gmm-<name>`."""
     points = ([("real", corpus_size), ("gmm", corpus_size)] if config.real else []) + [("gmm", n) for n in config.sizes]
     if config.pooled:
         points += [("pooled", pooled_size), ("gmm-pooled", pooled_size)]
+    set_points = []
+    for spec in config.sets:
+        whole = (set_sizes or {}).get(spec.name)
+        if whole is None:
+            continue
+        sizes = sorted({min(n, whole) for n in spec.sizes} or {whole})
+        set_points += [(spec.name, n) for n in sizes] + ([(f"gmm-{spec.name}", sizes[-1])] if spec.mixture else [])
     cells = []
-    for source, n in points:
+    for source, n in points + set_points:
         for spec in config.backends:
             if spec.max_n is not None and n > spec.max_n:
+                continue
+            if spec.sets and (source, n) in set_points and source.removeprefix("gmm-") not in spec.sets:
                 continue
             key = {"source": source, "n": n, "backend": spec.backend, "build": spec.build_at(n), "search": spec.search,
                    "k": config.k, "target": config.target_recall, "dataset": config.dataset, "split": config.split,
@@ -194,6 +237,10 @@ def plan_scale(config: ScaleConfig, corpus_size: int, pooled_size: int = 0) -> l
                    "generator": [config.components, config.seed], "measure": config.measure.key()}
             if source in ("pooled", "gmm-pooled"):
                 key["pooled"] = [dataclasses.asdict(p) for p in config.pooled]
+            if (source, n) in set_points:  # a vector set: its own queries and loader, not the dataset's
+                vset = next(v for v in config.sets if source in (v.name, f"gmm-{v.name}"))
+                key = {**{k: v for k, v in key.items() if k not in ("dataset", "split", "model", "max_seq_length")},
+                       "set": vset.name, "set_queries": vset.queries, "latency_queries": config.latency_queries}
             cells.append(ScaleCell(source, n, spec, content_key(key)))
     return cells
 
@@ -214,14 +261,24 @@ def pooled_vectors(config: ScaleConfig, encoder, data_root: Path | None) -> np.n
 def run_scale(config: ScaleConfig, data_root: Path | None = None, store: ResultStore | None = None) -> int:
     """Measure every cell of the series not yet stored for this hardware; returns rows written."""
     store = store or ResultStore(config.results_path, SCALE_SCHEMA)
+    frame = store.load()
+    done = set(frame.loc[frame["host_id"] == host_id(), "cell_id"])
+    metadata = run_metadata(config.config_hash())
+    threads = config.measure.build_threads or cpu_count()
+    written = _run_dataset_points(config, data_root, store, done, metadata, threads) if config.dataset_points else 0
+    return written + _run_sets(config, data_root, store, done, metadata, threads)
+
+
+def _run_dataset_points(config: ScaleConfig, data_root, store: ResultStore, done: set[str], metadata: dict,
+                        threads: int) -> int:
+    """The dataset's embeddings, the mixture fitted to them at every size, and the pooled point."""
     dataset = load_dataset(config.dataset, config.split, root=data_root)
     encoder = SentenceEncoder(config.model, config.max_seq_length)
     embeddings = embed_dataset(encoder, dataset)
     real, queries = embeddings.docs, embeddings.queries
     pooled = pooled_vectors(config, encoder, data_root) if config.pooled else None
-    cells = plan_scale(config, len(real), 0 if pooled is None else len(pooled))
-    frame = store.load()
-    done = set(frame.loc[frame["host_id"] == host_id(), "cell_id"])
+    cells = [c for c in plan_scale(config, len(real), 0 if pooled is None else len(pooled))
+             if c.source in ("real", "gmm", "pooled", "gmm-pooled")]
     pending = [c for c in cells if c.cell_id not in done]
     log.info("scale: %d cells, %d already measured", len(cells), len(cells) - len(pending))
     if not pending:
@@ -236,24 +293,63 @@ def run_scale(config: ScaleConfig, data_root: Path | None = None, store: ResultS
     generators = {"real": {"model": config.model, "dataset": described["dataset"]}, "gmm": described,
                   "pooled": pooled_described,
                   "gmm-pooled": {**described, "dataset": "the pooled vectors", "fitted_on": 0 if pooled is None else len(pooled)}}
-    metadata = run_metadata(config.config_hash())
-    threads = config.measure.build_threads or cpu_count()
     written = 0
     for (source, n), group in _by_corpus(pending):
         vectors = {"real": lambda: real, "pooled": lambda: pooled,
                    "gmm": lambda: _sample(generator, config, n, len(real)),
                    "gmm-pooled": lambda: pooled_generator.sample(n, config.seed + n)}[source]()
-        truth = exact_neighbors(vectors, queries, config.k, threads).ids
-        for cell in group:
-            row = _measure(cell, vectors, queries, truth, config, threads)
-            store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell.cell_id, "config_name": config.name, "source": source,
-                       "generator": json.dumps(generators[source], sort_keys=True),
-                       "n": n, "dim": vectors.shape[1], "n_queries": len(queries), "k": config.k,
-                       "target_recall": config.target_recall})
-            written += 1
-        del vectors, truth
+        written += _measure_point(config, store, metadata, threads, source, n, group, vectors, queries,
+                                  generators[source])
+        del vectors
         gc.collect()
     return written
+
+
+def _run_sets(config: ScaleConfig, data_root, store: ResultStore, done: set[str], metadata: dict, threads: int) -> int:
+    """Each real vector set with its own queries at each size (a seeded prefix of its index), beside a mixture fitted
+    to the set and sampled at the same N (labelled `gmm-<set>`: a control, not data)."""
+    from bench.vectorsets import load_set
+
+    written = 0
+    for spec in config.sets:
+        vset = load_set(spec.name, spec.queries, config.seed, data_root)
+        order = np.random.default_rng(config.seed).permutation(len(vset.vectors))
+        cells = plan_scale(config, 0, 0, {spec.name: len(vset.vectors)})
+        cells = [c for c in cells if c.source in (spec.name, f"gmm-{spec.name}")]
+        pending = [c for c in cells if c.cell_id not in done]
+        log.info("scale %s: %d cells, %d already measured", spec.name, len(cells), len(cells) - len(pending))
+        if not pending:
+            continue
+        generator = None
+        if any(c.source.startswith("gmm-") for c in pending):
+            fit_on = vset.vectors[order[:100_000]]  # a seeded 100k: enough for 64 diagonal components
+            generator = MixtureGenerator.fit(fit_on, config.components, config.seed)
+        for (source, n), group in _by_corpus(pending):
+            if source == spec.name:
+                vectors = np.ascontiguousarray(vset.vectors[np.sort(order[:n])])
+                described = {**vset.described, "n": n}
+            else:
+                vectors = generator.sample(n, config.seed + n)
+                described = {"mixture": f"{config.components} diagonal Gaussians in the PCA basis",
+                             "fitted_on": f"{min(len(order), 100_000)} vectors of {spec.name}", "seed": config.seed}
+            written += _measure_point(config, store, metadata, threads, source, n, group, vectors, vset.queries,
+                                      described)
+            del vectors
+            gc.collect()
+    return written
+
+
+def _measure_point(config: ScaleConfig, store: ResultStore, metadata: dict, threads: int, source: str, n: int,
+                   group: list["ScaleCell"], vectors: np.ndarray, queries: np.ndarray, described: dict) -> int:
+    """Every backend cell at one (source, N): ground truth by exact search, then each cell measured and stored."""
+    truth = exact_neighbors(vectors, queries, config.k, threads).ids
+    for cell in group:
+        row = _measure(cell, vectors, queries, truth, config, threads)
+        store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell.cell_id, "config_name": config.name,
+                   "source": source, "generator": json.dumps(described, sort_keys=True),
+                   "n": n, "dim": vectors.shape[1], "n_queries": len(queries), "k": config.k,
+                   "target_recall": config.target_recall})
+    return len(group)
 
 
 def _by_corpus(cells: list[ScaleCell]):
@@ -292,7 +388,8 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
         if recall >= config.target_recall:
             break
     index.set_search(config.k, **chosen)
-    latency = measure_latency(index.query, list(queries), config.measure.warmup, config.measure.repeats)
+    timed = list(queries[: config.latency_queries] if config.latency_queries else queries)
+    latency = measure_latency(index.query, timed, config.measure.warmup, config.measure.repeats)
     row = {"backend": cell.spec.backend, "variant": cell.spec.variant, "build_params": json.dumps(index.build.as_dict(), sort_keys=True),
            "search_params": json.dumps(index.check_search(config.k, chosen), sort_keys=True),
            "search_tried": json.dumps(tried),

@@ -57,6 +57,15 @@ def test_a_config_adds_distractors_to_the_evaluation_corpus(tiny_model, tmp_path
     # Judged@10 (ir_measures) per row and per query: unjudged distractors in a top 10 can only lower it
     assert rows["judged_at_10"].notna().all() and rows["q_judged_at_10"].map(len).eq(rows["query_ids"].map(len)).all()
     assert rows["judged_at_10"].max() <= plain_rows["judged_at_10"].max() + 1e-12
+    # the same pipeline followed across the two sizes, paired per test query; rendered as the report's section
+    from bench.analysis.distractors import size_pairs
+    from bench.render.distractors import distractors_section
+    (pair,) = size_pairs(rows, plain_rows)
+    assert pair.base is not None and pair.base["pipeline_id"] == pair.large["pipeline_id"]
+    mean, half, paired = pair.delta()
+    assert paired == len(rows["query_ids"].iloc[0]) and mean <= 1e-12  # distractors can only push judged docs down
+    text = distractors_section(rows, plain_rows)
+    assert "nDCG@10 at 300" in text and "nDCG@10 at 350" in text and "exact" in text
     # models are trained on the dataset's own splits: the distractors never enter training or its model key
     from bench.prepare import sweep_splits
     assert sweep_splits(config, distracted=False).dev.content_hash == sweep_splits(plain).dev.content_hash

@@ -69,3 +69,51 @@ def test_scale_series_runs_resumes_and_fits_slopes(tiny_model, tmp_path):
     assert "HNSW build grid" in text and "### Memory at 100M and 1B vectors" in text
     assert (tmp_path / "tables" / "scale-capacity.csv").exists() and "At 1B vectors, the index alone fits in" in text
     assert run_scale(config, store=ResultStore(tmp_path / "scale.parquet", SCALE_SCHEMA)) == 0
+
+
+def test_a_real_vector_set_has_its_own_queries_and_a_mixture_control(monkeypatch, tmp_path):
+    import bench.vectorsets as vectorsets
+    from bench.render.markdown import Tables
+    from bench.render.scale import real_sets_section
+    from bench.scale import VectorSetSpec
+
+    vectors, queries, _ = synthetic_vectors(3000, 16, 200, n_clusters=8)
+    calls = []
+
+    def blobs(n_queries, seed, data_root):
+        calls.append(n_queries)
+        return vectorsets.VectorSet("blobs", vectorsets.unit(vectors), vectorsets.unit(queries[:n_queries]),
+                                    {"source": "synthetic blobs", "queries": f"{n_queries} held out"})
+
+    monkeypatch.setitem(vectorsets.REGISTRY, "blobs", blobs)
+    config = ScaleConfig(
+        name="sets", real=False, sizes=[], k=5, components=4, latency_queries=50,
+        sets=[VectorSetSpec("blobs", sizes=[1000, 10_000], queries=150)],
+        backends=[ScaleBackend("hnsw", {"M": 8, "ef_construction": 40}, {"ef": [5, 20, 80, 400]}),
+                  ScaleBackend("faiss_ivfpq", {"nlist": 16, "m": 5}, {"nprobe": [16]}, sets=["other"])])
+    store = ResultStore(tmp_path / "real.parquet", SCALE_SCHEMA)
+    # the set at 1,000 (a seeded prefix) and whole (3,000; 10,000 is capped), its mixture at the whole size only;
+    # the IVF-PQ entry runs on set "other" only
+    assert run_scale(config, store=store) == 3
+    frame = read_results(tmp_path / "real.parquet", schema=SCALE_SCHEMA)
+    assert sorted(zip(frame["source"], frame["n"])) == [("blobs", 1000), ("blobs", 3000), ("gmm-blobs", 3000)]
+    assert (frame["n_queries"] == 150).all() and (frame["latency_samples"] == 50 * config.measure.repeats).all()  # its own queries
+    assert frame["reached"].all() and set(frame["backend"]) == {"hnsw"}
+    assert json.loads(frame.loc[frame["source"] == "gmm-blobs", "generator"].iloc[0])["fitted_on"].endswith("of blobs")
+    text = real_sets_section(frame, Tables(tmp_path / "tables"))
+    assert "blobs real N=3,000" in text and "blobs mixture N=3,000" in text and "ef=" in text
+    assert (tmp_path / "tables" / "scale-real-slopes.csv").exists()
+    assert run_scale(config, store=ResultStore(tmp_path / "real.parquet", SCALE_SCHEMA)) == 0  # resumes: nothing left
+
+
+def test_the_glove_loader_gives_the_published_vectors_normalized_with_withheld_queries():
+    from bench.vectorsets import GLOVE_THE, glove_50, glove_raw
+
+    raw = glove_raw()  # checks the file's sha256, shape and the published first row ("the")
+    assert raw.shape == (400_000, 50) and np.allclose(raw[0, :10], GLOVE_THE, atol=1e-6)
+    glove = glove_50(queries=1000, seed=0)
+    assert glove.vectors.shape == (399_000, 50) and glove.queries.shape == (1000, 50)
+    np.testing.assert_allclose(np.linalg.norm(glove.queries, axis=1), 1.0, rtol=1e-5)
+    # withheld: no query is a row of the index (the raw rows are distinct words)
+    index_rows = {row.tobytes() for row in glove.vectors[:: 1]}
+    assert not any(q.tobytes() in index_rows for q in glove.queries)

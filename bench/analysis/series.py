@@ -82,11 +82,12 @@ def smallest_at_recall(first: pd.DataFrame, k: int, target: float = 0.95) -> pd.
         "bytes_per_vector")
 
 
-def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB) -> pd.DataFrame:
-    """Per variant at the largest generated N: measured bytes per vector, recall and p95 there, and the bytes
-    100M / 1B vectors would take, with whether that index alone fits each RAM size."""
+def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB, source: str = "gmm") -> pd.DataFrame:
+    """Per variant at the largest N of `source` (the generator's by default; a real vector set's name): measured
+    bytes per vector, recall and p95 there, and the bytes 100M / 1B vectors would take, with whether that index
+    alone fits each RAM size."""
     frame = latest(scale)
-    frame = frame[frame["source"] == "gmm"]
+    frame = frame[frame["source"] == source]
     if frame.empty:
         return pd.DataFrame()
     top = frame[frame["n"] == frame["n"].max()]
@@ -128,6 +129,55 @@ def search_effort(tried_json: str) -> tuple[str, float]:
     if len(varying) != 1:
         return "", float("nan")
     return varying[0], float(tried[-1][0][varying[0]])
+
+
+DATASET_SOURCES = ("real", "gmm", "pooled", "gmm-pooled")  # the scale series' points over the sweep's dataset
+
+
+def set_sources(scale: pd.DataFrame) -> list[str]:
+    """The real vector sets of a scale frame (bench.vectorsets), in order of appearance (not their mixtures)."""
+    names = [s for s in dict.fromkeys(scale["source"]) if s not in DATASET_SOURCES and not s.startswith("gmm-")]
+    return names
+
+
+def set_points(scale: pd.DataFrame) -> pd.DataFrame:
+    """Per backend variant, each real vector set at its largest N beside the mixture fitted to it at that N: the
+    search effort that reached the target, recall, p95, bytes per vector, build time."""
+    frame = latest(scale)
+    rows = []
+    for name in set_sources(frame):
+        for source in (name, f"gmm-{name}"):
+            part = frame[frame["source"] == source]
+            if part.empty:
+                continue
+            top = part[part["n"] == frame.loc[frame["source"] == name, "n"].max()]
+            for _, r in top.iterrows():
+                knob, effort = search_effort(r["search_tried"])
+                rows.append({"variant": r["variant"], "set": name, "vectors": "mixture" if source != name else "real",
+                             "N": int(r["n"]), "dim": int(r["dim"]), "knob": knob, "effort": effort,
+                             "recall": r["recall_at_k"], "reached": bool(r["reached"]), "p95 ms": r["search_p95_ms"],
+                             "bytes/vector": r["index_bytes"] / r["n"], "build s": r["build_s"],
+                             "queries": int(r["n_queries"]), "latency samples": int(r["latency_samples"])})
+    return pd.DataFrame(rows)
+
+
+def set_growth(scale: pd.DataFrame, columns=("build_s", "index_bytes", "search_p95_ms")) -> pd.DataFrame:
+    """Per real vector set and variant, the log-log slope of each column against N over the set's sizes."""
+    frame = latest(scale)
+    rows = []
+    for name in set_sources(frame):
+        for variant, group in frame[frame["source"] == name].groupby("variant"):
+            group = group.sort_values("n")
+            if group["n"].nunique() < 2:
+                continue
+            entry = {"set": name, "variant": variant, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
+            for column in columns:
+                values = group[column].to_numpy(dtype=float)
+                ok = values > 0
+                entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
+                                            if ok.sum() >= 2 else float("nan"))
+            rows.append(entry)
+    return pd.DataFrame(rows)
 
 
 def generator_bias(scale: pd.DataFrame) -> pd.DataFrame:

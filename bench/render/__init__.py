@@ -18,11 +18,12 @@ from bench.analysis.decisions import decisions, write_blocks
 from bench.analysis.series import with_composed
 from bench.render.composed import composed_section
 from bench.render.decision import across_lines, decision_lines
+from bench.render.distractors import distractors_section
 from bench.render.filters import filters_section
 from bench.render.load import load_section
 from bench.render.markdown import INTERVAL_NOTE, Tables
 from bench.render.repeatability import repeatability_lines, repeatability_section
-from bench.render.scale import scale_section
+from bench.render.scale import real_sets_section, scale_section
 from bench.render.sweep import _environment, _protocol_lines, dataset_why, stage_plot_lines
 
 
@@ -37,7 +38,9 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  budgets: list[Budget] | None = None, test: str = "t", scale: pd.DataFrame | None = None,
                  filters: pd.DataFrame | None = None, load: pd.DataFrame | None = None,
                  encode_latency: pd.DataFrame | None = None, composed: pd.DataFrame | None = None,
-                 tables_dir: Path | None = None, pipelines_dir: Path | None = None, out: Path | None = None) -> str:
+                 distractors: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                 scale_real: pd.DataFrame | None = None, tables_dir: Path | None = None,
+                 pipelines_dir: Path | None = None, out: Path | None = None) -> str:
     """report.md's text; plots go to `plots_dir` (linked as `link_prefix` + name), full tables to `tables_dir` and the
     picks' pipeline blocks to `pipelines_dir` (both linked relative to `out`; not written when None)."""
     budgets = budgets or DEFAULT_BUDGETS
@@ -65,8 +68,12 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [f"## Why, on {dataset}", "", *_protocol_lines(rows), "",
                   *dataset_why(rows, plots, prefix, tables, test, scale)]
     series = Tables(tables_dir, tables_prefix)
+    if distractors is not None and len(distractors[0]):
+        parts += [distractors_section(*distractors)]
     if scale is not None and len(scale):
         parts += [scale_section(scale, plots_dir, link_prefix, series)]
+    if scale_real is not None and len(scale_real):
+        parts += [real_sets_section(scale_real, series)]
     if filters is not None and len(filters):
         parts += [filters_section(filters, series)]
     if load is not None and len(load):
@@ -81,5 +88,5 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
     return "\n".join(parts)
 
 
-__all__ = ["build_report", "composed_section", "filters_section", "load_section", "repeatability_lines",
-           "repeatability_section", "scale_section"]
+__all__ = ["build_report", "composed_section", "distractors_section", "filters_section", "load_section", "repeatability_lines",
+           "real_sets_section", "repeatability_section", "scale_section"]

@@ -12,7 +12,7 @@ from bench.analysis import MB
 from bench.analysis import params_text as _params
 from bench.analysis.series import build_grid, capacity, generator_bias, growth, latest
 from bench.figures import timing_text
-from bench.render.markdown import Tables, _variant, markdown_table
+from bench.render.markdown import Tables, _span, _variant, markdown_table
 from bench.render.plots import _capacity_plot
 
 
@@ -131,3 +131,51 @@ def _fits_line(table: pd.DataFrame) -> str:
         parts.append(f"{column.removeprefix('1B in ')}: " + (", ".join(f"{_variant(v)} ({g:,.0f} GB)" for v, g in
                                                                       zip(fits["variant"], fits["1B GB"])) or "none"))
     return "At 1B vectors, the index alone fits in " + "; in ".join(parts) + "." if parts else ""
+
+
+def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
+    """Markdown for the scale series on real vector sets (bench.vectorsets): per backend variant, each set at its
+    largest N beside the mixture fitted to it at the same N; log-log slopes over the set's sizes; the 100M / 1B
+    memory table from the largest real set."""
+    from bench.analysis.series import set_growth, set_points, set_sources
+
+    if frame.empty or not set_sources(frame):
+        return ""
+    tables = tables or Tables(None)
+    points = set_points(frame)
+    first = frame.iloc[0]
+    described = {name: json.loads(frame.loc[frame["source"] == name, "generator"].iloc[0]) for name in set_sources(frame)}
+    cell = [f"{knob}={effort:g} · {p95} ms · {b:,.0f} B · {build} s" + ("" if reached else f" (recall {recall:.3f})")
+            if knob else f"{p95} ms · {b:,.0f} B · {build} s" + ("" if reached else f" (recall {recall:.3f})")
+            for knob, effort, p95, b, build, reached, recall in
+            zip(points["knob"], points["effort"], points["p95 ms"].map(timing_text), points["bytes/vector"],
+                points["build s"].map(timing_text), points["reached"], points["recall"])]
+    wide = points.assign(cell=cell, column=[f"{s} {v} N={n:,}" for s, v, n in
+                                            zip(points["set"], points["vectors"], points["N"])])
+    table = wide.pivot(index="variant", columns="column", values="cell").fillna("-")
+    table = table[[c for c in dict.fromkeys(wide["column"])]].reset_index()
+    table["variant"] = table["variant"].map(_variant)
+    sets = "; ".join(f"`{name}`: {d.get('source', '')}, queries: {d.get('queries', '')}" for name, d in described.items())
+    lines = ["## Scale on real vector sets", "",
+             f"Each backend variant at the cheapest search point reaching recall@{int(first['k'])} >= "
+             f"{first['target_recall']} against exact search over each set's own held-out queries "
+             f"({int(points['queries'].iloc[0]):,}; single-query p95 over {int(points['latency samples'].iloc[0]):,} "
+             f"of them, one thread), at each set's largest N, beside a Gaussian mixture fitted to that set and "
+             f"sampled at the same N (`mixture`: a labelled control, not data). Sets: {sets} "
+             "(`python -m bench scale configs/scale-real.toml`). Each cell: search effort · p95 · bytes per vector "
+             "(serialized index over N) · build seconds.", "",
+             markdown_table(table), ""]
+    slopes = set_growth(frame)
+    if len(slopes):
+        lines += ["Log-log slopes against N over each real set's sizes (1 = linear): "
+                  + tables.link("scale-real-slopes", slopes.assign(variant=slopes["variant"].map(_variant))), ""]
+    largest = max(set_sources(frame), key=lambda name: (int(frame.loc[frame["source"] == name, "dim"].iloc[0]),
+                                                        int(frame.loc[frame["source"] == name, "n"].max())))
+    memory = capacity(frame, source=largest)
+    if len(memory):
+        shown = memory.assign(variant=memory["variant"].map(_variant))
+        lines += [f"Memory at 100M and 1B vectors from the real set `{largest}` at its largest N (each backend's memory "
+                  "model with the build as run; recall and latency at those sizes are not measured): "
+                  + tables.link("scale-real-capacity", shown), "", _fits_line(memory), ""]
+    lines += [_span(frame), ""]
+    return "\n".join(lines)
