@@ -307,6 +307,27 @@ def cmd_distractors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reranker_variants(args: argparse.Namespace) -> int:
+    from bench.analysis import with_derived
+    from bench.analysis.rerankers import variant_table
+    from bench.figures import ci, timing_text
+
+    try:
+        table = variant_table(with_derived(_rows(args.results)), args.reference)
+    except ValueError as err:
+        raise ConfigError(f"reranker-variants: {err}") from None
+    print(f"Each reranker variant against {args.reference} over the same first-stage lists, R and alpha (dev delta "
+          "with its paired 95% interval; p = one-sided paired t of 'worse than the reference'; latency as served, one "
+          "query's R pairs per call):")
+    for _, row in table.sort_values(["R", "rerank p50 ms"]).iterrows():
+        print(f"  R={row['R']:<3d} {row['reranker']:18s} {row['precision']:4s} {row['runtime']:11s} "
+              f"len {row['max_length']:<3d} {timing_text(row['pairs/s']):>5s} pairs/s  p50/p95 "
+              f"{timing_text(row['rerank p50 ms'])}/{timing_text(row['rerank p95 ms'])} ms ({row['speed-up p50']:.2f}x, "
+              f"{row['timed queries x threads']})  dev {row['dev nDCG@10']:.3f}, delta "
+              f"{ci(row['dev delta'], row['dev delta ci'])} (p {row['dev p (worse)']:.3f})")
+    return 0
+
+
 def cmd_contributions(args: argparse.Namespace) -> int:
     from bench.analysis import contribution_table, with_derived
     from bench.render.text import contributions_text
@@ -414,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "against the same pipeline without it (dev and test)")
     contributions.add_argument("results", nargs="+", type=Path)
     contributions.set_defaults(func=cmd_contributions)
+    variants = commands.add_parser("reranker-variants", help="each reranker variant (precision, runtime, max_length) "
+                                                             "against a reference reranker of the same run")
+    variants.add_argument("results", nargs="+", type=Path)
+    variants.add_argument("--reference", default="ce-fp32-192", help="the reranker name the others are compared with")
+    variants.set_defaults(func=cmd_reranker_variants)
     distractors = commands.add_parser("distractors", help="what distractors cost each pipeline: a distractor "
                                                           "collection's results beside its base collection's")
     distractors.add_argument("large", type=Path, help="e.g. results/scifact-wiki100k.parquet")

@@ -143,6 +143,9 @@ class RerankerSpec:
     max_length: int = 256
     batch_size: int = 32
     alpha: list[float | typing.Literal["dev"]] = field(default_factory=lambda: [1.0])
+    # the variant it is served as (bench.rerank.CrossEncoderScorer): another model identity, scores cached apart
+    precision: str = "fp32"  # or "int8" (dynamic quantization of the Linear layers)
+    runtime: str = "torch"  # or "onnxruntime"
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,11 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
                 raise ConfigError(f"{where}.rerankers[{i}].alpha: {a!r} is neither a number in [0, 1] nor 'dev'")
         if spec.train:
             from_table(CrossTrainConfig, spec.train, f"{where}.rerankers[{i}].train")
+        from bench.rerank import RERANK_PRECISIONS, RERANK_RUNTIMES
+
+        for name, allowed in (("precision", RERANK_PRECISIONS), ("runtime", RERANK_RUNTIMES)):
+            if getattr(spec, name) not in allowed:
+                raise ConfigError(f"{where}.rerankers[{i}].{name}: {getattr(spec, name)!r} is not one of {allowed}")
         rerankers.append(dataclasses.replace(spec, alpha=alphas))
     if "threads" in raw:
         raise ConfigError(f"{where}.threads: reranking runs on [measure] threads, like every online stage")

@@ -378,6 +378,18 @@ def _spec_key(encoder: EncoderSpec) -> dict:
     return key
 
 
+RERANKER_FIELDS_ADDED = {"precision": "fp32", "runtime": "torch"}
+
+
+def _reranker_key(reranker) -> dict:
+    """A reranker spec as it enters rerank cell ids: fields added later are left out at their defaults."""
+    key = dataclasses.asdict(reranker)
+    for name, default in RERANKER_FIELDS_ADDED.items():
+        if key[name] == default:
+            del key[name]
+    return key
+
+
 def _plan_children(config: SweepConfig, encoder: str, backend: str, k: int,
                    parent_key: dict) -> tuple[tuple[RerankCell, ...], int]:
     """The rerank cells of a first-stage cell, and how many (reranker, alpha, R) points were skipped for R > K
@@ -393,7 +405,7 @@ def _plan_children(config: SweepConfig, encoder: str, backend: str, k: int,
                 if r > k:
                     skipped += 1
                     continue
-                key = {**parent_key, "reranker": dataclasses.asdict(reranker), "alpha": alpha, "r": r,
+                key = {**parent_key, "reranker": _reranker_key(reranker), "alpha": alpha, "r": r,
                        **_child_key_extra(config)}
                 if alpha == "dev":
                     key["alpha_chosen_on"] = "the cell's dev queries at its R"

@@ -210,7 +210,8 @@ class Rerankers:
                 train_config, splits, _ = trained
                 model = str(train_cross_encoder(train_config, data_root=self.data_root, splits=splits))
                 report = read_training(model)
-            self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size), report)
+            self._scorers[name] = (CrossEncoderScorer(model, spec.max_length, spec.batch_size,
+                                                      precision=spec.precision, runtime=spec.runtime), report)
         return self._scorers[name]
 
     def loaded(self) -> list[tuple[CrossEncoderScorer, dict]]:

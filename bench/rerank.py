@@ -23,22 +23,48 @@ from bench.indexes import Neighbors, ParamError
 log = logging.getLogger(__name__)
 
 
-class CrossEncoderScorer:
-    """Any Hugging Face sequence-classification model (a sentence-transformers CrossEncoder saves as one).
+RERANK_RUNTIMES = ("torch", "onnxruntime")
+RERANK_PRECISIONS = ("fp32", "int8")  # int8: dynamic quantization of the Linear layers (torch's, or ONNX Runtime's)
 
-    The score is the logit of the single label (or of the last label for multi-label heads).
+
+class CrossEncoderScorer:
+    """Any Hugging Face sequence-classification model (a sentence-transformers CrossEncoder saves as one), run as
+    a variant: `runtime` torch or ONNX Runtime (the model exported once, cached by identity), `precision` fp32 or
+    int8 (dynamic quantization: activation ranges are taken per call, so a variant is scored as it is served, one
+    query's pairs per call: see `cross_scores`), `max_length` tokens per pair.
+
+    The score is the logit of the single label (or of the last label for multi-label heads). A variant is another
+    model identity (`identity`), so its scores are cached apart; the fp32 torch identity is the one rows have
+    always carried.
     """
 
-    def __init__(self, model: str, max_length: int = 256, batch_size: int = 32, device: str = "cpu"):
+    def __init__(self, model: str, max_length: int = 256, batch_size: int = 32, device: str = "cpu",
+                 precision: str = "fp32", runtime: str = "torch"):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if precision not in RERANK_PRECISIONS:
+            raise ParamError(f"reranker precision must be one of {RERANK_PRECISIONS}, got {precision!r}")
+        if runtime not in RERANK_RUNTIMES:
+            raise ParamError(f"reranker runtime must be one of {RERANK_RUNTIMES}, got {runtime!r}")
+        if (precision, runtime) != ("fp32", "torch") and device != "cpu":
+            raise ParamError("reranker int8 and ONNX Runtime variants run on the CPU only")
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
         self.device, self.max_length, self.batch_size = device, max_length, batch_size
-        self.identity = f"{model_identity(model)}|max_length={max_length}"
+        self.precision, self.runtime = precision, runtime
+        base = f"{model_identity(model)}|max_length={max_length}"
+        self.identity = base + ("" if precision == "fp32" else f"|{precision}") + \
+            ("" if runtime == "torch" else f"|{runtime}")
         self._torch = torch
+        self._onnx = None
+        if runtime == "onnxruntime":
+            self._onnx = OnnxCrossEncoder(self.model, self.tokenizer, model_identity(model), precision)
+        elif precision == "int8":
+            from bench.encoders import at_precision
+
+            self.model = at_precision(self.model, "int8")
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -50,9 +76,85 @@ class CrossEncoderScorer:
             for start in range(0, len(queries), self.batch_size):
                 batch = self.tokenizer(queries[start:start + self.batch_size], docs[start:start + self.batch_size],
                                        truncation="longest_first", max_length=self.max_length, padding=True,
-                                       return_tensors="pt").to(self.device)
-                out.append(self.model(**batch).logits[:, -1].float().cpu().numpy())
+                                       return_tensors="pt" if self._onnx is None else "np")
+                if self._onnx is not None:
+                    out.append(self._onnx.logits(batch)[:, -1].astype(np.float32))
+                else:
+                    out.append(self.model(**batch.to(self.device)).logits[:, -1].float().cpu().numpy())
         return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+
+class OnnxCrossEncoder:
+    """A sequence-classification model exported to ONNX (torch's dynamo exporter; dynamic batch and length), cached
+    by model identity, with an int8 copy from ONNX Runtime's dynamic quantization when asked; run by ONNX Runtime
+    on the CPU with as many intra-op threads as torch has."""
+
+    def __init__(self, model, tokenizer, identity: str, precision: str):
+        from bench.cache import cache_dir as folder
+        from bench.cache import checked, content_key
+
+        self.inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
+                       if name in tokenizer("a", "b", return_tensors="np")]
+        key = content_key({"model": identity, "exporter": "torch.onnx dynamo", "inputs": self.inputs, "kind": "cross"})
+        self.fp32 = folder() / "onnx" / f"cross-{key}.onnx"
+        if not self.fp32.exists() or not checked(self.fp32, reads=lambda p: p.stat().st_size > 0):
+            self._export(model, tokenizer)
+        self.path = self.fp32
+        if precision == "int8":
+            self.path = self.fp32.with_name(self.fp32.stem + "-int8.onnx")
+            if not self.path.exists() or not checked(self.path, reads=lambda p: p.stat().st_size > 0):
+                self._quantize()
+        self._sessions: dict[int, object] = {}
+
+    def _export(self, model, tokenizer) -> None:
+        import torch
+
+        from bench.cache import write_digest
+
+        example = tokenizer(["a query", "a second query"], ["a document", "a second, longer document"],
+                            padding=True, return_tensors="pt")
+        batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+
+        class Logits(torch.nn.Module):
+            def __init__(self, network):
+                super().__init__()
+                self.network = network
+
+            def forward(self, input_ids, attention_mask, token_type_ids=None):
+                extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+                return self.network(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+        self.fp32.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.fp32.with_name(self.fp32.name + ".partial")
+        with torch.no_grad():
+            torch.onnx.export(Logits(model).eval(), tuple(example[n] for n in self.inputs), str(tmp),
+                              dynamo=True, input_names=self.inputs, output_names=["logits"],
+                              dynamic_shapes={n: {0: batch, 1: length} for n in self.inputs},
+                              optimize=True, verbose=False, external_data=False)
+        tmp.replace(self.fp32)
+        write_digest(self.fp32)
+
+    def _quantize(self) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from bench.cache import write_digest
+
+        tmp = self.path.with_name(self.path.name + ".partial.onnx")
+        quantize_dynamic(str(self.fp32), str(tmp), weight_type=QuantType.QInt8)
+        tmp.replace(self.path)
+        write_digest(self.path)
+
+    def logits(self, batch) -> np.ndarray:
+        import onnxruntime
+        import torch
+
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self._sessions[threads] = onnxruntime.InferenceSession(str(self.path), options,
+                                                                   providers=["CPUExecutionProvider"])
+        return self._sessions[threads].run(None, {n: np.asarray(batch[n], dtype=np.int64) for n in self.inputs})[0]
 
 
 class ScoreCache:
@@ -96,7 +198,9 @@ def cross_scores(scorer: CrossEncoderScorer, cache: ScoreCache, dataset: Dataset
                  r: int, chunk: int = 256) -> tuple[list[np.ndarray], int]:
     """Cross-encoder scores of each query's top-`r` ids (aligned with ids[:, :r], NaN for -1 slots).
 
-    Only pairs missing from the cache are scored; returns (scores per query, pairs scored now).
+    Only pairs missing from the cache are scored, as served: each call holds one query's pairs (a dynamically
+    quantized variant takes its activation ranges per call, so pairs batched across queries would score otherwise);
+    returns (scores per query, pairs scored now).
     """
     corpus_key = dataset.corpus_hash
     known = [cache.get(scorer.identity, corpus_key, qid) for qid in dataset.query_ids]
@@ -107,13 +211,25 @@ def cross_scores(scorer: CrossEncoderScorer, cache: ScoreCache, dataset: Dataset
     for start in tqdm(range(0, len(missing), chunk), desc=f"cross-encoder pairs ({len(missing)})", unit="chunk",
                       disable=not missing):
         part = missing[start:start + chunk]
-        scores = scorer.score([dataset.query_texts[qi] for qi, _ in part], [text[did] for _, did in part])
+        scores = np.concatenate([scorer.score([dataset.query_texts[qi]] * len(group), [text[did] for did in group])
+                                 for qi, group in _by_query(part)]) if part else np.empty(0)
         cache.put(scorer.identity, corpus_key, [(dataset.query_ids[qi], did, s) for (qi, did), s in zip(part, scores)])
         for (qi, did), s in zip(part, scores):
             known[qi][did] = float(s)
     per_query = [np.array([known[qi][dataset.doc_ids[j]] if j >= 0 else np.nan for j in row], dtype=np.float64)
                  for qi, row in enumerate(ids[:, :r])]
     return per_query, len(missing)
+
+
+def _by_query(pairs: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
+    """Consecutive (query index, doc id) pairs grouped by query, in order (`missing` lists each query's together)."""
+    groups: list[tuple[int, list[str]]] = []
+    for qi, did in pairs:
+        if groups and groups[-1][0] == qi:
+            groups[-1][1].append(did)
+        else:
+            groups.append((qi, [did]))
+    return groups
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:

@@ -55,6 +55,35 @@ def test_scores_are_cached_per_pair(tiny_cross_encoder, tmp_path):
     assert again[0][3] == pytest.approx(float(direct[0]), rel=1e-5)
 
 
+def test_reranker_variants_are_other_identities_scored_as_served(tiny_cross_encoder, tmp_path):
+    """int8 (torch dynamic quantization), ONNX Runtime fp32 and int8: each its own identity (cached apart), scores
+    close to fp32 torch's; every pair scored in a call holding only its own query's pairs."""
+    ds = synthetic_dataset(n_docs=30, n_queries=4)
+    ids = np.tile(np.arange(8), (4, 1))
+    reference = CrossEncoderScorer(tiny_cross_encoder, max_length=32)
+    cache = ScoreCache(tmp_path / "s.sqlite")
+    base, _ = cross_scores(reference, cache, ds, ids, r=8)
+    variants = {(p, rt): CrossEncoderScorer(tiny_cross_encoder, max_length=32, precision=p, runtime=rt)
+                for p, rt in [("int8", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime")]}
+    assert reference.identity.endswith("|max_length=32")  # the identity fp32 torch rows have always carried
+    assert len({reference.identity, *(v.identity for v in variants.values())}) == 4
+    for (precision, runtime), scorer in variants.items():
+        scores, scored = cross_scores(scorer, cache, ds, ids, r=8)
+        assert scored == 32  # nothing reused from another identity
+        if precision == "fp32":
+            np.testing.assert_allclose(np.stack(scores), np.stack(base), atol=1e-4)
+        else:  # the same function at int8 (a random tiny model's scores are too close together to rank-compare)
+            np.testing.assert_allclose(np.stack(scores), np.stack(base), atol=2e-3)
+            assert not np.array_equal(np.stack(scores), np.stack(base))
+    # served one query per call: a query's scores do not depend on which other queries were scored with it
+    int8 = variants[("int8", "torch")]
+    alone, _ = cross_scores(int8, ScoreCache(tmp_path / "alone.sqlite"), ds, ids[:1], r=8)
+    mixed, _ = cross_scores(int8, ScoreCache(tmp_path / "mixed.sqlite"), ds, ids, r=8)
+    np.testing.assert_array_equal(alone[0], mixed[0])
+    with pytest.raises(ParamError, match="precision must be one of"):
+        CrossEncoderScorer(tiny_cross_encoder, precision="int4")
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_each_loss_learns_a_toy_ranking(loss):
     """Lists of 4 items described by 3 features; the positive (column 0) has the largest first feature."""
@@ -218,3 +247,34 @@ def test_distilled_training_with_sentences_resumes_where_it_stopped(tiny_model, 
     assert json.loads((resumed / "training.json").read_text())["losses"] == report["losses"]
     weights = load_file(resumed / "model.safetensors")
     assert all(torch.allclose(weights[k], reference[k], atol=1e-6) for k in reference)
+
+
+def test_reranker_variants_run_in_the_sweep_and_compare_with_the_reference(tiny_model, tiny_cross_encoder, tmp_path,
+                                                                           capsys):
+    from bench.analysis import with_derived
+    from bench.analysis.rerankers import variant_table
+    from bench.cli import main
+    from bench.config import RerankerSpec, RerankSpec, load_config
+    from bench.plan import _reranker_key
+    from bench.store import read_results
+    from bench.sweep import run_sweep
+
+    base = load_config("configs/tiny.toml")
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32),
+                                   RerankerSpec("ce-int8", model=tiny_cross_encoder, max_length=32, precision="int8")],
+                        r=[10], k=[20], latency_queries=4)
+    sweep = dataclasses.replace(base, encoders=[dataclasses.replace(base.encoders[0], model=tiny_model)],
+                                results=str(tmp_path / "v.parquet"), rerank=rerank,
+                                backends=[b for b in base.backends if b.backend == "exact"])
+    run_sweep(sweep)
+    rows = read_results(sweep.results_path)
+    reranked = rows[rows["stage"] == "rerank"]
+    assert sorted(reranked["reranker_identity"].str.endswith("|int8")) == [False, True]
+    # the added fields enter a cell id only away from their defaults: ids of rows before them are unchanged
+    assert "precision" not in _reranker_key(rerank.rerankers[0]) and _reranker_key(rerank.rerankers[1])["precision"] == "int8"
+    table = variant_table(with_derived(rows), "ce").set_index("reranker")
+    assert table.loc["ce", "dev delta"] == 0 and table.loc["ce-int8", "precision"] == "int8"
+    assert np.isfinite(table.loc["ce-int8", "pairs/s"]) and table.loc["ce-int8", "max_length"] == 32
+    assert main(["reranker-variants", str(sweep.results_path), "--reference", "ce"]) == 0
+    assert "ce-int8" in capsys.readouterr().out
+    assert main(["reranker-variants", str(sweep.results_path), "--reference", "nope"]) == 2

@@ -1,0 +1,52 @@
+"""The reranker's speed levers (issue 30): each reranker variant against a reference reranker measured in the same
+run, over the same first-stage lists at the same R and alpha: pairs per second and rerank p50/p95 as served (one
+query's R pairs per call), and the dev nDCG@10 delta with a paired 95% interval (test figures only for a pick).
+
+A variant is a model identity (bench.rerank.CrossEncoderScorer): its precision and runtime are read back from it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import paired_p, per_query, t_interval
+
+
+def variant_of(identity: str) -> dict:
+    """precision, runtime and max_length of a reranker identity ('<model>|max_length=L[|int8][|onnxruntime]')."""
+    parts = identity.split("|")
+    length = next((int(p.split("=", 1)[1]) for p in parts if p.startswith("max_length=")), 0)
+    return {"precision": "int8" if "int8" in parts else "fp32",
+            "runtime": "onnxruntime" if "onnxruntime" in parts else "torch", "max_length": length}
+
+
+def variant_table(frame: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """One row per (reranker, R, first stage, alpha) of `frame`'s rerank rows, with the paired dev and test deltas
+    against the `reference` reranker's row over the same first stage, R and alpha (the reference's own row: 0)."""
+    rows = frame[frame["stage"] == "rerank"]
+    if rows.empty or reference not in set(rows["reranker"]):
+        raise ValueError(f"no rerank rows of the reference reranker '{reference}'")
+    parent = "first_stage_id" if "first_stage_id" in rows else "cell_id"
+    out = []
+    for (first, r, alpha), group in rows.groupby([parent, "r", "fusion_alpha"], sort=False):
+        base = group[group["reranker"] == reference]
+        if base.empty:
+            continue
+        base = base.iloc[0]
+        for _, row in group.iterrows():
+            entry = {"reranker": row["reranker"], **variant_of(row["reranker_identity"]), "R": int(r),
+                     "alpha": float(alpha), "first stage": row.get("pipeline_name", first) if "pipeline_name" in row
+                     else first,
+                     "pairs/s": r / (row["rerank_mean_ms"] / 1e3) if row["rerank_mean_ms"] > 0 else float("nan"),
+                     "rerank p50 ms": row["rerank_p50_ms"], "rerank p95 ms": row["rerank_p95_ms"],
+                     "timed queries x threads": f"{int(row['rerank_latency_queries'])} x {int(row['rerank_threads'])}",
+                     "speed-up p50": base["rerank_p50_ms"] / row["rerank_p50_ms"]}
+            for split in ("dev", "test"):
+                a, b = per_query(row, split=split), per_query(base, split=split)
+                diff = (a - b.reindex(a.index)).to_numpy()
+                mean, half = t_interval(diff)
+                entry.update({f"{split} nDCG@10": float(a.mean()), f"{split} delta": mean, f"{split} delta ci": half,
+                              f"{split} p (worse)": paired_p(-diff, "t", "greater") if np.any(diff) else 1.0})
+            out.append(entry)
+    return pd.DataFrame(out)
