@@ -159,6 +159,9 @@ class RerankSpec:
     encoders: list[str] = field(default_factory=list)  # first-stage encoders to rerank; empty = all
     backends: list[str] = field(default_factory=list)  # first-stage backends to rerank; empty = all
     latency_queries: int = 50  # fixed sample (the first test queries) whose R pairs are timed, uncached
+    # > 0: every (reranker, alpha, R) child also runs at an adaptive depth (bench.adaptive), scoring in steps of this
+    # many pairs, the stopping rule chosen on dev
+    adaptive_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -383,6 +386,9 @@ def _parse_rerank(raw: dict, where: str) -> RerankSpec:
     spec = from_table(RerankSpec, {**raw, "rerankers": rerankers}, where)
     if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in spec.r):
         raise ConfigError(f"{where}.r: R values must be positive integers, got {spec.r!r}")
+    if isinstance(spec.adaptive_step, bool) or not isinstance(spec.adaptive_step, int) or spec.adaptive_step < 0:
+        raise ConfigError(f"{where}.adaptive_step: a whole number of pairs >= 0 (0 = no adaptive depth), "
+                          f"got {spec.adaptive_step!r}")
     return spec
 
 

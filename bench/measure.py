@@ -25,7 +25,7 @@ from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Cell, Speeds, first_stage_index
 from bench.prepare import Rerankers
 from bench.records import FirstStageRow, RerankRow
-from bench.rerank import ALPHAS, cross_scores, rerank
+from bench.rerank import ALPHAS, cross_scores, rerank, time_rerank
 from bench.splits import restrict
 from bench.stages import kind_of
 from bench.timing import E2E_METHOD, LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
@@ -188,6 +188,30 @@ class CellMeasurer:
 
         return max(ALPHAS, key=lambda alpha: (quality(alpha), alpha))
 
+    def _adaptive(self, result: Neighbors, child, cross: list[np.ndarray], alpha: float, full_ids: np.ndarray,
+                  scorer) -> tuple[np.ndarray, LatencyStats, dict]:
+        """An adaptive-depth child (bench.adaptive): the stopping rule chosen on the dev queries (test where there
+        are none), each query's depth under it, the ranking, the latency of scoring each timed test query's own
+        candidates to its depth as served, and the row's adaptive columns."""
+        from bench.adaptive import choose_depth_rule, depths, rerank_to_depths
+
+        rows, queries = self._choice_queries
+        first = Neighbors(result.ids[rows], result.scores[rows])
+        rule = choose_depth_rule(first, cross[rows], child.r, child.adaptive_step, alpha,
+                                 lambda ids: per_query_quality(ids[:, :10], queries)["ndcg_at_10"].to_numpy(),
+                                 "dev" if rows.start == self.n_test else "test")
+        depth = depths(rule.rule, rule.param, result, cross, child.r, child.adaptive_step, alpha)
+        ids = rerank_to_depths(result, cross, depth, alpha)
+        changed = float(np.mean([not np.array_equal(a[:10], b[:10]) for a, b in
+                                 zip(ids[: self.n_test], full_ids[: self.n_test])]))
+        sample = list(range(min(self.config.rerank.latency_queries, self.n_test)))
+        with online_threads(self.online_threads):
+            ms = time_rerank(scorer, self.dataset, result.ids, child.r, sample, self.online_threads, depth,
+                             0 if rule.one_call() else child.adaptive_step)
+        columns = {"rerank_depth_rule": rule.text(), "q_rerank_pairs": depth[: self.n_test].astype(float).tolist(),
+                   "top10_changed_share": changed}
+        return ids, LatencyStats.from_ms(ms), columns
+
     def _rerank_latency_of(self, name: str, r: int) -> LatencyStats:
         """Per-query time to score R pairs (see Rerankers.latency), on this encoder's exact top-R."""
         sample = list(range(min(self.config.rerank.latency_queries, self.n_test)))
@@ -210,7 +234,12 @@ class CellMeasurer:
             for child in children:
                 alpha = self._dev_alpha(result, child.r, cross) if child.alpha == "dev" else float(child.alpha)
                 ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)
-                latency = self._rerank_latency_of(name, child.r)
+                adaptive = {}
+                if child.adaptive_step:
+                    ids, latency, adaptive = self._adaptive(result, child, [c[: child.r] for c in cross], alpha, ids,
+                                                            scorer)
+                else:
+                    latency = self._rerank_latency_of(name, child.r)
                 e2e = end_to_end(self.encode_latency, search_latency, latency)
                 self.sink(RerankRow.of(
                     first_row, **self._quality(ids), measured_at=measured_now(), cell_id=child.cell_id,
@@ -222,7 +251,7 @@ class CellMeasurer:
                     reranker_train_s=report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), rerank_latency_queries=latency.samples,
                     rerank_threads=self.online_threads, **e2e.columns("e2e"), e2e_queries=len(e2e.per_input_ms),
-                    e2e_method=E2E_METHOD,
+                    e2e_method=E2E_METHOD, **adaptive,
                 ).as_row())
                 scored = 0
                 written += 1

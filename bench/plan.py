@@ -252,6 +252,7 @@ class RerankCell:
     alpha: float | str  # a number, or "dev"
     r: int
     cell_id: str
+    adaptive_step: int = 0  # > 0: an adaptive depth up to R in steps of this many pairs (bench.adaptive)
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,12 @@ def _plan_children(config: SweepConfig, encoder: str, backend: str, k: int,
                 if alpha == "dev":
                     key["alpha_chosen_on"] = "the cell's dev queries at its R"
                 children.append(RerankCell(reranker.name, alpha, r, content_key(key)))
+                if spec.adaptive_step > 0:
+                    from bench.adaptive import REGISTRY as RULES
+
+                    adaptive = {**key, "adaptive": {"step": spec.adaptive_step, "chosen_on": "dev",
+                                                    "rules": {name: list(grid) for name, (_, grid, _) in RULES.items()}}}
+                    children.append(RerankCell(reranker.name, alpha, r, content_key(adaptive), spec.adaptive_step))
     return tuple(children), skipped
 
 

@@ -84,6 +84,12 @@ class RerankColumns:
     cross_pairs_scored: int  # pairs scored now (0 = all from the cache)
     reranker_params: int
     reranker_train_s: float  # NaN for models not trained by the harness
+    # adaptive depth (bench.adaptive): the rule chosen on dev (JSON: rule, param, step, chosen_on), the pairs scored per
+    # test query, and the share of test queries whose top 10 differs from full-depth reranking at R; empty for a
+    # fixed depth (every query scores its top R)
+    rerank_depth_rule: str = ""
+    q_rerank_pairs: list[float] | None = None
+    top10_changed_share: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -209,6 +215,8 @@ class RerankRow(RerankLatency, RerankColumns, FirstStageRow):
 
 
 def _absent(kind) -> object:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # optional: absent is empty
+        return None
     return {str: "", bool: False, int: 0, float: float("nan")}[kind]
 
 

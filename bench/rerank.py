@@ -261,8 +261,9 @@ def rerank(first: Neighbors, r: int, cross: list[np.ndarray], alpha: float = 1.0
 
 
 def time_rerank(scorer: CrossEncoderScorer, dataset: Dataset, ids: np.ndarray, r: int,
-                queries: list[int], threads: int) -> np.ndarray:
-    """Wall milliseconds of scoring each sampled query's top-`r` pairs (uncached: the online cost)."""
+                queries: list[int], threads: int, depth: np.ndarray | None = None, step: int = 0) -> np.ndarray:
+    """Wall milliseconds of scoring each sampled query's top-`r` pairs (uncached: the online cost); with `depth`,
+    query i's top depth[i] instead, in calls of `step` pairs (0: one call), as an adaptive depth serves them."""
     import torch
 
     saved = torch.get_num_threads()
@@ -273,9 +274,12 @@ def time_rerank(scorer: CrossEncoderScorer, dataset: Dataset, ids: np.ndarray, r
         scorer.score([dataset.query_texts[qi0]] * 2, [text[dataset.doc_ids[j]] for j in ids[qi0, :2]])  # warmup
         times = []
         for qi in queries:
-            docs = [text[dataset.doc_ids[j]] for j in ids[qi, :r] if j >= 0]
+            n = r if depth is None else int(depth[qi])
+            docs = [text[dataset.doc_ids[j]] for j in ids[qi, :n] if j >= 0]
+            calls = [docs[i:i + step] for i in range(0, len(docs), step)] if step > 0 else [docs]
             start = time.perf_counter()
-            scorer.score([dataset.query_texts[qi]] * len(docs), docs)
+            for part in calls:
+                scorer.score([dataset.query_texts[qi]] * len(part), part)
             times.append((time.perf_counter() - start) * 1e3)
         return np.array(times)
     finally:

@@ -124,7 +124,8 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None,
                  "encoder_bytes": None, "query_runtime": "torch",
                  "e2e_method": "sum of per-query medians", "judged_at_10": None, "q_judged_at_10": None,
-                 "dev_judged_at_10": None, "dev_q_judged_at_10": None}
+                 "dev_judged_at_10": None, "dev_q_judged_at_10": None, "rerank_depth_rule": "", "q_rerank_pairs": None,
+                 "top10_changed_share": None}
 
 # What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",
