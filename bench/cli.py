@@ -320,11 +320,14 @@ def cmd_reranker_variants(args: argparse.Namespace) -> int:
           "with its paired 95% interval; p = one-sided paired t of 'worse than the reference'; latency as served, one "
           "query's R pairs per call):")
     for _, row in table.sort_values(["R", "rerank p50 ms"]).iterrows():
+        depth = "" if row["depth"] == "fixed" else (
+            f" [{row['depth']}: {row['pairs/query mean']:.1f} pairs/query (p95 {row['pairs/query p95']:.0f}), top 10 "
+            f"changed for {row['top 10 changed vs full depth']:.0%}, e2e p95 {timing_text(row['e2e p95 ms'])} ms]")
         print(f"  R={row['R']:<3d} {row['reranker']:18s} {row['precision']:4s} {row['runtime']:11s} "
               f"len {row['max_length']:<3d} {timing_text(row['pairs/s']):>5s} pairs/s  p50/p95 "
               f"{timing_text(row['rerank p50 ms'])}/{timing_text(row['rerank p95 ms'])} ms ({row['speed-up p50']:.2f}x, "
               f"{row['timed queries x threads']})  dev {row['dev nDCG@10']:.3f}, delta "
-              f"{ci(row['dev delta'], row['dev delta ci'])} (p {row['dev p (worse)']:.3f})")
+              f"{ci(row['dev delta'], row['dev delta ci'])} (p {row['dev p (worse)']:.3f}){depth}")
     return 0
 
 

@@ -74,3 +74,7 @@ def test_an_adaptive_child_runs_in_the_tiny_sweep(tiny_model, tiny_cross_encoder
     assert "adaptive depth (rule chosen on dev)" in row["pipeline_name"]
     assert set(adaptive["pipeline_id"]).isdisjoint(fixed["pipeline_id"])
     assert np.isnan(fixed["top10_changed_share"].astype(float)).all()
+    from bench.analysis.rerankers import variant_table
+    table = variant_table(rows, "ce")
+    assert set(table["depth"].str.startswith("adaptive")) == {True, False}
+    assert (table.loc[table["depth"] == "fixed", "dev delta"] == 0).all()

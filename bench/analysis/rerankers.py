@@ -7,6 +7,8 @@ A variant is a model identity (bench.rerank.CrossEncoderScorer): its precision a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -30,15 +32,22 @@ def variant_table(frame: pd.DataFrame, reference: str) -> pd.DataFrame:
     parent = "first_stage_id" if "first_stage_id" in rows else "cell_id"
     out = []
     for (first, r, alpha), group in rows.groupby([parent, "r", "fusion_alpha"], sort=False):
-        base = group[group["reranker"] == reference]
+        base = group[(group["reranker"] == reference) & (group["rerank_depth_rule"] == "")]
         if base.empty:
             continue
         base = base.iloc[0]
         for _, row in group.iterrows():
+            pairs = np.asarray(row["q_rerank_pairs"] if row["rerank_depth_rule"] else [r] * len(row["query_ids"]),
+                               dtype=float)
+            rule = json.loads(row["rerank_depth_rule"]) if row["rerank_depth_rule"] else {}
             entry = {"reranker": row["reranker"], **variant_of(row["reranker_identity"]), "R": int(r),
+                     "depth": f"adaptive: {rule['rule']} {rule['param']:g}" if rule else "fixed",
+                     "pairs/query mean": float(pairs.mean()), "pairs/query p95": float(np.percentile(pairs, 95)),
+                     "top 10 changed vs full depth": row["top10_changed_share"] if rule else 0.0,
+                     "e2e p95 ms": row["e2e_p95_ms"],
                      "alpha": float(alpha), "first stage": row.get("pipeline_name", first) if "pipeline_name" in row
                      else first,
-                     "pairs/s": r / (row["rerank_mean_ms"] / 1e3) if row["rerank_mean_ms"] > 0 else float("nan"),
+                     "pairs/s": pairs.mean() / (row["rerank_mean_ms"] / 1e3) if row["rerank_mean_ms"] > 0 else float("nan"),
                      "rerank p50 ms": row["rerank_p50_ms"], "rerank p95 ms": row["rerank_p95_ms"],
                      "timed queries x threads": f"{int(row['rerank_latency_queries'])} x {int(row['rerank_threads'])}",
                      "speed-up p50": base["rerank_p50_ms"] / row["rerank_p50_ms"]}
