@@ -130,3 +130,17 @@ def test_the_committed_report_answers_first_and_stays_short(section):
     assert len(lines) < 400
     assert section in lines
     assert lines.index("## The decision") < 10  # the first screen
+
+
+def test_the_composed_section_shows_the_picks_and_links_every_pipeline(tmp_path):
+    from bench.render.composed import composed_section
+    from bench.render.markdown import Tables
+    from bench.store import COMPOSED_SCHEMA, read_results
+
+    composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)
+    text = composed_section(composed, Tables(tmp_path, "t/"))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| pipeline")]
+    assert rows and all("budget" in line for line in rows)  # the dev frontier's own rows are in the CSV only
+    for dataset in composed["dataset"].unique():
+        csv = (tmp_path / f"composed-{dataset}.csv").read_text()
+        assert len(csv.splitlines()) == 1 + (composed["dataset"] == dataset).sum()

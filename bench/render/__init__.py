@@ -79,7 +79,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
     if load is not None and len(load):
         parts += [load_section(load, plots_dir, link_prefix, series)]
     if composed is not None and len(composed):
-        parts += [composed_section(composed)]
+        parts += [composed_section(composed, series)]
     if encode_latency is not None and len(encode_latency):
         parts += [repeatability_section(encode_latency, series)]
     parts += ["## Environment", "", INTERVAL_NOTE, ""]

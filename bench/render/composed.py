@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 
 from bench.figures import timing_text
-from bench.render.markdown import markdown_table
+from bench.render.markdown import Tables, markdown_table
 
 
-def composed_section(frame: pd.DataFrame) -> str:
+def composed_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
     """Markdown for composed runs: each chosen pipeline's end-to-end percentiles over per-query totals (every query
-    through every stage in one loop), beside the sweep's per-query sums of per-stage medians."""
+    through every stage in one loop), beside the sweep's per-query sums of per-stage medians. The report shows the
+    budget picks; every pipeline timed (the dev frontier too) is in the linked table."""
     if frame.empty:
         return ""
+    tables = tables or Tables(None)
     lines = ["## Pipelines timed as deployed", "",
              "Each pipeline a budget or the dev frontier could pick, rebuilt from its sweep cell; every test query sent "
              "through encode, search and rerank in one loop, one query at a time, each stage and the whole timed per "
@@ -41,5 +43,8 @@ def composed_section(frame: pd.DataFrame) -> str:
             "encode / search / rerank p95 ms": [" / ".join(timing_text(v) for v in vals) for vals in
                                                 zip(rows["encode_p95_ms"], rows["search_p95_ms"], rows["rerank_p95_ms"])],
             "measured": rows["measured_at"].map(lambda t: f"{t:%Y-%m-%d}" if pd.notna(t) else "")})
-        lines += [f"### {dataset}", "", markdown_table(table), ""]
+        picks = table[table["chosen as"].str.contains("budget")]
+        lines += [f"### {dataset}", "", markdown_table(picks), "",
+                  f"Every pipeline timed on {dataset}, the dev frontier's too: "
+                  + tables.link(f"composed-{dataset}", table), ""]
     return "\n".join(lines)
