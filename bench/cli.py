@@ -331,6 +331,16 @@ def cmd_reranker_variants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_norms(args: argparse.Namespace) -> int:
+    from bench.norms import norms_table, norms_text
+
+    table = norms_table(args.config, args.against, args.data_dir)
+    print(norms_text(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False, float_format="%.6g")
+    return 0
+
+
 def cmd_contributions(args: argparse.Namespace) -> int:
     from bench.analysis import contribution_table, with_derived
     from bench.render.text import contributions_text
@@ -438,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "against the same pipeline without it (dev and test)")
     contributions.add_argument("results", nargs="+", type=Path)
     contributions.set_defaults(func=cmd_contributions)
+    norms = commands.add_parser("norms", help="vector norms per encoder of a config: quantiles over the corpus and the "
+                                              "train / dev / test queries, popularity by norm, drift to another corpus")
+    norms.add_argument("config", type=Path)
+    norms.add_argument("--against", help="another dataset whose corpus norms to compare (e.g. nfcorpus)")
+    norms.add_argument("--csv", type=Path, help="also write the table as CSV")
+    norms.add_argument("--data-dir", type=Path, help="folder holding BEIR datasets")
+    norms.set_defaults(func=cmd_norms)
     variants = commands.add_parser("reranker-variants", help="each reranker variant (precision, runtime, max_length) "
                                                              "against a reference reranker of the same run")
     variants.add_argument("results", nargs="+", type=Path)

@@ -52,6 +52,11 @@ class EncoderSpec:
     # what runs the query network: torch, or ONNX Runtime over the model exported by torch's dynamo exporter
     # (fp32, CPU; the documents stay torch's: the same vectors to ~1e-7)
     query_runtime: typing.Literal["torch", "onnxruntime"] = "torch"
+    # false: the raw pooled vector, before the model's Normalize module (inner product without normalization);
+    # its norms are then part of the score (`python -m bench norms` watches them)
+    normalize: bool = True
+    # true: every backend searches through the MIPS reduction to nearest neighbour (bench.mips)
+    mips_reduction: bool = False
 
     @property
     def hybrid_spec(self):
@@ -72,7 +77,8 @@ class EncoderSpec:
 
 # How an encoder's network runs, at the settings that change nothing.
 HOW_IT_RUNS = {f.name: f.default for f in dataclasses.fields(EncoderSpec)
-               if f.name in ("query_precision", "doc_precision", "device", "query_runtime")}
+               if f.name in ("query_precision", "doc_precision", "device", "query_runtime", "normalize",
+                             "mips_reduction")}
 
 
 @dataclass(frozen=True)
@@ -295,6 +301,8 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.query_runtime == "onnxruntime" and (e.query_precision, e.device, e.type) != ("fp32", "cpu", "bi"):
             raise ConfigError(f"{source}: encoders[{i}].query_runtime: onnxruntime runs a bi encoder's fp32 queries on "
                               "the CPU only")
+        if not e.normalize and e.query_runtime != "torch":
+            raise ConfigError(f"{source}: encoders[{i}].normalize: false runs on torch only (the ONNX export normalizes)")
         if e.device == "cuda" and "int8" in (e.query_precision, e.doc_precision):
             raise ConfigError(f"{source}: encoders[{i}]: int8 (dynamic quantization) runs on the CPU only, not device cuda")
         if e.train:

@@ -149,11 +149,21 @@ class SentenceEncoder:
     output = "vectors"
 
     def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu",
-                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch"):
+                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch",
+                 normalize: bool = True):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model
         self.model = SentenceTransformer(resolve_model(model), device=device)
+        self.normalize = normalize
+        if not normalize:  # the raw pooled vector: the model without its Normalize module
+            from sentence_transformers.models import Normalize
+
+            for key, module in list(self.model._modules.items()):
+                if isinstance(module, Normalize):
+                    del self.model._modules[key]
+            if query_runtime != "torch":
+                raise ValueError("normalize = false runs on torch only")
         if max_seq_length is not None:
             self.model.max_seq_length = max_seq_length
         self.max_seq_length = int(self.model.max_seq_length)
@@ -161,7 +171,7 @@ class SentenceEncoder:
         self.query_runtime = query_runtime
         self.query_model = at_precision(self.model, query_precision)
         self.doc_model = self.query_model if doc_precision == query_precision else at_precision(self.model, doc_precision)
-        base = model_identity(model)
+        base = model_identity(model) + ("" if normalize else "|unnormalized")
         self.query_identity = base + precision_suffix(query_precision, device)  # what the query vectors depend on
         self.doc_identity = base + precision_suffix(doc_precision, device)  # ... and the corpus vectors
         self.onnx: OnnxQueries | None = None
@@ -198,12 +208,12 @@ class SentenceEncoder:
         if self.onnx is not None:
             return self.onnx.encode(texts, batch_size)
         vectors = self.query_model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True,
-                                          normalize_embeddings=True, show_progress_bar=False)
+                                                normalize_embeddings=self.normalize, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         vectors = self.doc_model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True,
-                                             normalize_embeddings=True, show_progress_bar=progress)
+                                                 normalize_embeddings=self.normalize, show_progress_bar=progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def project(self, backbone_vectors: np.ndarray, side: str) -> np.ndarray:
@@ -365,8 +375,10 @@ ENCODER_TYPES = {name: kind.output for name, kind in KINDS.items()}  # a config'
 
 
 def make_encoder(kind: str, model: str, max_seq_length: int | None, device: str = "cpu",
-                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch") -> Encoder:
-    return kind_of(kind).make_encoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime)
+                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch",
+                 normalize: bool = True) -> Encoder:
+    return kind_of(kind).make_encoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime,
+                                      normalize)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:

@@ -366,7 +366,8 @@ def latency_settings(config: SweepConfig) -> str:
 
 
 SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": [],
-                     "query_precision": "fp32", "doc_precision": "fp32", "device": "cpu", "query_runtime": "torch"}
+                     "query_precision": "fp32", "doc_precision": "fp32", "device": "cpu", "query_runtime": "torch",
+                     "normalize": True, "mips_reduction": False}
 
 
 def _spec_key(encoder: EncoderSpec) -> dict:

@@ -82,7 +82,8 @@ class ResolvedEncoder:
         if self.tower is not None:
             return SentenceEncoder(self.model, self.spec.max_seq_length)
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length, self.spec.device,
-                            self.spec.query_precision, self.spec.doc_precision, self.spec.query_runtime)
+                            self.spec.query_precision, self.spec.doc_precision, self.spec.query_runtime,
+                            self.spec.normalize)
 
 
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
@@ -93,7 +94,8 @@ def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | No
         return composed
     if not spec.train:  # identified by what its corpus vectors depend on
         check_available(spec.model, f"encoder '{spec.name}'")
-        return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + precision_suffix(spec.doc_precision, spec.device))
+        return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + ("" if spec.normalize else "|unnormalized")
+                               + precision_suffix(spec.doc_precision, spec.device))
     tower = tower_config(spec, config.dataset)
     splits = sweep_splits(config, data_root, tower.dataset, distracted=False)
     if splits.train is None:

@@ -123,7 +123,7 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": "",
                  "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None,
                  "encoder_bytes": None, "query_runtime": "torch",
-                 "e2e_method": "sum of per-query medians", "judged_at_10": None, "q_judged_at_10": None,
+                 "e2e_method": "sum of per-query medians", "normalize": True, "mips_reduction": False, "judged_at_10": None, "q_judged_at_10": None,
                  "dev_judged_at_10": None, "dev_q_judged_at_10": None, "rerank_depth_rule": "", "q_rerank_pairs": None,
                  "top10_changed_share": None}
 

@@ -72,10 +72,10 @@ class FirstStageKind:
 
     @classmethod
     def make_encoder(cls, model: str, max_seq_length, device: str, query_precision: str, doc_precision: str,
-                     query_runtime: str):
+                     query_runtime: str, normalize: bool = True):
         from bench.encoders import SentenceEncoder
 
-        return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime)
+        return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime, normalize)
 
     @classmethod
     def depths(cls, spec) -> list:

@@ -1,0 +1,100 @@
+"""normalize = false: the raw pooled vector (before the Normalize module), its own identity and cache, cell ids of
+normalized encoders unchanged, and the norms watched."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+
+def test_an_unnormalized_encoder_gives_the_raw_pooled_vectors(tiny_model):
+    from bench.encoders import SentenceEncoder
+
+    unit = SentenceEncoder(tiny_model, 32)
+    raw = SentenceEncoder(tiny_model, 32, normalize=False)
+    texts = ["a first text", "another, longer second text with more words"]
+    u, r = unit.encode_docs(texts), raw.encode_docs(texts)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(np.linalg.norm(r, axis=1), 1.0)
+    np.testing.assert_allclose(r / np.linalg.norm(r, axis=1, keepdims=True), u, atol=1e-5)  # the same direction
+    assert raw.identity == unit.identity + "|unnormalized" and raw.doc_identity != unit.doc_identity
+    with pytest.raises(ValueError, match="torch only"):
+        SentenceEncoder(tiny_model, 32, query_runtime="onnxruntime", normalize=False)
+
+
+def test_normalize_false_runs_in_the_sweep_with_its_own_cells(tiny_model, tmp_path):
+    from bench.config import load_config
+    from bench.norms import top_norm_share
+    from bench.store import read_results
+    from bench.sweep import run_sweep
+
+    base = load_config("configs/tiny.toml")
+    dense = dataclasses.replace(base.encoders[0], model=tiny_model)
+    raw = dataclasses.replace(dense, name="raw", normalize=False)
+    config = dataclasses.replace(base, encoders=[dense, raw], results=str(tmp_path / "n.parquet"),
+                                 backends=[b for b in base.backends if b.backend == "exact"])
+    run_sweep(config)
+    rows = read_results(config.results_path)
+    assert rows.groupby("encoder")["normalize"].first().to_dict() == {dense.name: True, "raw": False}
+    assert set(rows.loc[rows["encoder"] == "raw", "cell_id"]).isdisjoint(rows.loc[rows["encoder"] != "raw", "cell_id"])
+    # a normalized encoder's cell ids are the ones they were before the option existed
+    from bench.plan import _spec_key
+    assert "normalize" not in _spec_key(dense) and _spec_key(raw)["normalize"] is False
+    docs = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0]] + [[0.0, 1.0]] * 97)
+    assert top_norm_share(docs, np.array([[1.0, 0.1]]), top=1) == 1.0  # the largest norm wins an inner product
+
+
+def test_the_norms_table_reads_unit_norms_for_normalized_encoders(tiny_model, tmp_path):
+    from bench.norms import norms_table, norms_text
+
+    text = open("configs/tiny.toml").read()
+    config = tmp_path / "tiny.toml"
+    config.write_text(text.replace("sentence-transformers/all-MiniLM-L6-v2", tiny_model))
+    table = norms_table(config)
+    assert len(table) and np.allclose(table[["p1", "p50", "p99"]].to_numpy(dtype=float), 1.0, atol=1e-4)
+    assert "spread 1.00" in norms_text(table)
+
+
+def test_the_mips_reduction_keeps_inner_products_and_runs_every_backend_family(tiny_model, tmp_path):
+    from bench.indexes import exact_neighbors, make_index
+    from bench.metrics import recall_vs_exact
+    from bench.mips import ReducedIndex, augment_docs, augment_queries
+
+    rng = np.random.default_rng(0)
+    docs = (rng.normal(size=(2000, 16)) * rng.lognormal(0, 0.5, size=(2000, 1))).astype(np.float32)
+    queries = rng.normal(size=(50, 16)).astype(np.float32) * 3
+    augmented, top = augment_docs(docs)
+    np.testing.assert_allclose(np.linalg.norm(augmented, axis=1), top, rtol=1e-5)  # every document at norm M
+    np.testing.assert_allclose(augment_queries(queries) @ augmented.T, queries @ docs.T, rtol=1e-4, atol=1e-4)
+    truth = exact_neighbors(docs, queries, 10, 1).ids
+    # at exhaustive settings every family finds the exact inner-product top 10 through the reduction (how fast each
+    # gets there is what configs/unnormalized.toml measures: a graph over reduced vectors can need far more effort)
+    for backend, build, search in [("exact", {}, {}), ("hnsw", {"M": 16, "ef_construction": 200}, {"ef": 2000}),
+                                   ("faiss_ivf", {"nlist": 16}, {"nprobe": 16})]:
+        index = ReducedIndex(make_index(backend, **build))
+        index.fit(docs, 1)
+        index.set_search(10, **search)
+        found = index.batch_query(queries, 1).ids
+        assert recall_vs_exact(found, truth) >= 0.99, backend
+        assert np.array_equal(index.query(queries[0])[:3], found[0, :3])
+
+
+def test_a_reduced_encoder_runs_in_the_sweep_as_its_own_pipeline(tiny_model, tmp_path):
+    from bench.analysis import with_derived
+    from bench.config import load_config
+    from bench.store import read_results
+    from bench.sweep import run_sweep
+
+    base = load_config("configs/tiny.toml")
+    raw = dataclasses.replace(base.encoders[0], model=tiny_model, name="raw", normalize=False)
+    reduced = dataclasses.replace(raw, name="raw-reduced", mips_reduction=True)
+    config = dataclasses.replace(base, encoders=[raw, reduced], results=str(tmp_path / "m.parquet"),
+                                 backends=[b for b in base.backends if b.backend in ("exact", "hnsw")])
+    run_sweep(config)
+    rows = with_derived(read_results(config.results_path))
+    assert rows.groupby("encoder")["mips_reduction"].first().to_dict() == {"raw": False, "raw-reduced": True}
+    exact = rows[rows["backend"] == "exact"].set_index("encoder")
+    assert (exact.loc["raw-reduced", "recall_at_k"] == 1.0).all()  # the reduction is exact under exact search
+    assert "(MIPS reduction)" in exact.loc["raw-reduced", "pipeline_name"].iloc[0]
+    assert set(rows.loc[rows["encoder"] == "raw", "pipeline_id"]).isdisjoint(
+        rows.loc[rows["encoder"] == "raw-reduced", "pipeline_id"])
