@@ -314,7 +314,9 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     # the decision: a line per dataset and budget, each with its block
     decision = text.split("## The decision")[1].split("\n\n")[1].splitlines()[2:]
     assert sorted({line.split(" | ")[0] for line in decision}) == ["| synth-b", "| synthetic"]
-    assert len(decision) == 2 * 6 and all(".toml](" in line for line in decision)
+    # a budget nothing fits on this host (5 ms, on a busy one) says so; every other line links its block
+    assert len(decision) == 2 * 6 and all(".toml](" in line or "nothing fits" in line for line in decision)
+    assert sum(".toml](" in line for line in decision) >= 2 * 4
     # one pipeline for both (named by its model's identity, the same on both), a test column per dataset
     over = text.split("## Across datasets")[1].split("\n\n")[2].splitlines()
     assert over[0].startswith("| budget | pipeline | mean dev nDCG@10 | mean test nDCG@10 | synth-b test | synthetic test |")

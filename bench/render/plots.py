@@ -146,6 +146,13 @@ def _load_plot(path: Path, closed: pd.DataFrame, opened: pd.DataFrame) -> None:
     """Achieved QPS against p99 per pipeline: closed-loop concurrency levels joined, open-loop targets as crosses."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    # a p99 the samples cannot support is NaN (`-` in the tables): such points are not drawn
+    closed, opened = (frame[np.isfinite(frame["latency_p99_ms"]) & (frame["achieved_qps"] > 0)] for frame in (closed, opened))
+    if closed.empty and opened.empty:
+        ax.text(0.5, 0.5, "no run had enough requests for a p99", ha="center", va="center", fontsize=9)
+        ax.set_axis_off()
+        _save(fig, path)
+        return
     for i, (name, rows) in enumerate(closed.groupby("pipeline")):
         color = TAB10[i % len(TAB10)]
         ax.plot(rows["achieved_qps"], rows["latency_p99_ms"], "o-", color=color, label=name[:70], markersize=4)
