@@ -63,7 +63,7 @@ def distractors_section(large: pd.DataFrame, base: pd.DataFrame) -> str:
                   markdown_table(shown), ""]
     picks = []
     for budget, choice in picks_at_size(large):
-        head = {"p95 budget ms": f"{budget.p95_ms:g}", "memory MB": f"{budget.memory_mb:g}"}
+        head = {"budget: p95 ms / memory MB": f"{budget.p95_ms:g} / {budget.memory_mb:g}"}
         if isinstance(choice, str):
             picks.append({**head, "pick": choice})
             continue
