@@ -69,7 +69,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                   *dataset_why(rows, plots, prefix, tables, test, scale)]
     series = Tables(tables_dir, tables_prefix)
     if distractors is not None and len(distractors[0]):
-        parts += [distractors_section(*distractors)]
+        parts += [distractors_section(*distractors, series)]
     if scale is not None and len(scale):
         parts += [scale_section(scale, plots_dir, link_prefix, series)]
     if scale_real is not None and len(scale_real):
