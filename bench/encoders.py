@@ -277,6 +277,20 @@ def at_precision(model, precision: str):
 RUNTIMES = ("torch", "onnxruntime")  # what runs the query network; onnxruntime: fp32 on the CPU
 
 
+def onnx_session(path: Path, sessions: dict):
+    """An ONNX Runtime CPU session over `path` with as many intra-op threads as torch has now, one per thread count
+    (kept in `sessions`)."""
+    import onnxruntime
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads not in sessions:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        sessions[threads] = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sessions[threads]
+
+
 class OnnxQueries:
     """The query side of a sentence-transformers model (its modules, then L2 normalization) exported to ONNX by
     torch's dynamo exporter, cached by model identity and max length, and run by ONNX Runtime on the CPU, with
@@ -321,16 +335,7 @@ class OnnxQueries:
         write_digest(self.path)
 
     def session(self):
-        import onnxruntime
-        import torch
-
-        threads = torch.get_num_threads()
-        if threads not in self._sessions:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            self._sessions[threads] = onnxruntime.InferenceSession(str(self.path), options,
-                                                                   providers=["CPUExecutionProvider"])
-        return self._sessions[threads]
+        return onnx_session(self.path, self._sessions)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         session, out = self.session(), []

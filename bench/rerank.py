@@ -145,16 +145,10 @@ class OnnxCrossEncoder:
         write_digest(self.path)
 
     def logits(self, batch) -> np.ndarray:
-        import onnxruntime
-        import torch
+        from bench.encoders import onnx_session
 
-        threads = torch.get_num_threads()
-        if threads not in self._sessions:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            self._sessions[threads] = onnxruntime.InferenceSession(str(self.path), options,
-                                                                   providers=["CPUExecutionProvider"])
-        return self._sessions[threads].run(None, {n: np.asarray(batch[n], dtype=np.int64) for n in self.inputs})[0]
+        session = onnx_session(self.path, self._sessions)
+        return session.run(None, {n: np.asarray(batch[n], dtype=np.int64) for n in self.inputs})[0]
 
 
 class ScoreCache:

@@ -46,17 +46,24 @@ def growth(frame: pd.DataFrame, columns=("build_s", "index_bytes", "rss_build_de
     real_sizes = set(frame.loc[frame["source"] == "real", "n"])
     sampled = frame[(frame["source"] == "gmm") & ~frame["n"].isin(real_sizes)]
     for variant, group in sampled.groupby("variant"):
-        group = group.sort_values("n")
-        if group["n"].nunique() < 2:
-            continue
-        entry = {"variant": variant, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
-        for column in columns:
-            values = group[column].to_numpy(dtype=float)
-            ok = values > 0
-            entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
-                                        if ok.sum() >= 2 else float("nan"))
-        rows.append(entry)
+        entry = _slopes(group, columns)
+        if entry is not None:
+            rows.append({"variant": variant, **entry})
     return pd.DataFrame(rows)
+
+
+def _slopes(group: pd.DataFrame, columns) -> dict | None:
+    """`sizes` and the log-log slope of each column against N (None below two sizes; NaN where < 2 values > 0)."""
+    group = group.sort_values("n")
+    if group["n"].nunique() < 2:
+        return None
+    entry = {"sizes": ", ".join(f"{n:,}" for n in group["n"])}
+    for column in columns:
+        values = group[column].to_numpy(dtype=float)
+        ok = values > 0
+        entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
+                                    if ok.sum() >= 2 else float("nan"))
+    return entry
 
 
 def with_bytes_per_vector(first: pd.DataFrame) -> pd.DataFrame:
@@ -167,16 +174,9 @@ def set_growth(scale: pd.DataFrame, columns=("build_s", "index_bytes", "search_p
     rows = []
     for name in set_sources(frame):
         for variant, group in frame[frame["source"] == name].groupby("variant"):
-            group = group.sort_values("n")
-            if group["n"].nunique() < 2:
-                continue
-            entry = {"set": name, "variant": variant, "sizes": ", ".join(f"{n:,}" for n in group["n"])}
-            for column in columns:
-                values = group[column].to_numpy(dtype=float)
-                ok = values > 0
-                entry[f"slope {column}"] = (float(np.polyfit(np.log(group["n"][ok]), np.log(values[ok]), 1)[0])
-                                            if ok.sum() >= 2 else float("nan"))
-            rows.append(entry)
+            entry = _slopes(group, columns)
+            if entry is not None:
+                rows.append({"set": name, "variant": variant, **entry})
     return pd.DataFrame(rows)
 
 
