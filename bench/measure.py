@@ -24,9 +24,10 @@ from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Cell, Speeds, first_stage_index
 from bench.prepare import Rerankers
-from bench.records import FirstStageRow, RerankRow
+from bench.records import NOT_RERANKED, FirstStageRow, RerankRow
 from bench.rerank import ALPHAS, cross_scores, rerank, time_rerank
 from bench.splits import restrict
+from bench.store import LATENCY_COLUMNS
 from bench.stages import kind_of
 from bench.timing import E2E_METHOD, LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
 
@@ -63,9 +64,11 @@ class CellMeasurer:
 
     def __init__(self, embeddings: Embeddings, dataset: Dataset, n_test: int, config: SweepConfig, shared: dict,
                  sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers,
-                 encoder: EncoderSpec, weights: dict[int, float] | None = None):
+                 encoder: EncoderSpec, weights: dict[int, float] | None = None, retime: dict[str, dict] | None = None):
         """`dataset` holds the test queries, then the dev queries: the first `n_test` are test. `weights`: a
-        hybrid encoder's dev-chosen convex weight per depth."""
+        hybrid encoder's dev-chosen convex weight per depth. `retime`: stored rows (by cell id) whose latencies are
+        re-timed and quality kept; a rerank child among them whose first stage and reranker spec are those stored is
+        only timed (its pairs are not scored again: `_retime_child`)."""
         self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
         self.n_test = n_test
         self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
@@ -77,6 +80,7 @@ class CellMeasurer:
         self._truth: Callable[[Cell], np.ndarray] | None = None  # a cell's exact counterpart's top-K (its stage kind's)
         self.encoder, self.weights = encoder, weights or {}
         self.chunking = encoder.chunking
+        self.retime = retime or {}
 
     def portable(self) -> "CellMeasurer":
         """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
@@ -222,8 +226,14 @@ class CellMeasurer:
             return 0
         written = 0
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
-            children = [ch for ch in cell.children if ch.reranker == name]
             scorer, report = self.rerankers.get(name)
+            timed_only = [ch for ch in cell.children if ch.reranker == name and self._time_only(ch, first_row, scorer)]
+            for child in timed_only:
+                self._retime_child(child, first_row, search_latency, scorer)
+            written += len(timed_only)
+            children = [ch for ch in cell.children if ch.reranker == name and ch not in timed_only]
+            if not children:
+                continue
             started = time.perf_counter()
             cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, result.ids,
                                          max(ch.r for ch in children))
@@ -250,10 +260,31 @@ class CellMeasurer:
                     reranker_params=scorer.n_parameters(),
                     reranker_train_s=report.get("train_seconds", float("nan")),
                     **latency.columns("rerank"), rerank_latency_queries=latency.samples,
-                    rerank_threads=self.online_threads, **e2e.columns("e2e"), e2e_queries=len(e2e.per_input_ms),
-                    e2e_method=E2E_METHOD, **adaptive,
+                    rerank_threads=self.online_threads, rerank_timed_identity=scorer.identity, **e2e.columns("e2e"),
+                    e2e_queries=len(e2e.per_input_ms), e2e_method=E2E_METHOD, **adaptive,
                 ).as_row())
                 scored = 0
                 written += 1
         return written
 
+    def _time_only(self, child, first_row: dict, scorer) -> bool:
+        """A stored child that is re-timed without scoring its pairs again: its first stage is the model stored
+        (same vectors, same lists) and the reranker the same spec at the same max_length (a fixed depth: an adaptive
+        child's depths come from the scores)."""
+        stored = self.retime.get(child.cell_id)
+        return (stored is not None and not child.adaptive_step and stored["stage"] == "rerank"
+                and stored["model_identity"] == first_row["model_identity"]
+                and stored["rerank_max_length"] == scorer.max_length)
+
+    def _retime_child(self, child, first_row: dict, search_latency: LatencyStats, scorer) -> None:
+        """The stored row with its first stage's latencies from this run, the rerank stage timed again (R pairs per
+        query, as served) and its e2e the per-sample sums over encode, this run's search and that rerank; quality kept.
+        The scorer is the spec's model here: the stored one or, where that was gone, one of the same architecture
+        (`rerank_timed_identity` says which)."""
+        latency = self._rerank_latency_of(child.reranker, child.r)
+        e2e = end_to_end(self.encode_latency, search_latency, latency)
+        timed = {name: first_row[name] for name in LATENCY_COLUMNS if name not in NOT_RERANKED}
+        self.sink({**self.retime[child.cell_id], **timed, **latency.columns("rerank"),
+                   "rerank_latency_queries": latency.samples, "rerank_threads": self.online_threads,
+                   "rerank_timed_identity": scorer.identity, **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms),
+                   "e2e_method": E2E_METHOD})

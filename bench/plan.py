@@ -29,6 +29,7 @@ from bench.datasets import Dataset
 from bench.indexes import BACKENDS, ParamError, make_index
 from bench.indexes.base import AnnIndex
 from bench.stages import kind_of
+from bench.timing import E2E_METHOD
 
 # Rates never measured on this machine yet: the 2-core reference host's figures (seconds).
 DEFAULTS = {"cell_s": 1.0, "cross_train_step_s": 1.6, "tower_full_step_s": 8.0, "tower_heads_s": 10.0,
@@ -435,11 +436,13 @@ def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: flo
                     retime: bool = False) -> pd.DataFrame:
     """This host's stored rows whose latencies must be re-timed: measured with other latency settings (the config
     asks for other timings); with `retime`, also those of a run whose calibration figure is off the current one
-    (`drifted_latencies`). A busy host alone never re-times a finished run."""
+    (`drifted_latencies`) and those whose e2e was summed from per-query medians. A busy host alone never re-times a
+    finished run."""
     other_settings = (mine["latency_settings"] != latency_settings(config)).to_numpy()
     if not retime:
         return mine[other_settings]
-    return mine[other_settings | mine.index.isin(drifted_latencies(mine, config, calibration_ms).index)]
+    summed = (mine["e2e_method"] != E2E_METHOD).to_numpy()  # e2e from per-query medians: not as deployed
+    return mine[other_settings | summed | mine.index.isin(drifted_latencies(mine, config, calibration_ms).index)]
 
 
 def drifted_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:

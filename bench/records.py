@@ -134,6 +134,10 @@ class RerankLatency:
     rerank_mean_ms: float
     rerank_latency_queries: int
     rerank_threads: int
+    # the weights whose scoring was timed: the row's reranker_identity, or, on a row re-timed after its model was gone
+    # (`--retime`), another model of the same spec (architecture, max_length: the same computation per pair, only
+    # the weights differ; benchmarks/rerank_weights_latency.py); "" on first-stage rows and rows timed before it
+    rerank_timed_identity: str = ""
 
 
 @dataclass(kw_only=True)

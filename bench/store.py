@@ -125,7 +125,7 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "encoder_bytes": None, "query_runtime": "torch",
                  "e2e_method": "sum of per-query medians", "normalize": True, "mips_reduction": False, "judged_at_10": None, "q_judged_at_10": None,
                  "dev_judged_at_10": None, "dev_q_judged_at_10": None, "rerank_depth_rule": "", "q_rerank_pairs": None,
-                 "top10_changed_share": None}
+                 "top10_changed_share": None, "rerank_timed_identity": ""}
 
 # What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",
@@ -133,7 +133,7 @@ LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p
                    "search_p50_ms", "search_p95_ms", "search_p99_ms", "search_mean_ms", "latency_samples",
                    "latency_threads", "calibration_ms", "latency_settings", "throughput_qps", "throughput_threads",
                    "rerank_p50_ms", "rerank_p95_ms", "rerank_p99_ms", "rerank_mean_ms", "rerank_latency_queries",
-                   "rerank_threads", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "e2e_mean_ms", "e2e_queries", "e2e_method",
+                   "rerank_threads", "rerank_timed_identity", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "e2e_mean_ms", "e2e_queries", "e2e_method",
                    "timestamp", "measured_at", "git_sha", "git_dirty", "versions", "cpu_model", "n_cpus", "memory_gb",
                    "platform")
 

@@ -27,6 +27,7 @@ from bench.plan import (Speeds, _is_done, corpus_cached, drifted_latencies, dura
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
+from bench.timing import E2E_METHOD
 from bench.train.cross import read_training
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     own = mine[mine["cell_id"].isin(planned_ids)]  # the config's own cells only
     stale_rows = stale_latencies(own, config, calibration, retime)
     drifting = drifted_latencies(own, config, calibration)
+    summed = own[own["e2e_method"] != E2E_METHOD]
+    if not retime and len(summed) and announce:
+        announce(f"{config.name}: {len(summed)} stored rows carry an e2e summed from per-query medians (their tails "
+                 f"understate the pipeline's); --retime re-times them")
     if not retime and len(drifting) and announce:
         runs = drifting.groupby("timestamp")["calibration_ms"].median()  # what staleness compares: per run
         announce(f"{config.name}: {len(drifting)} stored rows were timed in {len(runs)} run(s) whose calibration kernel "
@@ -111,10 +116,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
 
     def sink(row: dict) -> None:
         stored = stale.get(row["cell_id"])
-        if stored is not None:
+        if stored is not None and same_models(stored, row):
             row = {**stored, **{name: row[name] for name in LATENCY_COLUMNS}}
             summary.retimed += 1
-        store.add(row)
+        store.add(row)  # a stored row of another model (retrained: its weights were gone) is replaced whole
 
     rerankers = Rerankers(config, data_root)
     protocol = describe(splits)
@@ -174,7 +179,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode"),
                   "query_encode_calibration_ms": encode_latency.calibration_ms}
         measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, sink,
-                                encode_latency, rerankers, spec, weights.get(spec.name))
+                                encode_latency, rerankers, spec, weights.get(spec.name), retime=stale)
         groups = measurer.prepare(pending)
         started = time.perf_counter()
         written = executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
@@ -188,6 +193,13 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             phases = work_phases(config, splits, {n: resolved[n] for n in left}, left, speeds, rerankers)
             announce(f"{config.name}: {spec.name} done; about {duration(sum(p.seconds for p in phases))} left")
     return summary
+
+
+def same_models(stored: dict, row: dict) -> bool:
+    """A re-timed row keeps its stored quality only when it was measured with the same models: the encoder (its
+    vectors make the index searched) and, for a fully measured rerank row, the reranker whose scores rank it (a
+    time-only child carries its stored reranker_identity)."""
+    return stored["model_identity"] == row["model_identity"] and stored["reranker_identity"] == row["reranker_identity"]
 
 
 def _record_training_speeds(speeds: Speeds, encoder: ResolvedEncoder, rerankers: "Rerankers") -> None:

@@ -416,3 +416,52 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     table = tables["encoding-levers.csv"]
     assert "\nminilm-q8,int8,fp32," in table and "\nminilm-int8,int8,int8," in table
     assert "\nminilm-ort,fp32,fp32,onnxruntime," in table and "delta vs fp32" in table.splitlines()[0]
+
+
+def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(config, tiny_cross_encoder,
+                                                                                monkeypatch):
+    """Rows whose e2e was summed from per-query medians (before per-sample sums) are re-timed by --retime: their
+    stages timed again and summed per sample, their quality kept. A rerank child is only timed (its pairs are not
+    scored again), also when its reranker's weights are gone and the spec's model here has others (the row says
+    which weights were timed); a first-stage row of another encoder model is measured whole."""
+    from bench.config import RerankerSpec, RerankSpec
+
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0])],
+                        r=[5, 10], k=[20], latency_queries=4)
+    config = dataclasses.replace(config, rerank=rerank,
+                                 backends=[b for b in config.backends if b.backend in ("exact", "hnsw")])
+    run_sweep(config)
+    store = ResultStore(config.results_path)
+    measured = store.load()
+    current = measured.loc[measured["r"] > 0, "reranker_identity"].iloc[0]
+    assert measured.loc[measured["r"] > 0, "rerank_timed_identity"].eq(current).all()
+    first_only = measured[(measured["r"] == 0) & (measured["k"] == 5) & (measured["backend"] == "hnsw")].iloc[0]
+    for row in measured.to_dict("records"):
+        old = {"e2e_method": "sum of per-query medians", "e2e_p95_ms": row["query_encode_p95_ms"] / 2,
+               "rerank_timed_identity": ""}
+        if row["r"] > 0:
+            old["reranker_identity"] = "gone@sha256:0000"  # trained elsewhere; this cache holds other weights
+        if row["cell_id"] == first_only["cell_id"]:
+            old["model_identity"] = "retrained@sha256:0000"
+        store.add({**row, **old})
+    said = []
+    assert run_sweep(config, announce=said.append).computed == 0  # without --retime: kept, one line says so
+    assert any(f"{len(measured)} stored rows carry an e2e summed from per-query medians" in line for line in said)
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a re-timed child's pairs were scored again")
+
+    monkeypatch.setattr("bench.measure.cross_scores", no_scoring)
+    retimed = run_sweep(config, retime=True)
+    assert retimed.computed == len(measured) and retimed.retimed == len(measured) - 1
+    after = _by_cell(config.results_path)
+    before = measured.set_index("cell_id").sort_index()
+    assert after["e2e_method"].eq("per-sample sums").all()
+    assert (after["e2e_p95_ms"] >= after["query_encode_p95_ms"]).all() and (after["e2e_p99_ms"] >= after["e2e_p95_ms"]).all()
+    children = after[after["r"] > 0]
+    assert children["reranker_identity"].eq("gone@sha256:0000").all()  # the quality's model, as stored
+    assert children["rerank_timed_identity"].eq(current).all()  # the weights timed
+    assert children["q_ndcg_at_10"].map(list).tolist() == before.loc[children.index, "q_ndcg_at_10"].map(list).tolist()
+    assert (children["e2e_p50_ms"] > children["rerank_p50_ms"]).all()
+    assert after.loc[first_only["cell_id"], "model_identity"] == first_only["model_identity"]  # measured whole
+    assert run_sweep(config, retime=True).computed == 0
