@@ -39,9 +39,10 @@ def main() -> None:
     torch.set_num_threads(1)
     dataset = load_beir(Path(args.data_dir) / "scifact", "test")
     trained = CrossEncoderScorer(args.model, max_length=args.max_length)
-    fresh = copy.deepcopy(trained)
+    fresh = copy.copy(trained)
     fresh.model = type(trained.model)(trained.model.config).eval()  # the architecture, freshly drawn weights
-    shuffled = copy.deepcopy(trained)
+    shuffled = copy.copy(trained)
+    shuffled.model = copy.deepcopy(trained.model)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in shuffled.model.parameters():
