@@ -30,7 +30,8 @@ report: $(STAMP)
 		$(if $(wildcard results/load.parquet),--load results/load.parquet) \
 		$(if $(wildcard results/encode_latency.parquet),--encode-latency results/encode_latency.parquet) \
 		$(if $(wildcard results/composed.parquet),--composed results/composed.parquet) \
-		$(if $(wildcard results/scifact-wiki100k.parquet),--distractors results/scifact-wiki100k.parquet results/scifact-base.parquet)
+		$(if $(wildcard results/scifact-wiki100k.parquet),--distractors results/scifact-wiki100k.parquet results/scifact-base.parquet) \
+		$(if $(wildcard results/unnormalized.parquet),--unnormalized results/unnormalized.parquet $(wildcard results/tables/norms-unnormalized.csv))
 
 # Growth with N (real SciFact embeddings, then 10k / 100k / 1M sampled vectors): results/scale.parquet.
 scale: $(STAMP)

@@ -253,9 +253,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
     distractors = tuple(read_results(path) for path in args.distractors) if args.distractors else None
+    unnormalized = (read_results(args.unnormalized[0]), _norms_csv(Path(args.unnormalized[1])) if
+                    len(args.unnormalized) > 1 else None) if args.unnormalized else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
-                        distractors=distractors, scale_real=scale_real,
+                        distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -305,6 +307,26 @@ def cmd_distractors(args: argparse.Namespace) -> int:
 
     print(distractors_section(read_results(args.large), read_results(args.base)))
     return 0
+
+
+def cmd_unnormalized(args: argparse.Namespace) -> int:
+    from bench.render.unnormalized import unnormalized_section
+
+    text = unnormalized_section(read_results(args.results), _norms_csv(args.norms))
+    if not text:
+        raise SchemaError(f"{args.results}: no unnormalized encoder with a normalized twin (exact search, K = 10)")
+    print(text)
+    return 0
+
+
+def _norms_csv(path: Path | None):
+    import pandas as pd
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such norms table (python -m bench norms CONFIG --csv {path})")
+    return pd.read_csv(path)
 
 
 def cmd_reranker_variants(args: argparse.Namespace) -> int:
@@ -429,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--distractors", nargs=2, type=Path, metavar=("LARGE", "BASE"),
                         help="a distractor collection's results and its base collection's (configs/scifact-wiki100k.toml, "
                              "configs/scifact-base.toml) to add")
+    report.add_argument("--unnormalized", nargs="+", metavar="FILE",
+                        help="results of unnormalized encoders beside their normalized twins (configs/unnormalized.toml), "
+                             "then optionally their norms table (python -m bench norms ... --csv) to add")
     report.set_defaults(func=cmd_report)
     recommend = commands.add_parser("recommend", help="best configuration within latency and memory budgets")
     recommend.add_argument("results", nargs="*", type=Path, default=[Path("results/scifact.parquet")])
@@ -460,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
     variants.add_argument("results", nargs="+", type=Path)
     variants.add_argument("--reference", default="ce-fp32-192", help="the reranker name the others are compared with")
     variants.set_defaults(func=cmd_reranker_variants)
+    unnormalized = commands.add_parser("unnormalized", help="inner product without normalization: each encoder against "
+                                                            "its normalized twin, and each backend natively and "
+                                                            "through the MIPS reduction")
+    unnormalized.add_argument("results", type=Path, help="e.g. results/unnormalized.parquet")
+    unnormalized.add_argument("--norms", type=Path, help="the norms table (python -m bench norms CONFIG --csv FILE)")
+    unnormalized.set_defaults(func=cmd_unnormalized)
     distractors = commands.add_parser("distractors", help="what distractors cost each pipeline: a distractor "
                                                           "collection's results beside its base collection's")
     distractors.add_argument("large", type=Path, help="e.g. results/scifact-wiki100k.parquet")

@@ -86,15 +86,35 @@ def test_a_reduced_encoder_runs_in_the_sweep_as_its_own_pipeline(tiny_model, tmp
     from bench.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
-    raw = dataclasses.replace(base.encoders[0], model=tiny_model, name="raw", normalize=False)
+    unit = dataclasses.replace(base.encoders[0], model=tiny_model)
+    raw = dataclasses.replace(unit, name="raw", normalize=False)
     reduced = dataclasses.replace(raw, name="raw-reduced", mips_reduction=True)
-    config = dataclasses.replace(base, encoders=[raw, reduced], results=str(tmp_path / "m.parquet"),
+    config = dataclasses.replace(base, encoders=[unit, raw, reduced], results=str(tmp_path / "m.parquet"), k=[10],
                                  backends=[b for b in base.backends if b.backend in ("exact", "hnsw")])
     run_sweep(config)
     rows = with_derived(read_results(config.results_path))
-    assert rows.groupby("encoder")["mips_reduction"].first().to_dict() == {"raw": False, "raw-reduced": True}
+    assert rows.groupby("encoder")["mips_reduction"].first().to_dict() == {"raw": False, "raw-reduced": True,
+                                                                          unit.name: False}
     exact = rows[rows["backend"] == "exact"].set_index("encoder")
-    assert (exact.loc["raw-reduced", "recall_at_k"] == 1.0).all()  # the reduction is exact under exact search
-    assert "(MIPS reduction)" in exact.loc["raw-reduced", "pipeline_name"].iloc[0]
+    assert (exact.loc[["raw-reduced"], "recall_at_k"] == 1.0).all()  # the reduction is exact under exact search
+    assert "(MIPS reduction)" in exact.loc[["raw-reduced"], "pipeline_name"].iloc[0]
     assert set(rows.loc[rows["encoder"] == "raw", "pipeline_id"]).isdisjoint(
         rows.loc[rows["encoder"] == "raw-reduced", "pipeline_id"])
+
+    # the report's section: the raw encoder against its normalized twin (paired, test and dev), each backend natively
+    # and through the reduction; the same text from `python -m bench unnormalized`
+    from bench.analysis.unnormalized import normalization_pairs
+    from bench.render.unnormalized import unnormalized_section
+
+    pairs = normalization_pairs(rows)
+    assert [(p.raw["encoder"], p.normalized["encoder"]) for p in pairs] == [("raw", unit.name)]
+    test = pairs[0].delta("test")
+    assert test[3] == 30 and test[0] == pytest.approx(pairs[0].raw["ndcg_at_10"] - pairs[0].normalized["ndcg_at_10"])
+    text = unnormalized_section(read_results(config.results_path))
+    assert f"| raw / {unit.name} |" in text and "| hnsw |" in text
+    hnsw = next(line for line in text.splitlines() if line.startswith("| hnsw |"))
+    assert hnsw.count("recall@10") == 2  # native and reduced
+    from bench.cli import main
+
+    assert main(["unnormalized", config.results_path.as_posix()]) == 0
+    assert main(["unnormalized", config.results_path.as_posix(), "--norms", str(tmp_path / "none.csv")]) == 2

@@ -19,6 +19,7 @@ from bench.analysis.series import with_composed
 from bench.render.composed import composed_section
 from bench.render.decision import across_lines, decision_lines
 from bench.render.distractors import distractors_section
+from bench.render.unnormalized import unnormalized_section
 from bench.render.filters import filters_section
 from bench.render.load import load_section
 from bench.render.markdown import INTERVAL_NOTE, Tables
@@ -39,7 +40,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  filters: pd.DataFrame | None = None, load: pd.DataFrame | None = None,
                  encode_latency: pd.DataFrame | None = None, composed: pd.DataFrame | None = None,
                  distractors: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-                 scale_real: pd.DataFrame | None = None, tables_dir: Path | None = None,
+                 scale_real: pd.DataFrame | None = None,
+                 unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None, tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
     """report.md's text; plots go to `plots_dir` (linked as `link_prefix` + name), full tables to `tables_dir` and the
     picks' pipeline blocks to `pipelines_dir` (both linked relative to `out`; not written when None)."""
@@ -74,6 +76,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [scale_section(scale, plots_dir, link_prefix, series)]
     if scale_real is not None and len(scale_real):
         parts += [real_sets_section(scale_real, series)]
+    if unnormalized is not None and len(unnormalized[0]):
+        parts += [unnormalized_section(*unnormalized)]
     if filters is not None and len(filters):
         parts += [filters_section(filters, series)]
     if load is not None and len(load):
@@ -88,5 +92,5 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
     return "\n".join(parts)
 
 
-__all__ = ["build_report", "composed_section", "distractors_section", "filters_section", "load_section", "repeatability_lines",
+__all__ = ["build_report", "composed_section", "distractors_section", "unnormalized_section", "filters_section", "load_section", "repeatability_lines",
            "real_sets_section", "repeatability_section", "scale_section"]
