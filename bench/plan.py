@@ -147,9 +147,12 @@ def _examples(dataset) -> int:
     return sum(len(p) for p in positives(dataset).values())
 
 
-def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, rerankers) -> list[Phase]:
+def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, rerankers,
+                timed_only: frozenset[str] = frozenset()) -> list[Phase]:
     """The phases left for a sweep: `resolved` encoders by name, `pending` cells by encoder name, `rerankers` the
-    sweep's (bench.prepare.Rerankers: where each trained reranker lives and what it trains on)."""
+    sweep's (bench.prepare.Rerankers: where each trained reranker lives and what it trains on); `timed_only`: stored
+    rerank rows being re-timed (their stage is timed, their pairs are not scored again)."""
+    rerank_timed: set[tuple[str, int]] = set()
     dataset = splits.evaluation
     phases: list[Phase] = []
     docs_rate, docs_basis = (None, "")
@@ -205,9 +208,17 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                 phases.append(Phase(f"encode corpus for {name}" + (" (passages, estimated)" if chunking else ""),
                                     n, "texts", n / rate, basis))
         children = [ch for c in cells for ch in c.children]
-        for reranker in dict.fromkeys(ch.reranker for ch in children):
+        scoring = [ch for ch in children if ch.cell_id not in timed_only]  # re-timed children score nothing
+        for ch in children:
+            if ch.cell_id in timed_only and (ch.reranker, ch.r) not in rerank_timed:
+                rerank_timed.add((ch.reranker, ch.r))  # once per run, reranker and R (Rerankers.latency)
+                pairs = config.rerank.latency_queries * ch.r
+                rate, basis = pairs_per_s(reranker_specs[ch.reranker].model, reranker_specs[ch.reranker].max_length)
+                phases.append(Phase(f"time {ch.reranker} at R={ch.r} (re-timed rows)", pairs, "pairs", pairs / rate,
+                                    basis))
+        for reranker in dict.fromkeys(ch.reranker for ch in scoring):
             spec = reranker_specs[reranker]
-            depth = max(ch.r for ch in children if ch.reranker == reranker)
+            depth = max(ch.r for ch in scoring if ch.reranker == reranker)
             trained = rerankers.training(reranker)
             if trained is None:
                 scored = cached_pairs(f"{_model_identity(spec.model)}|max_length={spec.max_length}", dataset.corpus_hash)

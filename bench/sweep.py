@@ -129,8 +129,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                         if only is None or spec.name in only else []
             for spec in config.encoders}
     speeds = Speeds()
+    retimed_children = frozenset(i for i, row in stale.items() if row["stage"] == "rerank")  # only timed (measure.py)
     if announce:
-        announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers), f"{config.name}: plan"))
+        announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers, retimed_children),
+                        f"{config.name}: plan"))
     weights = prepare_models(resolved, todo, rerankers, data_root, splits)
     summary.corpora_encoded += sum(getattr(w, "encoded", False) for w in weights.values())  # a hybrid's weight choice
     for index, spec in enumerate(config.encoders):
@@ -190,7 +192,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         gc.collect()
         left = {e.name: todo[e.name] for e in config.encoders[index + 1:]}
         if announce and any(left.values()):
-            phases = work_phases(config, splits, {n: resolved[n] for n in left}, left, speeds, rerankers)
+            phases = work_phases(config, splits, {n: resolved[n] for n in left}, left, speeds, rerankers,
+                                 retimed_children)
             announce(f"{config.name}: {spec.name} done; about {duration(sum(p.seconds for p in phases))} left")
     return summary
 

@@ -452,8 +452,11 @@ def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(c
         raise AssertionError("a re-timed child's pairs were scored again")
 
     monkeypatch.setattr("bench.measure.cross_scores", no_scoring)
-    retimed = run_sweep(config, retime=True)
+    said.clear()
+    retimed = run_sweep(config, retime=True, announce=said.append)
     assert retimed.computed == len(measured) and retimed.retimed == len(measured) - 1
+    plan = next(line for line in said if ": plan" in line)  # the estimate times the stage, scores no pairs
+    assert "time ce at R=5 (re-timed rows)" in plan and "score pairs" not in plan
     after = _by_cell(config.results_path)
     before = measured.set_index("cell_id").sort_index()
     assert after["e2e_method"].eq("per-sample sums").all()
