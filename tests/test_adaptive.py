@@ -73,6 +73,8 @@ def test_an_adaptive_child_runs_in_the_tiny_sweep(tiny_model, tiny_cross_encoder
     assert 0 <= row["top10_changed_share"] <= 1
     assert "adaptive depth (rule chosen on dev)" in row["pipeline_name"]
     assert set(adaptive["pipeline_id"]).isdisjoint(fixed["pipeline_id"])
+    # an axis of its own in the K x R tables and the significance table (stage2), not a duplicate of the fixed depth
+    assert adaptive["stage2"].str.endswith(" adaptive").all() and not fixed["stage2"].str.contains("adaptive").any()
     assert np.isnan(fixed["top10_changed_share"].astype(float)).all()
     from bench.analysis.rerankers import variant_table
     table = variant_table(rows, "ce")

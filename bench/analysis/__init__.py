@@ -55,7 +55,8 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["config"] = out["build_params"].map(params_text) + " / " + out["search_params"].map(params_text)
     alpha = np.where(out["fusion_alpha_chosen_on"] == "dev", "dev", out["fusion_alpha"].map("{:.2f}".format))
-    out["stage2"] = np.where(out["stage"] == "rerank", out["reranker"] + " a=" + alpha, "-")  # the setting, as configured
+    adaptive = np.where(out["rerank_depth_rule"].fillna("") != "", " adaptive", "")  # depth per query up to R
+    out["stage2"] = np.where(out["stage"] == "rerank", out["reranker"] + " a=" + alpha + adaptive, "-")  # as configured
     chosen = np.where(out["fusion_alpha_chosen_on"] == "dev", " (a=" + out["fusion_alpha"].map("{:.2f}".format) + ")", "")
     # the query network as served (rows before `encoder_bytes`: float32, 4 bytes per parameter), the index, the reranker
     out["model_mb"] = out["encoder_bytes"].fillna(4 * out["encoder_params"]) / MB

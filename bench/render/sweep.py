@@ -4,6 +4,7 @@ quality, the design note's cost table, encoder types, levers, K x R, significanc
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -499,7 +500,8 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
                 chosen = f" (a={c['fusion_alpha']:.2f})" if c["fusion_alpha_chosen_on"] == "dev" else ""
                 entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['dev_q_ndcg_at_10']))} / {timing_text(c['e2e_p95_ms'])}{chosen}"
             grid.append(entry)
-        png = plots_dir / f"k_by_r_{encoder}_{stage2.split(' ')[0]}_{stage2.split('=')[-1]}.png"
+        png = plots_dir / ("k_by_r_" + re.sub(r"[^\w.-]+", "_", f"{encoder}_{stage2.split(' ')[0]}_"
+                                                             f"{stage2.split('=')[-1]}") + ".png")
         _r_plot(png, curves, f"{encoder} + {stage2}")
         chosen_rows.append({"first stage + reranker": f"{encoder} + {stage2}", "dev-chosen": f"{pick['backend']} K={pick['k']} R={pick['r']}",
                             "dev nDCG@10": ci(*t_interval(pick["dev_q_ndcg_at_10"])),
