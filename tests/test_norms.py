@@ -2,6 +2,7 @@
 normalized encoders unchanged, and the norms watched."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -111,9 +112,8 @@ def test_a_reduced_encoder_runs_in_the_sweep_as_its_own_pipeline(tiny_model, tmp
     test = pairs[0].delta("test")
     assert test[3] == 30 and test[0] == pytest.approx(pairs[0].raw["ndcg_at_10"] - pairs[0].normalized["ndcg_at_10"])
     text = unnormalized_section(read_results(config.results_path))
-    assert f"| raw / {unit.name} |" in text and "| hnsw |" in text
-    hnsw = next(line for line in text.splitlines() if line.startswith("| hnsw |"))
-    assert hnsw.count("recall@10") == 2  # native and reduced
+    assert f"| raw / {unit.name} |" in text
+    assert re.search(r"hnsw ef=\d+ \([\d.]+ ms\)( not reached)? / ef=\d+ \([\d.]+ ms\)", text)  # native / reduced
     from bench.cli import main
 
     assert main(["unnormalized", config.results_path.as_posix()]) == 0

@@ -172,3 +172,13 @@ def test_composed_figures_join_their_sweep_rows():
     timed = joined.dropna(subset=["composed_e2e_p95_ms"])
     assert len(joined) == len(frame) and len(timed) == (composed["dataset"] == "nfcorpus").sum() > 0
     assert (timed["composed_e2e_p99_ms"] >= timed["composed_e2e_p95_ms"]).all()
+
+
+def test_the_report_shows_each_stage_once_per_first_stage_over_exact_search():
+    from bench.render.sweep import _one_backend_each
+
+    table = pd.DataFrame({"dataset": ["d"] * 5, "stage": ["ce", "ce", "ce", "fuse", "fuse"],
+                          "over": ["m · hnsw", "m · exact", "b · bm25s", "h · hnsw", "h · hnsw"],
+                          "against": ["its first stage"] * 3 + ["dense alone", "BM25 alone"]})
+    shown = _one_backend_each(table)
+    assert shown["over"].tolist() == ["m · exact", "b · bm25s", "h · hnsw", "h · hnsw"]  # table order kept

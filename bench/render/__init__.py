@@ -77,7 +77,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
     if scale_real is not None and len(scale_real):
         parts += [real_sets_section(scale_real, series)]
     if unnormalized is not None and len(unnormalized[0]):
-        parts += [unnormalized_section(*unnormalized)]
+        parts += [unnormalized_section(*unnormalized, series)]
     if filters is not None and len(filters):
         parts += [filters_section(filters, series)]
     if load is not None and len(load):

@@ -552,16 +552,27 @@ def _contributions(frame: pd.DataFrame, tables: Tables) -> list[str]:
     table = contribution_table(frame)
     if table.empty:
         return []
-    nothing = table[table["adds"] != "adds"]
+    shown = _one_backend_each(table)
+    nothing = shown[shown["adds"] != "adds"]
     return ["## What each stage adds", "",
-            "Each reranker over each first stage, and each fusion over each backend: the group's dev-chosen pipeline "
-            "against the same pipeline without that stage (a fusion: against each member alone, same K), per-query "
-            "nDCG@10 differences with 95% t-intervals and the one-sided paired p of a gain; dev decides, test is "
-            "reported once. A stage that ties on dev, or is fused at alpha 0, adds nothing here and is not a "
-            "candidate of its own (`python -m bench contributions`; " + tables.link("contributions", table) + ").", "",
-            markdown_table(table[table["adds"] == "adds"].drop(columns=["dataset", "pipeline", "adds"])), "",
+            "Each reranker over each first stage, and each fusion: the group's dev-chosen pipeline against the same "
+            "pipeline without that stage (a fusion: against each member alone, same K), per-query nDCG@10 differences "
+            "with 95% t-intervals and the one-sided paired p of a gain; dev decides, test is reported once. A stage "
+            "that ties on dev, or is fused at alpha 0, adds nothing here and is not a candidate of its own. Shown over "
+            "exact search where it was measured (the dense side's search is a lever of its own); every backend in "
+            "`python -m bench contributions` and " + tables.link("contributions", table) + ".", "",
+            markdown_table(shown[shown["adds"] == "adds"].drop(columns=["dataset", "pipeline", "adds"])), "",
             *([f"Adds nothing here: " + "; ".join(f"{r['stage']} over {r['over']}" for _, r in nothing.iterrows()) + ".", ""]
               if len(nothing) else [])]
+
+
+def _one_backend_each(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage, first stage and comparison: over exact search where measured, else the first backend."""
+    encoder = table["over"].str.split(" · ").str[0]
+    exact_first = table.assign(_encoder=encoder, _exact=~table["over"].str.endswith(" · exact")).sort_values(
+        "_exact", kind="stable")
+    kept = exact_first.drop_duplicates(["dataset", "stage", "_encoder", "against"]).index
+    return table.loc[sorted(kept)]
 
 
 def stage_plot_lines(picks: list[tuple[str, pd.Series]], plots_dir: Path, link_prefix: str) -> list[str]:

@@ -8,7 +8,7 @@ import pandas as pd
 from bench.analysis import t_interval, with_derived
 from bench.analysis.unnormalized import mips_backends, normalization_pairs
 from bench.figures import ci, timing_text
-from bench.render.markdown import _p, _span, markdown_table
+from bench.render.markdown import Tables, _p, _span, markdown_table
 
 
 def _norms_line(norms: pd.DataFrame, encoders: set[str]) -> str:
@@ -23,7 +23,7 @@ def _norms_line(norms: pd.DataFrame, encoders: set[str]) -> str:
                "largest-norm documents (1% if norms did not matter)." if len(share) else "."))
 
 
-def unnormalized_section(frame: pd.DataFrame, norms: pd.DataFrame | None = None) -> str:
+def unnormalized_section(frame: pd.DataFrame, norms: pd.DataFrame | None = None, tables: Tables | None = None) -> str:
     """Markdown: normalized vs raw inner product per encoder (exact search, test and dev, paired), the norms, and each
     backend family's cheapest setting at dev recall@10 >= 0.95 on the raw vectors, natively and through the reduction."""
     frame = frame if "config" in frame else with_derived(frame)
@@ -48,21 +48,19 @@ def unnormalized_section(frame: pd.DataFrame, norms: pd.DataFrame | None = None)
         lines += [line, ""] if line else []
     backends = mips_backends(frame)
     if len(backends):
-        def cell(row: pd.Series | None) -> str:
-            if row is None:
-                return "not measured"
-            reached = "" if row["reaches"] else " (not reached: best shown)"
-            return (f"{row['setting']}{reached}: recall@10 {row['dev_recall']:.3f} dev / {row['test_recall']:.3f} test, "
-                    f"p95 {timing_text(row['search_p95_ms'])} ms")
+        def setting(row: pd.Series) -> str:
+            knob = row["setting"].split(" / ")[-1]
+            return f"{knob} ({timing_text(row['search_p95_ms'])} ms)" + ("" if row["reaches"] else " not reached")
 
-        table = []
-        for (model, backend), group in backends.groupby(["model", "backend"], sort=True):
-            native, reduced = (group[group["reduction"] == flag] for flag in (False, True))
-            table.append({"backend": backend, "native inner product": cell(native.iloc[0] if len(native) else None),
-                          "through the reduction": cell(reduced.iloc[0] if len(reduced) else None)})
-        lines += ["Each backend family on the raw vectors, natively and through the reduction to nearest neighbour "
-                  "(`mips_reduction = true`: documents get sqrt(M^2 - |x|^2), queries 0): the lowest-p95 setting whose "
-                  "dev recall@10 against exact inner product reaches 0.95 (one query, one thread).", "",
-                  markdown_table(pd.DataFrame(table)), ""]
+        parts = []
+        for (_, backend), group in backends.groupby(["model", "backend"], sort=True):
+            sides = [group[group["reduction"] == flag] for flag in (False, True)]
+            parts.append(f"{backend} " + " / ".join(setting(side.iloc[0]) if len(side) else "-" for side in sides))
+        shown = backends.assign(search_p95_ms=backends["search_p95_ms"].map(timing_text))
+        lines += ["Each backend family on the raw vectors, natively / through the reduction to nearest neighbour "
+                  "(`mips_reduction = true`: documents get sqrt(M^2 - |x|^2), queries 0), at the lowest-p95 setting whose "
+                  "dev recall@10 against exact inner product reaches 0.95 (p95, one query on one thread): "
+                  + "; ".join(parts) + ". Settings and recall: " + (tables or Tables(None)).link("unnormalized-backends", shown),
+                  ""]
     lines += [_span(frame), ""]
     return "\n".join(lines)
