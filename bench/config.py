@@ -57,6 +57,14 @@ class EncoderSpec:
     normalize: bool = True
     # true: every backend searches through the MIPS reduction to nearest neighbour (bench.mips)
     mips_reduction: bool = False
+    # what runs the document network when the corpus is encoded: torch, or ONNX Runtime over the same export as
+    # query_runtime's (fp32, CPU, a bi encoder; 1.3x the texts per second here, the same rankings:
+    # benchmarks/doc_encode_paths.py); another document identity, so the corpus is encoded and cached apart
+    doc_runtime: typing.Literal["torch", "onnxruntime"] = "torch"
+
+    def network_settings(self) -> dict:
+        """How the encoder's network runs (HOW_IT_RUNS but the search's `mips_reduction`), as SentenceEncoder takes them."""
+        return {name: getattr(self, name) for name in HOW_IT_RUNS if name != "mips_reduction"}
 
     @property
     def hybrid_spec(self):
@@ -77,7 +85,7 @@ class EncoderSpec:
 
 # How an encoder's network runs, at the settings that change nothing.
 HOW_IT_RUNS = {f.name: f.default for f in dataclasses.fields(EncoderSpec)
-               if f.name in ("query_precision", "doc_precision", "device", "query_runtime", "normalize",
+               if f.name in ("query_precision", "doc_precision", "device", "query_runtime", "doc_runtime", "normalize",
                              "mips_reduction")}
 
 
@@ -301,6 +309,9 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
         if e.query_runtime == "onnxruntime" and (e.query_precision, e.device, e.type) != ("fp32", "cpu", "bi"):
             raise ConfigError(f"{source}: encoders[{i}].query_runtime: onnxruntime runs a bi encoder's fp32 queries on "
                               "the CPU only")
+        if e.doc_runtime == "onnxruntime" and (e.doc_precision, e.device, e.type, e.normalize) != ("fp32", "cpu", "bi", True):
+            raise ConfigError(f"{source}: encoders[{i}].doc_runtime: onnxruntime encodes a bi encoder's fp32, normalized "
+                              "documents on the CPU only")
         if not e.normalize and e.query_runtime != "torch":
             raise ConfigError(f"{source}: encoders[{i}].normalize: false runs on torch only (the ONNX export normalizes)")
         if e.device == "cuda" and "int8" in (e.query_precision, e.doc_precision):

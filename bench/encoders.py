@@ -83,6 +83,7 @@ class Encoder(Protocol):
     tokenizer: object  # the network's tokenizer (passage splitting), None for text encoders
     query_precision: str  # how the network runs per side (PRECISIONS); "" without a network
     query_runtime: str  # what runs the query network (RUNTIMES); "" without a network
+    doc_runtime: str  # what ran the document network over the corpus (RUNTIMES); "" without a network
     doc_precision: str
     device: str
 
@@ -113,7 +114,7 @@ class TextPassthrough:
     train_seconds = float("nan")
     frozen_backbone = None
     tokenizer = None
-    query_precision = doc_precision = query_runtime = ""
+    query_precision = doc_precision = query_runtime = doc_runtime = ""
     device = "cpu"
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -150,7 +151,7 @@ class SentenceEncoder:
 
     def __init__(self, model: str = DEFAULT_MODEL, max_seq_length: int | None = None, device: str = "cpu",
                  query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch",
-                 normalize: bool = True):
+                 normalize: bool = True, doc_runtime: str = "torch"):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model
@@ -182,9 +183,19 @@ class SentenceEncoder:
             self.query_identity += "|onnxruntime"
         elif query_runtime != "torch":
             raise ValueError(f"query_runtime must be one of {RUNTIMES}, got {query_runtime!r}")
+        self.doc_runtime = doc_runtime
+        self.doc_onnx: OnnxQueries | None = None
+        if doc_runtime == "onnxruntime":  # the same export as the query side's: one network, L2-normalized
+            if (doc_precision, device, normalize) != ("fp32", "cpu", True):
+                raise ValueError("the onnxruntime document side runs fp32, normalized, on the CPU only")
+            self.doc_onnx = self.onnx or OnnxQueries(self.model, self.doc_identity)
+            self.doc_identity += "|onnxruntime"
+        elif doc_runtime != "torch":
+            raise ValueError(f"doc_runtime must be one of {RUNTIMES}, got {doc_runtime!r}")
         self.identity = base if self.query_identity == self.doc_identity == base else \
             f"{base}|query={query_precision},docs={doc_precision},device={device}" + \
-            ("" if query_runtime == "torch" else f",query_runtime={query_runtime}")
+            ("" if query_runtime == "torch" else f",query_runtime={query_runtime}") + \
+            ("" if doc_runtime == "torch" else f",doc_runtime={doc_runtime}")
         training = _read_json(Path(resolve_model(model)) / "training.json")
         self.mode = training.get("config", {}).get("mode", "pretrained")
         self.train_seconds = float(training.get("train_seconds", float("nan")))
@@ -212,6 +223,12 @@ class SentenceEncoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_docs(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if self.doc_onnx is not None:  # longest first, as sentence-transformers batches them (less padding)
+            order = np.argsort([-len(t) for t in texts], kind="stable")
+            vectors = self.doc_onnx.encode([texts[i] for i in order], batch_size)
+            out = np.empty_like(vectors)
+            out[order] = vectors
+            return out
         vectors = self.doc_model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True,
                                                  normalize_embeddings=self.normalize, show_progress_bar=progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
@@ -379,11 +396,9 @@ class Embeddings:
 ENCODER_TYPES = {name: kind.output for name, kind in KINDS.items()}  # a config's type -> what its encoder outputs
 
 
-def make_encoder(kind: str, model: str, max_seq_length: int | None, device: str = "cpu",
-                 query_precision: str = "fp32", doc_precision: str = "fp32", query_runtime: str = "torch",
-                 normalize: bool = True) -> Encoder:
-    return kind_of(kind).make_encoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime,
-                                      normalize)
+def make_encoder(kind: str, model: str, max_seq_length: int | None, **runs) -> Encoder:
+    """`runs`: device, query_precision, doc_precision, query_runtime, doc_runtime, normalize (SentenceEncoder's)."""
+    return kind_of(kind).make_encoder(model, max_seq_length, **runs)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:

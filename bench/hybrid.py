@@ -80,7 +80,7 @@ class HybridEncoder:
         self.identity, self.max_seq_length = dense.identity, dense.max_seq_length
         self.mode, self.train_seconds = dense.mode, dense.train_seconds
         self.query_precision, self.doc_precision, self.device = dense.query_precision, dense.doc_precision, dense.device
-        self.query_runtime = dense.query_runtime
+        self.query_runtime, self.doc_runtime = dense.query_runtime, dense.doc_runtime
         self.frozen_backbone = None
         self.tokenizer = None
 

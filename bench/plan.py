@@ -379,7 +379,7 @@ def latency_settings(config: SweepConfig) -> str:
 
 SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggregate": "max", "hybrid": {}, "backends": [],
                      "query_precision": "fp32", "doc_precision": "fp32", "device": "cpu", "query_runtime": "torch",
-                     "normalize": True, "mips_reduction": False}
+                     "normalize": True, "mips_reduction": False, "doc_runtime": "torch"}
 
 
 def _spec_key(encoder: EncoderSpec) -> dict:

@@ -81,9 +81,7 @@ class ResolvedEncoder:
             return HybridEncoder(self.dense.load())
         if self.tower is not None:
             return SentenceEncoder(self.model, self.spec.max_seq_length)
-        return make_encoder(self.spec.type, self.model, self.spec.max_seq_length, self.spec.device,
-                            self.spec.query_precision, self.spec.doc_precision, self.spec.query_runtime,
-                            self.spec.normalize)
+        return make_encoder(self.spec.type, self.model, self.spec.max_seq_length, **self.spec.network_settings())
 
 
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:

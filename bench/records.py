@@ -51,6 +51,7 @@ class EncoderColumns:
     query_precision: str  # how the network ran per side: fp32, int8 (dynamic)
     doc_precision: str
     query_runtime: str  # what ran the query network: torch or onnxruntime ("" without a network)
+    doc_runtime: str  # what ran the document network over the corpus: torch or onnxruntime ("" without a network)
     normalize: bool  # vectors L2-normalized (false: raw pooled vectors, scored by their inner product)
     mips_reduction: bool  # the backend searched through the reduction to nearest neighbour (bench.mips)
     encoder_device: str

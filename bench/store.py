@@ -122,7 +122,7 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "fusion_alpha_chosen_on": "", "variant": "", "measured_at": None,
                  "query_encode_calibration_ms": float("nan"), "calibration_ms": float("nan"), "latency_settings": "",
                  "query_precision": "fp32", "doc_precision": "fp32", "encoder_device": "cpu", "encode_batch_size": None,
-                 "encoder_bytes": None, "query_runtime": "torch",
+                 "encoder_bytes": None, "query_runtime": "torch", "doc_runtime": "torch",
                  "e2e_method": "sum of per-query medians", "normalize": True, "mips_reduction": False, "judged_at_10": None, "q_judged_at_10": None,
                  "dev_judged_at_10": None, "dev_q_judged_at_10": None, "rerank_depth_rule": "", "q_rerank_pairs": None,
                  "top10_changed_share": None, "rerank_timed_identity": ""}

@@ -77,6 +77,8 @@ BASE = 'name = "b"\ndataset = "synthetic"\nsplit = "test"\nk = [5]\n[[encoders]]
     ('[[encoders]]\nname = "q"\nquery_runtime = "onnxruntime"\nquery_precision = "int8"\n',
      "encoders[1].query_runtime: onnxruntime runs a bi encoder's fp32 queries on the CPU only"),
     ('[[encoders]]\nname = "q"\nquery_runtime = "onnx"\n', "encoders[1].query_runtime: input should be 'torch' or 'onnxruntime'"),
+    ('[[encoders]]\nname = "q"\ndoc_runtime = "onnxruntime"\nnormalize = false\n',
+     "encoders[1].doc_runtime: onnxruntime encodes a bi encoder's fp32, normalized documents on the CPU only"),
     ('[[rerank.rerankers]]\nname = "c"\ntrain = { distill_temperature = 0 }\n',
      "rerank.rerankers[0].train: distill_temperature must be > 0, got 0"),
     ('[[backends]]\nbackend = "faiss_sq"\nencoders = ["f"]\n', "backends[1].encoders names unknown encoder(s) ['f']"),

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.datasets import synthetic_dataset
 from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
@@ -89,3 +90,19 @@ def test_served_weight_bytes_follow_the_query_precision(tiny_model):
     assert fp32.online_bytes() == 4 * fp32.n_parameters()
     linear = sum(m.weight.numel() for m in fp32.model.modules() if type(m).__name__ == "Linear")
     assert fp32.online_bytes() - q8.online_bytes() == 3 * linear  # each Linear weight: 4 bytes -> 1
+
+
+def test_documents_encoded_by_onnx_runtime_match_torch_in_their_input_order(tiny_model):
+    """doc_runtime = "onnxruntime": the corpus through the exported network (longest texts first, as
+    sentence-transformers batches them), returned in input order; the same vectors as torch, another document
+    identity (its own corpus cache)."""
+    from bench.encoders import SentenceEncoder
+
+    torch_side = SentenceEncoder(tiny_model, 32)
+    onnx_side = SentenceEncoder(tiny_model, 32, doc_runtime="onnxruntime")
+    texts = ["a short one", "a much longer text about proteins, cells and the way they fold", "mid length text here"]
+    np.testing.assert_allclose(onnx_side.encode_docs(texts, batch_size=2), torch_side.encode_docs(texts), atol=1e-5)
+    assert onnx_side.doc_identity == torch_side.doc_identity + "|onnxruntime"
+    assert onnx_side.query_identity == torch_side.query_identity  # queries still run on torch
+    with pytest.raises(ValueError, match="document side runs fp32, normalized"):
+        SentenceEncoder(tiny_model, 32, doc_runtime="onnxruntime", normalize=False)

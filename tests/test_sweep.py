@@ -393,10 +393,11 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     variants = [dataclasses.replace(minilm, name="minilm-q8", query_precision="int8", backends=["exact"]),
                 dataclasses.replace(minilm, name="minilm-int8", query_precision="int8", doc_precision="int8",
                                     backends=["exact"]),
-                dataclasses.replace(minilm, name="minilm-ort", query_runtime="onnxruntime", backends=["exact"])]
+                dataclasses.replace(minilm, name="minilm-ort", query_runtime="onnxruntime", backends=["exact"]),
+                dataclasses.replace(minilm, name="minilm-ort-docs", doc_runtime="onnxruntime", backends=["exact"])]
     config = dataclasses.replace(config, encoders=[minilm, *variants])
     summary = run_sweep(config)
-    assert summary.corpora_encoded == 2  # fp32 (shared with the query-side variants) and int8
+    assert summary.corpora_encoded == 3  # fp32 (shared with the query-side variants), int8, and by ONNX Runtime
     frame = read_results(config.results_path)
     exact = frame[(frame["backend"] == "exact") & (frame["k"] == 5)].set_index("encoder")
     assert exact.loc["minilm-q8", ["query_precision", "doc_precision"]].tolist() == ["int8", "fp32"]
@@ -415,7 +416,11 @@ def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(c
     assert "### Encoding levers: precision per side" in text and "baseline minilm" in text
     table = tables["encoding-levers.csv"]
     assert "\nminilm-q8,int8,fp32," in table and "\nminilm-int8,int8,int8," in table
-    assert "\nminilm-ort,fp32,fp32,onnxruntime," in table and "delta vs fp32" in table.splitlines()[0]
+    assert "\nminilm-ort,fp32,fp32,onnxruntime,torch," in table and "delta vs fp32" in table.splitlines()[0]
+    # the corpus encoded by ONNX Runtime: its own document identity, cells and corpus cache; the same rankings
+    assert exact.loc["minilm-ort-docs", "doc_runtime"] == "onnxruntime" and exact.loc["minilm", "doc_runtime"] == "torch"
+    assert exact.loc["minilm-ort-docs", "model_identity"].endswith(",doc_runtime=onnxruntime")
+    assert "\nminilm-ort-docs,fp32,fp32,torch,onnxruntime," in table
 
 
 def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(config, tiny_cross_encoder,

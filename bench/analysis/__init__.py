@@ -494,7 +494,7 @@ def is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
     """fp32 torch on both sides, or no encoding at all (BM25's empty values): the precision and runtime variants
     have their own section."""
     return (rows["query_precision"].isin(["fp32", ""]) & rows["doc_precision"].isin(["fp32", ""])
-            & rows["query_runtime"].isin(["torch", ""]))
+            & rows["query_runtime"].isin(["torch", ""]) & rows["doc_runtime"].isin(["torch", ""]))
 
 
 def reference_dense(first: pd.DataFrame) -> pd.DataFrame:

@@ -256,9 +256,9 @@ def _precision_section(first: pd.DataFrame, test: str, tables: Tables) -> list[s
         base = base.sort_values("encoder").iloc[0]
         others["label"] = others["encoder"]
         tests = paired_tests(base, others, test=test, split="dev").set_index("system")
-        for _, row in pd.concat([base.to_frame().T, others.sort_values(["query_runtime", "query_precision", "doc_precision"])]).iterrows():
+        for _, row in pd.concat([base.to_frame().T, others.sort_values(["query_runtime", "doc_runtime", "query_precision", "doc_precision"])]).iterrows():
             entry = {"encoder": row["encoder"], "query": row["query_precision"], "documents": row["doc_precision"],
-                     "query runtime": row["query_runtime"],
+                     "query runtime": row["query_runtime"], "document runtime": row["doc_runtime"],
                      "device": row["encoder_device"], "query encode p50 ms": timing_text(row['query_encode_p50_ms']),
                      "p95 ms": timing_text(row['query_encode_p95_ms']),
                      "p50 / kernel": f"{row['query_encode_p50_ms'] / row['query_encode_calibration_ms']:.3g}",

@@ -71,11 +71,11 @@ class FirstStageKind:
         return None
 
     @classmethod
-    def make_encoder(cls, model: str, max_seq_length, device: str, query_precision: str, doc_precision: str,
-                     query_runtime: str, normalize: bool = True):
+    def make_encoder(cls, model: str, max_seq_length, **runs):
+        """The encoder of `model`; `runs`: how its network runs (bench.config.HOW_IT_RUNS's fields but the search's)."""
         from bench.encoders import SentenceEncoder
 
-        return SentenceEncoder(model, max_seq_length, device, query_precision, doc_precision, query_runtime, normalize)
+        return SentenceEncoder(model, max_seq_length, **runs)
 
     @classmethod
     def depths(cls, spec) -> list:

@@ -34,7 +34,7 @@ class Lexical(FirstStageKind):
         return {}
 
     @classmethod
-    def make_encoder(cls, model, max_seq_length, device, query_precision, doc_precision, query_runtime, normalize=True):
+    def make_encoder(cls, model, max_seq_length, **runs):
         from bench.encoders import TextPassthrough
 
         return TextPassthrough()
