@@ -524,6 +524,7 @@ def scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
 
 def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
     from bench.analysis.series import growth
+    from bench.stages.base import model_name
 
     slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
     if slopes.empty:
@@ -536,7 +537,8 @@ def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
     if own.empty:
         return f"{row['backend']} not in the scale series"
     slope = lambda c: "/".join(f"{v:.2f}" for v in own[f"slope {c}"])  # noqa: E731
-    return f"N {own['sizes'].iloc[0]}: bytes ~ N^{slope('index_bytes')}, p95 ~ N^{slope('search_p95_ms')}"
+    return (f"N {own['sizes'].iloc[0]} generated (a Gaussian mixture fitted to {model_name(model)} vectors of {dataset}, "
+            f"not real data): bytes ~ N^{slope('index_bytes')}, p95 ~ N^{slope('search_p95_ms')}")
 
 
 def fusion_text(row: pd.Series) -> str:
