@@ -46,9 +46,13 @@ def norms_table(config_path: Path | str, against: str | None = None, data_root: 
     splits = sweep_splits(config, data_root, distracted=False)
     rows = []
     for spec in config.encoders:
-        if kind_of(spec.type).output != "vectors" or spec.train or spec.chunk_tokens:
+        if kind_of(spec.type).output != "vectors" or spec.chunk_tokens:
             continue
-        encoder = resolve_encoder(spec, config, data_root).load()
+        resolved = resolve_encoder(spec, config, data_root)
+        if resolved.tower is not None and not (Path(resolved.model) / "training.json").exists():
+            rows.append({"encoder": spec.name, "vectors": "not trained yet (run the config first)", "n": 0})
+            continue
+        encoder = resolved.load()
         embeddings = embed_dataset(encoder, splits.test, spec.batch_size)
         corpus = norm_rows(spec.name, f"{config.dataset} corpus", embeddings.docs)
         corpus["top-10 share of the largest 1% norms"] = top_norm_share(embeddings.docs, embeddings.queries)
@@ -57,9 +61,10 @@ def norms_table(config_path: Path | str, against: str | None = None, data_root: 
             if dataset is not None:
                 rows.append(norm_rows(spec.name, f"{config.dataset} {part} queries",
                                       encoder.encode_queries(list(dataset.query_texts), spec.batch_size)))
-        if against:
+        if against:  # another corpus and its test queries: drift of both sides
             other = embed_dataset(encoder, load_dataset(against, "test", root=data_root), spec.batch_size)
-            rows.append(norm_rows(spec.name, f"{against} corpus", other.docs))
+            rows += [norm_rows(spec.name, f"{against} corpus", other.docs),
+                     norm_rows(spec.name, f"{against} test queries", other.queries)]
     return pd.DataFrame(rows)
 
 
@@ -68,6 +73,9 @@ def norms_text(table: pd.DataFrame) -> str:
              "share of the exact top 10 that comes from the 1% of documents with the largest norms (1% if norms did "
              "not matter):"]
     for _, row in table.iterrows():
+        if not row["n"]:
+            lines.append(f"  {row['encoder']:18s} {row['vectors']}")
+            continue
         share = row.get("top-10 share of the largest 1% norms")
         lines.append(f"  {row['encoder']:18s} {row['vectors']:26s} n={row['n']:>6,d}  {row['p1']:.3f} / {row['p50']:.3f} / "
                      f"{row['p99']:.3f}  spread {row['p99 / p1']:.2f}"

@@ -80,7 +80,7 @@ class ResolvedEncoder:
         if self.dense is not None:
             return HybridEncoder(self.dense.load())
         if self.tower is not None:
-            return SentenceEncoder(self.model, self.spec.max_seq_length)
+            return SentenceEncoder(self.model, self.spec.max_seq_length, normalize=self.tower.normalize)
         return make_encoder(self.spec.type, self.model, self.spec.max_seq_length, **self.spec.network_settings())
 
 

@@ -114,3 +114,24 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="kd"):
         TowerTrainConfig(kd="l2")
     assert TowerTrainConfig(mode="full").lr == 2e-5 and TowerTrainConfig(mode="heads").epochs == 10
+    with pytest.raises(ValueError, match="normalize = false trains a full tower only"):
+        TowerTrainConfig(mode="heads", normalize=False)
+
+
+@pytest.mark.parametrize("architecture", ["bi", "twin"])
+def test_a_dot_product_tower_trains_and_serves_raw_vectors(tiny_model, architecture):
+    """normalize = false (full mode): no Normalize module in the saved model, InfoNCE over raw inner products, and
+    served by the sweep's encoder without normalization (its own model key: a normalized tower's key is unchanged)."""
+    from bench.train.towers import model_dir
+
+    splits = load_splits("synthetic", n_docs=80, n_queries=16, n_topics=4, seed=2)
+    options = dict(architecture=architecture, mode="full", backbone=tiny_model, dataset="synthetic", max_seq_length=32,
+                   epochs=1, batch_size=8, hard_negatives="none")
+    dot = TowerTrainConfig(**options, tau=1.0, normalize=False)
+    assert model_dir(dot, splits) != model_dir(TowerTrainConfig(**options, tau=1.0), splits)
+    folder = train_towers(dot, splits=splits)
+    assert json.loads((folder / "training.json").read_text())["config"]["normalize"] is False
+    encoder = SentenceEncoder(str(folder), 32, normalize=False)
+    norms = np.linalg.norm(encoder.encode_docs(splits.train.doc_texts[:8]), axis=1)
+    assert not np.allclose(norms, 1.0)
+    assert "Normalize" not in {type(m).__name__ for m in encoder.model.modules()}

@@ -34,6 +34,9 @@ class TowerTrainConfig:
     lr: float | None = None  # None: the mode's default (heads 1e-3, full 2e-5)
     batch_size: int = 32
     seed: int = 0
+    # false ("full" mode only): a dot-product tower, trained and served on raw pooled vectors (no Normalize module,
+    # InfoNCE over raw inner products: set tau = 1 so the norms carry the scale)
+    normalize: bool = True
 
     def __post_init__(self):
         for name, allowed in (("architecture", ARCHITECTURES), ("mode", MODES),
@@ -46,9 +49,14 @@ class TowerTrainConfig:
             raise ValueError(f"need 0 <= neg_rank_lo < neg_rank_hi, got {self.neg_rank_lo}, {self.neg_rank_hi}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        if not self.normalize and self.mode != "full":
+            raise ValueError("normalize = false trains a full tower only (heads read the backbone's normalized vectors)")
         for name, value in MODE_DEFAULTS[self.mode].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+
+
+TOWER_FIELDS_ADDED = {"normalize": True}  # left out of a tower's model key at these defaults
 
 
 LOSSES = ("bce", "margin", "listwise")

@@ -38,7 +38,7 @@ from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resol
 from bench.indexes import exact_neighbors
 from bench.indexes.base import cpu_count
 from bench.splits import Protocol, QuerySplits, training_splits
-from bench.train.options import TowerTrainConfig
+from bench.train.options import TOWER_FIELDS_ADDED, TowerTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ def build_towers(config: TowerTrainConfig):
     base = SentenceTransformer(resolve_model(config.backbone), device="cpu")
     base.max_seq_length = config.max_seq_length
     backbone = list(base)
+    if not config.normalize:  # a dot-product tower: the raw pooled vector is served
+        backbone = [m for m in backbone if not isinstance(m, Normalize)]
+        base = SentenceTransformer(modules=backbone, device="cpu")
+        base.max_seq_length = config.max_seq_length
     if config.mode == "full":
         if config.architecture == "bi":
             return base
@@ -97,7 +101,8 @@ def build_towers(config: TowerTrainConfig):
 
 def model_dir(config: TowerTrainConfig, splits: QuerySplits) -> Path:
     dataset = splits.train
-    key = content_key({**dataclasses.asdict(config), "backbone": model_identity(config.backbone),
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if TOWER_FIELDS_ADDED.get(k, object()) != v}
+    key = content_key({**settings, "backbone": model_identity(config.backbone),
                        "teacher": config.teacher if config.kd != "none" else "", "dataset": dataset.content_hash})
     return cache_dir() / "models" / f"{config.architecture}-{config.mode}-{key}"
 
@@ -122,7 +127,8 @@ class _Towers:
             features = self.model.preprocess(texts, task=side)
             features["task"] = side
             features = self.model(features)
-        return F.normalize(features["sentence_embedding"], dim=-1)
+        vectors = features["sentence_embedding"]
+        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
 
 
 def _examples(dataset: Dataset) -> tuple[list[tuple[int, int]], list[set[int]]]:
