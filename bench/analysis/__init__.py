@@ -55,7 +55,8 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["config"] = out["build_params"].map(params_text) + " / " + out["search_params"].map(params_text)
     alpha = np.where(out["fusion_alpha_chosen_on"] == "dev", "dev", out["fusion_alpha"].map("{:.2f}".format))
-    adaptive = np.where(out["rerank_depth_rule"].fillna("") != "", " adaptive", "")  # depth per query up to R
+    rule = out["rerank_depth_rule"].fillna("") if "rerank_depth_rule" in out else ""  # frames of rows before it
+    adaptive = np.where(rule != "", " adaptive", "")  # a depth per query up to R
     out["stage2"] = np.where(out["stage"] == "rerank", out["reranker"] + " a=" + alpha + adaptive, "-")  # as configured
     chosen = np.where(out["fusion_alpha_chosen_on"] == "dev", " (a=" + out["fusion_alpha"].map("{:.2f}".format) + ")", "")
     # the query network as served (rows before `encoder_bytes`: float32, 4 bytes per parameter), the index, the reranker
