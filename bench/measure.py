@@ -222,7 +222,10 @@ class CellMeasurer:
         return self.rerankers.latency(name, r, self.dataset, self.truth, sample, self.online_threads)
 
     def _rerank_children(self, cell: Cell, first_row: dict, result: Neighbors, search_latency: LatencyStats) -> int:
-        if not cell.children or first_row["dev_recall_at_k"] < self.config.rerank.min_recall_at_k:
+        stored = self.retime.get(cell.cell_id)  # a re-timed first stage keeps its stored quality: decide on that
+        recall = stored["dev_recall_at_k"] if stored is not None and stored["model_identity"] == first_row[
+            "model_identity"] else first_row["dev_recall_at_k"]
+        if not cell.children or recall < self.config.rerank.min_recall_at_k:
             return 0
         written = 0
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
