@@ -222,9 +222,8 @@ class CellMeasurer:
         return self.rerankers.latency(name, r, self.dataset, self.truth, sample, self.online_threads)
 
     def _rerank_children(self, cell: Cell, first_row: dict, result: Neighbors, search_latency: LatencyStats) -> int:
-        stored = self.retime.get(cell.cell_id)  # a re-timed first stage keeps its stored quality: decide on that
-        recall = stored["dev_recall_at_k"] if stored is not None and stored["model_identity"] == first_row[
-            "model_identity"] else first_row["dev_recall_at_k"]
+        stored = self._kept(cell.cell_id, first_row)  # a re-timed first stage keeps its stored quality: decide on that
+        recall = (stored or first_row)["dev_recall_at_k"]
         if not cell.children or recall < self.config.rerank.min_recall_at_k:
             return 0
         written = 0
@@ -274,10 +273,15 @@ class CellMeasurer:
         """A stored child that is re-timed without scoring its pairs again: its first stage is the model stored
         (same vectors, same lists) and the reranker the same spec at the same max_length (a fixed depth: an adaptive
         child's depths come from the scores)."""
-        stored = self.retime.get(child.cell_id)
+        stored = self._kept(child.cell_id, first_row)
         return (stored is not None and not child.adaptive_step and stored["stage"] == "rerank"
-                and stored["model_identity"] == first_row["model_identity"]
                 and stored["rerank_max_length"] == scorer.max_length)
+
+    def _kept(self, cell_id: str, first_row: dict) -> dict | None:
+        """The stored row being re-timed whose quality is kept: one of the same encoder model as this run's first
+        stage (another model's vectors make another index: that row is measured whole)."""
+        stored = self.retime.get(cell_id)
+        return stored if stored is not None and stored["model_identity"] == first_row["model_identity"] else None
 
     def _retime_child(self, child, first_row: dict, search_latency: LatencyStats, scorer) -> None:
         """The stored row with its first stage's latencies from this run, the rerank stage timed again (R pairs per
