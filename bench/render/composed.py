@@ -12,13 +12,28 @@ from bench.figures import timing_text
 from bench.render.markdown import Tables, markdown_table
 
 
-def composed_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
+def _chosen_now(frame: pd.DataFrame, picks: dict[tuple[str, str], list[str]]) -> pd.Series:
+    """Why each composed row is shown, from today's decisions (`picks`: (dataset, pipeline_id) -> budget labels), not
+    from what it was chosen as when it ran: a pipeline no budget picks any more says so, with its old label."""
+    def label(row) -> str:
+        now = picks.get((row["dataset"], row["pipeline_id"]), [])
+        if now:
+            return "; ".join(now)
+        return f"not picked now (ran as: {row['chosen_as']})" if "budget" in row["chosen_as"] else row["chosen_as"]
+    return frame.apply(label, axis=1) if len(frame) else frame["chosen_as"]
+
+
+def composed_section(frame: pd.DataFrame, tables: Tables | None = None,
+                     picks: dict[tuple[str, str], list[str]] | None = None) -> str:
     """Markdown for composed runs: each chosen pipeline's end-to-end percentiles over per-query totals (every query
     through every stage in one loop), beside the sweep's per-query sums of per-stage medians. The report shows the
-    budget picks; every pipeline timed (the dev frontier too) is in the linked table."""
+    pipelines today's budgets pick (`picks`: (dataset, pipeline_id) -> budget labels; without it, what each row was
+    chosen as when it ran); every pipeline timed (the dev frontier and earlier picks too) is in the linked table."""
     if frame.empty:
         return ""
     tables = tables or Tables(None)
+    if picks is not None:
+        frame = frame.assign(chosen_as=_chosen_now(frame, picks))
     lines = ["## Pipelines timed as deployed", "",
              "Each pipeline a budget or the dev frontier could pick, rebuilt from its sweep cell; every test query sent "
              "through encode, search and rerank in one loop, one query at a time, each stage and the whole timed per "
@@ -43,8 +58,8 @@ def composed_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
             "encode / search / rerank p95 ms": [" / ".join(timing_text(v) for v in vals) for vals in
                                                 zip(rows["encode_p95_ms"], rows["search_p95_ms"], rows["rerank_p95_ms"])],
             "measured": rows["measured_at"].map(lambda t: f"{t:%Y-%m-%d}" if pd.notna(t) else "")})
-        picks = table[table["chosen as"].str.contains("budget")]
-        lines += [f"### {dataset}", "", markdown_table(picks), "",
-                  f"Every pipeline timed on {dataset}, the dev frontier's too: "
+        shown = table[table["chosen as"].str.startswith("budget")]
+        lines += [f"### {dataset}", "", markdown_table(shown), "",
+                  f"Every pipeline timed on {dataset}, the dev frontier's and earlier picks' too: "
                   + tables.link(f"composed-{dataset}", table), ""]
     return "\n".join(lines)

@@ -472,8 +472,9 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
     parts = ["## K x R", "",
              "For each first stage (its fastest cell reaching dev recall@K >= 0.95 at each K) and reranker: the "
              "dev-chosen (K, R) with its dev nDCG@10 and end-to-end p95, and the plot of dev nDCG@10 against R "
-             "(R = 0: the first stage alone). The full grids (dev nDCG@10 / e2e p95 per K and R; `*` the dev-chosen "
-             "cell; `a=dev` fuses at the alpha chosen on each cell's dev queries, in brackets): ", ""]
+             "(R = 0: the first stage alone); one line per first stage and reranker, at the fusion alpha the same rule "
+             "picks (dev-best, then the cheapest tie). The full grids, every alpha (dev nDCG@10 / e2e p95 per K and R; "
+             "`*` the dev-chosen cell; `a=dev` fuses at the alpha chosen on each cell's dev queries, in brackets): ", ""]
     grid, chosen_rows = [], []
     for (encoder, stage2), group in reranked.groupby(["encoder", "stage2"]):
         lines, curves, cells_all = [], [], []
@@ -503,13 +504,25 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
         png = plots_dir / ("k_by_r_" + re.sub(r"[^\w.-]+", "_", f"{encoder}_{stage2.split(' ')[0]}_"
                                                              f"{stage2.split('=')[-1]}") + ".png")
         _r_plot(png, curves, f"{encoder} + {stage2}")
-        chosen_rows.append({"first stage + reranker": f"{encoder} + {stage2}", "dev-chosen": f"{pick['backend']} K={pick['k']} R={pick['r']}",
-                            "dev nDCG@10": ci(*t_interval(pick["dev_q_ndcg_at_10"])),
-                            "e2e p95 ms": timing_text(pick["e2e_p95_ms"]), "plot": f"[dev nDCG@10 vs R]({link_prefix}{png.name})"})
+        reranker = stage2.split(" ")[0] + (" adaptive" if stage2.endswith(" adaptive") else "")
+        chosen_rows.append((encoder, reranker, pick, {
+            "first stage + reranker": f"{encoder} + {stage2}", "dev-chosen": f"{pick['backend']} K={pick['k']} R={pick['r']}",
+            "dev nDCG@10": ci(*t_interval(pick["dev_q_ndcg_at_10"])), "e2e p95 ms": timing_text(pick["e2e_p95_ms"]),
+            "plot": f"[dev nDCG@10 vs R]({link_prefix}{png.name})"}))
     if not grid:
         return []
     parts[-2] += tables.link("k-by-r", pd.DataFrame(grid))
-    return parts + [markdown_table(pd.DataFrame(chosen_rows)), ""]
+    # one line per first stage and reranker: the alpha whose dev-chosen (K, R) the same rule picks (dev-best, then the
+    # cheapest tie); every alpha's line is in the CSV
+    groups: dict[tuple[str, str], list] = {}
+    for item in chosen_rows:
+        groups.setdefault(item[:2], []).append(item)
+    shown = []
+    for group in groups.values():
+        best = select(pd.DataFrame([item[2] for item in group]))
+        shown.append(next(item[3] for item in group if item[2]["cell_id"] == best["cell_id"]
+                          and item[2]["stage2"] == best["stage2"]))
+    return parts + [markdown_table(pd.DataFrame(shown)), ""]
 
 
 def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[str]:

@@ -1,0 +1,111 @@
+"""The reranker's speed levers (issue 30): each variant against the reference reranker of the same run (pairs per
+second, rerank p50/p95 as served, dev nDCG@10 delta paired), adaptive depth against fixed R, and what the variants
+change in the budget picks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived
+from bench.analysis.rerankers import REFERENCE_RERANKER, variant_table
+from bench.figures import ci, timing_text
+from bench.render.markdown import Tables, _p, markdown_table
+
+LEVER_BUDGETS = (Budget(100, 500), Budget(300, 500))
+
+
+def _variant_name(row: pd.Series) -> str:
+    return f"{row['runtime']} {row['precision']} len {row['max_length']}"
+
+
+def _lever_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per variant and thread count at alpha 1 (the cross-encoder alone), fixed depth: speed at R = 20 and 50
+    and the dev delta against the reference with its paired interval."""
+    fixed = table[(table["depth"] == "fixed") & (table["alpha"] == "1")]
+    out = []
+    for (name, threads), rows in fixed.groupby(["reranker", "threads"], sort=False):
+        by_r = {int(r["R"]): r for _, r in rows.iterrows()}
+        first = rows.iloc[0]
+        entry = {"variant": f"{name} ({_variant_name(first)})", "threads": int(threads),
+                 "pairs/s": timing_text(float(np.nanmean([r["pairs/s"] for r in by_r.values()])))}
+        for r in (20, 50):
+            row = by_r.get(r)
+            entry[f"R={r} p50 / p95 ms"] = "" if row is None else \
+                f"{timing_text(row['rerank p50 ms'])} / {timing_text(row['rerank p95 ms'])}"
+        for r in (20, 50):
+            row = by_r.get(r)
+            entry[f"dev delta R={r} (p worse)"] = "" if row is None else \
+                f"{ci(row['dev delta'], row['dev delta ci'])} ({_p(row['dev p (worse)'])})"
+        out.append(entry)
+    return pd.DataFrame(out).sort_values(["threads", "variant"], kind="stable") if out else pd.DataFrame()
+
+
+def _adaptive_rows(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Each adaptive-depth row beside the cheapest fixed R of the same variant, threads and alpha whose dev nDCG@10 is
+    at least as high (equal dev quality), by e2e p95."""
+    out = []
+    for _, row in table[table["depth"] != "fixed"].iterrows():
+        same = table[(table["depth"] == "fixed") & (table["reranker"] == row["reranker"])
+                     & (table["threads"] == row["threads"]) & (table["alpha"].str.split(" ").str[-1]
+                                                               == row["alpha"].split(" ")[-1])]
+        match = same[same["dev nDCG@10"] >= row["dev nDCG@10"] - 1e-12].sort_values("e2e p95 ms")
+        fixed = match.iloc[0] if len(match) else None
+        out.append({"variant, alpha": f"{row['reranker']}, {row['alpha']}", "threads": int(row["threads"]),
+                    "rule (chosen on dev), up to R": f"{row['depth'].split(': ', 1)[-1]}, {row['R']}",
+                    "pairs/query mean / p95": f"{row['pairs/query mean']:.1f} / {row['pairs/query p95']:.0f}",
+                    "dev nDCG@10": f"{row['dev nDCG@10']:.3f}", "e2e p95 ms": timing_text(row["e2e p95 ms"]),
+                    "top 10 differs from full depth": f"{row['top 10 changed vs full depth']:.0%}",
+                    "fixed R at equal dev quality: R, e2e p95 ms": "none" if fixed is None else
+                    f"{fixed['R']}, {timing_text(fixed['e2e p95 ms'])}"})
+    return pd.DataFrame(out)
+
+
+def _pick_text(frame: pd.DataFrame, budget: Budget) -> str:
+    try:
+        choice = recommend(frame, budget)
+    except NothingFits:
+        return "nothing fits"
+    pick = choice.pick
+    return (f"{pick['pipeline']}: dev {ci(*t_interval(pick['dev_q_ndcg_at_10']))}, e2e p95 "
+            f"{timing_text(pick['e2e_p95_ms'])} ms")
+
+
+def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: pd.DataFrame | None = None,
+                            tables: Tables | None = None) -> str:
+    """Markdown: the variant table (alpha 1, fixed R), the adaptive-depth table, and the picks at 100 and 300 ms
+    before and after the variants join `main`'s rows (the same dataset's sweep)."""
+    reference = reference or REFERENCE_RERANKER
+    tables = tables or Tables(None)
+    derived = with_derived(variants)
+    table = variant_table(derived, reference)
+    table["threads"] = table["timed queries x threads"].str.split(" x ").str[-1].astype(int)
+    first = derived[derived["stage"] == "first"]
+    stage = first.loc[first["e2e_p95_ms"].idxmax(), "pipeline"] if len(first) else "its first stage"
+    lines = ["## The reranker's cost: speed levers and adaptive depth", "",
+             f"Each cross-encoder variant against {reference} (torch fp32) over the same first-stage lists ({stage}), "
+             "scored as served: one query's R pairs per call, on the threads given; dev nDCG@10 delta paired per dev "
+             "query, with the one-sided p of 'worse than the reference' (the cross-encoder alone, alpha 1). "
+             "`python -m bench reranker-variants` prints every row (alphas chosen on dev too): "
+             + tables.link("rerank-variants", table), ""]
+    levers = _lever_rows(table)
+    if len(levers):
+        lines += [markdown_table(levers), ""]
+    adaptive = _adaptive_rows(table, derived)
+    if len(adaptive):
+        lines += ["Adaptive depth (bench.adaptive): score in steps, stop when the rule chosen on dev says the rest will "
+                  "not enter the top 10; against the fixed R of the same variant with at least its dev nDCG@10:", "",
+                  markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1")]), ""]
+    if main is not None and len(main):
+        from bench.store import KEY
+
+        raw = main[[c for c in main.columns if c in variants.columns]]
+        served = variants[variants["rerank_threads"].fillna(1).astype(int).isin(
+            set(main["rerank_threads"].dropna().astype(int)) or {1})] if "rerank_threads" in main else variants
+        after = pd.concat([raw, served], ignore_index=True).drop_duplicates(KEY, keep="first")
+        main = raw
+        rows = [{"budget": f"{b.p95_ms:g} ms / {b.memory_mb:g} MB", "before (the sweep)": _pick_text(main, b),
+                 "after (with the variants)": _pick_text(after, b)} for b in LEVER_BUDGETS]
+        lines += ["What the variants change in the picks (`python -m bench recommend` over the sweep, then over the "
+                  "sweep and the variants timed on the sweep's threads):", "", markdown_table(pd.DataFrame(rows)), ""]
+    return "\n".join(lines)
