@@ -58,7 +58,8 @@ def mips_backends(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.
     for (model, backend, reduction), group in rows.groupby(["model", "backend", "mips_reduction"], sort=True):
         hit = fastest_at_recall(group, target)
         row = hit if hit is not None else group.sort_values("dev_recall_at_k").iloc[-1]
-        out.append({"model": model, "backend": backend, "reduction": bool(reduction), "setting": row["config"],
+        out.append({"model": model, "encoder": row["encoder"], "backend": backend, "reduction": bool(reduction),
+                    "setting": row["config"],
                     "reaches": hit is not None, "dev_recall": row["dev_recall_at_k"], "test_recall": row["recall_at_k"],
                     "search_p95_ms": row["search_p95_ms"], "settings_tried": len(group)})
     return pd.DataFrame(out)

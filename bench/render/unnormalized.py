@@ -50,16 +50,23 @@ def unnormalized_section(frame: pd.DataFrame, norms: pd.DataFrame | None = None,
     if len(backends):
         def setting(row: pd.Series) -> str:
             knob = row["setting"].split(" / ")[-1]
-            return f"{knob} ({timing_text(row['search_p95_ms'])} ms)" + ("" if row["reaches"] else " not reached")
+            return (f"{knob} ({row['test_recall']:.3f}, {timing_text(row['search_p95_ms'])} ms)"
+                    + ("" if row["reaches"] else " not reached"))
 
         parts = []
-        for (_, backend), group in backends.groupby(["model", "backend"], sort=True):
-            sides = [group[group["reduction"] == flag] for flag in (False, True)]
-            parts.append(f"{backend} " + " / ".join(setting(side.iloc[0]) if len(side) else "-" for side in sides))
+        for _, model_rows in backends.groupby("model", sort=False):
+            native = model_rows[~model_rows["reduction"]]
+            name = (native if len(native) else model_rows)["encoder"].iloc[0]
+            items = []
+            for backend, group in model_rows.groupby("backend", sort=True):
+                sides = [group[group["reduction"] == flag] for flag in (False, True)]
+                items.append(f"{backend} " + " / ".join(setting(side.iloc[0]) if len(side) else "-" for side in sides))
+            parts.append(f"{name}: " + ", ".join(items))
         shown = backends.assign(search_p95_ms=backends["search_p95_ms"].map(timing_text))
         lines += ["Each backend family on the raw vectors, natively / through the reduction to nearest neighbour "
                   "(`mips_reduction = true`: documents get sqrt(M^2 - |x|^2), queries 0), at the lowest-p95 setting whose "
-                  "dev recall@10 against exact inner product reaches 0.95 (p95, one query on one thread): "
+                  "dev recall@10 against exact inner product reaches 0.95 (test recall@10, p95 of one query on one thread; "
+                  "'-': not run through the reduction): "
                   + "; ".join(parts) + ". Settings and recall: " + (tables or Tables(None)).link("unnormalized-backends", shown),
                   ""]
     lines += [_span(frame), ""]
