@@ -453,7 +453,15 @@ def stale_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: flo
     if not retime:
         return mine[other_settings]
     summed = (mine["e2e_method"] != E2E_METHOD).to_numpy()  # e2e from per-query medians: not as deployed
-    return mine[other_settings | summed | mine.index.isin(drifted_latencies(mine, config, calibration_ms).index)]
+    off = drifted_latencies(mine, config, calibration_ms).index.union(contended_latencies(mine, config).index)
+    return mine[other_settings | summed | mine.index.isin(off)]
+
+
+def contended_latencies(mine: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
+    """Stored rows timed while the host ran slower than the rest of their run (bench.analysis.contended)."""
+    from bench.analysis import contended
+
+    return mine[contended(mine, config.measure.calibration_tolerance).to_numpy()]
 
 
 def drifted_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:

@@ -22,8 +22,8 @@ from bench.encoders import embed_dataset, model_identity
 from bench.env import host_id, run_metadata
 from bench.executors import Executor, LocalExecutor
 from bench.measure import CellMeasurer, measure_query_encoding
-from bench.plan import (Speeds, _is_done, corpus_cached, drifted_latencies, duration, latency_settings, plan_cells, render,
-                        stale_latencies, work_phases)
+from bench.plan import (Speeds, _is_done, contended_latencies, corpus_cached, drifted_latencies, duration, latency_settings,
+                        plan_cells, render, stale_latencies, work_phases)
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
@@ -102,6 +102,11 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         announce(f"{config.name}: {len(drifting)} stored rows were timed in {len(runs)} run(s) whose calibration kernel "
                  f"read {runs.min():.3f}-{runs.max():.3f} ms, now {calibration:.3f} ms "
                  f"(beyond {config.measure.calibration_tolerance:.0%}); kept as they are: --retime re-times them")
+    contended = contended_latencies(own, config)
+    if not retime and len(contended) and announce:
+        announce(f"{config.name}: {len(contended)} stored rows were timed while the host ran slower than the rest of "
+                 f"their run (their calibration kernel more than {config.measure.calibration_tolerance:.0%} above the "
+                 "run's median); kept as they are: --retime re-times them")
     if only is not None:
         stale_rows = stale_rows[stale_rows["encoder"].isin(only)]
     if only_cells is not None:
@@ -110,7 +115,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     stale = {} if redo else {row["cell_id"]: row for row in stale_rows.to_dict("records")}
     if stale and announce:
         announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings"
-                 + (f", or calibration off the current {calibration:.3f} ms by more than "
+                 + (f", or calibration off the current {calibration:.3f} ms, or off their run's median, by more than "
                     f"{config.measure.calibration_tolerance:.0%}: --retime" if retime else "") + "); their quality is kept")
     metadata = {**run_metadata(config.config_hash()), "latency_settings": latency_settings(config)}
 

@@ -274,6 +274,18 @@ def recommend(frame: pd.DataFrame, budget: Budget, exclude_seen: bool = False) -
     return choose(fits)
 
 
+CALIBRATION_TOLERANCE = 0.1  # `[measure] calibration_tolerance`'s default (bench.config)
+
+
+def contended(rows: pd.DataFrame, tolerance: float = CALIBRATION_TOLERANCE) -> pd.Series:
+    """Rows timed while the host ran slower than the rest of their run: the row's own calibration figure (the kernel
+    timed after each of its queries) above its run's median (runs by `timestamp`) by more than `tolerance`. A run's
+    median can sit on the host's speed while minutes of it were busy (another job, CI): those rows are not
+    comparable with the rest, though the run as a whole is."""
+    ratio = rows["calibration_ms"] / rows.groupby("timestamp")["calibration_ms"].transform("median")
+    return ratio > 1 + tolerance
+
+
 def select(rows: pd.DataFrame) -> pd.Series:
     """The dev-chosen row of a group (the report's "best")."""
     return choose(rows).pick

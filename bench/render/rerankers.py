@@ -97,12 +97,10 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
                   "not enter the top 10; against the fixed R of the same variant with at least its dev nDCG@10:", "",
                   markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1")]), ""]
     if main is not None and len(main):
-        from bench.store import KEY
-
         raw = main[[c for c in main.columns if c in variants.columns]]
         served = variants[variants["rerank_threads"].fillna(1).astype(int).isin(
             set(main["rerank_threads"].dropna().astype(int)) or {1})] if "rerank_threads" in main else variants
-        after = pd.concat([raw, served], ignore_index=True).drop_duplicates(KEY, keep="first")
+        after = pd.concat([raw, served], ignore_index=True).drop_duplicates(["cell_id", "host_id"], keep="first")
         main = raw
         rows = [{"budget": f"{b.p95_ms:g} ms / {b.memory_mb:g} MB", "before (the sweep)": _pick_text(main, b),
                  "after (with the variants)": _pick_text(after, b)} for b in LEVER_BUDGETS]

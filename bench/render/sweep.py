@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import (ABBREVIATIONS, ALPHA, CONFIGURATION, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB,
+from bench.analysis import (ABBREVIATIONS, ALPHA, CALIBRATION_TOLERANCE, contended, CONFIGURATION, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB,
                             Budget, NothingFits, baseline_encoder, candidates, contribution_table, fastest_at_recall,
                             is_reference_encoding, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
                             recommend_over_mean, fusion_text, reference_dense, reference_k, reranker_in_use, scale_note, seen_split,
@@ -65,11 +65,15 @@ def _calibration_line(frame: pd.DataFrame) -> str:
         return ("- host speed: no calibration figure (rows timed before calibration existed): latencies from "
                 "different runs may differ by the host's state, up to 2x here")
     low, high = figures.min(), figures.max()
+    runs = frame.groupby("timestamp")["calibration_ms"].median()
+    busy = int(contended(frame).sum())
     line = (f"- host speed: calibration kernel {low:.3f}-{high:.3f} ms per call over {frame['timestamp'].nunique()} "
-            f"run(s) (spread {high / low - 1:.0%}); stored rows further than `[measure] calibration_tolerance` from a "
-            "run's figure are re-timed, so no table mixes runs on differently fast hosts; within a run the host still "
-            f"moves (a figure's relative SD ~5%, single swings up to ~20% within minutes here: `make encode-latency`), "
-            f"so p95s within {LATENCY_TIE:.0%} count as equal")
+            f"run(s) (run medians {runs.min():.3f}-{runs.max():.3f}); `--retime` re-times the rows of a run whose median "
+            f"is off the host's by more than `[measure] calibration_tolerance` ({CALIBRATION_TOLERANCE:.0%}), and rows "
+            "timed while the host ran that much slower than the rest of their run: "
+            + (f"**{busy} rows here were** (their latencies read high; `python -m bench run CONFIG --retime`)"
+               if busy else "none here") + "; within a run the host still moves (a figure's relative SD ~5%: "
+            f"`make encode-latency`), so p95s within {LATENCY_TIE:.0%} count as equal")
     if missing:
         line += f"; {missing} rows carry no figure (timed before calibration existed)"
     return line
