@@ -119,3 +119,39 @@ def test_a_reduced_encoder_runs_in_the_sweep_as_its_own_pipeline(tiny_model, tmp
 
     assert main(["unnormalized", config.results_path.as_posix()]) == 0
     assert main(["unnormalized", config.results_path.as_posix(), "--norms", str(tmp_path / "none.csv")]) == 2
+
+
+def test_a_planted_high_norm_document_wins_inner_product_loses_cosine_and_the_reduction_keeps_the_order():
+    from bench.indexes import exact_neighbors, make_index
+    from bench.mips import ReducedIndex, augment_docs, augment_queries
+
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=16).astype(np.float32)
+    query /= np.linalg.norm(query)
+    docs = rng.normal(size=(500, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    docs[:20] = query + 0.3 * docs[:20]  # twenty documents close to the query in angle, norm ~1
+    docs[:20] /= np.linalg.norm(docs[:20], axis=1, keepdims=True)
+    side = rng.normal(size=16).astype(np.float32)
+    side -= (side @ query) * query
+    planted = (0.5 * query + np.sqrt(0.75) * side / np.linalg.norm(side)) * 6.0  # cosine 0.5, norm 6
+    docs[-1] = planted
+    ip = exact_neighbors(docs, query[None], 10, 1).ids[0]
+    unit = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    cosine = exact_neighbors(unit, query[None], 10, 1).ids[0]
+    assert ip[0] == len(docs) - 1  # found first by exact inner product (3.0 against at most ~1)
+    assert len(docs) - 1 not in cosine  # missed by cosine (0.5 against the twenty near the query)
+    queries = np.vstack([query, rng.normal(size=(30, 16)).astype(np.float32)])
+    truth = exact_neighbors(docs, queries, 10, 1).ids
+    # through the reduction, a metric search (L2 distance, or cosine) ranks as exact inner product, in order
+    augmented, _ = augment_docs(docs)
+    lifted = augment_queries(queries)
+    l2 = ((lifted[:, None, :] - augmented[None, :, :]) ** 2).sum(-1)
+    assert np.array_equal(np.argsort(l2, axis=1, kind="stable")[:, :10], truth)
+    cos = exact_neighbors(augmented / np.linalg.norm(augmented, axis=1, keepdims=True),
+                          lifted / np.linalg.norm(lifted, axis=1, keepdims=True), 10, 1).ids
+    assert np.array_equal(cos, truth) and cos[0, 0] == len(docs) - 1
+    index = ReducedIndex(make_index("exact"))
+    index.fit(docs, 1)
+    index.set_search(10)
+    assert np.array_equal(index.batch_query(queries, 1).ids, truth)  # the exact top 10, in order, for every query
