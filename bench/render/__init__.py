@@ -26,7 +26,7 @@ from bench.render.load import load_section
 from bench.render.markdown import INTERVAL_NOTE, Tables
 from bench.render.repeatability import repeatability_lines, repeatability_section
 from bench.render.scale import real_sets_section, scale_section
-from bench.render.sweep import _environment, _protocol_lines, dataset_why, stage_plot_lines
+from bench.render.sweep import _protocol_lines, environment_section, dataset_why, stage_plot_lines
 
 
 def _relative(target: Path, out: Path | None) -> str:
@@ -97,8 +97,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
     if encode_latency is not None and len(encode_latency):
         parts += [repeatability_section(encode_latency, series)]
     parts += ["## Environment", "", INTERVAL_NOTE, ""]
-    for dataset in datasets:
-        parts += [f"{dataset}:", _environment(frame[frame["dataset"] == dataset], sources), ""]
+    parts += environment_section({dataset: frame[frame["dataset"] == dataset] for dataset in datasets}, sources)
     return "\n".join(parts)
 
 

@@ -41,7 +41,7 @@ def _lever_rows(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).sort_values(["threads", "variant"], kind="stable") if out else pd.DataFrame()
 
 
-def _adaptive_rows(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+def _adaptive_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Each adaptive-depth row beside the cheapest fixed R of the same variant, threads and alpha whose dev nDCG@10 is
     at least as high (equal dev quality), by e2e p95."""
     out = []
@@ -91,10 +91,12 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
     levers = _lever_rows(table)
     if len(levers):
         lines += [markdown_table(levers), ""]
-    adaptive = _adaptive_rows(table, derived)
+    shown_r = 20 if (table["R"] == 20).any() else int(table["R"].min())
+    adaptive = _adaptive_rows(table[(table["R"] == shown_r) | (table["depth"] == "fixed")])
     if len(adaptive):
-        lines += ["Adaptive depth (bench.adaptive): score in steps, stop when the rule chosen on dev says the rest will "
-                  "not enter the top 10; against the fixed R of the same variant with at least its dev nDCG@10:", "",
+        lines += [f"Adaptive depth (bench.adaptive) up to R = {shown_r}: score in steps, stop when the rule chosen on "
+                  "dev says the rest will not enter the top 10; beside the cheapest fixed R of the same variant with at "
+                  "least its dev nDCG@10 (every R and alpha in the CSV above):", "",
                   markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1")]), ""]
     if main is not None and len(main):
         raw = main[[c for c in main.columns if c in variants.columns]]

@@ -23,11 +23,13 @@ from bench.render.markdown import (INTERVAL_NOTE, Tables, _mark, _p, _span, _tes
 from bench.render.plots import _frontier_plot, _r_plot, _stage_plot
 
 
-def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
+def _environment_lines(frame: pd.DataFrame, sources: list[str]) -> list[str]:
+    """One dataset's environment lines, each starting "- <what>:"."""
     versions = json.loads(frame["versions"].iloc[0])
     first, last = frame["timestamp"].min(), frame["timestamp"].max()
     lines = [
-        f"- results: {', '.join(sources)} ({len(frame)} rows, host {', '.join(sorted(frame['host_id'].unique()))})",
+        f"- results: {', '.join(sources)} (host {', '.join(sorted(frame['host_id'].unique()))})",
+        f"- rows: {len(frame)}",
         f"- dataset: {frame['dataset'].iloc[0]}: {frame['n_docs'].iloc[0]} documents; {frame['n_queries'].iloc[0]} "
         f"{frame['split'].iloc[0]} queries, {frame['n_dev_queries'].iloc[0]} dev queries "
         f"(dataset hash {frame['dataset_hash'].iloc[0]})",
@@ -47,7 +49,18 @@ def _environment(frame: pd.DataFrame, sources: list[str]) -> str:
         + ", ".join(sorted({sha[:10] + ("+dirty" if dirty else "") for sha, dirty in
                             zip(frame["git_sha"], frame["git_dirty"])})),
     ]
-    return "\n".join(lines)
+    return lines
+
+
+def environment_section(frames: dict[str, pd.DataFrame], sources: list[str]) -> list[str]:
+    """The environment: lines every dataset shares once, then each dataset's own."""
+    per = {name: _environment_lines(rows, sources) for name, rows in frames.items()}
+    shared = [line for line in next(iter(per.values())) if all(line in lines for lines in per.values())] \
+        if len(per) > 1 else []
+    out = ["All datasets:", *shared, ""] if shared else []
+    for name, lines in per.items():
+        out += [f"{name}:", *[line for line in lines if line not in shared], ""]
+    return out
 
 
 def _encode_passes(frame: pd.DataFrame) -> str:
