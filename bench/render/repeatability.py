@@ -69,10 +69,9 @@ def repeatability_section(rows: pd.DataFrame, tables: Tables | None = None) -> s
         "Per series: " + (tables or Tables(None)).link("encode-latency-series", pd.DataFrame(summary))
         + f"; the latest ({summary[-1]['series']}, {summary[-1]['order']}, {summary[-1]['passes']} passes): "
         f"{summary[-1]['within 10% raw']} encoders within 10% raw (largest spread {summary[-1]['largest raw spread']}), "
-        f"{summary[-1]['within 10% over the kernel']} over the kernel (largest {summary[-1]['largest over the kernel']}).", "",
+        f"{summary[-1]['within 10% over the kernel']} over the kernel (largest {summary[-1]['largest over the kernel']}); "
+        f"per encoder and round: " + (tables or Tables(None)).link("encode-latency-latest", spread_table(latest)) + ". "
         f"Relative SD of one timed p50 (SD of log p50 between rounds, pooled over encoders and series): "
         f"{pooled:.1%} raw, {relative_sd(rows, normalized=True):.1%} over the kernel; two independently timed p50s "
         f"then differ by up to {1.96 * np.sqrt(2) * pooled:.0%} on noise alone (95%), against the recommender's "
-        f"latency tie band of {LATENCY_TIE:.0%}.", "",
-        f"Latest series ({int(latest['series'].iloc[0])}), per encoder and round: "
-        + (tables or Tables(None)).link("encode-latency-latest", spread_table(latest)), ""])
+        f"latency tie band of {LATENCY_TIE:.0%}.", ""])

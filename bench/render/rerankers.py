@@ -71,6 +71,19 @@ def _pick_text(frame: pd.DataFrame, budget: Budget) -> str:
             f"{timing_text(pick['e2e_p95_ms'])} ms")
 
 
+def _best_text(rows: pd.DataFrame, budget: Budget) -> str:
+    """The dev-best of `rows` within `budget` (what would have to beat the pick), or that none fits."""
+    derived = with_derived(rows) if len(rows) else rows
+    fits = derived[(derived["e2e_p95_ms"] <= budget.p95_ms) & (derived["memory_mb"] <= budget.memory_mb)] \
+        if len(derived) else derived
+    if fits.empty:
+        return "none fits"
+    best = fits.loc[fits["dev_ndcg_at_10"].idxmax()]
+    return (f"{best['reranker']} R={best['r']} alpha {best['fusion_alpha']:g}"
+            + (" adaptive" if best["rerank_depth_rule"] else "")
+            + f": dev {ci(*t_interval(best['dev_q_ndcg_at_10']))}, e2e p95 {timing_text(best['e2e_p95_ms'])} ms")
+
+
 def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: pd.DataFrame | None = None,
                             tables: Tables | None = None) -> str:
     """Markdown: the variant table (alpha 1, fixed R), the adaptive-depth table, and the picks at 100 and 300 ms
@@ -96,16 +109,20 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
     if len(adaptive):
         lines += [f"Adaptive depth (bench.adaptive) up to R = {shown_r}: score in steps, stop when the rule chosen on "
                   "dev says the rest will not enter the top 10; beside the cheapest fixed R of the same variant with at "
-                  "least its dev nDCG@10 (every R and alpha in the CSV above):", "",
-                  markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1")]), ""]
+                  "least its dev nDCG@10; alpha 1, one thread (every R, alpha and thread count in the CSV above):", "",
+                  markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1") & (adaptive["threads"] == 1)]
+                                 if (adaptive["threads"] == 1).any() else adaptive), ""]
     if main is not None and len(main):
         raw = main[[c for c in main.columns if c in variants.columns]]
-        served = variants[variants["rerank_threads"].fillna(1).astype(int).isin(
-            set(main["rerank_threads"].dropna().astype(int)) or {1})] if "rerank_threads" in main else variants
+        # the new pipelines only: the variants' rerank rows on the sweep's threads (their first stages are the sweep's
+        # pipelines timed in another run: the sweep's own rows stand for them)
+        served = variants[(variants["stage"] == "rerank") & variants["rerank_threads"].fillna(1).astype(int).isin(
+            set(main.loc[main["stage"] == "rerank", "rerank_threads"].dropna().astype(int)) or {1})]
         after = pd.concat([raw, served], ignore_index=True).drop_duplicates(["cell_id", "host_id"], keep="first")
         main = raw
         rows = [{"budget": f"{b.p95_ms:g} ms / {b.memory_mb:g} MB", "before (the sweep)": _pick_text(main, b),
-                 "after (with the variants)": _pick_text(after, b)} for b in LEVER_BUDGETS]
+                 "after (with the variants)": _pick_text(after, b),
+                 "the variants' dev-best within it": _best_text(served, b)} for b in LEVER_BUDGETS]
         lines += ["What the variants change in the picks (`python -m bench recommend` over the sweep, then over the "
-                  "sweep and the variants timed on the sweep's threads):", "", markdown_table(pd.DataFrame(rows)), ""]
+                  "sweep and the variants' reranked pipelines on the sweep's threads):", "", markdown_table(pd.DataFrame(rows)), ""]
     return "\n".join(lines)
