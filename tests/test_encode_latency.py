@@ -67,7 +67,7 @@ def test_the_report_section_counts_encoders_within_the_band_per_series(tmp_path)
     assert "1,2026-11-26 21:00,3,back to back,1,0 of 1,20.0%,1 of 1,0.0%,-,12.9% / 0.0%" in table  # host 20% slower
     assert "2,2026-11-26 21:00,3,back to back,1,1 of 1,5.0%,1 of 1,5.0%,-,3.4% / 3.4%" in table
     assert "the latest (2, back to back, 3 passes): 1 of 1 encoders within 10% raw (largest spread 5.0%)" in text
-    assert "Latest series (2)" in text
+    assert "the latest (2, " in text and "per encoder and round: " in text
 
 
 def test_a_file_of_another_kind_is_refused_by_name(tmp_path):

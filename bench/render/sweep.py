@@ -520,9 +520,8 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
             grid.append(entry)
         png = plots_dir / ("k_by_r_" + re.sub(r"[^\w.-]+", "_", f"{encoder}_{stage2.split(' ')[0]}_"
                                                              f"{stage2.split('=')[-1]}") + ".png")
-        _r_plot(png, curves, f"{encoder} + {stage2}")
         reranker = stage2.split(" ")[0] + (" adaptive" if stage2.endswith(" adaptive") else "")
-        chosen_rows.append((encoder, reranker, pick, {
+        chosen_rows.append((encoder, reranker, pick, (png, curves, f"{encoder} + {stage2}"), {
             "first stage + reranker": f"{encoder} + {stage2}", "dev-chosen": f"{pick['backend']} K={pick['k']} R={pick['r']}",
             "dev nDCG@10": ci(*t_interval(pick["dev_q_ndcg_at_10"])), "e2e p95 ms": timing_text(pick["e2e_p95_ms"]),
             "plot": f"[dev nDCG@10 vs R]({link_prefix}{png.name})"}))
@@ -537,8 +536,9 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
     shown = []
     for group in groups.values():
         best = select(pd.DataFrame([item[2] for item in group]))
-        shown.append(next(item[3] for item in group if item[2]["cell_id"] == best["cell_id"]
-                          and item[2]["stage2"] == best["stage2"]))
+        item = next(item for item in group if item[2]["cell_id"] == best["cell_id"] and item[2]["stage2"] == best["stage2"])
+        _r_plot(*item[3])  # the shown line's plot (the other alphas' grids are in the CSV)
+        shown.append(item[4])
     return parts + [markdown_table(pd.DataFrame(shown)), ""]
 
 
