@@ -467,6 +467,7 @@ def contended_latencies(mine: pd.DataFrame, config: SweepConfig) -> pd.DataFrame
 def drifted_latencies(mine: pd.DataFrame, config: SweepConfig, calibration_ms: float) -> pd.DataFrame:
     """Stored rows of a run whose calibration figure (the median over its rows: one row's 100 kernel calls carry a
     few % of noise) is off `calibration_ms` by more than the configured tolerance, or that have none."""
-    per_run = mine.groupby("timestamp")["calibration_ms"].transform("median")
-    drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in per_run]
+    from bench.analysis import run_calibration
+
+    drift = [drifted(c, calibration_ms, config.measure.calibration_tolerance) for c in run_calibration(mine)]
     return mine[np.asarray(drift, dtype=bool)]

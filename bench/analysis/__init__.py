@@ -282,8 +282,13 @@ def contended(rows: pd.DataFrame, tolerance: float = CALIBRATION_TOLERANCE) -> p
     timed after each of its queries) above its run's median (runs by `timestamp`) by more than `tolerance`. A run's
     median can sit on the host's speed while minutes of it were busy (another job, CI): those rows are not
     comparable with the rest, though the run as a whole is."""
-    ratio = rows["calibration_ms"] / rows.groupby("timestamp")["calibration_ms"].transform("median")
-    return ratio > 1 + tolerance
+    return rows["calibration_ms"] / run_calibration(rows) > 1 + tolerance
+
+
+def run_calibration(rows: pd.DataFrame) -> pd.Series:
+    """Each row's run figure: the median `calibration_ms` over the rows of its run (runs by `timestamp`; one row's
+    figure carries a few % of noise)."""
+    return rows.groupby("timestamp")["calibration_ms"].transform("median")
 
 
 def select(rows: pd.DataFrame) -> pd.Series:

@@ -72,10 +72,8 @@ def _pick_text(frame: pd.DataFrame, budget: Budget) -> str:
 
 
 def _best_text(rows: pd.DataFrame, budget: Budget) -> str:
-    """The dev-best of `rows` within `budget` (what would have to beat the pick), or that none fits."""
-    derived = with_derived(rows) if len(rows) else rows
-    fits = derived[(derived["e2e_p95_ms"] <= budget.p95_ms) & (derived["memory_mb"] <= budget.memory_mb)] \
-        if len(derived) else derived
+    """The dev-best of `rows` (derived) within `budget` (what would have to beat the pick), or that none fits."""
+    fits = rows[(rows["e2e_p95_ms"] <= budget.p95_ms) & (rows["memory_mb"] <= budget.memory_mb)] if len(rows) else rows
     if fits.empty:
         return "none fits"
     best = fits.loc[fits["dev_ndcg_at_10"].idxmax()]
@@ -119,7 +117,8 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
         served = variants[(variants["stage"] == "rerank") & variants["rerank_threads"].fillna(1).astype(int).isin(
             set(main.loc[main["stage"] == "rerank", "rerank_threads"].dropna().astype(int)) or {1})]
         after = pd.concat([raw, served], ignore_index=True).drop_duplicates(["cell_id", "host_id"], keep="first")
-        main = raw
+        # derived once: recommend and the budget filter would otherwise derive every frame again per budget
+        main, after, served = with_derived(raw), with_derived(after), with_derived(served) if len(served) else served
         rows = [{"budget": f"{b.p95_ms:g} ms / {b.memory_mb:g} MB", "before (the sweep)": _pick_text(main, b),
                  "after (with the variants)": _pick_text(after, b),
                  "the variants' dev-best within it": _best_text(served, b)} for b in LEVER_BUDGETS]
