@@ -268,10 +268,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     unnormalized = (read_results(args.unnormalized[0]), _norms_csv(Path(args.unnormalized[1])) if
                     len(args.unnormalized) > 1 else None) if args.unnormalized else None
     rerank_variants = _each_file(args.rerank_variants) if args.rerank_variants else None
+    encoder_size = _each_file(args.encoder_size) if args.encoder_size else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
-                        rerank_variants=rerank_variants,
+                        rerank_variants=rerank_variants, encoder_size=encoder_size,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -331,6 +332,17 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
     except FetchError as err:
         print(f"fetch-model: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_encoder_size(args: argparse.Namespace) -> int:
+    from bench.render.encoder_size import encoder_size_section
+
+    text = encoder_size_section(_each_file(args.results))
+    if not text:
+        raise SchemaError(f"{', '.join(map(str, args.results))}: no dataset with two pretrained bi-encoders "
+                          "(exact search) to compare")
+    print(text)
     return 0
 
 
@@ -478,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "configs/scifact-base.toml) to add")
     report.add_argument("--rerank-variants", nargs="+", metavar="FILE", type=Path,
                         help="results of reranker variants (configs/rerank-variants*.toml): the speed levers' section")
+    report.add_argument("--encoder-size", nargs="+", metavar="FILE", type=Path,
+                        help="results of two pretrained bi-encoders on the same datasets (configs/mpnet-*.toml): the "
+                             "encoder-size lever's section")
     report.add_argument("--unnormalized", nargs="+", metavar="FILE",
                         help="results of unnormalized encoders beside their normalized twins (configs/unnormalized.toml), "
                              "then optionally their norms table (python -m bench norms ... --csv) to add")
@@ -517,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "sentence-transformers/all-mpnet-base-v2)")
     fetch.add_argument("model")
     fetch.set_defaults(func=cmd_fetch_model)
+    size = commands.add_parser("encoder-size", help="a larger pretrained bi-encoder against a smaller one per dataset: "
+                               "exact and hybrid test nDCG@10 against the published figure, paired deltas, encode cost, "
+                               "bytes per vector")
+    size.add_argument("results", nargs="+", type=Path, help="e.g. results/mpnet-scifact.parquet results/mpnet-nfcorpus.parquet")
+    size.set_defaults(func=cmd_encoder_size)
     unnormalized = commands.add_parser("unnormalized", help="inner product without normalization: each encoder against "
                                                             "its normalized twin, and each backend natively and "
                                                             "through the MIPS reduction")

@@ -79,12 +79,16 @@ class Speeds:
         atomic_write_bytes(self.path, lambda tmp: tmp.write_text(json.dumps(self.values, indent=1, sort_keys=True)))
 
 
-def corpus_cached(model_identity: str, corpus_hash: str, passages: list[int] | None = None) -> bool:
-    """Whether the cache holds this model's vectors of this corpus (read from the cache's key records)."""
+def corpus_cached(model_identity: str, corpus_hash: str, passages: list[int] | None = None,
+                  max_seq_length: int | None = None) -> bool:
+    """Whether the cache holds this model's vectors of this corpus (read from the cache's key records), at
+    `max_seq_length` tokens when given (None: the model's own length, whichever it is)."""
     for record in (cache_dir() / "corpus").glob("*.json"):
         parts = json.loads(record.read_text())
         if (parts.get("model") == model_identity and parts.get("corpus") == corpus_hash
-                and parts.get("passages") == passages and record.with_suffix(".npy").exists()):
+                and parts.get("passages") == passages
+                and (max_seq_length is None or parts.get("max_seq_length") == max_seq_length)
+                and record.with_suffix(".npy").exists()):
             return True
     return False
 
@@ -98,11 +102,20 @@ def cached_pairs(model_identity: str, corpus_hash: str) -> int:
                           (model_identity, corpus_hash)).fetchone()[0]
 
 
-def probe_docs_per_s(texts: list[str], n: int = 48) -> float:
-    """Encode a few corpus documents with the bundled MiniLM (its first call's overhead excluded)."""
-    from bench.encoders import SentenceEncoder
+def encode_rate_key(model: str, max_seq_length: int | None, doc_precision: str = "fp32",
+                    doc_runtime: str = "torch") -> str:
+    """The speeds.json key of one document network's encoding rate: a model's size and its sequence length set
+    it (all-mpnet-base-v2 at 384 tokens encodes ~15x slower than MiniLM at 256), so each is measured on its own."""
+    return f"encode_docs_per_s|{Path(model).name}|{max_seq_length or 'default'}|{doc_precision}|{doc_runtime}"
 
-    encoder = SentenceEncoder()
+
+def probe_docs_per_s(texts: list[str], n: int = 48, model: str | None = None, max_seq_length: int | None = None,
+                     doc_precision: str = "fp32", doc_runtime: str = "torch") -> float:
+    """Encode a few corpus documents with `model` (default the bundled MiniLM; its first call's overhead excluded)."""
+    from bench.encoders import DEFAULT_MODEL, SentenceEncoder
+
+    encoder = SentenceEncoder(model or DEFAULT_MODEL, max_seq_length, doc_precision=doc_precision,
+                              doc_runtime=doc_runtime)
     encoder.encode_docs(texts[:4])
     started = time.perf_counter()
     encoder.encode_docs(texts[:n])
@@ -155,13 +168,15 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
     rerank_timed: set[tuple[str, int]] = set()
     dataset = splits.evaluation
     phases: list[Phase] = []
-    docs_rate, docs_basis = (None, "")
 
-    def docs_per_s() -> tuple[float, str]:
-        nonlocal docs_rate, docs_basis
-        if docs_rate is None:
-            docs_rate, docs_basis = speeds.get("encode_docs_per_s", lambda: probe_docs_per_s(dataset.doc_texts))
-        return docs_rate, docs_basis
+    def docs_per_s(spec: EncoderSpec, model: str) -> tuple[float, str]:
+        """The rate of this document network (model, length, precision, runtime): measured here, else probed.
+        A tower not trained yet is probed through its backbone (the same network size)."""
+        key = encode_rate_key(model, spec.max_seq_length, spec.doc_precision, spec.doc_runtime)
+        return speeds.get(key, lambda: probe_docs_per_s(dataset.doc_texts, model=model,
+                                                        max_seq_length=spec.max_seq_length,
+                                                        doc_precision=spec.doc_precision,
+                                                        doc_runtime=spec.doc_runtime))
 
     def pairs_per_s(model: str = "", max_length: int = 192) -> tuple[float, str]:
         from bench.encoders import DEFAULT_MODEL
@@ -199,12 +214,14 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
             else:  # a model not trained yet has no identity (so nothing cached); heads read the backbone's vectors
                 identity = _model_identity(tower.backbone if heads else encoder.model) if heads or trained else None
             passages = [chunking.tokens, chunking.stride] if chunking else None
-            planned = identity is not None and (identity, str(passages)) in encoding
-            if not planned and (identity is None or not corpus_cached(identity, dataset.corpus_hash, passages)):
-                encoding.add((identity, str(passages)))
+            planned = identity is not None and (identity, str(passages), encoder.spec.max_seq_length) in encoding
+            if not planned and (identity is None or not corpus_cached(identity, dataset.corpus_hash, passages,
+                                                                      encoder.spec.max_seq_length)):
+                encoding.add((identity, str(passages), encoder.spec.max_seq_length))
                 n = dataset.n_docs if chunking is None else int(
                     sum(max(1.0, 1.3 * len(t.split()) / chunking.stride) for t in dataset.doc_texts))
-                rate, basis = docs_per_s()
+                network = tower.backbone if tower is not None else encoder.model
+                rate, basis = docs_per_s(encoder.spec, network)
                 phases.append(Phase(f"encode corpus for {name}" + (" (passages, estimated)" if chunking else ""),
                                     n, "texts", n / rate, basis))
         children = [ch for c in cells for ch in c.children]

@@ -22,8 +22,8 @@ from bench.encoders import embed_dataset, model_identity
 from bench.env import host_id, run_metadata
 from bench.executors import Executor, LocalExecutor
 from bench.measure import CellMeasurer, measure_query_encoding
-from bench.plan import (Speeds, _is_done, contended_latencies, corpus_cached, drifted_latencies, duration, latency_settings,
-                        plan_cells, render, stale_latencies, work_phases)
+from bench.plan import (Speeds, _is_done, contended_latencies, corpus_cached, drifted_latencies, duration,
+                        encode_rate_key, latency_settings, plan_cells, render, stale_latencies, work_phases)
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
@@ -159,12 +159,16 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         passages = [spec.chunking.tokens, spec.chunking.stride] if spec.chunking else None
         backbone = encoder.frozen_backbone
         if announce and encoder.output == "vectors" and not corpus_cached(
-                model_identity(backbone.model) if backbone else encoder.doc_identity, dataset.corpus_hash, passages):
+                model_identity(backbone.model) if backbone else encoder.doc_identity, dataset.corpus_hash, passages,
+                encoder.max_seq_length):
             announce(f"{config.name}: encoding the corpus for {spec.name}" + (" (passages)" if passages else ""))
         embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
         if not embeddings.cached and encoder.frozen_backbone is None:
-            speeds.record("encode_docs_per_s", len(embeddings.docs) / embeddings.encode_seconds)
+            tower = resolved[spec.name].tower  # a trained tower encodes at its backbone's rate (the same network size)
+            network = tower.backbone if tower is not None else resolved[spec.name].model
+            speeds.record(encode_rate_key(network, spec.max_seq_length, spec.doc_precision, spec.doc_runtime),
+                          len(embeddings.docs) / embeddings.encode_seconds)
         encode_latency = measure_query_encoding(  # on test queries (they come first)
             encoder, splits.test.query_texts[: config.measure.encode_sample], config.measure)
         shared = {**metadata, "config_name": config.name, "dataset": dataset.name, "dataset_hash": dataset.content_hash,

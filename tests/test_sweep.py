@@ -64,6 +64,25 @@ def test_sweep_measures_every_cell_then_resumes(config):
     assert read_results(config.results_path)["timestamp"].tolist() == frame["timestamp"].tolist()
 
 
+
+def test_the_encode_estimate_is_kept_per_document_network(config, tmp_path):
+    """A corpus encode is priced at its own network's rate: all-mpnet-base-v2 at 384 tokens runs ~15x slower than
+    MiniLM at 256, so one machine-wide rate announced 4 min for an hour of encoding."""
+    from bench.plan import Speeds, encode_rate_key
+
+    run_sweep(config)
+    spec = config.encoders[0]
+    assert encode_rate_key(spec.model, spec.max_seq_length) in Speeds().values
+    longer = dataclasses.replace(spec, max_seq_length=2 * spec.max_seq_length)
+    other = dataclasses.replace(config, encoders=[longer], backends=config.backends[:1],
+                                results=str(tmp_path / "longer.parquet"))
+    said = []
+    run_sweep(other, announce=said.append)
+    plan = next(text for text in said if ": plan: " in text)
+    encode = next((line for line in plan.splitlines() if "encode corpus for minilm" in line), plan)
+    assert encode.endswith("(probe)")  # not the shorter network's measured rate
+    assert encode_rate_key(spec.model, longer.max_seq_length) in Speeds().values
+
 QUALITY = ["ndcg_at_10", "recall_at_k", "dev_ndcg_at_10", "dev_recall_at_k", "q_ndcg_at_10", "index_bytes"]
 RETIMED = ["search_p50_ms", "query_encode_p50_ms", "e2e_p50_ms", "measured_at", "calibration_ms"]
 
