@@ -542,7 +542,7 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
     return parts + [markdown_table(pd.DataFrame(shown)), ""]
 
 
-def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[str]:
+def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str, tables: Tables) -> list[str]:
     own = first[(first["encoder"] == baseline_encoder(first)) | (first["first_stage_kind"] == LEXICAL)]
     baseline_rows = own[(own["backend"] == "exact")]
     if baseline_rows.empty:
@@ -566,6 +566,7 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
     table["own stage's gain (dev / test)"] = [
         "-" if np.isnan(row["stage_delta_dev"]) else f"{row['stage_delta_dev']:+.3f} / {row['stage_delta_test']:+.3f}"
         for _, row in chosen.iterrows()]
+    significant = tests["p_holm"].to_numpy() < ALPHA
     return ["## Significance against the baseline", "",
             f"Baseline: exact search, {baseline['encoder']}, K={baseline['k']} (test nDCG@10 "
             f"{ci(*t_interval(baseline['q_ndcg_at_10']))}). Systems, each chosen on dev: each ANN backend's fastest "
@@ -574,8 +575,10 @@ def _significance(frame: pd.DataFrame, first: pd.DataFrame, test: str) -> list[s
             f"on the test queries: {_test_name(test)} on per-query nDCG@10, Holm-corrected "
             f"(statsmodels multipletests) over the {len(tests)} comparisons; queries improved / worsened. A reranked "
             "system's delta against the baseline includes its first stage's; its own stage's gain is its paired delta "
-            "against that first stage (rerankers that add nothing on dev are left out).", "",
-            markdown_table(table), ""]
+            "against that first stage (rerankers that add nothing on dev are left out). Shown: the "
+            f"{int(significant.sum())} of {len(tests)} that differ after Holm (p < {ALPHA:g}); the others tie with the "
+            "baseline; all in " + tables.link("significance", table) + ".", "",
+            *([markdown_table(table[significant]), ""] if significant.any() else [])]
 
 
 def _contributions(frame: pd.DataFrame, tables: Tables) -> list[str]:
@@ -635,7 +638,7 @@ def dataset_why(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: 
     parts += _recall_frontiers(dense, plots_dir, link_prefix, tables)[2:]
     parts += _memory_section(dense, plots_dir, link_prefix, tables)[2:]
     parts += _k_by_r(frame, plots_dir, link_prefix, tables)
-    parts += _significance(frame, first, test)
+    parts += _significance(frame, first, test, tables)
     levers = [*_encoder_types(first, test, tables), *_hybrid_section(first, test, tables),
               *_precision_section(first, test, tables), *_chunking_section(first, test, tables),
               *_seen_section(frame, test, tables)]
