@@ -144,9 +144,10 @@ def choose_cells(config: LoadConfig, frame: pd.DataFrame) -> list[Chosen]:
 # ---------------------------------------------------------------- the served pipeline
 
 
-class Pipeline:
-    """One query in, its ranked document ids out, in three stages: `encode` the query, `search` the first stage
-    (one thread), `rerank` its top R (the identity without a reranker)."""
+class ServedPipeline:
+    """A pipeline as served (bench.pipelines.Pipeline is its description): one query in, its ranked document ids
+    out, in three stages: `encode` the query, `search` the first stage (one thread), `rerank` its top R (the identity
+    without a reranker)."""
 
     def __init__(self, encoder, index, doc_texts: list[str], scorer=None, r: int = 0, alpha: float = 1.0):
         self.encoder, self.index, self.doc_texts = encoder, index, doc_texts
@@ -174,7 +175,7 @@ class Pipeline:
         return self.rerank(text, self.search(self.encode(text)))
 
 
-def build_pipeline(sweep: SweepConfig, row: pd.Series, data_root: Path | None, build_threads: int) -> Pipeline:
+def build_pipeline(sweep: SweepConfig, row: pd.Series, data_root: Path | None, build_threads: int) -> ServedPipeline:
     """The cell of `row` rebuilt from the sweep config: its encoder, its index (built now), its reranker."""
     from bench.encoders import embed_dataset
     from bench.plan import first_stage_index, plan_cells
@@ -200,9 +201,9 @@ def build_pipeline(sweep: SweepConfig, row: pd.Series, data_root: Path | None, b
     index.fit(embeddings.docs, build_threads)
     index.set_search(cell.k, **cell.search)
     if child is None:
-        return Pipeline(encoder, index, dataset.doc_texts)
+        return ServedPipeline(encoder, index, dataset.doc_texts)
     scorer, _ = Rerankers(sweep, data_root).get(child.reranker)
-    return Pipeline(encoder, index, dataset.doc_texts, scorer, child.r, float(row["fusion_alpha"]))
+    return ServedPipeline(encoder, index, dataset.doc_texts, scorer, child.r, float(row["fusion_alpha"]))
 
 
 # ---------------------------------------------------------------- load generators

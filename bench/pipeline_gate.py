@@ -2,7 +2,7 @@
 
 `make check-latency` gates the harness's synthetic workload; this gates the configuration a user chose: the
 cells of a sweep config recommended under the given budgets (and any cell ids listed), each served end to end
-(bench.load.Pipeline: encode -> search -> rerank). Each repetition sends the same queries one at a time, timing
+(bench.load.ServedPipeline: encode -> search -> rerank). Each repetition sends the same queries one at a time, timing
 every stage and, after each query, the calibration kernel; a stage's figures per repetition are its median
 over the queries in ms (raw) and divided by the kernel's median (normalized). A stage - or the whole pipeline -
 fails when its raw median is more than `tolerance` x the baseline's AND the host's speed does not explain it:

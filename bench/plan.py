@@ -52,16 +52,20 @@ class Speeds:
 
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "speeds.json"
-        self.values: dict[str, float] = {}
-        if self.path.exists():
-            try:
-                values = json.loads(self.path.read_text())
-                if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
-                    raise ValueError("not a table of rates")
-                self.values = {k: float(v) for k, v in values.items()}
-            except (ValueError, OSError) as err:  # a corrupt file only costs the estimate its remembered rates
-                log.warning("%s: ignored, not readable (%s); rates are measured again", self.path, err)
+        self.values: dict[str, float] = self._read()
         self.probed: set[str] = set()
+
+    def _read(self) -> dict[str, float]:
+        if not self.path.exists():
+            return {}
+        try:
+            values = json.loads(self.path.read_text())
+            if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+                raise ValueError("not a table of rates")
+            return {k: float(v) for k, v in values.items()}
+        except (ValueError, OSError) as err:  # a corrupt file only costs the estimate its remembered rates
+            log.warning("%s: ignored, not readable (%s); rates are measured again", self.path, err)
+            return {}
 
     def get(self, key: str, probe=None) -> tuple[float, str]:
         if key in self.values:
@@ -76,7 +80,9 @@ class Speeds:
         if not value or value != value or value <= 0:
             return
         self.values[key] = float(value)
-        atomic_write_bytes(self.path, lambda tmp: tmp.write_text(json.dumps(self.values, indent=1, sort_keys=True)))
+        # what another Speeds of this run recorded meanwhile (the cell measurer's scoring rate) is kept
+        merged = {**self._read(), key: float(value)}
+        atomic_write_bytes(self.path, lambda tmp: tmp.write_text(json.dumps(merged, indent=1, sort_keys=True)))
 
 
 def corpus_cached(model_identity: str, corpus_hash: str, passages: list[int] | None = None,
@@ -122,14 +128,29 @@ def probe_docs_per_s(texts: list[str], n: int = 48, model: str | None = None, ma
     return n / (time.perf_counter() - started)
 
 
-def probe_pairs_per_s(model: str, max_length: int, query: str, texts: list[str], n: int = 32) -> float:
+def score_rate_key(network: str, max_length: int, precision: str = "fp32", runtime: str = "torch") -> str:
+    """The speeds.json key of one cross-encoder variant's scoring rate: its network (a model, or the backbone a trained
+    one starts from), length, precision and runtime set it (18 to 150 pairs/s here across the reranker variants)."""
+    return f"score_pairs_per_s|{Path(network).name}|{max_length}|{precision}|{runtime}"
+
+
+def reranker_network(spec, rerankers) -> str:
+    """What sets a reranker's speed: its model, or for one the harness trains, the backbone it starts from."""
+    from bench.encoders import DEFAULT_MODEL
+
+    trained = rerankers.training(spec.name) if rerankers is not None else None
+    return spec.model or (trained[0].backbone if trained is not None else DEFAULT_MODEL)
+
+
+def probe_pairs_per_s(model: str, max_length: int, query: str, texts: list[str], n: int = 32,
+                      precision: str = "fp32", runtime: str = "torch") -> float:
     """Score a few pairs with `model` (a reranker's model, or the backbone a trained one starts from)."""
     import transformers
 
     from bench.rerank import CrossEncoderScorer
 
     transformers.logging.set_verbosity_error()  # a backbone loaded as a scorer reports its new head: not news here
-    scorer = CrossEncoderScorer(model, max_length=max_length)
+    scorer = CrossEncoderScorer(model, max_length=max_length, precision=precision, runtime=runtime)
     scorer.score([query] * 2, texts[:2])
     started = time.perf_counter()
     scorer.score([query] * n, texts[:n])
@@ -178,11 +199,17 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                                                         doc_precision=spec.doc_precision,
                                                         doc_runtime=spec.doc_runtime))
 
-    def pairs_per_s(model: str = "", max_length: int = 192) -> tuple[float, str]:
+    def pairs_per_s(model: str = "", max_length: int = 192, precision: str = "fp32",
+                    runtime: str = "torch") -> tuple[float, str]:
         from bench.encoders import DEFAULT_MODEL
 
-        return speeds.get("score_pairs_per_s", lambda: probe_pairs_per_s(
-            model or DEFAULT_MODEL, max_length, dataset.query_texts[0], dataset.doc_texts))
+        network = model or DEFAULT_MODEL
+        return speeds.get(score_rate_key(network, max_length, precision, runtime), lambda: probe_pairs_per_s(
+            network, max_length, dataset.query_texts[0], dataset.doc_texts, precision=precision, runtime=runtime))
+
+    def reranker_rate(name: str) -> tuple[float, str]:
+        spec = reranker_specs[name]
+        return pairs_per_s(reranker_network(spec, rerankers), spec.max_length, spec.precision, spec.runtime)
 
     reranker_specs = {r.name: r for r in config.rerank.rerankers}
     encoding: set = set()  # (model identity, passages) planned once: heads towers share their backbone's vectors
@@ -230,7 +257,7 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
             if ch.cell_id in timed_only and (ch.reranker, ch.r) not in rerank_timed:
                 rerank_timed.add((ch.reranker, ch.r))  # once per run, reranker and R (Rerankers.latency)
                 pairs = config.rerank.latency_queries * ch.r
-                rate, basis = pairs_per_s(reranker_specs[ch.reranker].model, reranker_specs[ch.reranker].max_length)
+                rate, basis = reranker_rate(ch.reranker)
                 phases.append(Phase(f"time {ch.reranker} at R={ch.r} (re-timed rows)", pairs, "pairs", pairs / rate,
                                     basis))
         for reranker in dict.fromkeys(ch.reranker for ch in scoring):
@@ -254,7 +281,7 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                                             rate * steps, basis))
             pairs = max(0, len(dataset.query_ids) * depth - scored)
             if pairs:
-                rate, basis = pairs_per_s(spec.model or trained[0].backbone, spec.max_length)
+                rate, basis = reranker_rate(reranker)
                 rough = " less pairs already cached" if scored else ", lists of encoders overlap"
                 phases.append(Phase(f"score pairs: {reranker} over {name}'s top-{depth} (rough: queries x R{rough})", pairs,
                                     "pairs", pairs / rate, basis))

@@ -183,6 +183,7 @@ class Rerankers:
         self._scorers: dict[str, tuple[CrossEncoderScorer, dict]] = {}
         self._cache: ScoreCache | None = None
         self._latency: dict[tuple[str, int], LatencyStats] = {}
+        self._training: dict[str, tuple[CrossTrainConfig, QuerySplits, Path] | None] = {}
 
     @property
     def cache(self) -> ScoreCache:
@@ -192,6 +193,11 @@ class Rerankers:
     def training(self, name: str) -> tuple[CrossTrainConfig, QuerySplits, Path] | None:
         """For a reranker the harness trains: its settings, the splits it trains on and its model folder (which
         exists once trained); None for a given model."""
+        if name not in self._training:
+            self._training[name] = self._trained(name)
+        return self._training[name]
+
+    def _trained(self, name: str) -> tuple[CrossTrainConfig, QuerySplits, Path] | None:
         spec = self.specs[name]
         if not spec.train:
             return None

@@ -210,6 +210,9 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
     # the test queries and the 8 dev queries (25% of the synthetic train split) are both reranked
     assert frame["n_dev_queries"].eq(8).all() and frame["dev_query_ids"].map(len).eq(8).all()
     assert reranked["cross_pairs_scored"].sum() <= (30 + 8) * 10
+    from bench.plan import Speeds, score_rate_key  # the scoring rate is remembered for this variant, not any reranker
+
+    assert score_rate_key(tiny_cross_encoder, 32) in Speeds().values
     again = run_sweep(config)
     assert again.computed == 0
     stored = _by_cell(config.results_path)
