@@ -47,9 +47,10 @@ def test_the_larger_encoder_is_paired_against_the_smaller_alone_and_in_the_hybri
     text = encoder_size_section(frame)
     assert text.startswith("## The encoder-size lever")
     assert "| synthetic | st |" in text and "| synthetic | wide |" in text
-    assert "synthetic: wide minus st, alone " in text and ", in the hybrid " in text and "30 test queries" in text
+    assert "synthetic (30 test, 8 dev queries): wide minus st, alone test " in text and "; in the hybrid test " in text
     # bytes per vector: float32, the width of each model
     assert "| 128 |" in text and "| 256 |" in text
+    assert "Picked on dev from these rows" in text and "synthetic: 100 ms: " in text
     assert main(["encoder-size", str(config.results_path)]) == 0
     assert capsys.readouterr().out.startswith("## The encoder-size lever")
 
