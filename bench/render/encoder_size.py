@@ -100,10 +100,9 @@ def encoder_size_section(frame: pd.DataFrame) -> str:
              "seconds of the run that encoded it); query encode p50: one query, one thread; bytes per vector of the "
              "exact index (float32).", "",
              markdown_table(pd.DataFrame(table)), "",
-             "nDCG@10 paired per query, larger minus smaller (two-sided paired t-test): " + ". ".join(deltas) + ".", "",
+             "nDCG@10 paired per query, larger minus smaller (two-sided paired t-test): " + ". ".join(deltas) + ". "
              f"Picked on dev from these rows (`python -m bench recommend FILE --p95-ms P --memory-mb "
-             f"{SIZE_BUDGETS[0].memory_mb:g}`; ties go to the cheaper): " + ". ".join(picks) + ".", "",
-             _span(rows), ""]
+             f"{SIZE_BUDGETS[0].memory_mb:g}`; ties go to the cheaper): " + ". ".join(picks) + ". " + _span(rows), ""]
     return "\n".join(lines)
 
 
