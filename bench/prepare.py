@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -184,6 +185,7 @@ class Rerankers:
         self._cache: ScoreCache | None = None
         self._latency: dict[tuple[str, int], LatencyStats] = {}
         self._training: dict[str, tuple[CrossTrainConfig, QuerySplits, Path] | None] = {}
+        self.timing_seconds = 0.0  # spent timing rerank stages (once per reranker and R: not a per-cell cost)
 
     @property
     def cache(self) -> ScoreCache:
@@ -234,5 +236,7 @@ class Rerankers:
         abstracts mostly exceed it), not by which candidates a cell found."""
         if (name, r) not in self._latency:
             scorer, _ = self.get(name)
+            started = time.perf_counter()
             self._latency[(name, r)] = LatencyStats.from_ms(time_rerank(scorer, dataset, top, r, sample, threads))
+            self.timing_seconds += time.perf_counter() - started
         return self._latency[(name, r)]
