@@ -22,7 +22,7 @@ from bench.encoders import Embeddings, Encoder
 from bench.env import measured_now
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
-from bench.plan import Cell, Speeds, first_stage_index, reranker_network, score_rate_key
+from bench.plan import Cell, Speeds, first_stage_index
 from bench.prepare import Rerankers
 from bench.records import NOT_RERANKED, FirstStageRow, RerankRow
 from bench.rerank import ALPHAS, cross_scores, rerank, time_rerank
@@ -242,9 +242,7 @@ class CellMeasurer:
             if scored:
                 seconds = time.perf_counter() - started
                 self.scoring_seconds += seconds
-                spec = self.rerankers.specs[name]
-                Speeds().record(score_rate_key(reranker_network(spec, self.rerankers), spec.max_length,
-                                               spec.precision, spec.runtime), scored / seconds)
+                Speeds().record(self.rerankers.rate_key(name), scored / seconds)
             for child in children:
                 alpha = self._dev_alpha(result, child.r, cross) if child.alpha == "dev" else float(child.alpha)
                 ids = rerank(result, child.r, [c[: child.r] for c in cross], alpha)

@@ -138,7 +138,7 @@ def reranker_network(spec, rerankers) -> str:
     """What sets a reranker's speed: its model, or for one the harness trains, the backbone it starts from."""
     from bench.encoders import DEFAULT_MODEL
 
-    trained = rerankers.training(spec.name) if rerankers is not None else None
+    trained = rerankers.training(spec.name)
     return spec.model or (trained[0].backbone if trained is not None else DEFAULT_MODEL)
 
 
@@ -190,20 +190,16 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
     dataset = splits.evaluation
     phases: list[Phase] = []
 
-    def docs_per_s(spec: EncoderSpec, model: str) -> tuple[float, str]:
+    def docs_per_s(encoder) -> tuple[float, str]:
         """The rate of this document network (model, length, precision, runtime): measured here, else probed.
         A tower not trained yet is probed through its backbone (the same network size)."""
-        key = encode_rate_key(model, spec.max_seq_length, spec.doc_precision, spec.doc_runtime)
-        return speeds.get(key, lambda: probe_docs_per_s(dataset.doc_texts, model=model,
-                                                        max_seq_length=spec.max_seq_length,
-                                                        doc_precision=spec.doc_precision,
-                                                        doc_runtime=spec.doc_runtime))
+        spec = encoder.spec
+        return speeds.get(encoder.encode_rate_key(), lambda: probe_docs_per_s(
+            dataset.doc_texts, model=encoder.network, max_seq_length=spec.max_seq_length,
+            doc_precision=spec.doc_precision, doc_runtime=spec.doc_runtime))
 
-    def pairs_per_s(model: str = "", max_length: int = 192, precision: str = "fp32",
+    def pairs_per_s(network: str, max_length: int = 192, precision: str = "fp32",
                     runtime: str = "torch") -> tuple[float, str]:
-        from bench.encoders import DEFAULT_MODEL
-
-        network = model or DEFAULT_MODEL
         return speeds.get(score_rate_key(network, max_length, precision, runtime), lambda: probe_pairs_per_s(
             network, max_length, dataset.query_texts[0], dataset.doc_texts, precision=precision, runtime=runtime))
 
@@ -229,7 +225,7 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
             if tower.kd != "none" and (tower.teacher, tower.kd_depth) not in teacher_scored:
                 teacher_scored.add((tower.teacher, tower.kd_depth))
                 pairs = len(encoder.splits.train.query_ids) * tower.kd_depth
-                rate, basis = pairs_per_s()
+                rate, basis = pairs_per_s(_default_model())
                 phases.append(Phase(f"score teacher pairs for {name}", pairs, "pairs", pairs / rate, basis))
         if kind_of(encoder.spec.type).output != "text":
             rate, basis = speeds.get("model_load_s")
@@ -247,8 +243,7 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                 encoding.add((identity, str(passages), encoder.spec.max_seq_length))
                 n = dataset.n_docs if chunking is None else int(
                     sum(max(1.0, 1.3 * len(t.split()) / chunking.stride) for t in dataset.doc_texts))
-                network = tower.backbone if tower is not None else encoder.model
-                rate, basis = docs_per_s(encoder.spec, network)
+                rate, basis = docs_per_s(encoder)
                 phases.append(Phase(f"encode corpus for {name}" + (" (passages, estimated)" if chunking else ""),
                                     n, "texts", n / rate, basis))
         children = [ch for c in cells for ch in c.children]
@@ -289,6 +284,12 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
         rate, basis = speeds.get("cell_s")
         phases.append(Phase(f"measure cells of {name}", rows, "rows", rows * rate, basis))
     return phases
+
+
+def _default_model() -> str:
+    from bench.encoders import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def _model_identity(model: str) -> str:

@@ -76,6 +76,18 @@ class ResolvedEncoder:
             return self.dense.saw_eval_docs
         return self.splits is not None and self.splits.guard.saw_eval_docs
 
+    @property
+    def network(self) -> str:
+        """What sets its document encoding speed: the model, or for a tower the harness trains, its backbone (the
+        same network size)."""
+        return self.tower.backbone if self.tower is not None else self.model
+
+    def encode_rate_key(self) -> str:
+        from bench.plan import encode_rate_key
+
+        spec = self.spec
+        return encode_rate_key(self.network, spec.max_seq_length, spec.doc_precision, spec.doc_runtime)
+
     def load(self) -> Encoder:
         """The encoder (a trained one after `prepare_models` trained it)."""
         if self.dense is not None:
@@ -210,6 +222,13 @@ class Rerankers:
             raise ParamError(f"reranker '{name}': train options {options}: {err}") from None
         splits = sweep_splits(self.config, self.data_root, train_config.dataset, distracted=False)
         return train_config, splits, cross_model_dir(train_config, splits)
+
+    def rate_key(self, name: str) -> str:
+        """The speeds.json key of this reranker variant's scoring rate (bench.plan.score_rate_key)."""
+        from bench.plan import reranker_network, score_rate_key
+
+        spec = self.specs[name]
+        return score_rate_key(reranker_network(spec, self), spec.max_length, spec.precision, spec.runtime)
 
     def get(self, name: str) -> tuple[CrossEncoderScorer, dict]:
         """(scorer, training report; empty for models not trained by the harness)."""

@@ -23,7 +23,7 @@ from bench.env import host_id, run_metadata
 from bench.executors import Executor, LocalExecutor
 from bench.measure import CellMeasurer, measure_query_encoding
 from bench.plan import (Speeds, _is_done, contended_latencies, corpus_cached, drifted_latencies, duration,
-                        encode_rate_key, latency_settings, plan_cells, render, stale_latencies, work_phases)
+                        latency_settings, plan_cells, render, stale_latencies, work_phases)
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
@@ -165,10 +165,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         embeddings = embed_dataset(encoder, dataset, spec.batch_size, spec.chunking)
         summary.corpora_encoded += not embeddings.cached
         if not embeddings.cached and encoder.frozen_backbone is None:
-            tower = resolved[spec.name].tower  # a trained tower encodes at its backbone's rate (the same network size)
-            network = tower.backbone if tower is not None else resolved[spec.name].model
-            speeds.record(encode_rate_key(network, spec.max_seq_length, spec.doc_precision, spec.doc_runtime),
-                          len(embeddings.docs) / embeddings.encode_seconds)
+            speeds.record(resolved[spec.name].encode_rate_key(), len(embeddings.docs) / embeddings.encode_seconds)
         encode_latency = measure_query_encoding(  # on test queries (they come first)
             encoder, splits.test.query_texts[: config.measure.encode_sample], config.measure)
         shared = {**metadata, "config_name": config.name, "dataset": dataset.name, "dataset_hash": dataset.content_hash,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived
+from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived, within
 from bench.analysis.rerankers import REFERENCE_RERANKER, variant_table
 from bench.figures import ci, timing_text
 from bench.render.markdown import Tables, _p, markdown_table
@@ -73,7 +73,7 @@ def _pick_text(frame: pd.DataFrame, budget: Budget) -> str:
 
 def _best_text(rows: pd.DataFrame, budget: Budget) -> str:
     """The dev-best of `rows` (derived) within `budget` (what would have to beat the pick), or that none fits."""
-    fits = rows[(rows["e2e_p95_ms"] <= budget.p95_ms) & (rows["memory_mb"] <= budget.memory_mb)] if len(rows) else rows
+    fits = within(rows, budget) if len(rows) else rows
     if fits.empty:
         return "none fits"
     best = fits.loc[fits["dev_ndcg_at_10"].idxmax()]
