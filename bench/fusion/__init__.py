@@ -2,8 +2,10 @@
 `hybrid.fusion` uses (bench.hybrid). Adding a rule: a file here and a line in REGISTRY.
 
 Every rule gives each list's contribution per listed document; the fused score is their sum over the union, a
-document missing from a list adding nothing there. Ties are broken by the lower corpus row, so results are
-deterministic.
+document missing from a list adding nothing there. Ties are broken by the lower corpus row, in each input list
+(documents of equal score take their ranks in corpus order, whatever order the library returned them in: selection
+algorithms order equal scores differently on other instruction sets, e.g. NumPy's AVX-512 and AVX2 sorts) and in the
+fused list, so results are deterministic and the same on every host.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def fuse_one(dense_ids: np.ndarray, dense_scores: np.ndarray, sparse_ids: np.nda
     keep_dense, keep_sparse = dense_ids >= 0, sparse_ids >= 0
     dense_ids, dense_scores = dense_ids[keep_dense], dense_scores[keep_dense]
     sparse_ids, sparse_scores = sparse_ids[keep_sparse], sparse_scores[keep_sparse]
+    dense_ids, dense_scores = canonical_order(dense_ids, dense_scores)
+    sparse_ids, sparse_scores = canonical_order(sparse_ids, sparse_scores)
     parts = rule.parts(dense_ids, dense_scores, sparse_ids, sparse_scores, weight, rrf_k)
     union, inverse = np.unique(np.concatenate([dense_ids, sparse_ids]), return_inverse=True)
     fused = np.bincount(inverse, weights=np.concatenate(parts), minlength=len(union))
@@ -53,6 +57,13 @@ def fuse_one(dense_ids: np.ndarray, dense_scores: np.ndarray, sparse_ids: np.nda
     scores = np.full(k, np.nan, dtype=np.float32)
     ids[: len(order)], scores[: len(order)] = union[order], fused[order]
     return ids, scores
+
+
+def canonical_order(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One ranked list by score, highest first, equal scores by the lower corpus row (a stable no-op when the list
+    already is in that order)."""
+    order = np.lexsort((ids, -np.asarray(scores, dtype=np.float64)))
+    return ids[order], scores[order]
 
 
 def fuse(dense: Neighbors, sparse: Neighbors, method: str, k: int, weight: float = 0.5,
@@ -67,4 +78,4 @@ def fuse(dense: Neighbors, sparse: Neighbors, method: str, k: int, weight: float
     return Neighbors(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
 
 
-__all__ = ["FusionRule", "METHODS", "REGISTRY", "RULES", "fuse", "fuse_one", "fusion_label", "rule_of"]
+__all__ = ["FusionRule", "METHODS", "REGISTRY", "RULES", "canonical_order", "fuse", "fuse_one", "fusion_label", "rule_of"]

@@ -88,14 +88,14 @@ class Fusion(FirstStageKind):
 
     @classmethod
     def ground_truth(cls, measurer, cells, depth):
-        """The same fusion of BM25 and exact dense search, at each cell's depth."""
+        """The same fusion of BM25 and exact dense search, each side searched at each cell's depth (as the cell searches)."""
         from bench.hybrid import exact_hybrid, fused
 
         spec = measurer.encoder.hybrid_spec
         depths = sorted({c.search["depth"] for c in cells})
-        dense, sparse = exact_hybrid(spec, measurer.embeddings.docs, measurer.embeddings.queries, max(depths),
-                                     measurer.build_threads)
-        truth = {d: fused(spec, measurer.weights, dense, sparse, d, d).ids for d in depths}
+        truth = {d: fused(spec, measurer.weights, *exact_hybrid(spec, measurer.embeddings.docs,
+                                                                measurer.embeddings.queries, d, measurer.build_threads),
+                          d, d).ids for d in depths}
         return truth[max(depths)][:, :depth], lambda cell: truth[cell.search["depth"]][:, :cell.k]
 
     @classmethod
