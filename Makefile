@@ -9,7 +9,7 @@ CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml configs/transfer-scifact.t
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
+.PHONY: test-avx2 recheck mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -81,6 +81,18 @@ encode-latency: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
+
+# The instruction-set-dependent tests on the AVX2 paths the libraries can be forced onto (see .ci/run).
+AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 FAISS_OPT_LEVEL=avx2 \
+	NPY_DISABLE_CPU_FEATURES="AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+test-avx2: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(AVX2_ENV) $(PY) -m pytest tests/test_isa.py tests/test_hybrid.py \
+		tests/test_rerank.py tests/test_indexes.py
+
+# The reference decision re-checked on this host: its picks and tied rows measured here (results/recheck-<host>-*.parquet),
+# decided again and shown beside the reference host's (results/recheck-<host>.md).
+recheck: $(STAMP)
+	$(PY) -m bench recheck
 
 # Latency regression gate against benchmarks/latency_baseline.json (see bench/gate.py).
 check-latency: $(STAMP)

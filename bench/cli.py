@@ -317,6 +317,43 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recheck(args: argparse.Namespace) -> int:
+    from bench.analysis import DEFAULT_BUDGETS, Budget
+    from bench.env import host_id
+    from bench.recheck import recheck
+
+    if (args.p95_ms is None) != (args.memory_mb is None):
+        raise ConfigError("recheck: give both --p95-ms and --memory-mb (one budget), or neither (the report's budgets)")
+    try:
+        budgets = [Budget(args.p95_ms, args.memory_mb)] if args.p95_ms is not None else DEFAULT_BUDGETS
+    except ValueError as err:
+        raise ConfigError(f"recheck: {err}") from None
+    for path in args.results:
+        if not path.exists():
+            raise ConfigError(f"recheck: {path}: no such results file")
+    announce = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    started = time.perf_counter()
+    text = recheck(args.results, budgets, args.out_dir, args.data_dir, announce, plan_only=args.plan_only)
+    if text is None:
+        return 0
+    text += f"\nWall time of the re-check: {(time.perf_counter() - started) / 60:.1f} min."
+    out = args.out_dir / f"recheck-{host_id()}.md"
+    from bench.cache import atomic_write_bytes
+
+    atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
+    print(text)
+    print(f"(written to {out})", file=sys.stderr)
+    return 0
+
+
+def cmd_int8_isa(args: argparse.Namespace) -> int:
+    from bench.analysis.rerankers import int8_by_isa
+    from bench.render.rerankers import int8_isa_section
+
+    print(int8_isa_section(int8_by_isa([read_results(path) for path in args.results], args.r)))
+    return 0
+
+
 def cmd_distractors(args: argparse.Namespace) -> int:
     from bench.render.distractors import distractors_section
 
@@ -511,6 +548,22 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--exclude-seen", action="store_true",
                            help="leave out models trained on documents the evaluation queries judge")
     recommend.set_defaults(func=cmd_recommend)
+    int8 = commands.add_parser("int8-isa", help="what int8 rerankers cost on each instruction set: dev delta against "
+                                                "fp32 and latency, per host (rerank-variants and rerank-int8-isa files)")
+    int8.add_argument("results", nargs="+", type=Path)
+    int8.add_argument("--r", type=int, default=20)
+    int8.set_defaults(func=cmd_int8_isa)
+    again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "
+                                                "tied with them measured here, decided again, shown beside the reference")
+    again.add_argument("results", nargs="*", type=Path,
+                       default=[Path("results/scifact.parquet"), Path("results/nfcorpus.parquet")])
+    again.add_argument("--p95-ms", type=float, help="one budget (with --memory-mb); default: the report's budgets")
+    again.add_argument("--memory-mb", type=float)
+    again.add_argument("--out-dir", type=Path, default=Path("results"),
+                       help="where this host's rows go (recheck-<host>-<config>.parquet) and the comparison")
+    again.add_argument("--data-dir", type=Path, default=None)
+    again.add_argument("--plan-only", action="store_true", help="print the plan and its cost, measure nothing")
+    again.set_defaults(func=cmd_recheck)
     contributions = commands.add_parser("contributions", help="each reranker's and each fusion's paired gain "
                                                                   "against the same pipeline without it (dev and test)")
     contributions.add_argument("results", nargs="+", type=Path)

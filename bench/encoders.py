@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from bench.cache import cache_dir, cached_array, content_key
+from bench.env import int8_kernels
 from bench.chunking import Chunking, Passages, split_passages
 from bench.datasets import Dataset
 from bench.stages import KINDS, kind_of
@@ -419,6 +420,8 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
         seconds = backbone.encode_seconds + time.perf_counter() - started
         return Embeddings(docs, encoder.project(backbone.queries, "query"), seconds, backbone.cached, backbone.passages)
     key = {"model": encoder.doc_identity, "max_seq_length": encoder.max_seq_length, "corpus": dataset.corpus_hash}
+    if encoder.doc_precision == "int8":  # int8 vectors depend on the kernels that ran (bench.env.int8_kernels)
+        key["int8_kernels"] = int8_kernels(getattr(encoder, "doc_runtime", "torch"))
     passages = None
     texts = dataset.doc_texts
     if chunking is not None:
@@ -446,6 +449,7 @@ def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chun
     query_batch = batch_size
     if encoder.query_precision == "int8":  # served one at a time: a batch would share one activation range, padding
         query_batch = query_key["query_batch"] = 1  # included, and change the vectors the quality is measured on
+        query_key["int8_kernels"] = int8_kernels(encoder.query_runtime)
     queries, _ = cached_array("queries", {**query_key, "side": "queries", "dataset": dataset.content_hash},
                               lambda: encoder.encode_queries(dataset.query_texts, batch_size=query_batch))
     return Embeddings(docs=docs, queries=queries, encode_seconds=encode_seconds, cached=docs_cached, passages=passages)

@@ -16,8 +16,9 @@ from typing import Protocol
 from tqdm import tqdm
 
 from bench.cache import cache_dir
+from bench.env import ISA_COLUMNS
 
-HARDWARE_COLUMNS = ("host_id", "cpu_model", "n_cpus", "memory_gb", "platform")
+HARDWARE_COLUMNS = ("host_id", "cpu_model", "n_cpus", "memory_gb", "platform", *ISA_COLUMNS)
 
 
 class Executor(Protocol):

@@ -19,7 +19,7 @@ from bench.chunking import aggregate, first_documents
 from bench.config import EncoderSpec, MeasureSpec, SweepConfig
 from bench.datasets import Dataset
 from bench.encoders import Embeddings, Encoder
-from bench.env import measured_now
+from bench.env import measured_now, rescored_here
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
 from bench.plan import Cell, Speeds, first_stage_index
@@ -86,7 +86,7 @@ class CellMeasurer:
         """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
         clone = copy.copy(self)
         clone.sink = None
-        clone.rerankers = Rerankers(self.config, self.rerankers.data_root)
+        clone.rerankers = Rerankers(self.config, self.rerankers.data_root, self.rerankers.stand_in)
         return clone
 
     def prepare(self, cells: list[Cell]) -> list[list[Cell]]:
@@ -228,14 +228,15 @@ class CellMeasurer:
             return 0
         written = 0
         for name in dict.fromkeys(ch.reranker for ch in cell.children):
-            scorer, report = self.rerankers.get(name)
-            timed_only = [ch for ch in cell.children if ch.reranker == name and self._time_only(ch, first_row, scorer)]
+            timed_only = [ch for ch in cell.children
+                          if ch.reranker == name and self._time_only(ch, first_row, self.rerankers.max_length(name))]
             for child in timed_only:
-                self._retime_child(child, first_row, search_latency, scorer)
+                self._retime_child(child, first_row, search_latency, self.rerankers.timing_scorer(name))
             written += len(timed_only)
             children = [ch for ch in cell.children if ch.reranker == name and ch not in timed_only]
             if not children:
                 continue
+            scorer, report = self.rerankers.get(name)  # scoring pairs: the trained model itself
             started = time.perf_counter()
             cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, result.ids,
                                          max(ch.r for ch in children))
@@ -269,13 +270,14 @@ class CellMeasurer:
                 written += 1
         return written
 
-    def _time_only(self, child, first_row: dict, scorer) -> bool:
+    def _time_only(self, child, first_row: dict, max_length: int) -> bool:
         """A stored child that is re-timed without scoring its pairs again: its first stage is the model stored
         (same vectors, same lists) and the reranker the same spec at the same max_length (a fixed depth: an adaptive
-        child's depths come from the scores)."""
+        child's depths come from the scores), and its scores do not rest on int8 kernels other than this host's
+        (bench.env.rescored_here: those are scored again)."""
         stored = self._kept(child.cell_id, first_row)
         return (stored is not None and not child.adaptive_step and stored["stage"] == "rerank"
-                and stored["rerank_max_length"] == scorer.max_length)
+                and stored["rerank_max_length"] == max_length and not rescored_here(stored))
 
     def _kept(self, cell_id: str, first_row: dict) -> dict | None:
         """The stored row being re-timed whose quality is kept: one of the same encoder model as this run's first

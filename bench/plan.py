@@ -157,6 +157,40 @@ def probe_pairs_per_s(model: str, max_length: int, query: str, texts: list[str],
     return n / (time.perf_counter() - started)
 
 
+def train_rate_key(config) -> str:
+    """A cross-encoder training step's rate key: the backbone, the pairs per step and their length."""
+    pairs = config.batch_queries * (1 + config.negatives)
+    return f"cross_train_step_s|{_model_identity(config.backbone)}|pairs={pairs}|max_length={config.max_length}"
+
+
+def probe_train_step_s(config, query: str, texts: list[str], steps: int = 2) -> float:
+    """Seconds per training step of a cross-encoder like `config`'s on this host: its backbone, one step's pairs at
+    its max_length, forward, backward and an AdamW step (one warm-up step, then the mean of `steps`)."""
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bench.encoders import resolve_model
+
+    transformers.logging.set_verbosity_error()
+    path = resolve_model(config.backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    pairs = config.batch_queries * (1 + config.negatives)
+    docs = [texts[i % len(texts)] for i in range(pairs)]
+    took = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        encoded = tokenizer([query] * pairs, docs, truncation="longest_first", max_length=config.max_length,
+                            padding=True, return_tensors="pt")
+        model(**encoded).logits.sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        took.append(time.perf_counter() - started)
+    return float(np.mean(took[1:]))
+
+
 def render(phases: list[Phase], title: str) -> str:
     total = sum(p.seconds for p in phases)
     lines = [f"{title}: about {duration(total)} on this machine"]
@@ -209,6 +243,7 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
 
     reranker_specs = {r.name: r for r in config.rerank.rerankers}
     encoding: set = set()  # (model identity, passages) planned once: heads towers share their backbone's vectors
+    training: set = set()  # reranker model folders planned to train (variants of one model share it)
     teacher_scored: set = set()
     for name, encoder in resolved.items():
         cells = pending.get(name, [])
@@ -237,10 +272,10 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
             else:  # a model not trained yet has no identity (so nothing cached); heads read the backbone's vectors
                 identity = _model_identity(tower.backbone if heads else encoder.model) if heads or trained else None
             passages = [chunking.tokens, chunking.stride] if chunking else None
-            planned = identity is not None and (identity, str(passages), encoder.spec.max_seq_length) in encoding
-            if not planned and (identity is None or not corpus_cached(identity, dataset.corpus_hash, passages,
-                                                                      encoder.spec.max_seq_length)):
-                encoding.add((identity, str(passages), encoder.spec.max_seq_length))
+            length = (encoder.dense or encoder).spec.max_seq_length  # a hybrid encodes with its dense side's
+            planned = identity is not None and (identity, str(passages), length) in encoding
+            if not planned and (identity is None or not corpus_cached(identity, dataset.corpus_hash, passages, length)):
+                encoding.add((identity, str(passages), length))
                 n = dataset.n_docs if chunking is None else int(
                     sum(max(1.0, 1.3 * len(t.split()) / chunking.stride) for t in dataset.doc_texts))
                 rate, basis = docs_per_s(encoder)
@@ -260,18 +295,21 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
             depth = max(ch.r for ch in scoring if ch.reranker == reranker)
             trained = rerankers.training(reranker)
             if trained is None:
-                scored = cached_pairs(f"{_model_identity(spec.model)}|max_length={spec.max_length}", dataset.corpus_hash)
+                scored = cached_pairs(_scores_key(spec.model, spec), dataset.corpus_hash)
             else:
                 train_config, train_splits, model = trained
                 if (model / "training.json").exists():
-                    identity = f"{_model_identity(str(model))}|max_length={spec.max_length}"  # as CrossEncoderScorer's
-                    scored = cached_pairs(identity, dataset.corpus_hash)
+                    scored = cached_pairs(_scores_key(str(model), spec), dataset.corpus_hash)
                 else:
                     scored = 0
-                    if not any(p.what.startswith(f"train {reranker}") for p in phases):
-                        examples = _examples(train_splits.train) + train_config.title_queries
-                        steps = examples // train_config.batch_queries * train_config.epochs
-                        rate, basis = speeds.get("cross_train_step_s")
+                    if model not in training:  # one training per model folder: variants of one model train once
+                        training.add(model)
+                        # as bench.train.cross counts them: judged pairs, title and sentence pseudo-queries
+                        examples = (_examples(train_splits.train) + train_config.title_queries
+                                    + train_config.sentence_queries)
+                        steps = -(-examples // train_config.batch_queries) * train_config.epochs
+                        rate, basis = speeds.get(train_rate_key(train_config), lambda: probe_train_step_s(
+                            train_config, dataset.query_texts[0], dataset.doc_texts))
                         phases.append(Phase(f"train {reranker} (cross-encoder, {train_config.loss})", steps, "steps",
                                             rate * steps, basis))
             pairs = max(0, len(dataset.query_ids) * depth - scored)
@@ -290,6 +328,14 @@ def _default_model() -> str:
     from bench.encoders import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+def _scores_key(model: str, spec) -> str:
+    """What a reranker spec's scores are cached under, as CrossEncoderScorer's `scores_key`."""
+    from bench.rerank import reranker_identity, scores_key
+
+    return scores_key(reranker_identity(_model_identity(model), spec.max_length, spec.precision, spec.runtime),
+                      spec.precision, spec.runtime)
 
 
 def _model_identity(model: str) -> str:

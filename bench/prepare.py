@@ -190,9 +190,14 @@ def hybrid_weights(encoder: ResolvedEncoder, splits: QuerySplits) -> dict[int, f
 class Rerankers:
     """The configured cross-encoders, loaded (and trained, once, if asked) on first use."""
 
-    def __init__(self, config: SweepConfig, data_root: Path | None):
+    def __init__(self, config: SweepConfig, data_root: Path | None, stand_in: bool = False):
+        """`stand_in`: a reranker the harness trains that is not trained on this host yet is *timed* with its
+        untrained backbone at the spec's max_length, precision and runtime (the same computation per pair; only the
+        weights differ: benchmarks/rerank_weights_latency.py) instead of being trained first; scoring pairs always
+        takes the trained model. `python -m bench recheck` times stored rows this way."""
         self.specs = {r.name: r for r in config.rerank.rerankers}
-        self.config, self.data_root = config, data_root
+        self.config, self.data_root, self.stand_in = config, data_root, stand_in
+        self._stand_ins: dict[str, CrossEncoderScorer] = {}
         self._scorers: dict[str, tuple[CrossEncoderScorer, dict]] = {}
         self._cache: ScoreCache | None = None
         self._latency: dict[tuple[str, int], LatencyStats] = {}
@@ -244,8 +249,28 @@ class Rerankers:
                                                       precision=spec.precision, runtime=spec.runtime), report)
         return self._scorers[name]
 
-    def loaded(self) -> list[tuple[CrossEncoderScorer, dict]]:
-        return list(self._scorers.values())
+    def timing_scorer(self, name: str) -> CrossEncoderScorer:
+        """What times this reranker's stage: its model where it is loaded or trained here, else (with `stand_in`) its
+        backbone at the same max_length, precision and runtime (the row's `rerank_timed_identity` names it)."""
+        trained = self.training(name)
+        if (name in self._scorers or not self.stand_in or trained is None
+                or (trained[2] / "training.json").exists()):
+            return self.get(name)[0]
+        if name not in self._stand_ins:
+            import transformers
+
+            spec = self.specs[name]
+            transformers.logging.set_verbosity_error()  # the backbone's new head is the point here, not news
+            self._stand_ins[name] = CrossEncoderScorer(trained[0].backbone, spec.max_length, spec.batch_size,
+                                                       precision=spec.precision, runtime=spec.runtime)
+        return self._stand_ins[name]
+
+    def max_length(self, name: str) -> int:
+        return self.specs[name].max_length
+
+    def loaded(self) -> list[tuple[str, dict]]:
+        """(name, training report) of every reranker loaded so far."""
+        return [(name, report) for name, (_, report) in self._scorers.items()]
 
     def latency(self, name: str, r: int, dataset: Dataset, top: np.ndarray, sample: list[int],
                 threads: int) -> LatencyStats:
@@ -254,7 +279,7 @@ class Rerankers:
         cost ~R seconds here, and a pair's cost is set by its token count, which `max_length` caps (SciFact
         abstracts mostly exceed it), not by which candidates a cell found."""
         if (name, r) not in self._latency:
-            scorer, _ = self.get(name)
+            scorer = self.timing_scorer(name)
             started = time.perf_counter()
             self._latency[(name, r)] = LatencyStats.from_ms(time_rerank(scorer, dataset, top, r, sample, threads))
             self.timing_seconds += time.perf_counter() - started

@@ -25,7 +25,7 @@ import pyarrow as pa
 @dataclass(kw_only=True)
 class CellIdentity:
     cell_id: str  # a hash of everything that defines the cell (bench.plan)
-    host_id: str  # CPU model, cores, memory, architecture
+    host_id: str  # CPU model, cores, memory, architecture, instruction set (bench.env.host_id)
     config_name: str
     config_hash: str
     dataset: str
@@ -194,6 +194,13 @@ class RunColumns:
     n_cpus: int
     memory_gb: float
     platform: str
+    # the instruction set the row's kernels ran on (bench.env.instruction_set); empty on rows measured before it
+    cpu_flags: str | None = None  # of bench.env.ISA_FLAGS, those the CPU has
+    torch_cpu_capability: str | None = None  # torch.backends.cpu.get_cpu_capability(): AVX2, AVX512, ...
+    torch_quantized_engine: str | None = None  # torch.backends.quantized.engine
+    faiss_simd: str | None = None  # the SIMD build faiss loaded (AVX2, AVX512, ...)
+    onnxruntime_provider: str | None = None  # ONNX Runtime's version and execution provider
+    int8_level: str | None = None  # the int8 kernels fbgemm and MLAS pick on this CPU: avx2, avx512, avx512-vnni, amx
 
 
 @dataclass(kw_only=True)

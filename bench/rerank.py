@@ -54,9 +54,8 @@ class CrossEncoderScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
         self.device, self.max_length, self.batch_size = device, max_length, batch_size
         self.precision, self.runtime = precision, runtime
-        base = f"{model_identity(model)}|max_length={max_length}"
-        self.identity = base + ("" if precision == "fp32" else f"|{precision}") + \
-            ("" if runtime == "torch" else f"|{runtime}")
+        self.identity = reranker_identity(model_identity(model), max_length, precision, runtime)
+        self.scores_key = scores_key(self.identity, precision, runtime)
         self._torch = torch
         self._onnx = None
         if runtime == "onnxruntime":
@@ -82,6 +81,23 @@ class CrossEncoderScorer:
                 else:
                     out.append(self.model(**batch.to(self.device)).logits[:, -1].float().cpu().numpy())
         return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+
+def reranker_identity(model_identity: str, max_length: int, precision: str = "fp32", runtime: str = "torch") -> str:
+    """A variant's identity: the model's, its max_length, and its precision and runtime where not fp32 torch."""
+    return (f"{model_identity}|max_length={max_length}" + ("" if precision == "fp32" else f"|{precision}")
+            + ("" if runtime == "torch" else f"|{runtime}"))
+
+
+def scores_key(identity: str, precision: str, runtime: str) -> str:
+    """What a variant's scores are cached under: its identity, and for int8 the kernels that ran on this host
+    (bench.env.int8_kernels: AVX2's saturating u8s8 path scores otherwise than VNNI's), so a host of another
+    instruction set scores its pairs again rather than reusing another's."""
+    if precision != "int8":
+        return identity
+    from bench.env import int8_kernels
+
+    return f"{identity}|{int8_kernels(runtime)}"
 
 
 class OnnxCrossEncoder:
@@ -197,7 +213,7 @@ def cross_scores(scorer: CrossEncoderScorer, cache: ScoreCache, dataset: Dataset
     returns (scores per query, pairs scored now).
     """
     corpus_key = dataset.corpus_hash
-    known = [cache.get(scorer.identity, corpus_key, qid) for qid in dataset.query_ids]
+    known = [cache.get(scorer.scores_key, corpus_key, qid) for qid in dataset.query_ids]
     missing = [(qi, dataset.doc_ids[j]) for qi, row in enumerate(ids[:, :r]) for j in row
                if j >= 0 and dataset.doc_ids[j] not in known[qi]]
     missing = list(dict.fromkeys(missing))
@@ -207,7 +223,7 @@ def cross_scores(scorer: CrossEncoderScorer, cache: ScoreCache, dataset: Dataset
         part = missing[start:start + chunk]
         scores = np.concatenate([scorer.score([dataset.query_texts[qi]] * len(group), [text[did] for did in group])
                                  for qi, group in _by_query(part)]) if part else np.empty(0)
-        cache.put(scorer.identity, corpus_key, [(dataset.query_ids[qi], did, s) for (qi, did), s in zip(part, scores)])
+        cache.put(scorer.scores_key, corpus_key, [(dataset.query_ids[qi], did, s) for (qi, did), s in zip(part, scores)])
         for (qi, did), s in zip(part, scores):
             known[qi][did] = float(s)
     per_query = [np.array([known[qi][dataset.doc_ids[j]] if j >= 0 else np.nan for j in row], dtype=np.float64)

@@ -125,7 +125,9 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "encoder_bytes": None, "query_runtime": "torch", "doc_runtime": "torch",
                  "e2e_method": "sum of per-query medians", "normalize": True, "mips_reduction": False, "judged_at_10": None, "q_judged_at_10": None,
                  "dev_judged_at_10": None, "dev_q_judged_at_10": None, "rerank_depth_rule": "", "q_rerank_pairs": None,
-                 "top10_changed_share": None, "rerank_timed_identity": ""}
+                 "top10_changed_share": None, "rerank_timed_identity": "",
+                 "cpu_flags": None, "torch_cpu_capability": None, "torch_quantized_engine": None, "faiss_simd": None,
+                 "onnxruntime_provider": None, "int8_level": None}
 
 # What re-timing a stored row replaces (bench.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",
@@ -135,7 +137,8 @@ LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p
                    "rerank_p50_ms", "rerank_p95_ms", "rerank_p99_ms", "rerank_mean_ms", "rerank_latency_queries",
                    "rerank_threads", "rerank_timed_identity", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "e2e_mean_ms", "e2e_queries", "e2e_method",
                    "timestamp", "measured_at", "git_sha", "git_dirty", "versions", "cpu_model", "n_cpus", "memory_gb",
-                   "platform")
+                   "platform", "host_id", "cpu_flags", "torch_cpu_capability", "torch_quantized_engine", "faiss_simd",
+                   "onnxruntime_provider", "int8_level")
 
 
 class SchemaError(ValueError):

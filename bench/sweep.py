@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from bench.calibration import calibrate
 from bench.config import ConfigError, SweepConfig
 from bench.encoders import embed_dataset, model_identity
-from bench.env import host_id, run_metadata
+from bench.env import host_id, rescored_here, run_metadata
 from bench.executors import Executor, LocalExecutor
 from bench.measure import CellMeasurer, measure_query_encoding
 from bench.plan import (Speeds, _is_done, contended_latencies, corpus_cached, drifted_latencies, duration,
-                        latency_settings, plan_cells, render, stale_latencies, work_phases)
+                        latency_settings, plan_cells, render, stale_latencies, train_rate_key, work_phases)
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
@@ -41,12 +43,14 @@ class SweepSummary:
     already_done: int = 0  # first-stage cells complete with their children
     skipped_invalid: int = 0  # grid points breaking a cross-parameter rule (ef < K, nprobe > nlist, ...)
     corpora_encoded: int = 0
+    phases: list = dataclasses.field(default_factory=list)  # the plan (set by a `plan_only` run)
 
 
 def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = None,
               store: ResultStore | None = None, executor: Executor | None = None,
               announce: Callable[[str], None] | None = None, prune: bool = False,
-              only: set[str] | None = None, only_cells: set[str] | None = None, retime: bool = False) -> SweepSummary:
+              only: set[str] | None = None, only_cells: set[str] | None = None, retime: bool = False,
+              reuse: pd.DataFrame | None = None, stand_in: bool = False, plan_only: bool = False) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
@@ -57,6 +61,11 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     line says how many are and how to re-time them; a changed host has no stored rows, so it measures anew).
     `only_cells`: the same for the cells with these ids, and nothing else: a first-stage cell is measured without the
     rerank children not named (a pipeline block names its pick's cell).
+    `reuse`: rows of these cells measured on another host (`python -m bench recheck`): first stages are measured here
+    whole (their quality is cheap and may move with the instruction set), rerank rows are re-timed here with their
+    stored quality, except those whose scores rest on int8 kernels other than this host's (bench.env.rescored_here),
+    which are scored again. `stand_in`: re-timed rerank stages of rerankers not trained here are timed with their
+    untrained backbone (bench.prepare.Rerankers). `plan_only`: announce the plan and return its phases (no work).
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -113,6 +122,10 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
         wanted = {i for planned, _ in plans.values() for c in planned if in_scope(c) for i in c.ids}
         stale_rows = stale_rows[stale_rows["cell_id"].isin(wanted)]
     stale = {} if redo else {row["cell_id"]: row for row in stale_rows.to_dict("records")}
+    if reuse is not None and not redo:  # another host's rerank rows of the named cells: re-timed here, quality kept
+        borrowed = reuse[(reuse["stage"] == "rerank") & reuse["cell_id"].isin(planned_ids)
+                         & ~reuse["cell_id"].isin(mine["cell_id"])]
+        stale.update({row["cell_id"]: row for row in borrowed.to_dict("records") if not rescored_here(row)})
     if stale and announce:
         announce(f"{config.name}: {len(stale)} stored rows get their latencies re-timed (other latency settings"
                  + (f", or calibration off the current {calibration:.3f} ms, or off their run's median, by more than "
@@ -126,7 +139,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             summary.retimed += 1
         store.add(row)  # a stored row of another model (retrained: its weights were gone) is replaced whole
 
-    rerankers = Rerankers(config, data_root)
+    rerankers = Rerankers(config, data_root, stand_in=stand_in)
     protocol = describe(splits)
     todo = {spec.name: [c for c in plans[spec.name][0]
                         if not _is_done(c, recall_by_id, config.rerank.min_recall_at_k, set(stale))
@@ -135,9 +148,12 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             for spec in config.encoders}
     speeds = Speeds()
     retimed_children = frozenset(i for i, row in stale.items() if row["stage"] == "rerank")  # only timed (measure.py)
+    phases = work_phases(config, splits, resolved, todo, speeds, rerankers, retimed_children)
     if announce:
-        announce(render(work_phases(config, splits, resolved, todo, speeds, rerankers, retimed_children),
-                        f"{config.name}: plan"))
+        announce(render(phases, f"{config.name}: plan"))
+    if plan_only:
+        summary.phases = phases
+        return summary
     weights = prepare_models(resolved, todo, rerankers, data_root, splits)
     summary.corpora_encoded += sum(getattr(w, "encoded", False) for w in weights.values())  # a hybrid's weight choice
     for index, spec in enumerate(config.encoders):
@@ -222,5 +238,7 @@ def _record_training_speeds(speeds: Speeds, encoder: ResolvedEncoder, rerankers:
         speeds.record("tower_full_step_s", report.get("train_seconds", 0) / max(report.get("steps", 0), 1))
     elif encoder.tower is not None:
         speeds.record("tower_heads_s", read_training(encoder.model).get("train_seconds", 0))
-    for _, report in rerankers.loaded():
-        speeds.record("cross_train_step_s", report.get("train_seconds", 0) / max(report.get("steps", 0), 1))
+    for name, report in rerankers.loaded():
+        trained = rerankers.training(name)
+        if trained is not None:  # the rate of this training's network and step size (bench.plan.train_rate_key)
+            speeds.record(train_rate_key(trained[0]), report.get("train_seconds", 0) / max(report.get("steps", 0), 1))

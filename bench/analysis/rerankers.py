@@ -65,3 +65,39 @@ def variant_table(frame: pd.DataFrame, reference: str) -> pd.DataFrame:
                               f"{split} p (worse)": paired_p(-diff, "t", "greater") if np.any(diff) else 1.0})
             out.append(entry)
     return pd.DataFrame(out)
+
+
+INT8_TIE_ALPHA = 0.05  # int8 "holds" on a host where its dev delta against fp32 is not significantly negative
+
+
+def int8_by_isa(frames: list[pd.DataFrame], r: int = 20) -> pd.DataFrame:
+    """Each int8 reranker variant against fp32 torch at the same max_length, at R = `r`, over the same first stage,
+    alpha and threads, per host of `frames` (one results file each: rerank-variants on one host, rerank-int8-isa on
+    another): the instruction set it ran on, the paired dev delta with its 95% interval, and the rerank latency."""
+    from bench.analysis import with_derived
+
+    out = []
+    for frame in frames:
+        frame = with_derived(frame)  # first_stage_id pairs each variant with fp32 over the same first stage
+        rows = frame[(frame["stage"] == "rerank") & (frame["r"] == r) & (frame["rerank_depth_rule"] == "")]
+        for host, on_host in rows.groupby("host_id", sort=False):
+            lengths = {variant_of(i)["max_length"] for i in on_host["reranker_identity"]}
+            for length in sorted(lengths):
+                fp32 = on_host[on_host["reranker_identity"].map(lambda i: variant_of(i) == {
+                    "precision": "fp32", "runtime": "torch", "max_length": length})]
+                if fp32.empty:
+                    continue
+                table = variant_table(on_host, str(fp32["reranker"].iloc[0]))
+                table = table[(table["max_length"] == length) & (table["depth"] == "fixed")]
+                isa = on_host["int8_level"].iloc[0] if "int8_level" in on_host else None
+                for _, entry in table.iterrows():
+                    out.append({"host": host, "int8 kernels": isa if isinstance(isa, str) and isa else
+                                "not recorded", "calibration ms": float(on_host["calibration_ms"].median()),
+                                **entry.to_dict()})
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    table["int8 holds"] = np.where(table["precision"] == "fp32", "",
+                                   np.where(table["dev p (worse)"] < INT8_TIE_ALPHA, "no: worse on dev",
+                                            "yes: ties on dev"))
+    return table

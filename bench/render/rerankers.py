@@ -125,3 +125,32 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
         lines += ["What the variants change in the picks (`python -m bench recommend` over the sweep, then over the "
                   "sweep and the variants' reranked pipelines on the sweep's threads):", "", markdown_table(pd.DataFrame(rows)), ""]
     return "\n".join(lines)
+
+
+def int8_isa_section(table: pd.DataFrame) -> str:
+    """What int8 costs on each instruction set: per host, each int8 variant's dev delta against fp32 torch at the same
+    max_length (paired, 95% interval) and its rerank latency beside fp32's; the answer first."""
+    if table.empty:
+        return "No int8 rerank rows at R = 20 with an fp32 torch row of the same max_length."
+    int8 = table[table["precision"] == "int8"]
+    verdicts = []
+    for (variant, alpha), rows in int8.groupby(["reranker", "alpha"], sort=False):
+        kinds = [f"{k} {'holds' if v.startswith('yes') else 'worse'} ({ci(m, h)})" for k, v, m, h in
+                 zip(rows["int8 kernels"], rows["int8 holds"], rows["dev delta"], rows["dev delta ci"])]
+        verdicts.append(f"{variant} at alpha {alpha}: {'; '.join(kinds)}")
+    shown = table.assign(**{
+        "variant": table["reranker"], "dev delta vs fp32": [ci(m, h) for m, h in zip(table["dev delta"],
+                                                                                     table["dev delta ci"])],
+        "dev p (worse)": table["dev p (worse)"].map(_p), "rerank p50 / p95 ms": [
+            f"{timing_text(a)} / {timing_text(b)}" for a, b in zip(table["rerank p50 ms"], table["rerank p95 ms"])],
+        "speed-up p50": table["speed-up p50"].map("{:.2f}x".format), "kernel ms": table["calibration ms"].map(
+            "{:.3f}".format)})
+    columns = ["int8 kernels", "host", "variant", "runtime", "max_length", "alpha", "dev nDCG@10", "dev delta vs fp32",
+               "dev p (worse)", "int8 holds", "rerank p50 / p95 ms", "speed-up p50", "timed queries x threads",
+               "kernel ms"]
+    lines = ["Does the int8 reranker hold on each instruction set (dev delta against fp32 torch at the same length, "
+             "R = 20, paired over the dev queries; holds = not significantly worse at 0.05, so the cheaper int8 is "
+             "taken)?", *(f"- {v}" for v in verdicts), "",
+             markdown_table(shown[columns], floatfmt=".4f"),
+             "", "Latencies compare only within one host (the kernel column is each host's calibration kernel)."]
+    return "\n".join(lines)
