@@ -198,6 +198,11 @@ def render(phases: list[Phase], title: str) -> str:
         lines.append(f"  {p.what:<72} {p.amount:>9,} {p.unit:<6} ~{duration(p.seconds):>7}  ({p.basis})")
     if not phases:
         lines.append("  nothing to do: every cell is already measured on this host")
+    defaults = [p.what for p in phases if p.basis == "default"]
+    if defaults:
+        share = sum(p.seconds for p in phases if p.basis == "default") / max(total, 1e-9)
+        lines.append(f"  {len(defaults)} of {len(phases)} phases ({share:.0%} of the time) rest on a stated default, the "
+                     "reference host's rate (marked 'default': nothing measured on this host yet, no probe for it)")
     return "\n".join(lines)
 
 

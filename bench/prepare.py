@@ -155,16 +155,22 @@ def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
 
 
 def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Cell]], rerankers: "Rerankers",
-                   data_root: Path | None, splits: QuerySplits) -> dict[str, dict[int, float]]:
+                   data_root: Path | None, splits: QuerySplits,
+                   timed_only: frozenset[str] = frozenset()) -> dict[str, dict[int, float]]:
     """Train (once, cached) every model that pending cells need, and choose the hybrids' fusion weights on the
     dev queries, before any cell is measured: no measurement waits on training, and executors never race to
-    train the same model. Returns the dev-chosen fusion weight per hybrid encoder and depth."""
+    train the same model. A reranker whose pending children are all only re-timed (`timed_only`) is not trained
+    when the rerankers time with a stand-in (`Rerankers.stand_in`). Returns the dev-chosen fusion weight per hybrid
+    encoder and depth."""
     for name, cells in todo.items():
         for model in (resolved[name], resolved[name].dense):
             if cells and model is not None and model.tower is not None:
                 train_towers(model.tower, data_root, splits=model.splits)
-    for reranker in dict.fromkeys(ch.reranker for cells in todo.values() for c in cells for ch in c.children):
-        rerankers.get(reranker)
+    children = [ch for cells in todo.values() for c in cells for ch in c.children]
+    for reranker in dict.fromkeys(ch.reranker for ch in children):
+        scored = [ch for ch in children if ch.reranker == reranker and ch.cell_id not in timed_only]
+        if scored or not rerankers.stand_in:
+            rerankers.get(reranker)
     return {name: hybrid_weights(resolved[name], splits) for name, cells in todo.items()
             if cells and resolved[name].dense is not None}
 

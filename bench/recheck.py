@@ -15,6 +15,7 @@ and why. Rows outside every reference budget stay outside: a host faster than th
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ class Pick:
     pick: pd.Series | None
     cells: frozenset[str]  # the pick, its ties and the dev-best
     why_none: str = ""
+    dev_best: str = ""  # the dev-best row's cell id
 
 
 def decide_all(frame: pd.DataFrame, budgets: list[Budget]) -> list[Pick]:
@@ -53,7 +55,7 @@ def decide_all(frame: pd.DataFrame, budgets: list[Budget]) -> list[Pick]:
                 found.append(Pick(str(dataset), budget, None, frozenset(), str(err)))
                 continue
             cells = {choice.pick["cell_id"], choice.dev_best["cell_id"], *choice.ties["cell_id"]}
-            found.append(Pick(str(dataset), budget, choice.pick, frozenset(cells)))
+            found.append(Pick(str(dataset), budget, choice.pick, frozenset(cells), dev_best=choice.dev_best["cell_id"]))
     return found
 
 
@@ -70,8 +72,6 @@ def results_path(folder: Path, host: str, config_name: str) -> Path:
 
 def label(row: pd.Series) -> str:
     """A short readable name of a row's pipeline: encoder, backend and its search settings, K, reranker and R."""
-    import json
-
     search = json.loads(row["search_params"]) if row["search_params"] else {}
     settings = " ".join(f"{k}={v}" for k, v in sorted(search.items()) if k not in ("fusion", "rrf_k"))
     text = f"{row['encoder']} · {row['backend']}{(' ' + settings) if settings else ''} · K={int(row['k'])}"
@@ -101,8 +101,14 @@ def compare(reference: list[Pick], here_rows: pd.DataFrame, here: list[Pick]) ->
     for ref in reference:
         mine = by_key.get((ref.dataset, ref.budget))
         pick_here = mine.pick if mine is not None else None
-        out.append(Comparison(ref.dataset, ref.budget, ref.pick, pick_here,
-                              _why(ref, pick_here, here_rows[here_rows["dataset"] == ref.dataset], mine)))
+        rows = here_rows[here_rows["dataset"] == ref.dataset]
+        why = _why(ref, pick_here, rows, mine)
+        best = rows[rows["cell_id"] == ref.dev_best]
+        if ref.pick is not None and len(best) and (best["e2e_p95_ms"].iloc[0] > ref.budget.p95_ms
+                                                   or best["memory_mb"].iloc[0] > ref.budget.memory_mb):
+            why += ("; provisional: the reference's dev-best no longer fits here, so rows below it on dev, not "
+                    "re-measured, could tie with the new dev-best (a full run of the config settles it)")
+        out.append(Comparison(ref.dataset, ref.budget, ref.pick, pick_here, why))
     return out
 
 
@@ -156,7 +162,7 @@ def render(comparisons: list[Comparison], moved: pd.DataFrame, reference: pd.Dat
         lines.append(f"| {c.dataset} | {c.budget.p95_ms:g} / {c.budget.memory_mb:g} | {ref} | {ref_ms} | {mine} | "
                      f"{here_ms} | {'no' if c.same else 'yes'}: {c.why} |")
     changed = sum(not c.same for c in comparisons)
-    kernel_ref = float(reference["calibration_ms"].median())
+    kernel_ref = float(reference.loc[reference["cell_id"].isin(here["cell_id"]), "calibration_ms"].median())
     kernel_here = float(here["calibration_ms"].median())
     ratio = (moved["e2e_p95_ms_here"] / moved["e2e_p95_ms_reference"]).median() if len(moved) else np.nan
     lines += [

@@ -154,7 +154,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     if plan_only:
         summary.phases = phases
         return summary
-    weights = prepare_models(resolved, todo, rerankers, data_root, splits)
+    weights = prepare_models(resolved, todo, rerankers, data_root, splits, retimed_children)
     summary.corpora_encoded += sum(getattr(w, "encoded", False) for w in weights.values())  # a hybrid's weight choice
     for index, spec in enumerate(config.encoders):
         cells = [c for c in plans[spec.name][0] if in_scope(c)]
