@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, NothingFits, recommend, with_derived
+from bench.analysis import LATENCY_TIE, Budget, NothingFits, recommend, with_derived
 from bench.config import ConfigError, load_config
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,10 @@ def _why(ref: Pick, pick_here: pd.Series | None, rows: pd.DataFrame, mine: Pick 
     if mine is not None and old["cell_id"] not in mine.cells:
         return (f"the reference pick ties no more on dev here (dev nDCG@10 {old['dev_ndcg_at_10']:.4f}; "
                 f"dev-best here {rows.loc[rows['dev_ndcg_at_10'].idxmax(), 'dev_ndcg_at_10']:.4f})")
+    if old["e2e_p95_ms"] <= pick_here["e2e_p95_ms"] * (1 + LATENCY_TIE):
+        return (f"both tie on dev and within {LATENCY_TIE:.0%} on e2e p95 ({pick_here['e2e_p95_ms']:.2f} against "
+                f"{old['e2e_p95_ms']:.2f} ms here): the tie-breaks (memory, dev recall@K, dev nDCG@10, then the lower "
+                "p95) fall the other way; a tie, not a change of what to deploy")
     return (f"both tie on dev; cheaper here: e2e p95 {pick_here['e2e_p95_ms']:.1f} ms against the reference pick's "
             f"{old['e2e_p95_ms']:.1f} ms")
 
@@ -162,12 +166,14 @@ def render(comparisons: list[Comparison], moved: pd.DataFrame, reference: pd.Dat
         lines.append(f"| {c.dataset} | {c.budget.p95_ms:g} / {c.budget.memory_mb:g} | {ref} | {ref_ms} | {mine} | "
                      f"{here_ms} | {'no' if c.same else 'yes'}: {c.why} |")
     changed = sum(not c.same for c in comparisons)
+    tied = sum(not c.same and "a tie, not a change" in c.why for c in comparisons)
     kernel_ref = float(reference.loc[reference["cell_id"].isin(here["cell_id"]), "calibration_ms"].median())
     kernel_here = float(here["calibration_ms"].median())
     ratio = (moved["e2e_p95_ms_here"] / moved["e2e_p95_ms_reference"]).median() if len(moved) else np.nan
     lines += [
         "",
-        f"{changed} of {len(comparisons)} picks change on this host. Rows re-measured here: {len(here)} "
+        f"{changed} of {len(comparisons)} picks change on this host ({tied} of them to a row tied with the reference "
+        f"pick on dev and on latency). Rows re-measured here: {len(here)} "
         f"({(here['stage'] == 'first').sum()} first stages measured whole, {(here['stage'] == 'rerank').sum()} rerank "
         "rows re-timed or re-scored).",
         f"Host speed: calibration kernel median {kernel_here:.3f} ms here against {kernel_ref:.3f} ms on the reference "
