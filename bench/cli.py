@@ -336,7 +336,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
     text = recheck(args.results, budgets, args.out_dir, args.data_dir, announce, plan_only=args.plan_only)
     if text is None:
         return 0
-    text += f"\nWall time of the re-check: {(time.perf_counter() - started) / 60:.1f} min."
+    text += f"\nThis invocation took {(time.perf_counter() - started) / 60:.1f} min (planning, measuring what was left, deciding)."
     out = args.out_dir / f"recheck-{host_id()}.md"
     from bench.cache import atomic_write_bytes
 

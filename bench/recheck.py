@@ -183,6 +183,9 @@ def render(comparisons: list[Comparison], moved: pd.DataFrame, reference: pd.Dat
         "Qualities: " + "; ".join(_moved_text(moved[moved["int8"] == kind], what) for kind, what in
                                   ((False, "rows without int8 networks"), (True, "rows on int8 kernels")))
         + " (first stages are measured whole here; fp32 rerank rows keep the reference's quality).",
+        f"Measured here between {here['measured_at'].min():%Y-%m-%d %H:%M} and {here['measured_at'].max():%H:%M} UTC "
+        f"({here['timestamp'].nunique()} runs), latencies on {int(here['latency_threads'].max())} thread, "
+        f"{int(here['latency_samples'].median())} samples per row.",
         f"Instruction set here: {here['cpu_flags'].iloc[0]}; int8 kernels {here['int8_level'].iloc[0]}; reference "
         f"rows: {_reference_isa(reference)}.",
     ]
