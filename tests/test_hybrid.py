@@ -176,3 +176,16 @@ def test_fusion_ranks_equal_scores_by_corpus_row_whatever_order_the_library_retu
         assert fuse(dense, one, method, 5).ids.tolist() == fuse(dense, other, method, 5).ids.tolist()
     # 4 takes rank 2 and 7 rank 3 on the BM25 side: 4 ahead of 7 after fusion
     assert fuse(dense, one, "rrf", 6).ids[0].tolist().index(4) < fuse(dense, one, "rrf", 6).ids[0].tolist().index(7)
+
+
+def test_bm25_is_exact_against_itself_at_every_k(tmp_path):
+    """BM25 is its own ground truth: with equal scores at the cut (common on the synthetic collection), a search at
+    K keeps other members of a tie than a deeper search cut to K, so the truth of a K cell is a search at K."""
+    base = load_config("configs/tiny.toml")
+    bm25 = next(e for e in base.encoders if e.type == "bm25")
+    config = dataclasses.replace(base, encoders=[bm25], k=[5, 10, 20, 50], results=str(tmp_path / "b.parquet"),
+                                 backends=[b for b in base.backends if b.backend == "bm25s"])
+    run_sweep(config)
+    frame = read_results(config.results_path)
+    assert sorted(frame["k"]) == [5, 10, 20, 50]
+    assert (frame["recall_at_k"] == 1.0).all() and (frame["dev_recall_at_k"] == 1.0).all()

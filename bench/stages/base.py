@@ -95,10 +95,16 @@ class FirstStageKind:
         from bench.indexes.base import Neighbors
 
         exact_backend = "bm25s" if BACKENDS[cells[0].backend].input == "text" else "exact"
-        exact = exact_neighbors(measurer.embeddings.docs, measurer.embeddings.queries, depth, measurer.build_threads,
-                                exact_backend)
-        truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
-                    for k in {c.k for c in cells}}
+        docs, queries = measurer.embeddings.docs, measurer.embeddings.queries
+        exact = exact_neighbors(docs, queries, depth, measurer.build_threads, exact_backend)
+        if exact_backend == "bm25s":  # equal BM25 scores are common: which of them a top-K keeps at its cut is the
+            # library's own (and its selection's, which differs between instruction sets), so the truth at each K is a
+            # search at K, as the cell's is, not a cut of a deeper one
+            truth_at = {k: measurer.to_documents(exact_neighbors(docs, queries, k, measurer.build_threads,
+                                                                 exact_backend), k).ids for k in {c.k for c in cells}}
+        else:
+            truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
+                        for k in {c.k for c in cells}}
         return measurer.to_documents(exact, depth).ids, lambda cell: truth_at[cell.k]
 
     @classmethod
