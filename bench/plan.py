@@ -313,10 +313,12 @@ def work_phases(config, splits, resolved: dict, pending: dict, speeds: Speeds, r
                         examples = (_examples(train_splits.train) + train_config.title_queries
                                     + train_config.sentence_queries)
                         steps = -(-examples // train_config.batch_queries) * train_config.epochs
+                        done = _steps_done(model)
                         rate, basis = speeds.get(train_rate_key(train_config), lambda: probe_train_step_s(
                             train_config, dataset.query_texts[0], dataset.doc_texts))
-                        phases.append(Phase(f"train {reranker} (cross-encoder, {train_config.loss})", steps, "steps",
-                                            rate * steps, basis))
+                        what = f"train {reranker} (cross-encoder, {train_config.loss})" + (
+                            f", resuming after step {done:,} of {steps:,}" if done else "")
+                        phases.append(Phase(what, max(steps - done, 0), "steps", rate * max(steps - done, 0), basis))
             pairs = max(0, len(dataset.query_ids) * depth - scored)
             if pairs:
                 rate, basis = reranker_rate(reranker)
@@ -333,6 +335,15 @@ def _default_model() -> str:
     from bench.encoders import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+def _steps_done(model: Path) -> int:
+    """Steps a resumable training of `model` has checkpointed (bench.train.cross writes progress.json beside it)."""
+    progress = model.with_name(model.name + ".partial") / "progress.json"
+    try:
+        return int(json.loads(progress.read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def _scores_key(model: str, spec) -> str:

@@ -508,3 +508,35 @@ def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(c
     assert (children["e2e_p50_ms"] > children["rerank_p50_ms"]).all()
     assert after.loc[first_only["cell_id"], "model_identity"] == first_only["model_identity"]  # measured whole
     assert run_sweep(config, retime=True).computed == 0
+
+
+def test_the_plan_trains_a_shared_model_once_counts_its_steps_and_resumes_its_checkpoint(config, tmp_path, tiny_model,
+                                                                                       tiny_cross_encoder):
+    """Variants of one trained reranker (fp32, int8) plan one training; its steps count the judged pairs and the
+    title pseudo-queries (as bench.train.cross does); after a checkpoint the plan counts only the steps left."""
+    import json
+
+    from bench.config import RerankerSpec, RerankSpec
+    from bench.prepare import Rerankers
+    from bench.splits import positives
+
+    train = {"dataset": "synthetic", "backbone": tiny_cross_encoder, "first_stage": tiny_model, "negatives": 3,
+             "batch_queries": 8, "max_length": 32, "neg_rank_lo": 1, "neg_rank_hi": 10, "dev_r": 5,
+             "title_queries": 20}
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", train=train, max_length=32, alpha=[1.0]),
+                                   RerankerSpec("ce-int8", train=train, max_length=32, alpha=[1.0], precision="int8")],
+                        r=[5], k=[5], latency_queries=4)
+    other = dataclasses.replace(config, dataset=str(_synthetic_as_beir(tmp_path / "synth-d", seed=12)), synthetic={},
+                                encoders=config.encoders[:1], rerank=rerank,
+                                backends=[b for b in config.backends if b.backend == "exact"])
+    phases = run_sweep(other, plan_only=True).phases
+    training = [p for p in phases if p.what.startswith("train ")]
+    assert len(training) == 1 and training[0].basis in ("probe", "measured here")
+    train_config, splits, model = Rerankers(other, None).training("ce")
+    examples = sum(len(p) for p in positives(splits.train).values()) + 20
+    assert training[0].amount == -(-examples // 8)
+    partial = model.with_name(model.name + ".partial")
+    partial.mkdir(parents=True)
+    (partial / "progress.json").write_text(json.dumps({"step": 2, "total_steps": training[0].amount}))
+    resumed = [p for p in run_sweep(other, plan_only=True).phases if p.what.startswith("train ")]
+    assert resumed[0].amount == training[0].amount - 2 and "resuming after step 2" in resumed[0].what
