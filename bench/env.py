@@ -12,6 +12,8 @@ from importlib import metadata
 
 import psutil
 
+from bench.analysis.instruction_sets import ISA_COLUMNS, isa_dependent_runtimes, rescored
+from bench.analysis.instruction_sets import int8_kernels as kernels_of
 from bench.indexes.base import cpu_count
 
 PACKAGES = ("numpy", "faiss-cpu", "hnswlib", "scann", "torch", "sentence-transformers", "transformers",
@@ -94,10 +96,6 @@ def instruction_set() -> dict[str, str]:
             "onnxruntime_provider": provider, "int8_level": int8_level()}
 
 
-ISA_COLUMNS = ("cpu_flags", "torch_cpu_capability", "torch_quantized_engine", "faiss_simd", "onnxruntime_provider",
-               "int8_level")
-
-
 @lru_cache(maxsize=1)
 def host_id() -> str:
     """Identifies the hardware (CPU model, cores, memory) and the kernels it runs (`instruction_set`: the CPU flags that
@@ -111,37 +109,14 @@ def host_id() -> str:
 
 def int8_kernels(runtime: str, isa: dict | None = None) -> str:
     """Which int8 kernels a dynamically quantized network ran on (`runtime` torch or onnxruntime), from a row's
-    instruction-set columns or this host's: what int8 scores and vectors depend on, beside the model."""
-    isa = isa if isa is not None else instruction_set()
-    if runtime == "onnxruntime":
-        return f"onnxruntime {isa['onnxruntime_provider'].split()[0]} {isa['int8_level']}"
-    return f"torch {isa['torch_quantized_engine']} {isa['int8_level']}"
-
-
-def isa_dependent_runtimes(row) -> tuple[str, ...]:
-    """The runtimes whose int8 kernels a row's quality depends on: an int8 query or document network, an int8
-    reranker. fp32 networks and faiss's codes are not in it: their scores move in the last bits across instruction sets,
-    not their rankings (measured: `python -m bench int8-isa`, the fp32 rows)."""
-    runtimes = []
-    if row.get("query_precision") == "int8" or row.get("doc_precision") == "int8":
-        runtimes.append(row.get("query_runtime") or "torch")
-    identity = row.get("reranker_identity") or ""
-    if "|int8" in identity:
-        runtimes.append("onnxruntime" if "|onnxruntime" in identity else "torch")
-    return tuple(dict.fromkeys(runtimes))
+    instruction-set columns or this host's (bench.analysis.instruction_sets.int8_kernels)."""
+    return kernels_of(runtime, isa if isa is not None else instruction_set())
 
 
 def rescored_here(row) -> bool:
-    """The rule that decides whether a stored row's quality is re-scored on this host rather than reused: its quality
-    depends on int8 kernels (`isa_dependent_runtimes`) and the row ran other ones than this host would, or did not record
-    which (rows from before the instruction-set columns)."""
-    runtimes = isa_dependent_runtimes(row)
-    if not runtimes:
-        return False
-    if not row.get("int8_level"):
-        return True
-    stored = {name: row.get(name) for name in ISA_COLUMNS}
-    return any(int8_kernels(r, stored) != int8_kernels(r) for r in runtimes)
+    """Whether a stored row's quality is scored again on this host rather than reused
+    (bench.analysis.instruction_sets.rescored: int8 kernels other than this host's, or unrecorded)."""
+    return rescored(row, instruction_set())
 
 
 def versions() -> dict[str, str]:

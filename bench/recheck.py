@@ -142,7 +142,7 @@ def _why(ref: Pick, pick_here: pd.Series | None, rows: pd.DataFrame, mine: Pick 
 def moved_qualities(reference: pd.DataFrame, here: pd.DataFrame) -> pd.DataFrame:
     """Per re-measured cell: dev nDCG@10 and e2e p95 on the reference host and here, whether its quality rests on int8
     kernels, and whether it moved (by more than QUALITY_MOVED)."""
-    from bench.env import isa_dependent_runtimes
+    from bench.analysis.instruction_sets import isa_dependent_runtimes
 
     figures = ["dev_ndcg_at_10", "e2e_p95_ms"]
     merged = here[["cell_id", "encoder", "stage", *figures]].merge(

@@ -99,3 +99,14 @@ def test_int8_query_vectors_are_cached_per_int8_kernels(tiny_model, monkeypatch)
     again = embed_dataset(encoder, ds)
     assert again.cached  # the fp32 corpus is reused
     assert not np.array_equal(again.queries, first.queries)  # the int8 queries were encoded again on this host
+
+
+def test_recommend_says_when_a_pick_rests_on_int8_kernels():
+    import pandas as pd
+
+    from bench.render.text import int8_note
+
+    fp32 = pd.Series({"query_precision": "fp32", "doc_precision": "fp32", "reranker_identity": "", "int8_level": "avx2"})
+    assert int8_note(fp32) == ""
+    note = int8_note(pd.Series({**fp32, "query_precision": "int8", "query_runtime": "torch"}))
+    assert "int8 kernels (torch; measured on int8 kernel family: avx2)" in note and "bench recheck" in note

@@ -50,7 +50,19 @@ def recommendation_text(decision: Decision, rows: pd.DataFrame, top: int) -> str
         text += "  other tied rows, cheapest first:\n" + "\n".join(
             f"    {r['dev_ndcg_at_10']:.3f} dev, {timing_text(r['e2e_p95_ms'])} ms p95, {r['memory_mb']:.1f} MB: "
             f"{r['pipeline']}" for _, r in others.iterrows()) + "\n"
-    return text + f"  {BLOCK_HEAD}\n\n{pipeline_block(decision)}"
+    return text + int8_note(pick) + f"  {BLOCK_HEAD}\n\n{pipeline_block(decision)}"
+
+
+def int8_note(pick: pd.Series) -> str:
+    """A pick whose quality rests on int8 kernels holds for the instruction set it was measured on (bench.env)."""
+    from bench.analysis.instruction_sets import isa_dependent_runtimes
+
+    if not isa_dependent_runtimes(pick):
+        return ""
+    level = pick.get("int8_level") or "not recorded"
+    return (f"  [its quality rests on int8 kernels ({', '.join(isa_dependent_runtimes(pick))}; measured on int8 kernel "
+            f"family: {level}): on a host of another instruction set it is scored again, `python -m bench recheck`; "
+            "AVX2 without VNNI quantizes otherwise, `python -m bench int8-isa` shows what it costs there]\n")
 
 
 def over_mean_text(choice: MeanChoice, datasets: list[str]) -> str:
