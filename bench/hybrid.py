@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench.fusion import METHODS, fuse, fuse_one, rule_of
-from bench.indexes import make_index
+from bench.indexes import exact_neighbors_at, make_index
 from bench.indexes.base import AnnIndex, Neighbors, ParamError, require
 
 WEIGHTS = tuple(round(w, 2) for w in np.arange(0.05, 1.0, 0.05))  # the fusion weights "dev" chooses from
@@ -204,17 +204,15 @@ def fused(spec: HybridSpec, weights: dict[int, float], dense: Neighbors, sparse:
     return fuse(*cut, spec.fusion, k, fusion_weight(spec, weights, depth), spec.rrf_k)
 
 
-def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depth: int,
-                 threads: int) -> tuple[Neighbors, Neighbors]:
-    """The exact dense and the BM25 top-`depth` of `queries` (fuse them with `fused`), each searched at `depth` as a
-    hybrid cell of that depth searches them: a deeper search cut to `depth` may hold other members of a tie at the
-    cut (which of several equal scores a library keeps is its own, and may differ between instruction sets)."""
-    dense, sparse = make_index("exact"), make_index("bm25s", k1=spec.k1, b=spec.b)
-    dense.fit(items.vectors, threads)
-    sparse.fit(items.texts, threads)
-    dense.set_search(depth)
-    sparse.set_search(depth)
-    return dense.batch_query(queries.vectors, threads), sparse.batch_query(queries.texts, threads)
+def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, depths,
+                 threads: int) -> dict[int, tuple[Neighbors, Neighbors]]:
+    """Per depth, the exact dense and the BM25 top-`depth` of `queries` (fuse them with `fused`): each index built
+    once and searched at every depth as a hybrid cell of that depth searches it (a deeper search cut to `depth` may
+    hold other members of a tie at the cut, and which of several equal scores a library keeps differs between
+    instruction sets)."""
+    dense = exact_neighbors_at(items.vectors, queries.vectors, depths, threads)
+    sparse = exact_neighbors_at(items.texts, queries.texts, depths, threads, "bm25s", k1=spec.k1, b=spec.b)
+    return {d: (dense[d], sparse[d]) for d in dense}
 
 
 def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, dev, threads: int) -> dict[int, float]:
@@ -225,8 +223,9 @@ def choose_weights(spec: HybridSpec, items: HybridItems, queries: HybridItems, d
     if not rule_of(spec.fusion).weighted() or spec.weight != "dev":
         return {}
     chosen = {}
+    searched = exact_hybrid(spec, items, queries, spec.depth, threads)
     for depth in spec.depth:
-        dense, sparse = exact_hybrid(spec, items, queries, depth, threads)
+        dense, sparse = searched[depth]
         quality = {w: float(per_query_quality(fused(spec, {depth: w}, dense, sparse, depth, 10).ids, dev)
                             ["ndcg_at_10"].mean()) for w in WEIGHTS}
         chosen[depth] = max(WEIGHTS, key=lambda w: (round(quality[w], 10), -abs(w - 0.5)))

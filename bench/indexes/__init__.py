@@ -39,10 +39,19 @@ def make_index(backend: str, **build) -> AnnIndex:
 
 def exact_neighbors(docs, queries, k: int, threads: int, backend: str = "exact") -> Neighbors:
     """Top-`k` of every query by a backend without approximation: ground truth and first stages."""
-    index = make_index(backend)
+    return exact_neighbors_at(docs, queries, [k], threads, backend)[k]
+
+
+def exact_neighbors_at(docs, queries, ks, threads: int, backend: str = "exact", **build) -> dict[int, Neighbors]:
+    """The same, one index built once and searched at each of `ks` (not a deeper search cut: which members of a tie
+    at the cut a library keeps is its own)."""
+    index = make_index(backend, **build)
     index.fit(docs, threads)
-    index.set_search(k)
-    return index.batch_query(queries, threads)
+    found = {}
+    for k in dict.fromkeys(ks):
+        index.set_search(k)
+        found[k] = index.batch_query(queries, threads)
+    return found
 
 
-__all__ = ["AnnIndex", "BACKENDS", "Neighbors", "ParamError", "exact_neighbors", "make_index"]
+__all__ = ["AnnIndex", "BACKENDS", "Neighbors", "ParamError", "exact_neighbors", "exact_neighbors_at", "make_index"]

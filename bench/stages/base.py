@@ -91,7 +91,7 @@ class FirstStageKind:
     def ground_truth(cls, measurer, cells: list, depth: int):
         """(exact top-`depth` documents of every query, a function cell -> the exact top-K that cell's recall@K is
         measured against): exact inner-product search, or BM25 with default parameters for text backends."""
-        from bench.indexes import BACKENDS, exact_neighbors
+        from bench.indexes import BACKENDS, exact_neighbors, exact_neighbors_at
         from bench.indexes.base import Neighbors
 
         exact_backend = "bm25s" if BACKENDS[cells[0].backend].input == "text" else "exact"
@@ -100,8 +100,9 @@ class FirstStageKind:
         if exact_backend == "bm25s":  # equal BM25 scores are common: which of them a top-K keeps at its cut is the
             # library's own (and its selection's, which differs between instruction sets), so the truth at each K is a
             # search at K, as the cell's is, not a cut of a deeper one
-            truth_at = {k: measurer.to_documents(exact_neighbors(docs, queries, k, measurer.build_threads,
-                                                                 exact_backend), k).ids for k in {c.k for c in cells}}
+            searched = exact_neighbors_at(docs, queries, sorted({c.k for c in cells}), measurer.build_threads,
+                                          exact_backend)
+            truth_at = {k: measurer.to_documents(hits, k).ids for k, hits in searched.items()}
         else:
             truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
                         for k in {c.k for c in cells}}

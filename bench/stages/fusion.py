@@ -93,9 +93,9 @@ class Fusion(FirstStageKind):
 
         spec = measurer.encoder.hybrid_spec
         depths = sorted({c.search["depth"] for c in cells})
-        truth = {d: fused(spec, measurer.weights, *exact_hybrid(spec, measurer.embeddings.docs,
-                                                                measurer.embeddings.queries, d, measurer.build_threads),
-                          d, d).ids for d in depths}
+        searched = exact_hybrid(spec, measurer.embeddings.docs, measurer.embeddings.queries, depths,
+                                measurer.build_threads)
+        truth = {d: fused(spec, measurer.weights, *searched[d], d, d).ids for d in depths}
         return truth[max(depths)][:, :depth], lambda cell: truth[cell.search["depth"]][:, :cell.k]
 
     @classmethod
