@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 try:
                     summary = run_sweep(config, redo=args.redo, data_root=args.data_dir, store=store, executor=executor,
                                         prune=args.prune, only=only, only_cells=cells, retime=args.retime,
-                                        announce=announce)
+                                        announce=announce, plan_only=args.plan_only)
                 except ParamError as err:  # a setting the plan cannot run: named with the file it is in
                     raise ParamError(f"{args.config}: {err}") from None
             finally:
@@ -54,6 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if isinstance(executor, RayExecutor):
             executor.close()
+    if args.plan_only:
+        return 0
     print(f"{config.name}: {summary.planned} first-stage cells planned, {summary.already_done} already complete in "
           f"{store.path}, {summary.computed - summary.retimed} rows measured and {summary.retimed} re-timed (first stage + "
           f"rerank), {summary.skipped_invalid} grid points skipped "
@@ -457,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retime", action="store_true",
                      help="re-time stored rows whose calibration kernel reads further from this host's now than the "
                           "tolerance (their quality is kept); without it a run on the same host re-times nothing")
+    run.add_argument("--plan-only", action="store_true",
+                     help="print the plan (each phase's work and time from this host's rates) and measure nothing")
     run.add_argument("--prune", action="store_true",
                      help="drop this host's rows of the config's cells that it no longer plans (e.g. a removed reranker)")
     run.add_argument("--encoders", help="comma-separated encoder names: measure, re-time and --redo only their cells "

@@ -131,12 +131,38 @@ def _why(ref: Pick, pick_here: pd.Series | None, rows: pd.DataFrame, mine: Pick 
     if mine is not None and old["cell_id"] not in mine.cells:
         return (f"the reference pick ties no more on dev here (dev nDCG@10 {old['dev_ndcg_at_10']:.4f}; "
                 f"dev-best here {rows.loc[rows['dev_ndcg_at_10'].idxmax(), 'dev_ndcg_at_10']:.4f})")
+    if same_ranking_but_k(old, pick_here):
+        return (f"the same pipeline but for K (K={int(pick_here['k'])} against {int(old['k'])}), the same ranking at 10 "
+                f"on every dev and test query; e2e p95 {pick_here['e2e_p95_ms']:.2f} against {old['e2e_p95_ms']:.2f} ms "
+                "here: not a change of what to deploy")
     if old["e2e_p95_ms"] <= pick_here["e2e_p95_ms"] * (1 + LATENCY_TIE):
         return (f"both tie on dev and within {LATENCY_TIE:.0%} on e2e p95 ({pick_here['e2e_p95_ms']:.2f} against "
                 f"{old['e2e_p95_ms']:.2f} ms here): the tie-breaks (memory, dev recall@K, dev nDCG@10, then the lower "
                 "p95) fall the other way; a tie, not a change of what to deploy")
+    but_k = " (the same pipeline but for K; a few queries rank otherwise at 10)" if same_pipeline_but_k(old, pick_here) else ""
     return (f"both tie on dev; cheaper here: e2e p95 {pick_here['e2e_p95_ms']:.1f} ms against the reference pick's "
-            f"{old['e2e_p95_ms']:.1f} ms")
+            f"{old['e2e_p95_ms']:.1f} ms{but_k}")
+
+
+PIPELINE_BUT_K = ["dataset", "encoder", "model_identity", "backend", "build_params", "search_params", "stage",
+                  "reranker", "r", "fusion_alpha"]
+
+
+def same_pipeline_but_k(a: pd.Series, b: pd.Series) -> bool:
+    """Two rows of one pipeline that differ at most in K."""
+    def same(column: str) -> bool:
+        x, y = a.get(column), b.get(column)
+        return x == y or (not isinstance(x, str) and not isinstance(y, str) and pd.isna(x) and pd.isna(y))
+
+    return all(same(c) for c in PIPELINE_BUT_K if c in a.index and c in b.index)
+
+
+def same_ranking_but_k(a: pd.Series, b: pd.Series) -> bool:
+    """Two rows of one pipeline that differ only in K, with the same nDCG@10 on every dev and test query: K beyond the
+    top 10 did not change what the user sees (a first stage's top 10 does not depend on how deep it searches, unless
+    the library keeps other members of a tie at another depth)."""
+    return same_pipeline_but_k(a, b) and all(np.array_equal(np.asarray(a[c], dtype=float), np.asarray(b[c], dtype=float))
+               for c in ("q_ndcg_at_10", "dev_q_ndcg_at_10"))
 
 
 def moved_qualities(reference: pd.DataFrame, here: pd.DataFrame) -> pd.DataFrame:
@@ -167,13 +193,15 @@ def render(comparisons: list[Comparison], moved: pd.DataFrame, reference: pd.Dat
                      f"{here_ms} | {'no' if c.same else 'yes'}: {c.why} |")
     changed = sum(not c.same for c in comparisons)
     tied = sum(not c.same and "a tie, not a change" in c.why for c in comparisons)
+    k_only = sum(not c.same and "the same ranking at 10 on every" in c.why for c in comparisons)
     kernel_ref = float(reference.loc[reference["cell_id"].isin(here["cell_id"]), "calibration_ms"].median())
     kernel_here = float(here["calibration_ms"].median())
     ratio = (moved["e2e_p95_ms_here"] / moved["e2e_p95_ms_reference"]).median() if len(moved) else np.nan
     lines += [
         "",
         f"{changed} of {len(comparisons)} picks change on this host ({tied} of them to a row tied with the reference "
-        f"pick on dev and on latency). Rows re-measured here: {len(here)} "
+        f"pick on dev and on latency, {k_only} to the same pipeline at another K with the same ranking at 10). "
+        f"{changed - tied - k_only} change what to deploy. Rows re-measured here: {len(here)} "
         f"({(here['stage'] == 'first').sum()} first stages measured whole, {(here['stage'] == 'rerank').sum()} rerank "
         "rows re-timed or re-scored).",
         f"Host speed: calibration kernel median {kernel_here:.3f} ms here against {kernel_ref:.3f} ms on the reference "

@@ -76,3 +76,23 @@ alpha = [1.0]
     assert out.splitlines()[0].startswith("| dataset | budget")  # the two decision tables first
     assert "synthetic" in out and "Host speed" in out and "instruction set not recorded" not in out
     assert all(mine.loc[c, "host_id"] == host_id() for c in mine.index)
+
+
+def test_a_pick_that_differs_only_in_k_with_the_same_ranking_is_not_a_change_of_what_to_deploy():
+    import numpy as np
+    import pandas as pd
+
+    from bench.recheck import same_pipeline_but_k, same_ranking_but_k
+
+    row = pd.Series({"dataset": "d", "encoder": "bm25", "model_identity": "", "backend": "bm25s", "build_params": "{}",
+                     "search_params": "{}", "stage": "first", "reranker": None, "r": np.nan, "fusion_alpha": np.nan,
+                     "k": 10, "q_ndcg_at_10": np.array([0.5, 1.0]), "dev_q_ndcg_at_10": np.array([0.0, 0.3])})
+    deeper = row.copy()
+    deeper["k"] = 100
+    assert same_ranking_but_k(row, deeper)
+    tie_kept_otherwise = deeper.copy()
+    tie_kept_otherwise["dev_q_ndcg_at_10"] = np.array([0.0, 0.31])
+    assert same_pipeline_but_k(row, tie_kept_otherwise) and not same_ranking_but_k(row, tie_kept_otherwise)
+    other = deeper.copy()
+    other["backend"] = "exact"
+    assert not same_pipeline_but_k(row, other) and not same_ranking_but_k(row, other)

@@ -535,8 +535,31 @@ def test_the_plan_trains_a_shared_model_once_counts_its_steps_and_resumes_its_ch
     train_config, splits, model = Rerankers(other, None).training("ce")
     examples = sum(len(p) for p in positives(splits.train).values()) + 20
     assert training[0].amount == -(-examples // 8)
+    calibration = [p for p in phases if p.what.startswith("calibrate ")]  # dev queries' top-dev_r, scored after it
+    assert len(calibration) == 1 and calibration[0].amount == len(splits.dev.query_ids) * 5
+    scoring = [p for p in phases if p.what.startswith("score pairs: ")]  # one phase per reranker, not per first stage
+    assert [p.what.split()[2] for p in scoring] == ["ce", "ce-int8"]
     partial = model.with_name(model.name + ".partial")
     partial.mkdir(parents=True)
     (partial / "progress.json").write_text(json.dumps({"step": 2, "total_steps": training[0].amount}))
     resumed = [p for p in run_sweep(other, plan_only=True).phases if p.what.startswith("train ")]
     assert resumed[0].amount == training[0].amount - 2 and "resuming after step 2" in resumed[0].what
+
+
+def test_the_plan_counts_pairs_that_first_stages_share_once():
+    """Pairs are scored once per reranker (the score cache): BM25 after a dense list adds the "other" share, a hybrid
+    of two listed sides the small hybrid share; a hybrid without its sides listed is a list of its own."""
+    from types import SimpleNamespace
+
+    from bench.plan import NOVEL_SHARE, distinct_pairs
+
+    def stage(name, kind, dense=None):
+        return SimpleNamespace(spec=SimpleNamespace(name=name, type=kind), dense=dense)
+
+    dense = stage("minilm", "bi")
+    hybrid = stage("hybrid", "hybrid", dense=dense)
+    listed, distinct = distinct_pairs(10, [(hybrid, 20), (dense, 20), (stage("bm25", "bm25"), 20)])
+    assert listed == 600
+    assert distinct == round(200 * (1 + NOVEL_SHARE["other"] + NOVEL_SHARE["hybrid of listed sides"]))
+    assert distinct_pairs(10, [(hybrid, 20), (dense, 20)])[1] == round(200 * (1 + NOVEL_SHARE["other"]))
+    assert distinct_pairs(10, [(dense, 20)]) == (200, 200)
