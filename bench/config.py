@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.encoders import DEFAULT_MODEL, ENCODER_TYPES
-from bench.stages import kind_of
+from bench.encoders import DEFAULT_MODEL
+from bench.stages import ENCODER_TYPES
 from bench.splits import Protocol
 from bench.train.options import CrossTrainConfig, TowerTrainConfig
 
@@ -322,7 +322,12 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
                 tower_config(e, config.dataset)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{source}: encoders[{i}].train: {err}") from None
-        kind_of(e.type).check_spec(e, encoders, f"{source}: encoders[{i}]")
+        if ENCODER_TYPES[e.type] == "hybrid":  # a fusion of a dense encoder of this config and BM25
+            if not e.hybrid:
+                raise ConfigError(f"{source}: encoders[{i}]: type '{e.type}' needs a `hybrid` table (dense = ...)")
+            check_hybrid(e, encoders, f"{source}: encoders[{i}].hybrid")
+        elif e.hybrid:
+            raise ConfigError(f"{source}: encoders[{i}]: `hybrid` applies to type 'hybrid' only")
         if e.chunk_tokens:
             if ENCODER_TYPES[e.type] != "vectors":
                 raise ConfigError(f"{source}: encoders[{i}]: chunking needs a vector encoder, not '{e.type}'")

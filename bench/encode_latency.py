@@ -26,7 +26,8 @@ import pandas as pd
 from bench.cache import atomic_write_bytes
 from bench.calibration import kernel
 from bench.config import SweepConfig
-from bench.encoders import ENCODER_TYPES, SentenceEncoder
+from bench.encoders import SentenceEncoder
+from bench.stages import ENCODER_TYPES
 from bench.env import host_id
 from bench.measure import encode_one, measure_query_encoding, warm_up_encoding
 from bench.prepare import resolve_encoder, sweep_splits

@@ -22,7 +22,6 @@ from bench.cache import cache_dir, cached_array, content_key
 from bench.env import int8_kernels
 from bench.chunking import Chunking, Passages, split_passages
 from bench.datasets import Dataset
-from bench.stages import KINDS, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -396,14 +395,6 @@ class Embeddings:
     encode_seconds: float  # corpus encoding time when computed now; the cached run's time otherwise
     cached: bool
     passages: Passages | None = None
-
-
-ENCODER_TYPES = {name: kind.output for name, kind in KINDS.items()}  # a config's type -> what its encoder outputs
-
-
-def make_encoder(kind: str, model: str, max_seq_length: int | None, **runs) -> Encoder:
-    """`runs`: device, query_precision, doc_precision, query_runtime, doc_runtime, normalize (SentenceEncoder's)."""
-    return kind_of(kind).make_encoder(model, max_seq_length, **runs)
 
 
 def embed_dataset(encoder: Encoder, dataset: Dataset, batch_size: int = 64, chunking: Chunking | None = None) -> Embeddings:

@@ -12,8 +12,8 @@ from importlib import metadata
 
 import psutil
 
-from bench.analysis.instruction_sets import ISA_COLUMNS, isa_dependent_runtimes, rescored
-from bench.analysis.instruction_sets import int8_kernels as kernels_of
+from bench.instruction_sets import ISA_COLUMNS, isa_dependent_runtimes, rescored
+from bench.instruction_sets import int8_kernels as kernels_of
 from bench.indexes.base import cpu_count
 
 PACKAGES = ("numpy", "faiss-cpu", "hnswlib", "scann", "torch", "sentence-transformers", "transformers",
@@ -109,13 +109,13 @@ def host_id() -> str:
 
 def int8_kernels(runtime: str, isa: dict | None = None) -> str:
     """Which int8 kernels a dynamically quantized network ran on (`runtime` torch or onnxruntime), from a row's
-    instruction-set columns or this host's (bench.analysis.instruction_sets.int8_kernels)."""
+    instruction-set columns or this host's (bench.instruction_sets.int8_kernels)."""
     return kernels_of(runtime, isa if isa is not None else instruction_set())
 
 
 def rescored_here(row) -> bool:
     """Whether a stored row's quality is scored again on this host rather than reused
-    (bench.analysis.instruction_sets.rescored: int8 kernels other than this host's, or unrecorded)."""
+    (bench.instruction_sets.rescored: int8 kernels other than this host's, or unrecorded)."""
     return rescored(row, instruction_set())
 
 

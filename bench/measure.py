@@ -22,7 +22,8 @@ from bench.encoders import Embeddings, Encoder
 from bench.env import measured_now, rescored_here
 from bench.indexes.base import Neighbors, cpu_count
 from bench.metrics import per_query_quality, recall_vs_exact
-from bench.plan import Cell, Speeds, first_stage_index
+from bench.estimate import Speeds
+from bench.plan import Cell, first_stage_index
 from bench.prepare import Rerankers
 from bench.records import NOT_RERANKED, FirstStageRow, RerankRow
 from bench.rerank import ALPHAS, cross_scores, rerank, time_rerank

@@ -14,14 +14,14 @@ import numpy as np
 
 from bench.config import EncoderSpec, SweepConfig, tower_config
 from bench.datasets import Dataset
-from bench.encoders import ENCODER_TYPES, Encoder, SentenceEncoder, embed_dataset, make_encoder, model_identity, precision_suffix
+from bench.encoders import Encoder, SentenceEncoder, embed_dataset, model_identity, precision_suffix
 from bench.fusion import rule_of
 from bench.hybrid import ChosenWeights, HybridEncoder, choose_weights
 from bench.indexes import ParamError
 from bench.indexes.base import cpu_count
 from bench.rerank import CrossEncoderScorer, ScoreCache, time_rerank
 from bench.splits import QuerySplits, load_splits, restrict
-from bench.stages import kind_of
+from bench.stages import ENCODER_TYPES, kind_of, make_encoder
 from bench.timing import LatencyStats
 from bench.train.cross import model_dir as cross_model_dir
 from bench.train.cross import read_training, train_cross_encoder
@@ -83,7 +83,7 @@ class ResolvedEncoder:
         return self.tower.backbone if self.tower is not None else self.model
 
     def encode_rate_key(self) -> str:
-        from bench.plan import encode_rate_key
+        from bench.estimate import encode_rate_key
 
         spec = self.spec
         return encode_rate_key(self.network, spec.max_seq_length, spec.doc_precision, spec.doc_runtime)
@@ -100,9 +100,10 @@ class ResolvedEncoder:
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
     if ENCODER_TYPES[spec.type] == "text":
         return ResolvedEncoder(spec, spec.model, spec.type)
-    composed = kind_of(spec.type).resolve(spec, config, data_root)  # a fusion: through its dense side
-    if composed is not None:
-        return composed
+    side = kind_of(spec.type).made_of(spec)  # a fusion: identified by its dense side (its cell key holds the rest)
+    if side is not None:
+        dense = resolve_encoder(next(e for e in config.encoders if e.name == side), config, data_root)
+        return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
     if not spec.train:  # identified by what its corpus vectors depend on
         check_available(spec.model, f"encoder '{spec.name}'")
         return ResolvedEncoder(spec, spec.model, model_identity(spec.model) + ("" if spec.normalize else "|unnormalized")
@@ -235,8 +236,8 @@ class Rerankers:
         return train_config, splits, cross_model_dir(train_config, splits)
 
     def rate_key(self, name: str) -> str:
-        """The speeds.json key of this reranker variant's scoring rate (bench.plan.score_rate_key)."""
-        from bench.plan import reranker_network, score_rate_key
+        """The speeds.json key of this reranker variant's scoring rate (bench.estimate.score_rate_key)."""
+        from bench.estimate import reranker_network, score_rate_key
 
         spec = self.specs[name]
         return score_rate_key(reranker_network(spec, self), spec.max_length, spec.precision, spec.runtime)

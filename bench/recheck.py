@@ -168,7 +168,7 @@ def same_ranking_but_k(a: pd.Series, b: pd.Series) -> bool:
 def moved_qualities(reference: pd.DataFrame, here: pd.DataFrame) -> pd.DataFrame:
     """Per re-measured cell: dev nDCG@10 and e2e p95 on the reference host and here, whether its quality rests on int8
     kernels, and whether it moved (by more than QUALITY_MOVED)."""
-    from bench.analysis.instruction_sets import isa_dependent_runtimes
+    from bench.instruction_sets import isa_dependent_runtimes
 
     figures = ["dev_ndcg_at_10", "e2e_p95_ms"]
     merged = here[["cell_id", "encoder", "stage", *figures]].merge(
@@ -258,7 +258,7 @@ def recheck(paths: list[Path], budgets: list[Budget], folder: Path, data_root: P
     for name, (config, cells) in configs.items():  # one plan for the whole re-check, before any work
         phases += run_sweep(config, data_root=data_root, only_cells=cells, reuse=stored, stand_in=True,
                             plan_only=True).phases
-    from bench.plan import render as render_plan
+    from bench.estimate import render as render_plan
 
     announce(render_plan(phases, f"recheck of {len(picks)} decisions ({sum(len(c) for _, c in configs.values())} "
                                  f"reference rows in {len(configs)} configs) on host {host}"))

@@ -24,8 +24,8 @@ from bench.encoders import embed_dataset, model_identity
 from bench.env import host_id, rescored_here, run_metadata
 from bench.executors import Executor, LocalExecutor
 from bench.measure import CellMeasurer, measure_query_encoding
-from bench.plan import (Speeds, _is_done, contended_latencies, corpus_cached, drifted_latencies, duration,
-                        latency_settings, plan_cells, render, stale_latencies, train_rate_key, work_phases)
+from bench.estimate import Speeds, corpus_cached, duration, render, train_rate_key, work_phases
+from bench.plan import _is_done, contended_latencies, drifted_latencies, latency_settings, plan_cells, stale_latencies
 from bench.prepare import ResolvedEncoder, Rerankers, check_rerank, prepare_models, resolve_encoder, sweep_splits
 from bench.splits import describe
 from bench.store import LATENCY_COLUMNS, ResultStore
@@ -240,5 +240,5 @@ def _record_training_speeds(speeds: Speeds, encoder: ResolvedEncoder, rerankers:
         speeds.record("tower_heads_s", read_training(encoder.model).get("train_seconds", 0))
     for name, report in rerankers.loaded():
         trained = rerankers.training(name)
-        if trained is not None:  # the rate of this training's network and step size (bench.plan.train_rate_key)
+        if trained is not None:  # the rate of this training's network and step size (bench.estimate.train_rate_key)
             speeds.record(train_rate_key(trained[0]), report.get("train_seconds", 0) / max(report.get("steps", 0), 1))

@@ -68,7 +68,7 @@ def test_sweep_measures_every_cell_then_resumes(config):
 def test_the_encode_estimate_is_kept_per_document_network(config, tmp_path):
     """A corpus encode is priced at its own network's rate: all-mpnet-base-v2 at 384 tokens runs ~15x slower than
     MiniLM at 256, so one machine-wide rate announced 4 min for an hour of encoding."""
-    from bench.plan import Speeds, encode_rate_key
+    from bench.estimate import Speeds, encode_rate_key
 
     run_sweep(config)
     spec = config.encoders[0]
@@ -210,7 +210,7 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
     # the test queries and the 8 dev queries (25% of the synthetic train split) are both reranked
     assert frame["n_dev_queries"].eq(8).all() and frame["dev_query_ids"].map(len).eq(8).all()
     assert reranked["cross_pairs_scored"].sum() <= (30 + 8) * 10
-    from bench.plan import Speeds, score_rate_key  # the scoring rate is remembered for this variant, not any reranker
+    from bench.estimate import Speeds, score_rate_key  # the scoring rate is remembered for this variant, not any reranker
 
     assert score_rate_key(tiny_cross_encoder, 32) in Speeds().values
     again = run_sweep(config)
@@ -551,7 +551,7 @@ def test_the_plan_counts_pairs_that_first_stages_share_once():
     of two listed sides the small hybrid share; a hybrid without its sides listed is a list of its own."""
     from types import SimpleNamespace
 
-    from bench.plan import NOVEL_SHARE, distinct_pairs
+    from bench.estimate import NOVEL_SHARE, distinct_pairs
 
     def stage(name, kind, dense=None):
         return SimpleNamespace(spec=SimpleNamespace(name=name, type=kind), dense=dense)

@@ -263,3 +263,29 @@ def with_composed(frame: pd.DataFrame, composed: pd.DataFrame | None) -> pd.Data
                                "e2e_p99_ms": names[2]}))
     merged = out.reset_index().merge(latest[["cell_id", "host_id", *names]], on=["cell_id", "host_id"], how="left")
     return merged.set_index("index")
+
+
+def scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+    """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (as the
+    row's stage kind puts it: BM25 is not in the series, a fusion quotes its dense side)."""
+    from bench.stages import kind_of
+
+    return kind_of(row["encoder_type"]).scale_note(_dense_scale_note(scale, row))
+
+
+def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+    from bench.stages.base import model_name
+
+    slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
+    if slopes.empty:
+        return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
+    generator = json.loads(scale["generator"].iloc[0])
+    model, dataset = generator.get("model", ""), generator.get("dataset", "").split("/")[0]
+    if row["model"] != model or row["dataset"] != dataset or row["encoder_mode"] != "pretrained" or row["passages"]:
+        return f"not in the scale series (it ran on {model} vectors of {dataset})"
+    own = slopes[slopes["variant"].str.split(" ").str[0] == row["backend"]]  # the cell's own backend's builds
+    if own.empty:
+        return f"{row['backend']} not in the scale series"
+    slope = lambda c: "/".join(f"{v:.2f}" for v in own[f"slope {c}"])  # noqa: E731
+    return (f"N {own['sizes'].iloc[0]} generated (a Gaussian mixture fitted to {model_name(model)} vectors of {dataset}, "
+            f"not real data): bytes ~ N^{slope('index_bytes')}, p95 ~ N^{slope('search_p95_ms')}")

@@ -13,10 +13,10 @@ import pandas as pd
 from bench.analysis import (ABBREVIATIONS, ALPHA, CALIBRATION_TOLERANCE, contended, CONFIGURATION, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB,
                             Budget, NothingFits, baseline_encoder, candidates, contribution_table, fastest_at_recall,
                             is_reference_encoding, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
-                            recommend_over_mean, fusion_text, reference_dense, reference_k, reranker_in_use, scale_note, seen_split,
+                            recommend_over_mean, fusion_text, reference_dense, reference_k, reranker_in_use, seen_split,
                             select, t_interval)
 from bench.analysis import params_text as _params
-from bench.analysis.series import memory_frontier, smallest_at_recall, with_bytes_per_vector
+from bench.analysis.series import memory_frontier, scale_note, smallest_at_recall, with_bytes_per_vector
 from bench.figures import ci, timing_text
 from bench.render.markdown import (INTERVAL_NOTE, Tables, _mark, _p, _span, _test_name, _tests_table, _values,
                                    markdown_table, quality)

@@ -55,7 +55,7 @@ def recommendation_text(decision: Decision, rows: pd.DataFrame, top: int) -> str
 
 def int8_note(pick: pd.Series) -> str:
     """A pick whose quality rests on int8 kernels holds for the instruction set it was measured on (bench.env)."""
-    from bench.analysis.instruction_sets import isa_dependent_runtimes
+    from bench.instruction_sets import isa_dependent_runtimes
 
     if not isa_dependent_runtimes(pick):
         return ""

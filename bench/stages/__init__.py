@@ -31,6 +31,15 @@ def kind_of(type_name: str) -> type[FirstStageKind]:
     return KINDS[type_name]
 
 
+ENCODER_TYPES = {name: kind.output for name, kind in KINDS.items()}  # a config's type -> what its encoder outputs
+
+
+def make_encoder(type_name: str, model: str, max_seq_length: int | None, **runs):
+    """The encoder of a config's encoder `type`; `runs`: device, query_precision, doc_precision, query_runtime,
+    doc_runtime, normalize (bench.encoders.SentenceEncoder's)."""
+    return kind_of(type_name).make_encoder(model, max_seq_length, **runs)
+
+
 def retriever_of(row) -> Retriever:
     """The first stage a results row ran."""
     kind = RETRIEVERS.get(row["encoder_type"])
@@ -39,4 +48,4 @@ def retriever_of(row) -> Retriever:
     return kind.of_row(row)
 
 
-__all__ = ["KINDS", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]
+__all__ = ["ENCODER_TYPES", "KINDS", "make_encoder", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]

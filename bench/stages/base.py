@@ -58,16 +58,8 @@ class FirstStageKind:
     searched: ClassVar[str] = "vectors"  # the `input` of the backends its index runs on (bench.indexes)
 
     @classmethod
-    def check_spec(cls, spec, encoders: list, where: str) -> None:
-        """A config entry of this kind (`spec`, an EncoderSpec) among `encoders`; raises ConfigError naming `where`."""
-        from bench.config import ConfigError
-
-        if spec.hybrid:
-            raise ConfigError(f"{where}: `hybrid` applies to type 'hybrid' only")
-
-    @classmethod
-    def resolve(cls, spec, config, data_root):
-        """Its model resolved (bench.prepare.ResolvedEncoder), or None: a single model the caller resolves."""
+    def made_of(cls, spec) -> str | None:
+        """The config encoder (its name) a stage of this kind is built on and identified by, or None: its own model."""
         return None
 
     @classmethod

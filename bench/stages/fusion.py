@@ -61,20 +61,9 @@ class Fusion(FirstStageKind):
         return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on else {}
 
     @classmethod
-    def check_spec(cls, spec, encoders, where):
-        from bench.config import ConfigError, check_hybrid
-
-        if not spec.hybrid:
-            raise ConfigError(f"{where}: type '{spec.type}' needs a `hybrid` table (dense = ...)")
-        check_hybrid(spec, encoders, f"{where}.hybrid")
-
-    @classmethod
-    def resolve(cls, spec, config, data_root):
+    def made_of(cls, spec) -> str | None:
         """Identified by its dense side (the cell key holds the fusion settings)."""
-        from bench.prepare import ResolvedEncoder, resolve_encoder
-
-        dense = resolve_encoder(next(e for e in config.encoders if e.name == spec.hybrid_spec.dense), config, data_root)
-        return ResolvedEncoder(spec, dense.model, dense.identity, dense=dense)
+        return spec.hybrid_spec.dense
 
     @classmethod
     def depths(cls, spec) -> list:

@@ -281,7 +281,7 @@ def train_cross_encoder(config: CrossTrainConfig, data_root: Path | None = None,
                      "seconds": seconds_before + time.perf_counter() - started}
             torch.save(state, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
-            # what the plan reads of a resumable training without loading the checkpoint (bench.plan)
+            # what the plan reads of a resumable training without loading the checkpoint (bench.estimate)
             atomic_write_bytes(tmp / "progress.json", lambda path: path.write_text(json.dumps(
                 {"step": step + 1, "total_steps": total_steps})))
     train_seconds = seconds_before + time.perf_counter() - started

@@ -41,7 +41,7 @@ def test_a_corrupt_entry_is_named_discarded_and_rebuilt(how, caplog):
 
 
 def test_a_corrupt_speeds_file_is_ignored_with_a_warning(caplog):
-    from bench.plan import Speeds
+    from bench.estimate import Speeds
 
     path = cache_dir() / "speeds.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Instruction sets as the analysis sees them: which of a row's figures depend on the kernels its host ran, and the
+"""Instruction sets as rows record them (imports nothing of bench: the run, the analysis and rendering all read it): which of a row's figures depend on the kernels its host ran, and the
 rule that decides whether a stored quality is reused on another host or scored again. What this host runs is read by
 bench.env.instruction_set; rows carry the same columns (ISA_COLUMNS)."""
 
