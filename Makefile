@@ -93,12 +93,12 @@ test-avx2: $(STAMP)
 recheck: $(STAMP)
 	$(PY) -m bench recheck
 
-# Latency regression gate against benchmarks/latency_baseline.json (see bench/gate.py).
+# Latency regression gate against benchmarks/latency_baseline.json (see bench/series/gate.py).
 check-latency: $(STAMP)
-	$(PY) -m bench.gate --against $$(git log -1 --format=%H -- benchmarks/latency_baseline.json)
+	$(PY) -m bench.series.gate --against $$(git log -1 --format=%H -- benchmarks/latency_baseline.json)
 
 update-baseline: $(STAMP)
-	$(PY) -m bench.gate --update-baseline
+	$(PY) -m bench.series.gate --update-baseline
 
 # The same gate for a chosen pipeline (configs/pipeline_gate.toml: SciFact's recommended configurations), against
 # benchmarks/pipeline_baseline.json recorded on the CI host by `make pipeline-baseline`.

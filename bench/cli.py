@@ -10,19 +10,19 @@ import sys
 import time
 from pathlib import Path
 
-from bench.config import ConfigError, load_config
-from bench.datasets import DatasetError
-from bench.indexes import ParamError
+from bench.pipeline.config import ConfigError, load_config
+from bench.data.datasets import DatasetError
+from bench.search.indexes import ParamError
 from bench.analysis.rerankers import REFERENCE_RERANKER
-from bench.store import ResultStore, SchemaError, read_results
+from bench.store.results import ResultStore, SchemaError, read_results
 
 USER_ERRORS = (ConfigError, DatasetError, ParamError, SchemaError)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.sweep import run_sweep
+    from bench.run.sweep import run_sweep
 
-    from bench.executors import LocalExecutor, RayExecutor
+    from bench.run.executors import LocalExecutor, RayExecutor
 
     config, cells = _sweep_or_block(args.config)
     only = None
@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _sweep_or_block(path: Path):
     """A sweep config, or a pipeline block (results/pipelines/*.toml: `sweep` and `cells`): the sweep config it names
     and its cell ids."""
-    from bench.config import read_toml
+    from bench.pipeline.config import read_toml
 
     table = read_toml(path)
     if "sweep" in table and "dataset" not in table:
@@ -100,7 +100,7 @@ def _each_file(paths: list[Path]):
 
 
 def cmd_check_pipeline(args: argparse.Namespace) -> int:
-    from bench.pipeline_gate import main
+    from bench.series.pipeline_gate import main
 
     return main([str(args.config), *(["--update-baseline"] if args.update_baseline else []),
                  *(["--data-dir", str(args.data_dir)] if args.data_dir else [])])
@@ -126,8 +126,8 @@ def _config_from_args(cls, args: argparse.Namespace, command: str):
 
 
 def cmd_train_cross(args: argparse.Namespace) -> int:
-    from bench.train.cross import read_training, train_cross_encoder
-    from bench.train.options import CrossTrainConfig
+    from bench.models.train.cross import read_training, train_cross_encoder
+    from bench.models.train.options import CrossTrainConfig
 
     config = _config_from_args(CrossTrainConfig, args, "train-cross")
     path = train_cross_encoder(config, data_root=args.data_dir)
@@ -146,8 +146,8 @@ def cmd_train_cross(args: argparse.Namespace) -> int:
 def cmd_train_towers(args: argparse.Namespace) -> int:
     import json
 
-    from bench.train.options import TowerTrainConfig
-    from bench.train.towers import train_towers
+    from bench.models.train.options import TowerTrainConfig
+    from bench.models.train.towers import train_towers
 
     config = _config_from_args(TowerTrainConfig, args, "train-towers")
     path = train_towers(config, data_root=args.data_dir)
@@ -178,8 +178,8 @@ def _run_series(store: ResultStore, run, section, name: str) -> int:
 
 def cmd_scale(args: argparse.Namespace) -> int:
     from bench.render import real_sets_section, scale_section
-    from bench.scale import load_scale_config, run_scale
-    from bench.store import SCALE_SCHEMA
+    from bench.series.scale import load_scale_config, run_scale
+    from bench.store.results import SCALE_SCHEMA
 
     config = load_scale_config(args.config)
     store = ResultStore(args.results or config.results_path, SCALE_SCHEMA)
@@ -188,9 +188,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_filters(args: argparse.Namespace) -> int:
-    from bench.filters import load_filter_config, run_filters
+    from bench.series.filters import load_filter_config, run_filters
     from bench.render import filters_section
-    from bench.store import FILTER_SCHEMA
+    from bench.store.results import FILTER_SCHEMA
 
     config = load_filter_config(args.config)
     store = ResultStore(args.results or config.results_path, FILTER_SCHEMA)
@@ -199,9 +199,9 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from bench.load import load_load_config, run_load
+    from bench.series.load import load_load_config, run_load
     from bench.render import load_section
-    from bench.store import LOAD_SCHEMA
+    from bench.store.results import LOAD_SCHEMA
 
     config = load_load_config(args.config)
     store = ResultStore(args.results or config.results_path, LOAD_SCHEMA)
@@ -212,9 +212,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_composed(args: argparse.Namespace) -> int:
-    from bench.composed import load_composed_config, run_composed
+    from bench.series.composed import load_composed_config, run_composed
     from bench.render import composed_section
-    from bench.store import COMPOSED_SCHEMA
+    from bench.store.results import COMPOSED_SCHEMA
 
     config = load_composed_config(args.config)
     store = ResultStore(args.results or config.results_path, COMPOSED_SCHEMA)
@@ -225,7 +225,7 @@ def cmd_composed(args: argparse.Namespace) -> int:
 
 def cmd_encode_latency(args: argparse.Namespace) -> int:
     from bench.analysis.series import spread_table
-    from bench.encode_latency import append_series, remeasure
+    from bench.series.encode_latency import append_series, remeasure
     from bench.render import repeatability_lines
 
     config = load_config(args.config)
@@ -254,16 +254,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
-    from bench.store import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
+    from bench.store.results import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
 
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
     scale_real = read_results(args.scale_real, schema=SCALE_SCHEMA) if args.scale_real else None
     filters = read_results(args.filters, schema=FILTER_SCHEMA) if args.filters else None
     load = read_results(args.load, schema=LOAD_SCHEMA) if args.load else None
-    from bench.encode_latency import read_series
+    from bench.series.encode_latency import read_series
 
     encode_latency = read_series(args.encode_latency) if args.encode_latency else None
-    from bench.store import COMPOSED_SCHEMA
+    from bench.store.results import COMPOSED_SCHEMA
 
     composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
     distractors = tuple(read_results(path) for path in args.distractors) if args.distractors else None
@@ -278,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
-    from bench.cache import atomic_write_bytes
+    from bench.core.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
     print(f"wrote {out} and plots under {args.plots}")
@@ -290,7 +290,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from bench.analysis.decisions import decide
     from bench.analysis.series import with_composed
     from bench.render.text import over_mean_text, recommendation_text
-    from bench.store import COMPOSED_SCHEMA
+    from bench.store.results import COMPOSED_SCHEMA
 
     try:
         budget = Budget(args.p95_ms, args.memory_mb, args.min_recall)
@@ -321,8 +321,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_recheck(args: argparse.Namespace) -> int:
     from bench.analysis import DEFAULT_BUDGETS, Budget
-    from bench.env import host_id
-    from bench.recheck import recheck
+    from bench.core.env import host_id
+    from bench.run.recheck import recheck
 
     if (args.p95_ms is None) != (args.memory_mb is None):
         raise ConfigError("recheck: give both --p95-ms and --memory-mb (one budget), or neither (the report's budgets)")
@@ -340,7 +340,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
         return 0
     text += f"\nThis invocation took {(time.perf_counter() - started) / 60:.1f} min (planning, measuring what was left, deciding)."
     out = args.out_dir / f"recheck-{host_id()}.md"
-    from bench.cache import atomic_write_bytes
+    from bench.core.cache import atomic_write_bytes
 
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
     print(text)
@@ -364,7 +364,7 @@ def cmd_distractors(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    from bench.fetch import FetchError, fetch
+    from bench.models.fetch import FetchError, fetch
 
     try:
         fetch(args.model)
@@ -408,7 +408,7 @@ def _norms_csv(path: Path | None):
 def cmd_reranker_variants(args: argparse.Namespace) -> int:
     from bench.analysis import with_derived
     from bench.analysis.rerankers import variant_table
-    from bench.figures import ci, timing_text
+    from bench.core.figures import ci, timing_text
 
     try:
         table = variant_table(with_derived(_each_file(args.results)), args.reference)
@@ -430,7 +430,7 @@ def cmd_reranker_variants(args: argparse.Namespace) -> int:
 
 
 def cmd_norms(args: argparse.Namespace) -> int:
-    from bench.norms import norms_table, norms_text
+    from bench.series.norms import norms_table, norms_text
 
     table = norms_table(args.config, args.against, args.data_dir)
     print(norms_text(table))
@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="Ray cluster to join (e.g. ray://head:10001); default: start a local Ray")
     run.set_defaults(func=cmd_run)
     train = commands.add_parser("train-cross", help="fine-tune a cross-encoder on a dataset's train qrels (cached)")
-    from bench.train.options import CrossTrainConfig
+    from bench.models.train.options import CrossTrainConfig
 
     for f in dataclasses.fields(CrossTrainConfig):
         train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train_cross)
     towers = commands.add_parser("train-towers", help="train a bi-encoder or twin tower on a dataset's train qrels "
                                                       "(InfoNCE, hard negatives, optional distillation; cached)")
-    from bench.train.options import TowerTrainConfig
+    from bench.models.train.options import TowerTrainConfig
 
     for f in dataclasses.fields(TowerTrainConfig):
         kind = {"epochs": int, "lr": float}.get(f.name, type(f.default))

@@ -21,9 +21,9 @@ STEADY_CALIBRATION_MS = 0.5
 @pytest.fixture(autouse=True)
 def steady_host(monkeypatch):
     """The calibration kernel reads a fixed figure, so that a busy test machine never makes a re-run re-time
-    latencies (tests that want a drifted host patch `bench.sweep.calibrate` themselves)."""
-    monkeypatch.setattr("bench.sweep.calibrate", lambda: STEADY_CALIBRATION_MS)
-    monkeypatch.setattr("bench.measure.time_kernel", lambda: STEADY_CALIBRATION_MS)
+    latencies (tests that want a drifted host patch `bench.run.sweep.calibrate` themselves)."""
+    monkeypatch.setattr("bench.run.sweep.calibrate", lambda: STEADY_CALIBRATION_MS)
+    monkeypatch.setattr("bench.run.measure.time_kernel", lambda: STEADY_CALIBRATION_MS)
 
 
 def _tiny_sentence_model(folder, hidden: int, seed: int, name: str) -> str:
@@ -95,8 +95,8 @@ def reranked_tiny_sweep(tiny_model, tiny_cross_encoder, tmp_path):
     """configs/tiny.toml with the tiny models on exact, HNSW and BM25, the top 10 of K=20 reranked, already run."""
     import dataclasses
 
-    from bench.config import RerankerSpec, RerankSpec, load_config
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import RerankerSpec, RerankSpec, load_config
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     encoders = [dataclasses.replace(base.encoders[0], model=tiny_model), *base.encoders[1:]]

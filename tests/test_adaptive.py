@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from bench.adaptive import ce_patience, choose_depth_rule, depths, first_gap, rerank_to_depths
-from bench.indexes import Neighbors
+from bench.run.adaptive import ce_patience, choose_depth_rule, depths, first_gap, rerank_to_depths
+from bench.search.indexes import Neighbors
 
 
 def test_first_gap_stops_where_the_first_stage_scores_fall():
@@ -51,9 +51,9 @@ def test_the_choice_keeps_full_depth_unless_a_cheaper_rule_ties():
 
 def test_an_adaptive_child_runs_in_the_tiny_sweep(tiny_model, tiny_cross_encoder, tmp_path):
     from bench.analysis import with_derived
-    from bench.config import RerankerSpec, RerankSpec, load_config
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import RerankerSpec, RerankSpec, load_config
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32)], r=[10], k=[20],

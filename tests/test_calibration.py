@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 
-from bench.calibration import calibrate, drifted, time_kernel
-from bench.timing import measure_latency
+from bench.core.calibration import calibrate, drifted, time_kernel
+from bench.core.timing import measure_latency
 
 
 def test_the_kernel_gives_a_steady_positive_figure():

@@ -3,8 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.chunking import Chunking, Passages, aggregate, first_documents, split_passages
-from bench.indexes.base import Neighbors
+from bench.data.chunking import Chunking, Passages, aggregate, first_documents, split_passages
+from bench.search.indexes.base import Neighbors
 
 # passages 0,1,2 belong to doc 0 (positions 0,1,2); 3,4 to doc 1; 5 to doc 2
 PASSAGES = Passages(["a", "b", "c", "d", "e", "f"], np.array([0, 0, 0, 1, 1, 2]), np.array([0, 1, 2, 0, 1, 0]))
@@ -53,9 +53,9 @@ def test_split_passages_covers_each_text_with_token_windows():
 
 
 def test_chunked_encoder_in_the_sweep(tiny_model, tmp_path):
-    from bench.config import load_config
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import load_config
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     whole = dataclasses.replace(base.encoders[0], name="whole", model=tiny_model, max_seq_length=32)

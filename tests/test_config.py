@@ -1,6 +1,6 @@
 import pytest
 
-from bench.config import ConfigError, load_config, parse_config
+from bench.pipeline.config import ConfigError, load_config, parse_config
 
 MINIMAL = {"name": "t", "dataset": "synthetic", "split": "test", "k": [10, 5],
            "encoders": [{"name": "e"}], "backends": [{"backend": "hnsw", "build": {"M": [8, 16]},
@@ -20,7 +20,7 @@ def test_shipped_configs_load():
     assert load_config("configs/tiny.toml").name == "tiny"
     scifact = load_config("configs/scifact.toml")
     assert max(scifact.k) >= 100 and scifact.protocol.guard
-    from bench.indexes import BACKENDS
+    from bench.search.indexes import BACKENDS
 
     assert {b.backend for b in scifact.backends} >= {"exact", "faiss_ivf", "hnsw", "scann", "bm25s", "faiss_sq",
                                                      "faiss_ivfsq", "faiss_ivfpq", "faiss_hnsw"}

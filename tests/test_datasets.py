@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from bench import datasets
-from bench.datasets import DatasetError, load_beir, load_dataset, synthetic_dataset, synthetic_vectors
+from bench.data import datasets
+from bench.data.datasets import DatasetError, load_beir, load_dataset, synthetic_dataset, synthetic_vectors
 
 
 def write_beir(root, corpus=None, queries=None, qrels=None, split="test"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from bench.datasets import DatasetError
+from bench.data.datasets import DatasetError
 
 
 def write_source(folder, articles: dict[int, int]):
@@ -21,7 +21,7 @@ def write_source(folder, articles: dict[int, int]):
 
 
 def test_whole_articles_are_drawn_in_a_seeded_order_and_cached(tmp_path):
-    from bench.distractors import DistractorSpec, draw
+    from bench.data.distractors import DistractorSpec, draw
 
     source = write_source(tmp_path / "wiki", {1: 3, 2: 1, 3: 4, 4: 2, 5: 5})
     spec = DistractorSpec(str(source), paragraphs=5, seed=1)
@@ -36,9 +36,9 @@ def test_whole_articles_are_drawn_in_a_seeded_order_and_cached(tmp_path):
 
 
 def test_a_config_adds_distractors_to_the_evaluation_corpus(tiny_model, tmp_path):
-    from bench.config import load_config, parse_config, ConfigError
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import load_config, parse_config, ConfigError
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     source = write_source(tmp_path / "wiki", {p: 10 for p in range(1, 21)})
     base = load_config("configs/tiny.toml")
@@ -67,7 +67,7 @@ def test_a_config_adds_distractors_to_the_evaluation_corpus(tiny_model, tmp_path
     text = distractors_section(rows, plain_rows)
     assert "nDCG@10 at 300" in text and "nDCG@10 at 350" in text and "exact" in text
     # models are trained on the dataset's own splits: the distractors never enter training or its model key
-    from bench.prepare import sweep_splits
+    from bench.run.prepare import sweep_splits
     assert sweep_splits(config, distracted=False).dev.content_hash == sweep_splits(plain).dev.content_hash
     assert sweep_splits(config).dev.content_hash != sweep_splits(plain).dev.content_hash
     with pytest.raises(ConfigError, match="distractors: paragraphs must be a positive integer"):
@@ -76,9 +76,9 @@ def test_a_config_adds_distractors_to_the_evaluation_corpus(tiny_model, tmp_path
 
 
 def test_a_large_corpus_is_encoded_in_resumable_chunks(tiny_model, monkeypatch):
-    import bench.encoders as encoders
-    from bench.cache import cache_dir
-    from bench.datasets import synthetic_dataset
+    import bench.models.encoders as encoders
+    from bench.core.cache import cache_dir
+    from bench.data.datasets import synthetic_dataset
 
     monkeypatch.setattr(encoders, "CORPUS_CHUNK", 100)
     dataset = synthetic_dataset(n_docs=300, n_queries=5, split="test")

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis.series import architecture_table, spread_table
-from bench.encode_latency import append_series, read_series, remeasure
+from bench.series.encode_latency import append_series, read_series, remeasure
 
 
 def test_spread_per_encoder_and_per_shared_architecture():
@@ -19,7 +19,7 @@ def test_spread_per_encoder_and_per_shared_architecture():
 
 
 def test_rounds_time_every_network_encoder(tiny_model):
-    from bench.config import load_config
+    from bench.pipeline.config import load_config
 
     base = load_config("configs/tiny.toml")
     minilm = dataclasses.replace(base.encoders[0], model=tiny_model)
@@ -71,7 +71,7 @@ def test_the_report_section_counts_encoders_within_the_band_per_series(tmp_path)
 
 
 def test_a_file_of_another_kind_is_refused_by_name(tmp_path):
-    from bench.store import SchemaError
+    from bench.store.results import SchemaError
 
     path = tmp_path / "other.parquet"
     pd.DataFrame({"x": [1]}).to_parquet(path)

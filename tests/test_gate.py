@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.gate import BackendTiming, GateWorkload, compare, parse_slowdown, run_workload, slowed
+from bench.series.gate import BackendTiming, GateWorkload, compare, parse_slowdown, run_workload, slowed
 
 RNG = np.random.default_rng(0)
 REFERENCE = (1.0 + 0.02 * RNG.standard_normal(15)).tolist()
@@ -67,7 +67,7 @@ def test_workload_quality_is_deterministic():
 def test_a_baseline_from_an_unknown_commit_is_an_error_not_a_pass():
     import subprocess
 
-    from bench.gate import baseline_at
+    from bench.series.gate import baseline_at
 
     with pytest.raises(subprocess.CalledProcessError):
         baseline_at("no-such-revision")
@@ -77,7 +77,7 @@ def test_a_baseline_from_an_unknown_commit_is_an_error_not_a_pass():
 def test_a_failing_round_is_confirmed_in_the_other_order(monkeypatch, capsys, rounds, passes):
     """--against: a round that fails is timed again, this code first; only a slowdown seen in both rounds fails (a
     host that slowed between baseline and this code fails one round only)."""
-    import bench.gate as gate
+    import bench.series.gate as gate
 
     scales = iter(rounds)
     baselines = []

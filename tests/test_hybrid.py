@@ -3,11 +3,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.config import ConfigError, EncoderSpec, load_config, parse_config
-from bench.fusion import fuse, fuse_one
-from bench.indexes.base import Neighbors
-from bench.store import read_results
-from bench.sweep import run_sweep
+from bench.pipeline.config import ConfigError, EncoderSpec, load_config, parse_config
+from bench.search.fusion import fuse, fuse_one
+from bench.search.indexes.base import Neighbors
+from bench.store.results import read_results
+from bench.run.sweep import run_sweep
 
 
 def lists(*rows):

@@ -3,9 +3,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.datasets import synthetic_vectors
-from bench.indexes import BACKENDS, ParamError, make_index
-from bench.metrics import recall_vs_exact
+from bench.data.datasets import synthetic_vectors
+from bench.search.indexes import BACKENDS, ParamError, make_index
+from bench.data.metrics import recall_vs_exact
 
 # Generous parameters under which each backend must find the known nearest neighbors.
 ACCURATE = {
@@ -119,7 +119,7 @@ def test_every_backend_at_its_gate_setting(backend):
     grown = index.search_at_least(200, search)
     index.check_search(200, grown)  # candidate lists grown to K are valid at K
     if cls.native_filter:  # filtered inside the library: only allowed ids come back
-        from bench.indexes.base import AllowedIds
+        from bench.search.indexes.base import AllowedIds
 
         allowed = AllowedIds(np.arange(len(base)) % 3 == 0)
         for q in queries[:5]:
@@ -205,7 +205,7 @@ def test_unknown_names_and_types_are_rejected():
 
 
 def test_bm25_ranks_the_source_document_first():
-    from bench.datasets import synthetic_dataset
+    from bench.data.datasets import synthetic_dataset
 
     assert [name for name, cls in BACKENDS.items() if cls.input == "text"] == ["bm25s"]
     ds = synthetic_dataset(n_docs=200, n_queries=20)

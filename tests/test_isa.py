@@ -3,9 +3,9 @@ stored quality is reused or scored again (int8 networks only)."""
 
 import numpy as np
 
-import bench.env as env
-from bench.datasets import synthetic_dataset
-from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores
+import bench.core.env as env
+from bench.data.datasets import synthetic_dataset
+from bench.models.rerankers import CrossEncoderScorer, ScoreCache, cross_scores
 
 
 def as_host(monkeypatch, flags: str, level: str, capability: str = "AVX512"):
@@ -23,7 +23,7 @@ def test_int8_level_follows_the_cpu_flags():
 
 
 def test_every_sweep_row_records_its_instruction_set(reranked_tiny_sweep):
-    from bench.store import read_results
+    from bench.store.results import read_results
 
     frame = read_results(reranked_tiny_sweep.results_path)
     here = env.instruction_set()
@@ -87,8 +87,8 @@ def test_int8_scores_from_another_instruction_set_are_scored_again_not_reused(sp
 
 
 def test_int8_query_vectors_are_cached_per_int8_kernels(tiny_model, monkeypatch):
-    from bench.encoders import embed_dataset
-    from bench.stages import make_encoder
+    from bench.models.encoders import embed_dataset
+    from bench.pipeline.stages import make_encoder
 
     ds = synthetic_dataset(n_docs=20, n_queries=3)
     encoder = make_encoder("bi", tiny_model, 32, query_precision="int8")

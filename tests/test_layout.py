@@ -13,21 +13,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
-# The run: what plans, prepares and measures a sweep. The series: experiments built on it.
-RUN = {"bench.plan", "bench.estimate", "bench.prepare", "bench.measure", "bench.sweep", "bench.executors",
-       "bench.recheck", "bench.adaptive"}
-SERIES = {"bench.scale", "bench.load", "bench.filters", "bench.composed", "bench.norms", "bench.gate",
-          "bench.pipeline_gate", "bench.encode_latency"}
-MODELS = {"bench.encoders", "bench.rerank", "bench.train", "bench.train.cross", "bench.train.towers",
-          "bench.train.options"}
-# What each layer must not import (directly): the layers after it in the data's order.
-FORBIDDEN = {
-    "bench.render": RUN | SERIES | MODELS | {"bench.cli", "bench.config"},
-    "bench.analysis": RUN | SERIES | MODELS | {"bench.render", "bench.cli", "bench.config"},
-    "bench.stages": RUN | SERIES | {"bench.analysis", "bench.render", "bench.cli", "bench.config", "bench.pipelines"},
-    "bench.pipelines": RUN | SERIES | {"bench.analysis", "bench.render", "bench.cli", "bench.config"},
-    "bench.instruction_sets": {"bench"},  # a leaf: every layer reads it
-}
+# The data's order: a package may import the packages before it, never one after it. Beyond the order: rendering and
+# the analysis never import what measures (models, run, series); bench.core imports nothing else of bench.
+ORDER = ("core", "data", "search", "models", "pipeline", "store", "analysis", "run", "series", "render", "cli")
+NEVER = {"analysis": {"models", "run", "series"}, "render": {"models", "run", "series"}}
 
 
 def modules() -> dict[str, Path]:
@@ -117,15 +106,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def layer(module: str) -> str:
+    """The package of bench a module belongs to (bench/cli.py is the "cli" layer; bench/__init__ and __main__: none)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else ""
+
+
 def against_direction(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a package after the importer's in ORDER, or of one it must NEVER import."""
+    rank = {name: position for position, name in enumerate(ORDER)}
     wrong = []
-    for layer, banned in FORBIDDEN.items():
-        for module, targets in graph.items():
-            if module != layer and not module.startswith(layer + "."):
+    for module, targets in graph.items():
+        mine = layer(module)
+        for target in targets:
+            theirs = layer(target)
+            if mine not in rank or theirs not in rank or mine == theirs:
                 continue
-            for target in targets:
-                if any(target == b or target.startswith(b + ".") for b in banned) and not target.startswith(layer):
-                    wrong.append(f"{module} -> {target}")
+            if rank[theirs] > rank[mine] or theirs in NEVER.get(mine, ()):
+                wrong.append(f"{module} -> {target}")
     return sorted(wrong)
 
 
@@ -141,5 +139,13 @@ def test_the_checks_can_fail():
     """A planted cycle and a planted import against the direction are found."""
     graph = {"bench.a": {"bench.b"}, "bench.b": {"bench.a"}, "bench.c": set()}
     assert cycles(graph) == [["bench.a", "bench.b"]]
-    assert against_direction({"bench.render.x": {"bench.sweep"}, "bench.analysis": {"bench.cache"}}) == [
-        "bench.render.x -> bench.sweep"]
+    assert against_direction({"bench.render.x": {"bench.run.sweep"}, "bench.analysis": {"bench.core.cache"},
+                              "bench.data.splits": {"bench.models.encoders"}, "bench.cli": {"bench.run"}}) == [
+        "bench.data.splits -> bench.models.encoders", "bench.render.x -> bench.run.sweep"]
+
+
+def test_the_top_of_bench_holds_packages_the_cli_and_main_only():
+    assert sorted(p.name for p in BENCH.glob("*.py")) == ["__init__.py", "__main__.py", "cli.py"]
+    for package in ORDER[:-1]:
+        doc = ast.get_docstring(ast.parse((BENCH / package / "__init__.py").read_text()))
+        assert doc and "import" in doc.lower(), f"bench/{package}/__init__.py must say what it owns and what it may import"

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.load import LoadConfig, LoadResult, closed_loop, open_loop, run_load
-from bench.store import LOAD_SCHEMA, read_results
+from bench.series.load import LoadConfig, LoadResult, closed_loop, open_loop, run_load
+from bench.store.results import LOAD_SCHEMA, read_results
 
 
 def _serve(ms):
@@ -41,7 +41,7 @@ def test_a_percentile_needs_the_samples_to_locate_it():
 
 
 def test_bad_load_options_fail_at_parse_time(tmp_path):
-    from bench.config import ConfigError, from_table
+    from bench.pipeline.config import ConfigError, from_table
 
     with pytest.raises(ConfigError, match="clients must be a non-empty list of integers >= 1"):
         from_table(LoadConfig, {"name": "l", "sweep": "configs/tiny.toml", "clients": [0]}, "load.toml")
@@ -50,12 +50,12 @@ def test_bad_load_options_fail_at_parse_time(tmp_path):
 
 
 def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path, monkeypatch):
-    import bench.load
+    import bench.series.load
     from bench.render import load_section
 
     # the host's speed as one figure for the whole test: a busy host moves the kernel past the 10% tolerance between
     # the two runs (1 in 3 here), which is the re-timing rule working, not what this test checks
-    monkeypatch.setattr(bench.load, "calibrate", lambda: 0.5)
+    monkeypatch.setattr(bench.series.load, "calibrate", lambda: 0.5)
     sweep = reranked_tiny_sweep
     config = LoadConfig(name="load", sweep="(given)", encoders=["minilm", "bm25"], k=20, budgets=[[10000, 10000]],
                         clients=[1, 2], seconds=0.2, min_requests=5, warmup=1, open_fractions=[0.5],
@@ -83,6 +83,6 @@ def test_served_pipelines_end_to_end_then_resume(reranked_tiny_sweep, tmp_path, 
 @pytest.mark.parametrize("value, text", [(13.6, "14"), (989.0, "990"), (1030.0, "1,000"), (0.521, "0.52"),
                                          (9.96, "10"), (2640.0, "2,600"), (0.011, "0.011"), (float("nan"), "-")])
 def test_timings_are_printed_to_the_two_figures_their_noise_supports(value, text):
-    from bench.figures import timing_text
+    from bench.core.figures import timing_text
 
     assert timing_text(value) == text

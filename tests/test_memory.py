@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from bench.config import BackendSpec, load_config
-from bench.indexes import make_index
+from bench.pipeline.config import BackendSpec, load_config
+from bench.search.indexes import make_index
 from bench.analysis.series import capacity, search_effort, smallest_at_recall, with_bytes_per_vector
-from bench.store import read_results
-from bench.sweep import run_sweep
+from bench.store.results import read_results
+from bench.run.sweep import run_sweep
 
 COMPRESSED = [
     BackendSpec("exact"),

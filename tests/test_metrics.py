@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.datasets import Dataset
-from bench.metrics import per_query_quality, recall_vs_exact
+from bench.data.datasets import Dataset
+from bench.data.metrics import per_query_quality, recall_vs_exact
 
 
 def tiny_dataset():

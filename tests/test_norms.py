@@ -9,7 +9,7 @@ import pytest
 
 
 def test_an_unnormalized_encoder_gives_the_raw_pooled_vectors(tiny_model):
-    from bench.encoders import SentenceEncoder
+    from bench.models.encoders import SentenceEncoder
 
     unit = SentenceEncoder(tiny_model, 32)
     raw = SentenceEncoder(tiny_model, 32, normalize=False)
@@ -24,10 +24,10 @@ def test_an_unnormalized_encoder_gives_the_raw_pooled_vectors(tiny_model):
 
 
 def test_normalize_false_runs_in_the_sweep_with_its_own_cells(tiny_model, tmp_path):
-    from bench.config import load_config
-    from bench.norms import top_norm_share
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import load_config
+    from bench.series.norms import top_norm_share
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     dense = dataclasses.replace(base.encoders[0], model=tiny_model)
@@ -39,14 +39,14 @@ def test_normalize_false_runs_in_the_sweep_with_its_own_cells(tiny_model, tmp_pa
     assert rows.groupby("encoder")["normalize"].first().to_dict() == {dense.name: True, "raw": False}
     assert set(rows.loc[rows["encoder"] == "raw", "cell_id"]).isdisjoint(rows.loc[rows["encoder"] != "raw", "cell_id"])
     # a normalized encoder's cell ids are the ones they were before the option existed
-    from bench.plan import _spec_key
+    from bench.run.plan import _spec_key
     assert "normalize" not in _spec_key(dense) and _spec_key(raw)["normalize"] is False
     docs = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0]] + [[0.0, 1.0]] * 97)
     assert top_norm_share(docs, np.array([[1.0, 0.1]]), top=1) == 1.0  # the largest norm wins an inner product
 
 
 def test_the_norms_table_reads_unit_norms_for_normalized_encoders(tiny_model, tmp_path):
-    from bench.norms import norms_table, norms_text
+    from bench.series.norms import norms_table, norms_text
 
     text = open("configs/tiny.toml").read()
     config = tmp_path / "tiny.toml"
@@ -57,9 +57,9 @@ def test_the_norms_table_reads_unit_norms_for_normalized_encoders(tiny_model, tm
 
 
 def test_the_mips_reduction_keeps_inner_products_and_runs_every_backend_family(tiny_model, tmp_path):
-    from bench.indexes import exact_neighbors, make_index
-    from bench.metrics import recall_vs_exact
-    from bench.mips import ReducedIndex, augment_docs, augment_queries
+    from bench.search.indexes import exact_neighbors, make_index
+    from bench.data.metrics import recall_vs_exact
+    from bench.search.mips import ReducedIndex, augment_docs, augment_queries
 
     rng = np.random.default_rng(0)
     docs = (rng.normal(size=(2000, 16)) * rng.lognormal(0, 0.5, size=(2000, 1))).astype(np.float32)
@@ -82,9 +82,9 @@ def test_the_mips_reduction_keeps_inner_products_and_runs_every_backend_family(t
 
 def test_a_reduced_encoder_runs_in_the_sweep_as_its_own_pipeline(tiny_model, tmp_path):
     from bench.analysis import with_derived
-    from bench.config import load_config
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import load_config
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     unit = dataclasses.replace(base.encoders[0], model=tiny_model)
@@ -122,8 +122,8 @@ def test_a_reduced_encoder_runs_in_the_sweep_as_its_own_pipeline(tiny_model, tmp
 
 
 def test_a_planted_high_norm_document_wins_inner_product_loses_cosine_and_the_reduction_keeps_the_order():
-    from bench.indexes import exact_neighbors, make_index
-    from bench.mips import ReducedIndex, augment_docs, augment_queries
+    from bench.search.indexes import exact_neighbors, make_index
+    from bench.search.mips import ReducedIndex, augment_docs, augment_queries
 
     rng = np.random.default_rng(1)
     query = rng.normal(size=16).astype(np.float32)

@@ -1,8 +1,9 @@
 import json
 
-from bench import gate, pipeline_gate
-from bench.pipeline_gate import PipelineGateConfig, judge, main, run_gate
-from bench.store import read_results
+from bench.series import gate
+from bench.series import pipeline_gate
+from bench.series.pipeline_gate import PipelineGateConfig, judge, main, run_gate
+from bench.store.results import read_results
 
 
 class TickClock:

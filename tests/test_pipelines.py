@@ -1,4 +1,4 @@
-"""Pipelines as typed objects (bench.pipelines, bench.stages) and what each stage adds (bench.analysis)."""
+"""Pipelines as typed objects (bench.pipeline.ids, bench.pipeline.stages) and what each stage adds (bench.analysis)."""
 
 import json
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from bench.analysis import Budget, contribution_table, recommend, with_derived
-from bench.pipelines import Pipeline
-from bench.stages import RETRIEVERS, model_name_of, retriever_of
-from bench.store import read_results
+from bench.pipeline.ids import Pipeline
+from bench.pipeline.stages import RETRIEVERS, model_name_of, retriever_of
+from bench.store.results import read_results
 
 N = 60
 DEV = [f"dev{i}" for i in range(N)]
@@ -115,7 +115,7 @@ def test_end_to_end_adds_samples_not_medians():
     """Encode and search timed 3 passes x 4 queries; a slow encode and a slow search of different queries do not
     hide each other's tail: every total is a real sample of each stage, and no total percentile is below the
     encode's own."""
-    from bench.timing import LatencyStats, end_to_end
+    from bench.core.timing import LatencyStats, end_to_end
 
     rng = np.random.default_rng(0)
     encode = LatencyStats.from_ms(rng.exponential(5.0, (3, 4)))
@@ -132,7 +132,7 @@ def test_end_to_end_adds_samples_not_medians():
 def test_a_composed_run_times_every_stage_per_query_and_keeps_the_medians_view():
     """A fake pipeline whose stages take known ticks: the totals are measured per query, the 'from medians' view
     is computed from the same samples, and a slow query in one pass shows in the totals' tail only."""
-    from bench.composed import composed_columns, time_composed
+    from bench.series.composed import composed_columns, time_composed
 
     class Fake:
         def __init__(self):
@@ -164,7 +164,7 @@ def test_a_composed_run_times_every_stage_per_query_and_keeps_the_medians_view()
 
 def test_composed_figures_join_their_sweep_rows():
     from bench.analysis.series import with_composed
-    from bench.store import COMPOSED_SCHEMA
+    from bench.store.results import COMPOSED_SCHEMA
 
     frame = read_results("results/nfcorpus.parquet")
     composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)

@@ -4,11 +4,11 @@ import dataclasses
 from pathlib import Path
 
 from bench.analysis import Budget
-from bench.config import load_config
-from bench.env import host_id
-from bench.recheck import recheck
-from bench.store import ResultStore, read_results
-from bench.sweep import run_sweep
+from bench.pipeline.config import load_config
+from bench.core.env import host_id
+from bench.run.recheck import recheck
+from bench.store.results import ResultStore, read_results
+from bench.run.sweep import run_sweep
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.toml"
 
@@ -82,7 +82,7 @@ def test_a_pick_that_differs_only_in_k_with_the_same_ranking_is_not_a_change_of_
     import numpy as np
     import pandas as pd
 
-    from bench.recheck import same_pipeline_but_k, same_ranking_but_k
+    from bench.run.recheck import same_pipeline_but_k, same_ranking_but_k
 
     row = pd.Series({"dataset": "d", "encoder": "bm25", "model_identity": "", "backend": "bm25s", "build_params": "{}",
                      "search_params": "{}", "stage": "first", "reranker": None, "r": np.nan, "fusion_alpha": np.nan,

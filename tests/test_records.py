@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from bench.records import NOT_RERANKED, FirstStageRow, RerankRow, results_schema
-from bench.store import SCHEMA
+from bench.store.records import NOT_RERANKED, FirstStageRow, RerankRow, results_schema
+from bench.store.results import SCHEMA
 
 
 def test_the_schema_is_every_column_of_the_two_stages_and_stage():

@@ -11,11 +11,11 @@ import pytest
 from bench.cli import main
 
 RENDER = Path("bench/render")
-# what rendering may import: the analysis (statistics, selection, decisions), formatting, atomic writes, itself
-ALLOWED = ("bench.analysis", "bench.figures", "bench.cache", "bench.render")
-MEASURING = ("bench.measure", "bench.sweep", "bench.prepare", "bench.encoders", "bench.rerank", "bench.load",
-             "bench.scale", "bench.filters", "bench.composed", "bench.encode_latency", "bench.pipeline_gate",
-             "bench.gate", "bench.train", "bench.executors", "bench.calibration")
+# what rendering may import: the analysis (statistics, selection, decisions), bench.core (formatting, atomic writes), itself
+ALLOWED = ("bench.analysis", "bench.core", "bench.render")
+MEASURING = ("bench.run.measure", "bench.run.sweep", "bench.run.prepare", "bench.models.encoders", "bench.models.rerankers", "bench.series.load",
+             "bench.series.scale", "bench.series.filters", "bench.series.composed", "bench.series.encode_latency", "bench.series.pipeline_gate",
+             "bench.series.gate", "bench.models.train", "bench.run.executors", "bench.core.calibration")
 
 
 def bench_imports(path: Path) -> set[str]:
@@ -64,7 +64,7 @@ def test_a_block_recommend_prints_runs_verbatim(tiny_model, tmp_path, monkeypatc
 
     cell = tomllib.loads(block)["cells"][0]
 
-    from bench.store import read_results
+    from bench.store.results import read_results
 
     before = set(read_results("results/tiny.parquet")["cell_id"])
     assert cell in before
@@ -76,7 +76,7 @@ def test_a_block_recommend_prints_runs_verbatim(tiny_model, tmp_path, monkeypatc
 
     baseline = json.loads(Path(f"results/pipelines/{tomllib.loads(block)['name']}.baseline.json").read_text())
     assert list(baseline["pipelines"]) == [cell]
-    from bench.load import choose_cells, load_load_config
+    from bench.series.load import choose_cells, load_load_config
 
     config = load_load_config("pick.toml")  # `load` reads the same file: it serves that cell alone
     assert [c.row["cell_id"] for c in choose_cells(config, read_results("results/tiny.parquet"))] == [cell]
@@ -96,7 +96,7 @@ def test_summary_lines_fit_and_the_report_answers_first(reranked_tiny_sweep, tmp
     assert len(lines) > 5 and max(map(len, lines)) <= 160
 
     from bench.render import build_report
-    from bench.store import read_results
+    from bench.store.results import read_results
 
     frame = read_results(reranked_tiny_sweep.results_path)
     out = tmp_path / "report.md"
@@ -136,7 +136,7 @@ def test_the_committed_report_answers_first_and_stays_short(section):
 def test_the_composed_section_shows_the_picks_and_links_every_pipeline(tmp_path):
     from bench.render.composed import composed_section
     from bench.render.markdown import Tables
-    from bench.store import COMPOSED_SCHEMA, read_results
+    from bench.store.results import COMPOSED_SCHEMA, read_results
 
     composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)
     text = composed_section(composed, Tables(tmp_path, "t/"))
@@ -150,7 +150,7 @@ def test_the_composed_section_shows_the_picks_and_links_every_pipeline(tmp_path)
 def test_the_composed_section_labels_rows_by_todays_picks_not_by_what_they_ran_as(tmp_path):
     from bench.render.composed import composed_section
     from bench.render.markdown import Tables
-    from bench.store import COMPOSED_SCHEMA, read_results
+    from bench.store.results import COMPOSED_SCHEMA, read_results
 
     composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)
     picked = composed[composed["chosen_as"].str.contains("budget")]

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets import synthetic_dataset
-from bench.indexes import Neighbors, ParamError
-from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank
-from bench.train.cross import expected_calibration_error, platt_fit, ranking_loss
-from bench.train.options import LOSSES
+from bench.data.datasets import synthetic_dataset
+from bench.search.indexes import Neighbors, ParamError
+from bench.models.rerankers import CrossEncoderScorer, ScoreCache, cross_scores, rerank
+from bench.models.train.cross import expected_calibration_error, platt_fit, ranking_loss
+from bench.models.train.options import LOSSES
 
 
 def first_stage():
@@ -134,9 +134,9 @@ def test_platt_scaling_reduces_calibration_error():
 def test_cross_encoder_trains_on_guarded_queries_and_chooses_alpha_on_dev(tiny_model, tiny_cross_encoder):
     import json
 
-    from bench.splits import load_splits
-    from bench.train.cross import train_cross_encoder
-    from bench.train.options import CrossTrainConfig
+    from bench.data.splits import load_splits
+    from bench.models.train.cross import train_cross_encoder
+    from bench.models.train.options import CrossTrainConfig
 
     splits = load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3)
     config = CrossTrainConfig(backbone=tiny_cross_encoder, first_stage=tiny_model, dataset="synthetic", negatives=3,
@@ -151,9 +151,9 @@ def test_cross_encoder_trains_on_guarded_queries_and_chooses_alpha_on_dev(tiny_m
 def test_titles_as_pseudo_queries_and_negatives_from_both_first_stages(tiny_model, tiny_cross_encoder):
     import json
 
-    from bench.splits import load_splits, positives
-    from bench.train.cross import title_queries, train_cross_encoder, training_examples
-    from bench.train.options import CrossTrainConfig
+    from bench.data.splits import load_splits, positives
+    from bench.models.train.cross import title_queries, train_cross_encoder, training_examples
+    from bench.models.train.options import CrossTrainConfig
 
     splits = load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3)
     titles = title_queries(splits, 30, seed=0)
@@ -177,7 +177,7 @@ def test_titles_as_pseudo_queries_and_negatives_from_both_first_stages(tiny_mode
 
 def _with_sentences(splits):
     """The synthetic splits with each document's words cut into sentences of 8 words."""
-    from bench.datasets import _hash_strings
+    from bench.data.datasets import _hash_strings
 
     texts = [". ".join(" ".join(words[i:i + 8]) for i in range(0, len(words), 8)) + "."
              for words in (t.split() for t in splits.train.doc_texts)]
@@ -190,8 +190,8 @@ def _with_sentences(splits):
 
 
 def test_sentences_as_pseudo_queries_ask_for_their_document_without_them():
-    from bench.splits import load_splits, positives
-    from bench.train.cross import sentence_queries
+    from bench.data.splits import load_splits, positives
+    from bench.models.train.cross import sentence_queries
 
     splits = _with_sentences(load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3))
     queries, positive_text = sentence_queries(splits, 25, seed=0)
@@ -210,7 +210,7 @@ def test_sentences_as_pseudo_queries_ask_for_their_document_without_them():
 def test_distillation_loss_is_zero_when_the_student_agrees_with_the_teacher():
     import torch
 
-    from bench.train.cross import distillation_loss
+    from bench.models.train.cross import distillation_loss
 
     cosines = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.8, 0.3]])
     assert distillation_loss(cosines / 0.05, cosines, 0.05).item() < 1e-6
@@ -223,8 +223,8 @@ def test_distilled_training_with_sentences_resumes_where_it_stopped(tiny_model, 
     import torch
     from safetensors.torch import load_file
 
-    import bench.train.cross as train_cross
-    from bench.splits import load_splits
+    import bench.models.train.cross as train_cross
+    from bench.data.splits import load_splits
 
     splits = _with_sentences(load_splits("synthetic", n_docs=120, n_queries=24, n_topics=4, seed=3))
     config = train_cross.CrossTrainConfig(
@@ -266,10 +266,10 @@ def test_reranker_variants_run_in_the_sweep_and_compare_with_the_reference(tiny_
     from bench.analysis import with_derived
     from bench.analysis.rerankers import variant_table
     from bench.cli import main
-    from bench.config import RerankerSpec, RerankSpec, load_config
-    from bench.plan import _reranker_key
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import RerankerSpec, RerankSpec, load_config
+    from bench.run.plan import _reranker_key
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0, "dev"]),

@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from bench.datasets import synthetic_vectors
-from bench.indexes import ParamError
+from bench.data.datasets import synthetic_vectors
+from bench.search.indexes import ParamError
 from bench.render import scale_section
 from bench.analysis.series import growth
-from bench.scale import (MixtureGenerator, PooledSource, ScaleBackend, ScaleConfig, resolve_size_rule,
+from bench.series.scale import (MixtureGenerator, PooledSource, ScaleBackend, ScaleConfig, resolve_size_rule,
                          run_scale)
-from bench.store import SCALE_SCHEMA, ResultStore, read_results
+from bench.store.results import SCALE_SCHEMA, ResultStore, read_results
 
 
 def test_size_rules():
@@ -72,10 +72,10 @@ def test_scale_series_runs_resumes_and_fits_slopes(tiny_model, tmp_path):
 
 
 def test_a_real_vector_set_has_its_own_queries_and_a_mixture_control(monkeypatch, tmp_path):
-    import bench.vectorsets as vectorsets
+    import bench.series.vectorsets as vectorsets
     from bench.render.markdown import Tables
     from bench.render.scale import real_sets_section
-    from bench.scale import VectorSetSpec
+    from bench.series.scale import VectorSetSpec
 
     vectors, queries, _ = synthetic_vectors(3000, 16, 200, n_clusters=8)
     calls = []
@@ -107,7 +107,7 @@ def test_a_real_vector_set_has_its_own_queries_and_a_mixture_control(monkeypatch
 
 
 def test_the_glove_loader_gives_the_published_vectors_normalized_with_withheld_queries():
-    from bench.vectorsets import GLOVE_THE, glove_50, glove_raw
+    from bench.series.vectorsets import GLOVE_THE, glove_50, glove_raw
 
     raw = glove_raw()  # checks the file's sha256, shape and the published first row ("the")
     assert raw.shape == (400_000, 50) and np.allclose(raw[0, :10], GLOVE_THE, atol=1e-6)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bench.datasets import load_dataset
-from bench.splits import Protocol, load_splits, positives
+from bench.data.datasets import load_dataset
+from bench.data.splits import Protocol, load_splits, positives
 
 
 def write_beir(root, qrels: dict[str, dict[str, str]]):
@@ -71,7 +71,7 @@ def test_a_test_only_dataset_has_no_dev_queries(tmp_path):
 
 
 def test_bad_protocol_options_fail_when_the_config_is_parsed():
-    from bench.config import ConfigError, parse_config
+    from bench.pipeline.config import ConfigError, parse_config
 
     base = {"name": "b", "dataset": "synthetic", "split": "test", "k": [5], "encoders": [{"name": "e"}],
             "backends": [{"backend": "exact"}]}

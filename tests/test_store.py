@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bench.store import SCHEMA, ResultStore, SchemaError, read_results
+from bench.store.results import SCHEMA, ResultStore, SchemaError, read_results
 
 
 def make_row(cell_id="c1", host_id="h1", ndcg=0.5):

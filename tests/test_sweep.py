@@ -3,11 +3,11 @@ import re
 
 import pytest
 
-from bench.cache import cache_dir
+from bench.core.cache import cache_dir
 from bench.cli import main
-from bench.config import load_config
-from bench.store import ResultStore, read_results
-from bench.sweep import run_sweep
+from bench.pipeline.config import load_config
+from bench.store.results import ResultStore, read_results
+from bench.run.sweep import run_sweep
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_sweep_measures_every_cell_then_resumes(config):
 def test_the_encode_estimate_is_kept_per_document_network(config, tmp_path):
     """A corpus encode is priced at its own network's rate: all-mpnet-base-v2 at 384 tokens runs ~15x slower than
     MiniLM at 256, so one machine-wide rate announced 4 min for an hour of encoding."""
-    from bench.estimate import Speeds, encode_rate_key
+    from bench.run.estimate import Speeds, encode_rate_key
 
     run_sweep(config)
     spec = config.encoders[0]
@@ -96,8 +96,8 @@ def test_a_drifted_host_retimes_latency_and_keeps_quality(config, monkeypatch):
     before = _by_cell(config.results_path)
     assert before["calibration_ms"].eq(0.5).all() and before["query_encode_calibration_ms"].gt(0).all()
     assert run_sweep(config).computed == 0  # an unchanged host measures nothing
-    monkeypatch.setattr("bench.sweep.calibrate", lambda: 0.5 * 1.25)  # 25% slower than when the rows were timed
-    monkeypatch.setattr("bench.measure.time_kernel", lambda: 0.5 * 1.25)
+    monkeypatch.setattr("bench.run.sweep.calibrate", lambda: 0.5 * 1.25)  # 25% slower than when the rows were timed
+    monkeypatch.setattr("bench.run.measure.time_kernel", lambda: 0.5 * 1.25)
     said = []
     busy = run_sweep(config, announce=said.append)  # a busy (or slower) host alone re-times nothing: one line says so
     assert busy.computed == busy.retimed == 0
@@ -118,10 +118,10 @@ def test_a_drifted_host_retimes_latency_and_keeps_quality(config, monkeypatch):
 
 
 def test_within_tolerance_or_new_latency_settings(config, monkeypatch):
-    from bench.store import ResultStore
+    from bench.store.results import ResultStore
 
     run_sweep(config)
-    monkeypatch.setattr("bench.sweep.calibrate", lambda: 0.5 * 1.05)  # within the default 10%
+    monkeypatch.setattr("bench.run.sweep.calibrate", lambda: 0.5 * 1.05)  # within the default 10%
     assert run_sweep(config).computed == 0
     store = ResultStore(config.results_path)
     store.add({**store.load().iloc[0].to_dict(), "calibration_ms": 1.0})  # one noisy row: its run's median holds
@@ -129,7 +129,7 @@ def test_within_tolerance_or_new_latency_settings(config, monkeypatch):
     assert run_sweep(config, announce=said.append).computed == 0
     # ... but that row was timed while the host ran 2x slower than the rest of its run: said, and --retime re-times it
     assert any("1 stored rows were timed while the host ran slower than the rest of their run" in line for line in said)
-    monkeypatch.setattr("bench.measure.time_kernel", lambda: 0.5)
+    monkeypatch.setattr("bench.run.measure.time_kernel", lambda: 0.5)
     noisy = run_sweep(config, retime=True)
     assert noisy.retimed == noisy.computed == 1
     assert read_results(config.results_path)["calibration_ms"].lt(1.0).all()
@@ -170,10 +170,10 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 
 
 def test_grid_skips_cross_parameter_violations_but_not_hopeless_points(config):
-    from bench.config import BackendSpec
-    from bench.datasets import synthetic_dataset
-    from bench.indexes import ParamError
-    from bench.plan import plan_cells
+    from bench.pipeline.config import BackendSpec
+    from bench.data.datasets import synthetic_dataset
+    from bench.search.indexes import ParamError
+    from bench.run.plan import plan_cells
 
     ds = synthetic_dataset(n_docs=300, n_queries=30, n_topics=6)
     ivf = BackendSpec("faiss_ivf", build={"nlist": [4, 16]}, search={"nprobe": [2, 8]})
@@ -186,7 +186,7 @@ def test_grid_skips_cross_parameter_violations_but_not_hopeless_points(config):
 
 
 def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
-    from bench.config import RerankerSpec, RerankSpec
+    from bench.pipeline.config import RerankerSpec, RerankSpec
 
     rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0, 0.0])],
                         r=[5, 10], k=[20], latency_queries=4)
@@ -210,13 +210,13 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
     # the test queries and the 8 dev queries (25% of the synthetic train split) are both reranked
     assert frame["n_dev_queries"].eq(8).all() and frame["dev_query_ids"].map(len).eq(8).all()
     assert reranked["cross_pairs_scored"].sum() <= (30 + 8) * 10
-    from bench.estimate import Speeds, score_rate_key  # the scoring rate is remembered for this variant, not any reranker
+    from bench.run.estimate import Speeds, score_rate_key  # the scoring rate is remembered for this variant, not any reranker
 
     assert score_rate_key(tiny_cross_encoder, 32) in Speeds().values
     again = run_sweep(config)
     assert again.computed == 0
     stored = _by_cell(config.results_path)
-    monkeypatch.setattr("bench.sweep.calibrate", lambda: 1.0)  # a drifted host: rerank rows re-timed too
+    monkeypatch.setattr("bench.run.sweep.calibrate", lambda: 1.0)  # a drifted host: rerank rows re-timed too
     assert run_sweep(config).computed == 0
     retimed = run_sweep(config, retime=True)
     assert retimed.retimed == len(frame)
@@ -246,7 +246,7 @@ def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
 
 
 def test_trained_towers_are_encoder_types_in_the_sweep(config):
-    from bench.config import EncoderSpec
+    from bench.pipeline.config import EncoderSpec
 
     train = {"mode": "heads", "backbone": config.encoders[0].model, "max_seq_length": 64, "epochs": 3,
              "batch_size": 10, "hard_negatives": "none"}
@@ -273,7 +273,7 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
     assert not frame["encoder_saw_eval_docs"].any()
     # trained once: a re-run measures nothing and trains nothing
     assert run_sweep(config).computed == 0
-    from bench.config import ConfigError, parse_config
+    from bench.pipeline.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match=r"encoders\[0\].train: only types bi and twin"):
         parse_config({"name": "b", "dataset": "synthetic", "split": "test", "k": [5],
@@ -282,7 +282,7 @@ def test_trained_towers_are_encoder_types_in_the_sweep(config):
 
 
 def test_ray_executor_gives_the_local_numbers(config, tmp_path, monkeypatch):
-    from bench.executors import RayExecutor
+    from bench.run.executors import RayExecutor
 
     one_thread = dataclasses.replace(config.measure, build_threads=1, throughput_threads=1)
     local = dataclasses.replace(config, measure=one_thread)
@@ -302,7 +302,7 @@ def test_ray_executor_gives_the_local_numbers(config, tmp_path, monkeypatch):
     assert b["search_p50_ms"].gt(0).all() and b["host_id"].eq(a["host_id"].iloc[0]).all()
     # resumable like a local run: nothing left to do (the workers timed the real calibration kernel: the same
     # host reads about the same figure)
-    monkeypatch.setattr("bench.sweep.calibrate", lambda: float(b["calibration_ms"].median()))
+    monkeypatch.setattr("bench.run.sweep.calibrate", lambda: float(b["calibration_ms"].median()))
     assert run_sweep(on_ray, executor=LocalExecutorForCheck()).computed == 0
 
 
@@ -315,7 +315,7 @@ def _synthetic_as_beir(root, seed):
     """The synthetic collection (test and train splits) written in BEIR layout under `root`."""
     import json
 
-    from bench.datasets import synthetic_dataset
+    from bench.data.datasets import synthetic_dataset
 
     test, train = (synthetic_dataset(n_docs=300, n_queries=30, n_topics=6, seed=seed, split=s) for s in ("test", "train"))
     root.mkdir(parents=True)
@@ -367,7 +367,7 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
 
 
 def test_reranking_one_dataset_with_a_model_trained_on_another(config, tmp_path, tiny_model, tiny_cross_encoder):
-    from bench.config import RerankerSpec, RerankSpec
+    from bench.pipeline.config import RerankerSpec, RerankSpec
 
     train = {"dataset": "synthetic", "backbone": tiny_cross_encoder, "first_stage": tiny_model, "negatives": 3,
              "batch_queries": 8, "max_length": 32, "neg_rank_lo": 1, "neg_rank_hi": 10, "dev_r": 5}
@@ -411,7 +411,7 @@ def test_cells_no_longer_configured_are_kept_unless_pruned(config):
     summary = run_sweep(smaller, prune=True, announce=said.append)
     after = read_results(config.results_path)
     assert summary.computed == 0 and len(after) == len(before) - 3 and "hnsw" not in set(after["backend"])
-    from bench.store import history_path
+    from bench.store.results import history_path
 
     assert any("--prune moved 3 rows of cells no longer in the config to" in line for line in said)
     assert set(read_results(history_path(config.results_path))["backend"]) == {"hnsw"}  # moved, not deleted
@@ -460,7 +460,7 @@ def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(c
     stages timed again and summed per sample, their quality kept. A rerank child is only timed (its pairs are not
     scored again), also when its reranker's weights are gone and the spec's model here has others (the row says
     which weights were timed); a first-stage row of another encoder model is measured whole."""
-    from bench.config import RerankerSpec, RerankSpec
+    from bench.pipeline.config import RerankerSpec, RerankSpec
 
     rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0])],
                         r=[5, 10], k=[20], latency_queries=4)
@@ -487,10 +487,10 @@ def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(c
     def no_scoring(*args, **kwargs):
         raise AssertionError("a re-timed child's pairs were scored again")
 
-    monkeypatch.setattr("bench.measure.cross_scores", no_scoring)
+    monkeypatch.setattr("bench.run.measure.cross_scores", no_scoring)
     # a rebuilt index may land below the rerank threshold (HNSW builds on 2 threads vary): a re-timed first stage keeps
     # its stored quality, so its children are re-timed on the stored recall
-    monkeypatch.setattr("bench.measure.CellMeasurer._recall", lambda self, ids, truth: {"recall_at_k": 0.0,
+    monkeypatch.setattr("bench.run.measure.CellMeasurer._recall", lambda self, ids, truth: {"recall_at_k": 0.0,
                                                                                         "dev_recall_at_k": 0.0})
     said.clear()
     retimed = run_sweep(config, retime=True, announce=said.append)
@@ -513,12 +513,12 @@ def test_rows_summed_from_medians_are_retimed_per_sample_without_scoring_again(c
 def test_the_plan_trains_a_shared_model_once_counts_its_steps_and_resumes_its_checkpoint(config, tmp_path, tiny_model,
                                                                                        tiny_cross_encoder):
     """Variants of one trained reranker (fp32, int8) plan one training; its steps count the judged pairs and the
-    title pseudo-queries (as bench.train.cross does); after a checkpoint the plan counts only the steps left."""
+    title pseudo-queries (as bench.models.train.cross does); after a checkpoint the plan counts only the steps left."""
     import json
 
-    from bench.config import RerankerSpec, RerankSpec
-    from bench.prepare import Rerankers
-    from bench.splits import positives
+    from bench.pipeline.config import RerankerSpec, RerankSpec
+    from bench.run.prepare import Rerankers
+    from bench.data.splits import positives
 
     train = {"dataset": "synthetic", "backbone": tiny_cross_encoder, "first_stage": tiny_model, "negatives": 3,
              "batch_queries": 8, "max_length": 32, "neg_rank_lo": 1, "neg_rank_hi": 10, "dev_r": 5,
@@ -551,7 +551,7 @@ def test_the_plan_counts_pairs_that_first_stages_share_once():
     of two listed sides the small hybrid share; a hybrid without its sides listed is a list of its own."""
     from types import SimpleNamespace
 
-    from bench.estimate import NOVEL_SHARE, distinct_pairs
+    from bench.run.estimate import NOVEL_SHARE, distinct_pairs
 
     def stage(name, kind, dense=None):
         return SimpleNamespace(spec=SimpleNamespace(name=name, type=kind), dense=dense)

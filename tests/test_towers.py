@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets import synthetic_dataset
-from bench.splits import load_splits
-from bench.encoders import SentenceEncoder, embed_dataset
-from bench.train.options import TowerTrainConfig
-from bench.train.towers import build_towers, distillation_loss, info_nce, train_towers
+from bench.data.datasets import synthetic_dataset
+from bench.data.splits import load_splits
+from bench.models.encoders import SentenceEncoder, embed_dataset
+from bench.models.train.options import TowerTrainConfig
+from bench.models.train.towers import build_towers, distillation_loss, info_nce, train_towers
 
 
 def test_info_nce_equals_hand_computed_3x3():
@@ -122,7 +122,7 @@ def test_bad_options_are_named():
 def test_a_dot_product_tower_trains_and_serves_raw_vectors(tiny_model, architecture):
     """normalize = false (full mode): no Normalize module in the saved model, InfoNCE over raw inner products, and
     served by the sweep's encoder without normalization (its own model key: a normalized tower's key is unchanged)."""
-    from bench.train.towers import model_dir
+    from bench.models.train.towers import model_dir
 
     splits = load_splits("synthetic", n_docs=80, n_queries=16, n_topics=4, seed=2)
     options = dict(architecture=architecture, mode="full", backbone=tiny_model, dataset="synthetic", max_seq_length=32,

@@ -9,7 +9,8 @@ The rules (the report states them where it uses them):
 - intervals: a t-interval of the mean over queries (scipy.stats.t), 95%.
 - comparisons: paired t-test (or Wilcoxon signed-rank) per query, Holm-corrected over the family with
   statsmodels' multipletests.
-Nothing here renders text; bench.render does.
+Nothing here renders text; bench.render does. May import core, data, search and pipeline (stage descriptions, pipeline
+ids); never models, run or series (tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from bench.figures import timing_text
-from bench.indexes import BACKENDS
-from bench.pipelines import pipeline_columns
-from bench.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
+from bench.core.figures import timing_text
+from bench.search.indexes import BACKENDS
+from bench.pipeline.ids import pipeline_columns
+from bench.core.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
 
 MB = 2**20
 ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
@@ -274,7 +275,7 @@ def recommend(frame: pd.DataFrame, budget: Budget, exclude_seen: bool = False) -
     return choose(fits)
 
 
-CALIBRATION_TOLERANCE = 0.1  # `[measure] calibration_tolerance`'s default (bench.config)
+CALIBRATION_TOLERANCE = 0.1  # `[measure] calibration_tolerance`'s default (bench.pipeline.config)
 
 
 def contended(rows: pd.DataFrame, tolerance: float = CALIBRATION_TOLERANCE) -> pd.Series:
@@ -311,7 +312,7 @@ def fastest_at_recall(rows: pd.DataFrame, target: float = 0.95) -> pd.Series | N
     return good.sort_values(["search_p95_ms", "cell_id"]).iloc[0]
 
 
-CONFIGURATION = "pipeline_id"  # what a configuration is across datasets: the same pipeline (bench.pipelines)
+CONFIGURATION = "pipeline_id"  # what a configuration is across datasets: the same pipeline (bench.pipeline.ids)
 
 
 @dataclass(frozen=True)
@@ -438,8 +439,8 @@ def candidates(rows: pd.DataFrame) -> pd.DataFrame:
 def fusion_members(frame: pd.DataFrame, row: pd.Series) -> dict[str, pd.Series]:
     """A fused first stage's members run alone at the same K on the same dataset: its dense side (same model, index
     and search settings) and BM25; those present in `frame`."""
-    from bench.pipelines import Pipeline
-    from bench.stages import Fusion, Lexical
+    from bench.pipeline.ids import Pipeline
+    from bench.pipeline.stages import Fusion, Lexical
 
     fusion = Pipeline.of_row(row).first
     if not isinstance(fusion, Fusion):
@@ -460,7 +461,7 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
     and each fusion over each backend, the dev-chosen row of the group (see `select`) with its paired nDCG@10 delta
     against the same pipeline without that stage (a fusion: against each member alone), on dev (the choice rests on
     it) and on test (reported once); how many rows of the group add something on dev."""
-    from bench.stages import Fusion, Rerank
+    from bench.pipeline.stages import Fusion, Rerank
 
     rows = frame if "adds_nothing" in frame else with_derived(frame)
     out = []
@@ -505,7 +506,7 @@ def _delta_cells(dev: float, dev_ci: float, dev_p: float, test: float, test_ci: 
 # ---------------------------------------------------------------- reference rows (which rows a section compares)
 
 BACKEND_NAMES = list(BACKENDS)  # registered backends, in registry order (plot colours)
-DENSE, LEXICAL, FUSION = "dense", "bm25", "fusion"  # first_stage_kind values (bench.stages kinds' `kind`)
+DENSE, LEXICAL, FUSION = "dense", "bm25", "fusion"  # first_stage_kind values (bench.pipeline.stages kinds' `kind`)
 
 
 def is_reference_encoding(rows: pd.DataFrame) -> pd.Series:
@@ -534,6 +535,6 @@ def reference_k(rows: pd.DataFrame) -> int:
 
 def fusion_text(row: pd.Series) -> str:
     """A row's fusion as run ("convex w=0.55 (dev)", "RRF k=60"; "-" for no fusion)."""
-    from bench.fusion import fusion_label
+    from bench.search.fusion import fusion_label
 
     return fusion_label(json.loads(row["search_params"] or "{}"), row.get("fusion_weight_chosen_on", "") or "")

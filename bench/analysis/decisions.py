@@ -87,7 +87,7 @@ def sweep_config_path(pick: pd.Series) -> str:
 
 def pipeline_block(decision: Decision) -> str:
     """The pick as a runnable block: `python -m bench run|load|check-pipeline FILE` each take it verbatim."""
-    from bench.figures import ci, timing_text
+    from bench.core.figures import ci, timing_text
 
     choice = decision.choice
     pick = choice.pick
@@ -115,7 +115,7 @@ def pipeline_block(decision: Decision) -> str:
 
 def write_blocks(found: list[Decision], folder: Path) -> dict[str, Path]:
     """Each pick's block as `folder/<dataset>-<budget>.toml` (atomically; unchanged files are not rewritten)."""
-    from bench.cache import write_text_if_changed
+    from bench.core.cache import write_text_if_changed
 
     written = {}
     for decision in found:

@@ -1,8 +1,8 @@
 """What distractors cost: the same pipelines over a collection and over it plus paragraphs nothing judges
-(bench.distractors), paired per query; each backend family's cheapest setting at recall@10 >= 0.95 at that size;
+(bench.data.distractors), paired per query; each backend family's cheapest setting at recall@10 >= 0.95 at that size;
 the recommender's picks there.
 
-A pipeline is followed across the two sizes by its `pipeline_id` (bench.pipelines: the same on every corpus; a tuned
+A pipeline is followed across the two sizes by its `pipeline_id` (bench.pipeline.ids: the same on every corpus; a tuned
 weight is "chosen on dev" and takes its own value at each size). Each followed group is chosen on dev at the large
 size (dev-best, then the cheapest row tied with it: bench.analysis.choose), and the same pipeline is looked up at the
 base size; test figures are reported for those picks only.

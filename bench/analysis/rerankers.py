@@ -2,7 +2,7 @@
 run, over the same first-stage lists at the same R and alpha: pairs per second and rerank p50/p95 as served (one
 query's R pairs per call), and the dev nDCG@10 delta with a paired 95% interval (test figures only for a pick).
 
-A variant is a model identity (bench.rerank.CrossEncoderScorer): its precision and runtime are read back from it.
+A variant is a model identity (bench.models.rerankers.CrossEncoderScorer): its precision and runtime are read back from it.
 """
 
 from __future__ import annotations

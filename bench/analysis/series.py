@@ -26,7 +26,7 @@ RAM_GB = (64, 256)
 
 def projected_bytes(backend: str, build_params: str, n: int, dim: int) -> int:
     """The backend's memory model at `n` vectors for the build as run (an IVF's nlist stays as built)."""
-    from bench.indexes import make_index
+    from bench.search.indexes import make_index
 
     return make_index(backend, **json.loads(build_params)).memory_bytes(n, dim)
 
@@ -98,7 +98,7 @@ def capacity(scale: pd.DataFrame, sizes=SIZES, ram_gb=RAM_GB, source: str = "gmm
     if frame.empty:
         return pd.DataFrame()
     top = frame[frame["n"] == frame["n"].max()]
-    from bench.indexes import BACKENDS
+    from bench.search.indexes import BACKENDS
 
     rows = []
     for _, row in top.sort_values("index_bytes").iterrows():
@@ -142,7 +142,7 @@ DATASET_SOURCES = ("real", "gmm", "pooled", "gmm-pooled")  # the scale series' p
 
 
 def set_sources(scale: pd.DataFrame) -> list[str]:
-    """The real vector sets of a scale frame (bench.vectorsets), in order of appearance (not their mixtures)."""
+    """The real vector sets of a scale frame (bench.series.vectorsets), in order of appearance (not their mixtures)."""
     names = [s for s in dict.fromkeys(scale["source"]) if s not in DATASET_SOURCES and not s.startswith("gmm-")]
     return names
 
@@ -268,13 +268,13 @@ def with_composed(frame: pd.DataFrame, composed: pd.DataFrame | None) -> pd.Data
 def scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
     """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (as the
     row's stage kind puts it: BM25 is not in the series, a fusion quotes its dense side)."""
-    from bench.stages import kind_of
+    from bench.pipeline.stages import kind_of
 
     return kind_of(row["encoder_type"]).scale_note(_dense_scale_note(scale, row))
 
 
 def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
-    from bench.stages.base import model_name
+    from bench.pipeline.stages.base import model_name
 
     slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
     if slopes.empty:

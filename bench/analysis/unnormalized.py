@@ -1,6 +1,6 @@
 """Inner product without normalization (issue 31): each unnormalized encoder beside its normalized twin (exact
 search, paired per query on dev and on test), and each backend family on the raw vectors, natively and through the
-reduction to nearest neighbour (bench.mips), at its cheapest setting reaching dev recall@K 0.95.
+reduction to nearest neighbour (bench.search.mips), at its cheapest setting reaching dev recall@K 0.95.
 
 Twins: rows of one encoder type and training mode (and, for pretrained models, one model), one side normalized and
 the other not; the raw side searched natively (`mips_reduction` false) is the one compared for quality (the reduction

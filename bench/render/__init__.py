@@ -1,6 +1,6 @@
 """The report, rendered from results rows: the decision first, then why, then the series; one module per result
 family (sweep, scale, load, filters, composed runs, query-encoding repeatability). Rendering selects nothing: the
-picks and every compared row come from bench.analysis; it imports no measuring module.
+picks and every compared row come from bench.analysis; it imports no measuring module (models, run, series).
 
 Everything here is a pure function of the rows, so `make report` on committed results regenerates `report.md`,
 its plots, its CSV tables and the pipeline blocks byte for byte.

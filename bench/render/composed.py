@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.figures import timing_text
+from bench.core.figures import timing_text
 from bench.render.markdown import Tables, markdown_table
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from bench.analysis import (ALPHA, CONFIGURATION, LATENCY_TIE, NothingFits, Budget, recommend, recommend_over_mean,
                             t_interval)
 from bench.analysis.decisions import PRICE_PER_CORE_HOUR, Decision
-from bench.figures import ci, timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import markdown_table
 
 

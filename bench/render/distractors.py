@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench.analysis import t_interval
 from bench.analysis.distractors import judged_text, picks_at_size, recall_at_size, size_pairs
-from bench.figures import ci, timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import Tables, _span, markdown_table
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived
 from bench.analysis.encoder_size import encoder_rows, paired_delta, texts_per_s
-from bench.figures import ci, timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import _p, _span, markdown_table
 
 def _short(model: str) -> str:

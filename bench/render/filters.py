@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import params_text as _params
-from bench.figures import timing_text
+from bench.core.figures import timing_text
 from bench.render.markdown import Tables, markdown_table
 
 

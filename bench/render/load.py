@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.figures import timing_text
+from bench.core.figures import timing_text
 from bench.render.markdown import Tables, markdown_table
 from bench.render.plots import _load_plot
 
@@ -42,7 +42,7 @@ def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix
         "## Throughput under load", "",
         f"{first['dataset']}: each recommended pipeline and each listed encoder's fastest cell (`chosen as`), served "
         f"end to end (encode, search, rerank) by one process on {first['cores']} cores, {first['threads_per_request']} "
-        "torch thread per request (`python -m bench load`, bench/load.py). Closed loop: C client threads back to back "
+        "torch thread per request (`python -m bench load`, bench/series/load.py). Closed loop: C client threads back to back "
         f"for {frame['duration_s'].min():.0f}+ s each; open loop: Poisson arrivals at a target rate, "
         f"{opened['concurrency'].max() if len(opened) else '-'} serving threads, latency from the scheduled arrival "
         "(queueing included); a p99 the samples cannot support (fewer than 100 requests, or requests dropped) is "

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived, within
 from bench.analysis.rerankers import REFERENCE_RERANKER, variant_table
-from bench.figures import ci, timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import Tables, _p, markdown_table
 
 LEVER_BUDGETS = (Budget(100, 500), Budget(300, 500))
@@ -105,7 +105,7 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
     shown_r = 20 if (table["R"] == 20).any() else int(table["R"].min())
     adaptive = _adaptive_rows(table[(table["R"] == shown_r) | (table["depth"] == "fixed")])
     if len(adaptive):
-        lines += [f"Adaptive depth (bench.adaptive) up to R = {shown_r}: score in steps, stop when the rule chosen on "
+        lines += [f"Adaptive depth (bench.run.adaptive) up to R = {shown_r}: score in steps, stop when the rule chosen on "
                   "dev says the rest will not enter the top 10; beside the cheapest fixed R of the same variant with at "
                   "least its dev nDCG@10; alpha 1, one thread (every R, alpha and thread count in the CSV above):", "",
                   markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1") & (adaptive["threads"] == 1)]

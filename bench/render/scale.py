@@ -11,7 +11,7 @@ import pandas as pd
 from bench.analysis import MB
 from bench.analysis import params_text as _params
 from bench.analysis.series import build_grid, capacity, generator_bias, growth, latest
-from bench.figures import timing_text
+from bench.core.figures import timing_text
 from bench.render.markdown import Tables, _span, _variant, markdown_table
 from bench.render.plots import _capacity_plot
 
@@ -58,7 +58,7 @@ def scale_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefi
         f"seed {generator.get('seed', '')}); `pooled` = every real vector the shared data gives (documents, passages "
         "and train/dev queries of both datasets, exact duplicates dropped), `gmm-pooled` = the same mixture fitted to "
         "the pool. Predicted bytes come from each backend's memory model (`memory_bytes` in its module under "
-        "`bench/indexes/`); RSS growth is the process RSS after the build minus before it (the vectors were "
+        "`bench/search/indexes/`); RSS growth is the process RSS after the build minus before it (the vectors were "
         "already loaded; allocator and build-time buffers included). Builds on "
         f"{int(first['build_threads'])} threads.", "",
         "Every row: " + tables.link("scale", table) + ".",
@@ -134,7 +134,7 @@ def _fits_line(table: pd.DataFrame) -> str:
 
 
 def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
-    """Markdown for the scale series on real vector sets (bench.vectorsets): per backend variant, each set at its
+    """Markdown for the scale series on real vector sets (bench.series.vectorsets): per backend variant, each set at its
     largest N beside the mixture fitted to it at the same N; log-log slopes over the set's sizes; the 100M / 1B
     memory table from the largest real set."""
     from bench.analysis.series import set_growth, set_points, set_sources

@@ -17,7 +17,7 @@ from bench.analysis import (ABBREVIATIONS, ALPHA, CALIBRATION_TOLERANCE, contend
                             select, t_interval)
 from bench.analysis import params_text as _params
 from bench.analysis.series import memory_frontier, scale_note, smallest_at_recall, with_bytes_per_vector
-from bench.figures import ci, timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import (INTERVAL_NOTE, Tables, _mark, _p, _span, _test_name, _tests_table, _values,
                                    markdown_table, quality)
 from bench.render.plots import _frontier_plot, _r_plot, _stage_plot
@@ -71,7 +71,7 @@ def _encode_passes(frame: pd.DataFrame) -> str:
 
 
 def _calibration_line(frame: pd.DataFrame) -> str:
-    """How fast the host was when each latency was timed: the calibration kernel's figures (bench.calibration)."""
+    """How fast the host was when each latency was timed: the calibration kernel's figures (bench.core.calibration)."""
     figures = frame["calibration_ms"].dropna()
     missing = len(frame) - len(figures)
     if figures.empty:

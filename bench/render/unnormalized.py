@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.analysis import t_interval, with_derived
 from bench.analysis.unnormalized import mips_backends, normalization_pairs
-from bench.figures import ci, timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import Tables, _p, _span, markdown_table
 
 

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from bench.cache import cache_dir, cached_array
+from bench.core.cache import cache_dir, cached_array
 
 HEADER = 128  # np.save's header for these arrays: the data starts after it
 
@@ -41,7 +41,7 @@ def test_a_corrupt_entry_is_named_discarded_and_rebuilt(how, caplog):
 
 
 def test_a_corrupt_speeds_file_is_ignored_with_a_warning(caplog):
-    from bench.estimate import Speeds
+    from bench.run.estimate import Speeds
 
     path = cache_dir() / "speeds.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,9 +54,9 @@ def test_a_corrupt_speeds_file_is_ignored_with_a_warning(caplog):
 
 
 def test_a_zero_filled_corpus_entry_gives_the_clean_run_quality(tiny_model, tmp_path):
-    from bench.config import load_config
-    from bench.store import read_results
-    from bench.sweep import run_sweep
+    from bench.pipeline.config import load_config
+    from bench.store.results import read_results
+    from bench.run.sweep import run_sweep
 
     base = load_config("configs/tiny.toml")
     config = dataclasses.replace(base, encoders=[dataclasses.replace(base.encoders[0], model=tiny_model)],
@@ -75,7 +75,7 @@ def test_a_zero_filled_corpus_entry_gives_the_clean_run_quality(tiny_model, tmp_
 
 
 def test_a_corrupt_score_database_is_set_aside_and_started_afresh(tmp_path, caplog):
-    from bench.rerank import ScoreCache
+    from bench.models.rerankers import ScoreCache
 
     path = tmp_path / "scores.sqlite"
     cache = ScoreCache(path)
@@ -94,7 +94,7 @@ def test_the_next_run_exits_0_after_a_stray_temp_file_and_a_corrupt_speeds_file(
     from pathlib import Path
 
     from bench.cli import main
-    from bench.store import read_results
+    from bench.store.results import read_results
 
     text = Path("configs/tiny.toml").read_text().replace('model = "sentence-transformers/all-MiniLM-L6-v2"',
                                                          f'model = "{tiny_model}"')
@@ -115,8 +115,8 @@ def test_the_next_run_exits_0_after_a_stray_temp_file_and_a_corrupt_speeds_file(
 def test_a_trained_model_folder_is_checked_beside_itself(caplog):
     """Trained models carry `<folder>.sha256` beside the folder (their identity hashes the folder's files, which
     the sidecar must not change); a corrupt file is named and the folder removed, so it is trained again."""
-    from bench.cache import folder_checked, write_folder_digest
-    from bench.encoders import model_identity
+    from bench.core.cache import folder_checked, write_folder_digest
+    from bench.models.encoders import model_identity
 
     folder = cache_dir() / "models" / "tower-abc"
     folder.mkdir(parents=True)

@@ -36,7 +36,7 @@ def test_summary_and_recommend_on_an_empty_or_foreign_file(tmp_path, capsys, con
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from bench.store import SCHEMA
+    from bench.store.results import SCHEMA
 
     path = tmp_path / "r.parquet"
     if content is None:
@@ -51,7 +51,7 @@ def test_summary_and_recommend_on_an_empty_or_foreign_file(tmp_path, capsys, con
 
 
 def test_a_bom_in_qrels_and_corpus_is_read_as_text(tmp_path):
-    from bench.datasets import load_dataset
+    from bench.data.datasets import load_dataset
 
     root = tmp_path / "bom"
     (root / "qrels").mkdir(parents=True)

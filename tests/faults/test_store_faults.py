@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import ResultStore, SchemaError, history_path, read_results
+from bench.store.results import ResultStore, SchemaError, history_path, read_results
 
 WRITER = Path(__file__).with_name("writer.py")
 # (point, occurrence): after a part's temp file is written, after its rename, after the results file's temp write,
@@ -134,11 +134,11 @@ def test_a_full_disk_loses_no_row_and_leaves_no_temp_file(tmp_path, monkeypatch)
     """ENOSPC (simulated: a tmpfs needs root here) on the third part write, then on compaction's rewrite."""
     import errno
 
-    import bench.store
+    import bench.store.results
     from faults.writer import row
 
     path = tmp_path / "r.parquet"
-    real = bench.store.pq.write_table
+    real = bench.store.results.pq.write_table
     calls = []
 
     def filling(table, where, *args, **kwargs):
@@ -148,7 +148,7 @@ def test_a_full_disk_loses_no_row_and_leaves_no_temp_file(tmp_path, monkeypatch)
             raise OSError(errno.ENOSPC, "No space left on device", str(where))
         return real(table, where, *args, **kwargs)
 
-    monkeypatch.setattr(bench.store.pq, "write_table", filling)
+    monkeypatch.setattr(bench.store.results.pq, "write_table", filling)
     store = ResultStore(path)
     store.add(row(1))
     store.add(row(2))
@@ -156,7 +156,7 @@ def test_a_full_disk_loses_no_row_and_leaves_no_temp_file(tmp_path, monkeypatch)
         store.add(row(3))
     with pytest.raises(OSError, match="No space left"):
         store.compact()
-    monkeypatch.setattr(bench.store.pq, "write_table", real)
+    monkeypatch.setattr(bench.store.results.pq, "write_table", real)
     assert stored(path) == {"c0001": 1 / 10_000, "c0002": 2 / 10_000}  # the two written rows, nothing half-written
     assert not list(tmp_path.rglob("*.tmp"))
     store = ResultStore(path)  # space again: the next run completes

@@ -1,6 +1,6 @@
 """A results writer for the fault tests, run as its own process: `python writer.py PATH FIRST N [COMPACT]` adds
 rows c<FIRST>..c<FIRST+N-1> (each with its own nDCG@10, so a wrong row is seen) under the store's lock, then
-compacts. BENCH_FAULT (bench.store.fault) kills it at a named point."""
+compacts. BENCH_FAULT (bench.store.results.fault) kills it at a named point."""
 
 import sys
 from datetime import datetime, timezone
@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.store import SCHEMA, ResultStore  # noqa: E402
+from bench.store.results import SCHEMA, ResultStore  # noqa: E402
 
 
 def row(i: int) -> dict:

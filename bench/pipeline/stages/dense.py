@@ -1,0 +1,50 @@
+"""A dense retriever: a query encoder (bi-encoder or twin towers) and an ANN index with its search settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bench.pipeline.stages.base import FirstStageKind, model_name, params, params_name
+
+
+@dataclass(frozen=True)
+class Dense(FirstStageKind):
+    kind: ClassVar[str] = "dense"
+    model: str  # identity: path or hub name @ content digest, with its precision / runtime variant
+    backend: str
+    build: str  # JSON, as run
+    search: str  # JSON, as run
+    chunking: str = ""  # JSON when passages are indexed
+    mips_reduction: bool = False  # searched through the reduction to nearest neighbour (bench.search.mips)
+
+    @classmethod
+    def of_row(cls, row) -> "Dense":
+        return cls(row["model_identity"], row["backend"], row["build_params"], row["search_params"],
+                   row.get("chunking", "") or "", bool(row.get("mips_reduction", False)))
+
+    @classmethod
+    def wrap_index(cls, spec, index, weights):
+        if spec.mips_reduction:
+            from bench.search.mips import ReducedIndex
+
+            return ReducedIndex(index)
+        return index
+
+    def key(self) -> dict:
+        return {"kind": self.kind, "model": self.model, "backend": self.backend, "build": params(self.build),
+                "search": params(self.search), **({"chunking": params(self.chunking)} if self.chunking else {}),
+                **({"mips_reduction": True} if self.mips_reduction else {})}
+
+    def name(self) -> str:
+        from bench.search.indexes import BACKENDS
+
+        short = getattr(BACKENDS.get(self.backend), "short_names", {})
+        settings = " / ".join(part for part in (params_name(params(self.build), short),
+                                                params_name(params(self.search), short)) if part)
+        passages = f" passages({params_name(params(self.chunking))})" if self.chunking else ""
+        return (f"{model_name(self.model)}{passages} · {self.backend}" + (" (MIPS reduction)" if self.mips_reduction else "")
+                + (f" {settings}" if settings else ""))
+
+    def tuned(self) -> dict[str, float]:
+        return {}

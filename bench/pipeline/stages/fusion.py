@@ -1,0 +1,92 @@
+"""A fusion of retrievers: BM25 and a dense retriever, each cut at `depth`, fused by a rule (bench.search.hybrid).
+
+The rule (bench.search.fusion.RULES) and its settings are part of the identity; a weight chosen on dev queries is named "chosen on dev" and the value
+it took is a result (`tuned`), so the same pipeline keeps its id on datasets where dev picks another weight.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bench.search.fusion import rule_of
+from bench.pipeline.stages.base import FirstStageKind, params
+from bench.pipeline.stages.dense import Dense
+from bench.pipeline.stages.lexical import BM25_SCALE
+
+FUSION_KEYS = ("depth", "fusion", "rrf_k", "weight")  # a hybrid row's search settings that belong to the fusion
+
+
+@dataclass(frozen=True)
+class Fusion(FirstStageKind):
+    kind: ClassVar[str] = "fusion"
+    output: ClassVar[str] = "hybrid"  # texts and the dense side's vectors (bench.search.hybrid.HybridItems)
+    searched: ClassVar[str] = "vectors"  # its dense side runs on the vector backends
+    rule: str  # a rule of bench.search.fusion.RULES
+    depth: int  # K' each side retrieves
+    dense: Dense
+    rrf_k: float | None = None
+    weight: float | None = None  # weighted rules: the dense side's weight (as run)
+    weight_chosen_on: str = ""  # "dev": tuned on the dev queries ("test": on the test queries, none); "": as configured
+
+    @classmethod
+    def of_row(cls, row) -> "Fusion":
+        search = params(row["search_params"])
+        dense_search = {k: v for k, v in search.items() if k not in FUSION_KEYS}
+        dense = Dense(row["model_identity"], row["backend"], row["build_params"],
+                      json.dumps(dense_search, sort_keys=True), row.get("chunking", "") or "")
+        return cls(search["fusion"], int(search["depth"]), dense, search.get("rrf_k"), search.get("weight"),
+                   row.get("fusion_weight_chosen_on", "") or "")
+
+    def _settings(self) -> dict:
+        values = {"rrf_k": self.rrf_k,
+                  "weight": f"chosen on {self.weight_chosen_on}" if self.weight_chosen_on else self.weight}
+        return {s: values[s] for s in rule_of(self.rule).settings}
+
+    def _rule(self) -> dict:
+        return {"rule": self.rule, **self._settings()}
+
+    def key(self) -> dict:
+        return {"kind": self.kind, **self._rule(), "depth": self.depth,
+                "members": [self.dense.key(), {"kind": "bm25", "backend": "bm25s"}]}
+
+    def rule_name(self) -> str:
+        return f"fuse[{rule_of(self.rule).label(self._settings())}; depth {self.depth}]"
+
+    def name(self) -> str:
+        return f"{self.rule_name()}({self.dense.name()}, BM25 · bm25s)"
+
+    def tuned(self) -> dict[str, float]:
+        return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on else {}
+
+    @classmethod
+    def made_of(cls, spec) -> str | None:
+        """Identified by its dense side (the cell key holds the fusion settings)."""
+        return spec.hybrid_spec.dense
+
+    @classmethod
+    def depths(cls, spec) -> list:
+        return list(spec.hybrid_spec.depth)
+
+    @classmethod
+    def wrap_index(cls, spec, index, weights):
+        from bench.search.hybrid import HybridIndex
+
+        return HybridIndex(index, spec.hybrid_spec, weights)
+
+    @classmethod
+    def ground_truth(cls, measurer, cells, depth):
+        """The same fusion of BM25 and exact dense search, each side searched at each cell's depth (as the cell searches)."""
+        from bench.search.hybrid import exact_hybrid, fused
+
+        spec = measurer.encoder.hybrid_spec
+        depths = sorted({c.search["depth"] for c in cells})
+        searched = exact_hybrid(spec, measurer.embeddings.docs, measurer.embeddings.queries, depths,
+                                measurer.build_threads)
+        truth = {d: fused(spec, measurer.weights, *searched[d], d, d).ids for d in depths}
+        return truth[max(depths)][:, :depth], lambda cell: truth[cell.search["depth"]][:, :cell.k]
+
+    @classmethod
+    def scale_note(cls, dense_note: str) -> str:
+        return f"dense side: {dense_note}; BM25 side: {BM25_SCALE}"

@@ -1,0 +1,44 @@
+"""A lexical retriever: BM25 over the documents' text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bench.pipeline.stages.base import FirstStageKind, params, params_name
+
+
+BM25_SCALE = "inverted index grows with the corpus tokens (not in the scale series)"
+
+
+@dataclass(frozen=True)
+class Lexical(FirstStageKind):
+    kind: ClassVar[str] = "bm25"
+    output: ClassVar[str] = "text"
+    searched: ClassVar[str] = "text"
+    backend: str  # the library: bm25s
+    build: str  # JSON, as run (k1, b, method)
+
+    @classmethod
+    def of_row(cls, row) -> "Lexical":
+        return cls(row["backend"], row["build_params"])
+
+    def key(self) -> dict:
+        return {"kind": self.kind, "backend": self.backend, "build": params(self.build)}
+
+    def name(self) -> str:
+        settings = params_name(params(self.build))
+        return f"BM25 · {self.backend}" + (f" {settings}" if settings else "")
+
+    def tuned(self) -> dict[str, float]:
+        return {}
+
+    @classmethod
+    def make_encoder(cls, model, max_seq_length, **runs):
+        from bench.models.encoders import TextPassthrough
+
+        return TextPassthrough()
+
+    @classmethod
+    def scale_note(cls, dense_note: str) -> str:
+        return BM25_SCALE
