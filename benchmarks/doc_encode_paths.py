@@ -1,5 +1,5 @@
 """Which path encodes a large corpus fastest without changing rankings (issue 29): sentence-transformers on torch
-(what `bench run` uses) against ONNX Runtime running the harness's exported network (bench.encoders.OnnxQueries:
+(what `bench run` uses) against ONNX Runtime running the harness's exported network (bench.models.encoders.OnnxQueries:
 the same modules and L2 normalization, dynamic batch and length), on a seeded sample of Wikipedia paragraphs
 (whole articles, `wikipedia-2015`) at the collection's max_seq_length, on this host's torch threads.
 
@@ -21,9 +21,9 @@ import torch
 
 
 def main() -> None:
-    from bench.datasets import load_dataset
-    from bench.distractors import DistractorSpec, draw
-    from bench.encoders import OnnxQueries, SentenceEncoder, model_identity
+    from bench.data.datasets import load_dataset
+    from bench.data.distractors import DistractorSpec, draw
+    from bench.models.encoders import OnnxQueries, SentenceEncoder, model_identity
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="paragraphs (whole articles, seeded)")

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from bench.store import read_results
+from bench.store.results import read_results
 
 
 def main(paths: list[str]) -> None:

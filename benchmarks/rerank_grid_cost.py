@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.datasets import load_dataset
-from bench.encoders import SentenceEncoder, embed_dataset
-from bench.indexes import exact_neighbors
-from bench.metrics import per_query_quality
-from bench.rerank import CrossEncoderScorer, ScoreCache, cross_scores, rerank
+from bench.data.datasets import load_dataset
+from bench.models.encoders import SentenceEncoder, embed_dataset
+from bench.search.indexes import exact_neighbors
+from bench.data.metrics import per_query_quality
+from bench.models.rerankers import CrossEncoderScorer, ScoreCache, cross_scores, rerank
 
 
 def run(grid: list[int], scorer, dataset, first) -> tuple[float, int, dict]:

@@ -5,7 +5,7 @@ a cross-encoder scores, for the dense (MiniLM exact) and the BM25 top-R of the s
 
 The sweep times reranking once per (reranker, R) on one first stage's top R, not per cell (README, "Reranking"),
 on the argument that a pair's cost is set by its token count, capped at `max_length`. Pairs are tokenized as
-`bench.rerank.CrossEncoderScorer` does (longest-first truncation, batches of 32 padded to their longest pair);
+`bench.models.rerankers.CrossEncoderScorer` does (longest-first truncation, batches of 32 padded to their longest pair);
 "padded tokens per query" is what the network computes over.
 """
 
@@ -16,11 +16,11 @@ import argparse
 import numpy as np
 from transformers import AutoTokenizer
 
-from bench.config import load_config
-from bench.encoders import DEFAULT_MODEL, resolve_model
-from bench.indexes import make_index
-from bench.prepare import sweep_splits
-from bench.train.cross import first_stage
+from bench.pipeline.config import load_config
+from bench.models.encoders import DEFAULT_MODEL, resolve_model
+from bench.search.indexes import make_index
+from bench.run.prepare import sweep_splits
+from bench.models.train.cross import first_stage
 
 BATCH = 32  # CrossEncoderScorer's default batch size
 

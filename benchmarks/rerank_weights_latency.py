@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
-from bench.datasets import load_beir
-from bench.rerank import CrossEncoderScorer
+from bench.data.datasets import load_beir
+from bench.models.rerankers import CrossEncoderScorer
 
 
 def main() -> None:

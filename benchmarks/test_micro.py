@@ -12,9 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from bench.datasets import synthetic_vectors
-from bench.gate import GATE_BACKENDS
-from bench.indexes import make_index
+from bench.data.datasets import synthetic_vectors
+from bench.series.gate import GATE_BACKENDS
+from bench.search.indexes import make_index
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

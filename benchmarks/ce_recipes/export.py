@@ -6,10 +6,10 @@ to .cedata/ (git-ignored) for recipes.py on a GPU machine.
 import gzip, json, re
 import numpy as np, torch
 from pathlib import Path
-from bench.splits import Protocol, training_splits, judged_documents
-from bench.indexes import make_index
-from bench.indexes.base import cpu_count
-from bench.encoders import resolve_model
+from bench.data.splits import Protocol, training_splits, judged_documents
+from bench.search.indexes import make_index
+from bench.search.indexes.base import cpu_count
+from bench.models.encoders import resolve_model
 
 root = Path("../shared/datasets")
 splits = training_splits("scifact", root, Protocol(dev_fraction=0.25, seed=0, guard=True), None, needs_dev=True)

@@ -2,7 +2,7 @@
 
     python3 benchmarks/ce_recipes/recipes.py 430   # seconds after which no new recipe starts; ONLY=a,b selects
 
-The loop mirrors bench/train/cross.py (listwise loss, AdamW, warmup then decay, batch of 2 lists); weights are
+The loop mirrors bench/models/train/cross.py (listwise loss, AdamW, warmup then decay, batch of 2 lists); weights are
 MiniLM's rounded to fp16 for the transfer, training runs in fp32/TF32, so figures differ from a CPU run by
 about 0.015 (the base recipe: 0.613 here, 0.628 trained by the harness on the CPU). For choosing a recipe only.
 """
