@@ -8,7 +8,7 @@ import numpy as np, torch
 from pathlib import Path
 from bench.data.splits import Protocol, training_splits, judged_documents
 from bench.search.indexes import make_index
-from bench.search.indexes.base import cpu_count
+from bench.core.env import cpu_count
 from bench.models.encoders import resolve_model
 
 root = Path("../shared/datasets")
