@@ -568,6 +568,14 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--data-dir", type=Path, default=None)
     again.add_argument("--plan-only", action="store_true", help="print the plan and its cost, measure nothing")
     again.set_defaults(func=cmd_recheck)
+    migrate = commands.add_parser("migrate-ids", help="the one cell-id migration (ids from the cell alone): rewrite the "
+                                                      "stored ids of the sweep configs' cells, measuring nothing")
+    migrate.add_argument("--configs", nargs="+", type=Path, default=sorted(Path("configs").glob("*.toml")))
+    migrate.add_argument("--results", type=Path, default=Path("results"))
+    migrate.add_argument("--baselines", nargs="*", type=Path, default=[Path("benchmarks/pipeline_baseline.json")])
+    migrate.add_argument("--data-dir", type=Path, default=None)
+    migrate.set_defaults(func=lambda args: __import__("bench.run.migrate_ids", fromlist=["main"]).main(
+        args.configs, args.results, [p for p in args.baselines if p.exists()], args.data_dir))
     contributions = commands.add_parser("contributions", help="each reranker's and each fusion's paired gain "
                                                                   "against the same pipeline without it (dev and test)")
     contributions.add_argument("results", nargs="+", type=Path)

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import re
 
 import pytest
@@ -183,6 +184,37 @@ def test_grid_skips_cross_parameter_violations_but_not_hopeless_points(config):
     hopeless = BackendSpec("faiss_ivf", build={"nlist": [4]}, search={"nprobe": [8]})
     with pytest.raises(ParamError, match=r"nprobe \(8\) must be between 1 and nlist \(4\).*invalid for every"):
         plan_cells(dataclasses.replace(config, backends=[hopeless], k=[5]), ds, config.encoders[0])
+
+
+def test_a_cell_id_depends_on_the_cell_alone_not_on_its_siblings(config, tiny_cross_encoder):
+    """Adding an alpha to a reranker, a depth to a hybrid or a backend to an encoder's list leaves every existing cell's
+    id as it was (it once orphaned 8 variant rows); the migration maps the old rule's ids onto these."""
+    from bench.pipeline.config import EncoderSpec, RerankerSpec, RerankSpec
+    from bench.data.datasets import synthetic_dataset
+    from bench.run.plan import plan_cells
+
+    ds = synthetic_dataset(n_docs=300, n_queries=30, n_topics=6)
+    dense = dataclasses.replace(config.encoders[0], backends=["exact"])
+    hybrid = EncoderSpec("fused", type="hybrid", hybrid={"dense": dense.name, "fusion": "rrf", "depth": [20]},
+                         backends=["exact"])
+
+    def ids(alphas, depths, backends):
+        rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=alphas)],
+                            r=[5], k=[10])
+        grid = dataclasses.replace(config, rerank=rerank, k=[10])
+        found = {}
+        for spec in (dataclasses.replace(dense, backends=backends),
+                     dataclasses.replace(hybrid, hybrid={**hybrid.hybrid, "depth": depths}, backends=backends)):
+            cells, _ = plan_cells(grid, ds, spec, identity="m@sha256:0")
+            for cell in cells:
+                found[(spec.type, cell.backend, json.dumps(cell.search, sort_keys=True))] = cell.cell_id
+                found.update({(spec.type, cell.backend, json.dumps(cell.search, sort_keys=True), ch.alpha): ch.cell_id
+                              for ch in cell.children})
+        return found
+
+    before = ids([1.0], [20], ["exact"])
+    after = ids([1.0, 0.5], [20, 40], ["exact", "hnsw"])
+    assert len(after) > len(before) and {key: after[key] for key in before} == before
 
 
 def test_sweep_with_reranking(config, tiny_cross_encoder, monkeypatch):
