@@ -115,7 +115,7 @@ def test_a_parted_model_is_joined_checked_and_found_by_its_hub_name(tmp_path, mo
     import io
     import zipfile
 
-    from bench import fetch as parted
+    from bench.models import fetch as parted
 
     weights = b"not really weights"
     inner = io.BytesIO()

@@ -4,6 +4,7 @@ stored quality is reused or scored again (int8 networks only)."""
 import numpy as np
 
 import bench.core.env as env
+from bench.core.instruction_sets import isa_dependent_runtimes
 from bench.data.datasets import synthetic_dataset
 from bench.models.rerankers import CrossEncoderScorer, ScoreCache, cross_scores
 
@@ -53,10 +54,10 @@ def test_the_rescoring_rule():
     int8_reranker = {**fp32, "reranker_identity": "m@1|max_length=192|int8"}
     ort_int8 = {**fp32, "reranker_identity": "m@1|max_length=128|int8|onnxruntime"}
     int8_queries = {**fp32, "query_precision": "int8", "reranker_identity": ""}
-    assert env.isa_dependent_runtimes(fp32) == ()
-    assert env.isa_dependent_runtimes(int8_reranker) == ("torch",)
-    assert env.isa_dependent_runtimes(ort_int8) == ("onnxruntime",)
-    assert env.isa_dependent_runtimes(int8_queries) == ("torch",)
+    assert isa_dependent_runtimes(fp32) == ()
+    assert isa_dependent_runtimes(int8_reranker) == ("torch",)
+    assert isa_dependent_runtimes(ort_int8) == ("onnxruntime",)
+    assert isa_dependent_runtimes(int8_queries) == ("torch",)
     for row in (fp32, int8_reranker, ort_int8, int8_queries):
         assert not env.rescored_here(row)  # measured on this instruction set: reused
     for row in (int8_reranker, ort_int8, int8_queries):
