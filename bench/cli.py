@@ -300,9 +300,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError(f"recommend: --top must be >= 1, got {args.top}")
     frame = with_derived(_rows(args.results))
     if args.over_mean:
-        rows = frame[~frame["saw_eval_docs"]] if args.exclude_seen else frame
         try:
-            print(over_mean_text(recommend_over_mean(rows, budget), sorted(frame["dataset"].unique())))
+            print(over_mean_text(recommend_over_mean(frame, budget, exclude_seen=args.exclude_seen),
+                                 sorted(frame["dataset"].unique())))
         except NothingFits as err:
             print(f"nothing fits: {err}", file=sys.stderr)
             return 1

@@ -344,12 +344,16 @@ def _mean_of_means(samples: list[np.ndarray]) -> tuple[float, float, int]:
     return mean, se, min(len(s) for s in samples) - 1
 
 
-def recommend_over_mean(frame: pd.DataFrame, budget: Budget, alpha: float = ALPHA) -> MeanChoice:
+def recommend_over_mean(frame: pd.DataFrame, budget: Budget, alpha: float = ALPHA,
+                        exclude_seen: bool = False) -> MeanChoice:
     """Over several datasets: configurations within the budget on every dataset; the best mean dev nDCG@10, then
     the cheapest (worst-dataset p95 within LATENCY_TIE, then memory, then mean dev recall@K) whose mean dev nDCG@10
     is not significantly below it (one-sided t-test on the mean of per-dataset paired differences, Welch-style
-    standard error, smallest dataset's df)."""
+    standard error, smallest dataset's df). `exclude_seen` leaves out models trained on documents the evaluation
+    queries judge, as `recommend` does."""
     rows = frame if "memory_mb" in frame else with_derived(frame)
+    if exclude_seen:
+        rows = rows[~rows["saw_eval_docs"]]
     datasets = sorted(rows["dataset"].unique())
     fits = within(candidates(rows), budget)
     counts = fits.groupby(CONFIGURATION)["dataset"].nunique()

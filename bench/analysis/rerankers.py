@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench.analysis import paired_p, per_query, t_interval
+from bench.analysis import Budget, paired_p, per_query, t_interval, within
 
 REFERENCE_RERANKER = "ce-fp32-192"  # configs/rerank-variants.toml's reference: torch fp32 at 192 tokens
 
@@ -101,3 +101,19 @@ def int8_by_isa(frames: list[pd.DataFrame], r: int = 20) -> pd.DataFrame:
                                    np.where(table["dev p (worse)"] < INT8_TIE_ALPHA, "no: worse on dev",
                                             "yes: ties on dev"))
     return table
+
+
+def fixed_r_at_equal_quality(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
+    """The cheapest fixed-R row (by e2e p95) of `row`'s variant, threads and alpha in `variant_table`'s `table` whose
+    dev nDCG@10 is at least `row`'s (equal dev quality): what an adaptive depth has to beat; None when none is."""
+    same = table[(table["depth"] == "fixed") & (table["reranker"] == row["reranker"])
+                 & (table["threads"] == row["threads"])
+                 & (table["alpha"].str.split(" ").str[-1] == row["alpha"].split(" ")[-1])]
+    match = same[same["dev nDCG@10"] >= row["dev nDCG@10"] - 1e-12].sort_values("e2e p95 ms")
+    return match.iloc[0] if len(match) else None
+
+
+def dev_best_within(rows: pd.DataFrame, budget: Budget) -> pd.Series | None:
+    """The row of `rows` (derived) with the best dev nDCG@10 within `budget` (what would have to beat a pick)."""
+    fits = within(rows, budget) if len(rows) else rows
+    return None if fits.empty else fits.loc[fits["dev_ndcg_at_10"].idxmax()]

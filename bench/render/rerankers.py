@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived, within
-from bench.analysis.rerankers import REFERENCE_RERANKER, variant_table
+from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived
+from bench.analysis.rerankers import REFERENCE_RERANKER, dev_best_within, fixed_r_at_equal_quality, variant_table
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import Tables, _p, markdown_table
 
@@ -46,11 +46,7 @@ def _adaptive_rows(table: pd.DataFrame) -> pd.DataFrame:
     at least as high (equal dev quality), by e2e p95."""
     out = []
     for _, row in table[table["depth"] != "fixed"].iterrows():
-        same = table[(table["depth"] == "fixed") & (table["reranker"] == row["reranker"])
-                     & (table["threads"] == row["threads"]) & (table["alpha"].str.split(" ").str[-1]
-                                                               == row["alpha"].split(" ")[-1])]
-        match = same[same["dev nDCG@10"] >= row["dev nDCG@10"] - 1e-12].sort_values("e2e p95 ms")
-        fixed = match.iloc[0] if len(match) else None
+        fixed = fixed_r_at_equal_quality(table, row)
         out.append({"variant, alpha": f"{row['reranker']}, {row['alpha']}", "threads": int(row["threads"]),
                     "rule (chosen on dev), up to R": f"{row['depth'].split(': ', 1)[-1]}, {row['R']}",
                     "pairs/query mean / p95": f"{row['pairs/query mean']:.1f} / {row['pairs/query p95']:.0f}",
@@ -73,10 +69,9 @@ def _pick_text(frame: pd.DataFrame, budget: Budget) -> str:
 
 def _best_text(rows: pd.DataFrame, budget: Budget) -> str:
     """The dev-best of `rows` (derived) within `budget` (what would have to beat the pick), or that none fits."""
-    fits = within(rows, budget) if len(rows) else rows
-    if fits.empty:
+    best = dev_best_within(rows, budget)
+    if best is None:
         return "none fits"
-    best = fits.loc[fits["dev_ndcg_at_10"].idxmax()]
     return (f"{best['reranker']} R={best['r']} alpha {best['fusion_alpha']:g}"
             + (" adaptive" if best["rerank_depth_rule"] else "")
             + f": dev {ci(*t_interval(best['dev_q_ndcg_at_10']))}, e2e p95 {timing_text(best['e2e_p95_ms'])} ms")

@@ -98,10 +98,13 @@ def rerank_to_depths(first: Neighbors, cross: list[np.ndarray], depth: np.ndarra
 
 
 def choose_depth_rule(first: Neighbors, cross: list[np.ndarray], r: int, step: int, alpha: float,
-                      ndcg: Callable[[np.ndarray], np.ndarray], chosen_on: str, alpha_level: float = 0.05) -> DepthRule:
+                      ndcg: Callable[[np.ndarray], np.ndarray], chosen_on: str, alpha_level: float | None = None
+                      ) -> DepthRule:
     """The cheapest rule (mean pairs) whose per-query nDCG@10 (`ndcg(ids)`, on the choice queries) is not
-    significantly below full depth's; full depth is a candidate."""
-    from bench.analysis import paired_p
+    significantly below full depth's (one-sided paired t at the analysis' ALPHA); full depth is a candidate."""
+    from bench.analysis import ALPHA, paired_p
+
+    alpha_level = ALPHA if alpha_level is None else alpha_level
 
     full_depth = depths("", 0.0, first, cross, r, step, alpha)
     full = ndcg(rerank_to_depths(first, cross, full_depth, alpha))
