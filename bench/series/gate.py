@@ -218,7 +218,9 @@ def baseline_at(rev: str) -> dict:
         try:
             env = {k: v for k, v in os.environ.items() if k != "BENCH_SLOWDOWN"}
             env["PYTHONPATH"] = str(tree)
-            subprocess.run([sys.executable, "-m", "bench.series.gate", "--update-baseline", "--baseline", str(out)],
+            # the gate's module where commit `rev` has it (bench/gate.py before the layout of 2026-12-06)
+            module = "bench.series.gate" if (tree / "bench" / "series" / "gate.py").exists() else "bench.gate"
+            subprocess.run([sys.executable, "-m", module, "--update-baseline", "--baseline", str(out)],
                            cwd=tree, env=env, check=True, capture_output=True, text=True)
             return json.loads(out.read_text())
         finally:
