@@ -9,6 +9,8 @@ RETRIEVERS.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bench.pipeline.stages.base import FirstStageKind, Retriever, model_name as model_name_of
 from bench.pipeline.stages.dense import Dense
 from bench.pipeline.stages.fusion import Fusion
@@ -31,7 +33,21 @@ def kind_of(type_name: str) -> type[FirstStageKind]:
     return KINDS[type_name]
 
 
-ENCODER_TYPES = {name: kind.output for name, kind in KINDS.items()}  # a config's type -> what its encoder outputs
+class _Outputs(Mapping):
+    """A config's encoder `type` -> what its encoder outputs, read from the registry when asked (so a kind registered
+    later is in it too)."""
+
+    def __getitem__(self, type_name: str) -> str:
+        return KINDS[type_name].output
+
+    def __iter__(self):
+        return iter(KINDS)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+
+ENCODER_TYPES = _Outputs()
 
 
 def make_encoder(type_name: str, model: str, max_seq_length: int | None, **runs):
