@@ -140,7 +140,8 @@ def test_a_toy_stage_kind_runs_through_the_sweep_the_report_and_recommend(monkey
     assert summary.computed == len(rows) == len(config.k)
     assert (rows["encoder_type"] == "overlap").all() and (rows["recall_at_k"] == 1.0).all()
     assert rows["ndcg_at_10"].between(0, 1).all() and rows["search_p95_ms"].gt(0).all()
-    assert main(["report", str(config.results_path), "--out", str(tmp_path / "report.md")]) == 0
+    assert main(["report", str(config.results_path), "--out", str(tmp_path / "report.md"), "--plots",
+                 str(tmp_path / "plots")]) == 0
     assert "word overlap · overlap" in (tmp_path / "report.md").read_text()
     assert main(["recommend", str(config.results_path), "--p95-ms", "10000", "--memory-mb", "10000"]) == 0
     assert "word overlap" in capsys.readouterr().out
