@@ -275,6 +275,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
                         rerank_variants=rerank_variants, encoder_size=encoder_size,
+                        int8_isa=read_results(args.rerank_int8_isa) if args.rerank_int8_isa else None,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -529,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--distractors", nargs=2, type=Path, metavar=("LARGE", "BASE"),
                         help="a distractor collection's results and its base collection's (configs/scifact-wiki100k.toml, "
                              "configs/scifact-base.toml) to add")
+    report.add_argument("--rerank-int8-isa", type=Path, metavar="FILE",
+                        help="results of configs/rerank-int8-isa.toml on another host: int8 per instruction set, beside "
+                             "the reranker variants")
     report.add_argument("--rerank-variants", nargs="+", metavar="FILE", type=Path,
                         help="results of reranker variants (configs/rerank-variants*.toml): the speed levers' section")
     report.add_argument("--encoder-size", nargs="+", metavar="FILE", type=Path,

@@ -112,3 +112,20 @@ def test_recommend_says_when_a_pick_rests_on_int8_kernels():
     assert int8_note(fp32) == ""
     note = int8_note(pd.Series({**fp32, "query_precision": "int8", "query_runtime": "torch"}))
     assert "int8 kernels (torch; measured on int8 kernel family: avx2)" in note and "bench recheck" in note
+
+
+def test_the_int8_table_pairs_each_variant_with_fp32_on_its_own_host():
+    """On the committed results: per host, each int8 variant against fp32 torch at its length, with its verdict; the
+    report's lines say what int8 buys on each host's kernels."""
+    from bench.analysis.rerankers import int8_by_isa
+    from bench.render.rerankers import int8_isa_summary
+    from bench.store.results import read_results
+
+    table = int8_by_isa([read_results("results/rerank-variants.parquet"), read_results("results/rerank-int8-isa.parquet")])
+    assert table["host"].nunique() == 2 and set(table.loc[table["host"] == "8244a55633f7", "int8 kernels"]) == {"avx2"}
+    int8 = table[table["precision"] == "int8"]
+    assert set(int8["int8 holds"]) <= {"yes: ties on dev", "no: worse on dev"} and len(int8) >= 10
+    fp32 = table[table["precision"] == "fp32"]
+    assert (fp32["dev delta"] == 0).all()  # each fp32 row is its own reference
+    text = int8_isa_summary(table)
+    assert "avx2" in text and "speed-up" in text

@@ -122,17 +122,41 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
     return "\n".join(lines)
 
 
+def _int8_verdicts(table: pd.DataFrame) -> list[str]:
+    """Per int8 variant and alpha: whether it holds against fp32 on each host's int8 kernels, with the paired delta."""
+    out = []
+    for (variant, alpha), rows in table[table["precision"] == "int8"].groupby(["reranker", "alpha"], sort=False):
+        kinds = [f"{k} {'holds' if v.startswith('yes') else 'worse'} ({ci(m, h)})" for k, v, m, h in
+                 zip(rows["int8 kernels"], rows["int8 holds"], rows["dev delta"], rows["dev delta ci"])]
+        out.append(f"{variant} at alpha {alpha}: {'; '.join(kinds)}")
+    return out
+
+
+def int8_isa_summary(table: pd.DataFrame) -> str:
+    """The report's lines on int8 per instruction set: whether it holds on each host's kernels, and what it buys there
+    (the p50 speed-up over fp32 torch at the same length, one thread); `python -m bench int8-isa` prints every row."""
+    table = table[table["timed queries x threads"].str.endswith(" x 1")] if len(table) else table
+    if table.empty:
+        return ""
+    speed = []
+    int8 = table[(table["precision"] == "int8") & (table["alpha"] == "1")]
+    for (runtime, length), rows in int8.groupby(["runtime", "max_length"], sort=False):
+        speed.append(f"{runtime} {length} tokens " + " against ".join(
+            f"{x:.2f}x ({k}, host {h})" for x, k, h in zip(rows["speed-up p50"], rows["int8 kernels"], rows["host"])))
+    return "\n".join([
+        "What int8 costs on each instruction set (R = 20, dev delta against fp32 torch at the same length, paired over "
+        "the dev queries; `python -m bench int8-isa` prints every row):", "",
+        *(f"- {v}" for v in _int8_verdicts(table)), "",
+        "What int8 buys there, p50 speed-up over fp32 on one thread: " + "; ".join(speed) + ". A pick that takes int8 "
+        "for its speed holds its quality on either set; its latency has to be re-checked on the serving host's.", ""])
+
+
 def int8_isa_section(table: pd.DataFrame) -> str:
     """What int8 costs on each instruction set: per host, each int8 variant's dev delta against fp32 torch at the same
     max_length (paired, 95% interval) and its rerank latency beside fp32's; the answer first."""
     if table.empty:
         return "No int8 rerank rows at R = 20 with an fp32 torch row of the same max_length."
-    int8 = table[table["precision"] == "int8"]
-    verdicts = []
-    for (variant, alpha), rows in int8.groupby(["reranker", "alpha"], sort=False):
-        kinds = [f"{k} {'holds' if v.startswith('yes') else 'worse'} ({ci(m, h)})" for k, v, m, h in
-                 zip(rows["int8 kernels"], rows["int8 holds"], rows["dev delta"], rows["dev delta ci"])]
-        verdicts.append(f"{variant} at alpha {alpha}: {'; '.join(kinds)}")
+    verdicts = _int8_verdicts(table)
     shown = table.assign(**{
         "variant": table["reranker"], "dev delta vs fp32": [ci(m, h) for m, h in zip(table["dev delta"],
                                                                                      table["dev delta ci"])],
