@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.models.encoders import DEFAULT_MODEL
-from bench.pipeline.stages import ENCODER_TYPES
+from bench.pipeline.stages import KINDS, kind_of
 from bench.data.splits import Protocol
 from bench.models.train.options import CrossTrainConfig, TowerTrainConfig
 
@@ -298,11 +298,11 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: encoder names must be unique, got {names}")
     for i, e in enumerate(encoders):
-        if e.type not in ENCODER_TYPES:
+        if e.type not in KINDS:
             raise ConfigError(f"{source}: encoders[{i}].type '{e.type}' is not supported "
-                              f"(supported: {sorted(ENCODER_TYPES)})")
+                              f"(supported: {sorted(KINDS)})")
         changed = sorted(name for name, default in HOW_IT_RUNS.items() if getattr(e, name) != default)
-        if changed and (ENCODER_TYPES[e.type] != "vectors" or e.train):
+        if changed and (kind_of(e.type).output != "vectors" or e.train):
             raise ConfigError(f"{source}: encoders[{i}].{changed[0]}: applies to pretrained bi/twin encoders only "
                               f"(this one is {'trained by the harness' if e.train else e.type}; a hybrid takes its dense "
                               "encoder's settings)")
@@ -322,14 +322,14 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
                 tower_config(e, config.dataset)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{source}: encoders[{i}].train: {err}") from None
-        if ENCODER_TYPES[e.type] == "hybrid":  # a fusion of a dense encoder of this config and BM25
+        if kind_of(e.type).output == "hybrid":  # a fusion of a dense encoder of this config and BM25
             if not e.hybrid:
                 raise ConfigError(f"{source}: encoders[{i}]: type '{e.type}' needs a `hybrid` table (dense = ...)")
             check_hybrid(e, encoders, f"{source}: encoders[{i}].hybrid")
         elif e.hybrid:
             raise ConfigError(f"{source}: encoders[{i}]: `hybrid` applies to type 'hybrid' only")
         if e.chunk_tokens:
-            if ENCODER_TYPES[e.type] != "vectors":
+            if kind_of(e.type).output != "vectors":
                 raise ConfigError(f"{source}: encoders[{i}]: chunking needs a vector encoder, not '{e.type}'")
             try:
                 e.chunking
@@ -370,9 +370,9 @@ def check_hybrid(spec: EncoderSpec, encoders: list[EncoderSpec], where: str) -> 
 
     hybrid = from_table(HybridSpec, spec.hybrid, where)
     dense = next((e for e in encoders if e.name == hybrid.dense), None)
-    if dense is None or ENCODER_TYPES[dense.type] != "vectors" or dense.chunk_tokens:
+    if dense is None or kind_of(dense.type).output != "vectors" or dense.chunk_tokens:
         raise ConfigError(f"{where}.dense: '{hybrid.dense}' is not a whole-document vector encoder of this config "
-                          f"(vector encoders: {[e.name for e in encoders if ENCODER_TYPES[e.type] == 'vectors' and not e.chunk_tokens]})")
+                          f"(vector encoders: {[e.name for e in encoders if kind_of(e.type).output == 'vectors' and not e.chunk_tokens]})")
 
 
 def tower_config(spec: EncoderSpec, dataset: str):

@@ -26,19 +26,13 @@ OLD_COLUMN = "cell_id_before_migration"
 
 
 def _old_spec_key(encoder) -> dict:
-    key = dataclasses.asdict(encoder)
-    for name, default in plan.SPEC_FIELDS_ADDED.items():
-        if key[name] == default:
-            del key[name]
-    return key
+    """The rule before: the encoder's grids (backend list, a hybrid's depth list) in the key."""
+    return plan.without_added_defaults(dataclasses.asdict(encoder), plan.SPEC_FIELDS_ADDED)
 
 
 def _old_reranker_key(reranker) -> dict:
-    key = dataclasses.asdict(reranker)
-    for name, default in plan.RERANKER_FIELDS_ADDED.items():
-        if key[name] == default:
-            del key[name]
-    return key
+    """The rule before: the reranker's alpha list in the key."""
+    return plan.without_added_defaults(dataclasses.asdict(reranker), plan.RERANKER_FIELDS_ADDED)
 
 
 def _identity(spec, config, data_root) -> str:

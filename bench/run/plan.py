@@ -151,14 +151,16 @@ SPEC_FIELDS_ADDED = {"train": {}, "chunk_tokens": 0, "chunk_stride": 0, "aggrega
                      "normalize": True, "mips_reduction": False, "doc_runtime": "torch"}
 
 
+def without_added_defaults(key: dict, added: dict) -> dict:
+    """`key` without the fields added after ids existed that hold their default (so older ids still match)."""
+    return {name: value for name, value in key.items() if not (name in added and value == added[name])}
+
+
 def _spec_key(encoder: EncoderSpec) -> dict:
     """The encoder spec as it enters cell ids; fields added later are left out at their defaults, so cell ids
     predating them still match. Its grids are left out: a cell's id depends on what that cell measures, never on its
     siblings (the cell's own backend and depth are in its key; bench.run.migrate_ids rewrote the ids before this)."""
-    key = dataclasses.asdict(encoder)
-    for name, default in SPEC_FIELDS_ADDED.items():
-        if key[name] == default:
-            del key[name]
+    key = without_added_defaults(dataclasses.asdict(encoder), SPEC_FIELDS_ADDED)
     key.pop("backends", None)
     if "hybrid" in key:
         key["hybrid"] = {name: value for name, value in key["hybrid"].items() if name != "depth"}
@@ -171,11 +173,8 @@ RERANKER_FIELDS_ADDED = {"precision": "fp32", "runtime": "torch"}
 def _reranker_key(reranker) -> dict:
     """A reranker spec as it enters rerank cell ids: fields added later are left out at their defaults, its alpha grid
     too (the child's own alpha is in its key)."""
-    key = dataclasses.asdict(reranker)
+    key = without_added_defaults(dataclasses.asdict(reranker), RERANKER_FIELDS_ADDED)
     del key["alpha"]
-    for name, default in RERANKER_FIELDS_ADDED.items():
-        if key[name] == default:
-            del key[name]
     return key
 
 

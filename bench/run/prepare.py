@@ -8,7 +8,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,16 +20,13 @@ from bench.search.indexes import ParamError
 from bench.core.env import cpu_count
 from bench.models.rerankers import CrossEncoderScorer, ScoreCache, time_rerank
 from bench.data.splits import QuerySplits, load_splits, restrict
-from bench.pipeline.stages import ENCODER_TYPES, kind_of, make_encoder
+from bench.pipeline.stages import kind_of, make_encoder
 from bench.core.timing import LatencyStats
 from bench.models.train.cross import model_dir as cross_model_dir
 from bench.models.train.cross import read_training, train_cross_encoder
 from bench.models.train.options import CrossTrainConfig, TowerTrainConfig
 from bench.models.train.towers import model_dir as tower_model_dir
 from bench.models.train.towers import train_towers
-
-if TYPE_CHECKING:
-    from bench.run.plan import Cell
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +94,7 @@ class ResolvedEncoder:
 
 
 def resolve_encoder(spec: EncoderSpec, config: SweepConfig, data_root: Path | None = None) -> ResolvedEncoder:
-    if ENCODER_TYPES[spec.type] == "text":
+    if kind_of(spec.type).output == "text":
         return ResolvedEncoder(spec, spec.model, spec.type)
     side = kind_of(spec.type).made_of(spec)  # a fusion: identified by its dense side (its cell key holds the rest)
     if side is not None:
@@ -155,7 +151,7 @@ def check_rerank(config: SweepConfig, data_root: Path | None) -> None:
                                  "(give `model = ...` instead, or train on another dataset)")
 
 
-def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list[Cell]], rerankers: "Rerankers",
+def prepare_models(resolved: dict[str, ResolvedEncoder], todo: dict[str, list], rerankers: "Rerankers",
                    data_root: Path | None, splits: QuerySplits,
                    timed_only: frozenset[str] = frozenset()) -> dict[str, dict[int, float]]:
     """Train (once, cached) every model that pending cells need, and choose the hybrids' fusion weights on the

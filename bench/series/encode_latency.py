@@ -27,7 +27,7 @@ from bench.core.cache import atomic_write_bytes
 from bench.core.calibration import kernel
 from bench.pipeline.config import SweepConfig
 from bench.models.encoders import SentenceEncoder
-from bench.pipeline.stages import ENCODER_TYPES
+from bench.pipeline.stages import kind_of
 from bench.core.env import host_id
 from bench.run.measure import encode_one, measure_query_encoding, warm_up_encoding
 from bench.run.prepare import resolve_encoder, sweep_splits
@@ -50,7 +50,7 @@ def remeasure(config: SweepConfig, rounds: int = 3, data_root: Path | None = Non
     texts = sweep_splits(config, data_root).test.query_texts[: config.measure.encode_sample]
     encoders = {}
     for spec in config.encoders:
-        if ENCODER_TYPES[spec.type] == "vectors":
+        if kind_of(spec.type).output == "vectors":
             encoders[spec.name] = resolve_encoder(spec, config, data_root).load()
     rows, host = [], host_id()
     for round_ in range(1, rounds + 1):

@@ -9,8 +9,6 @@ RETRIEVERS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from bench.pipeline.stages.base import FirstStageKind, Retriever, model_name as model_name_of
 from bench.pipeline.stages.dense import Dense
 from bench.pipeline.stages.fusion import Fusion
@@ -33,23 +31,6 @@ def kind_of(type_name: str) -> type[FirstStageKind]:
     return KINDS[type_name]
 
 
-class _Outputs(Mapping):
-    """A config's encoder `type` -> what its encoder outputs, read from the registry when asked (so a kind registered
-    later is in it too)."""
-
-    def __getitem__(self, type_name: str) -> str:
-        return KINDS[type_name].output
-
-    def __iter__(self):
-        return iter(KINDS)
-
-    def __len__(self) -> int:
-        return len(KINDS)
-
-
-ENCODER_TYPES = _Outputs()
-
-
 def make_encoder(type_name: str, model: str, max_seq_length: int | None, **runs):
     """The encoder of a config's encoder `type`; `runs`: device, query_precision, doc_precision, query_runtime,
     doc_runtime, normalize (bench.models.encoders.SentenceEncoder's)."""
@@ -64,4 +45,4 @@ def retriever_of(row) -> Retriever:
     return kind.of_row(row)
 
 
-__all__ = ["ENCODER_TYPES", "KINDS", "make_encoder", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]
+__all__ = ["KINDS", "make_encoder", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]
