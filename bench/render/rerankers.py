@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, NothingFits, recommend, t_interval, with_derived
+from bench.analysis import LATENCY_TIE, Budget, NothingFits, recommend, t_interval, with_derived
 from bench.analysis.rerankers import REFERENCE_RERANKER, dev_best_within, fixed_r_at_equal_quality, variant_table
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import Tables, _p, markdown_table
@@ -133,22 +133,34 @@ def _int8_verdicts(table: pd.DataFrame) -> list[str]:
 
 
 def int8_isa_summary(table: pd.DataFrame) -> str:
-    """The report's lines on int8 per instruction set: whether it holds on each host's kernels, and what it buys there
-    (the p50 speed-up over fp32 torch at the same length, one thread); `python -m bench int8-isa` prints every row."""
+    """The report's paragraph on int8 per instruction set, answer first: which int8 variants hold their dev quality
+    against fp32 on every host's kernels, which do not (with the paired deltas), and what int8 buys on each (the p50
+    speed-up over fp32 torch at the same length, one thread); `python -m bench int8-isa` prints every row."""
     table = table[table["timed queries x threads"].str.endswith(" x 1")] if len(table) else table
     if table.empty:
         return ""
+    int8 = table[table["precision"] == "int8"]
+    verdicts = int8.groupby(["reranker", "alpha"], sort=False)["int8 holds"].agg(
+        lambda v: "holds" if all(x.startswith("yes") for x in v) else "worse" if not any(x.startswith("yes") for x in v)
+        else "differs")
+    kept = [f"{variant} at alpha {alpha}" for (variant, alpha), v in verdicts.items() if v == "holds"]
+    others = [line for line, ((variant, alpha), v) in zip(_int8_verdicts(table), verdicts.items()) if v != "holds"]
     speed = []
-    int8 = table[(table["precision"] == "int8") & (table["alpha"] == "1")]
-    for (runtime, length), rows in int8.groupby(["runtime", "max_length"], sort=False):
+    for (runtime, length), rows in int8[int8["alpha"] == "1"].groupby(["runtime", "max_length"], sort=False):
         speed.append(f"{runtime} {length} tokens " + " against ".join(
-            f"{x:.2f}x ({k}, host {h})" for x, k, h in zip(rows["speed-up p50"], rows["int8 kernels"], rows["host"])))
-    return "\n".join([
-        "What int8 costs on each instruction set (R = 20, dev delta against fp32 torch at the same length, paired over "
-        "the dev queries; `python -m bench int8-isa` prints every row):", "",
-        *(f"- {v}" for v in _int8_verdicts(table)), "",
-        "What int8 buys there, p50 speed-up over fp32 on one thread: " + "; ".join(speed) + ". A pick that takes int8 "
-        "for its speed holds its quality on either set; its latency has to be re-checked on the serving host's.", ""])
+            f"{x:.2f}x ({h})" for x, h in zip(rows["speed-up p50"], rows["host"])))
+    ratios = [r["speed-up p50"].max() / r["speed-up p50"].min()
+              for _, r in int8[int8["alpha"] == "1"].groupby(["runtime", "max_length"]) if r["host"].nunique() > 1]
+    lead = ("quality travels" if "differs" not in set(verdicts) else "quality does not travel everywhere") + (
+        ", speed does not" if any(x > 1 + LATENCY_TIE for x in ratios) else "")
+    sets = " and ".join(f"host {h}: int8 kernels {k}" for k, h in table[["int8 kernels", "host"]].drop_duplicates().itertuples(
+        index=False))
+    return (f"**int8 on each instruction set** ({sets}; R = 20, dev delta against fp32 torch at the same length, paired "
+            f"over the dev queries; `python -m bench int8-isa` prints every row): {lead}. "
+            f"{len(kept)} of {len(verdicts)} int8 variants (at an alpha) hold on every set measured"
+            + (f"; not: {'; '.join(others)}" if others else "") + ". The p50 speed-up over fp32 on one thread: "
+            + "; ".join(speed) + ". A pick that takes int8 for its speed holds its quality on either set; its latency "
+            "has to be re-checked on the serving host's.\n")
 
 
 def int8_isa_section(table: pd.DataFrame) -> str:
