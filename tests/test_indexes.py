@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.data.datasets import synthetic_vectors
-from bench.search.indexes import BACKENDS, ParamError, make_index
+from bench.search.indexes import BACKENDS, CATALOG, ParamError, make_index
 from bench.data.metrics import recall_vs_exact
 
 # Generous parameters under which each backend must find the known nearest neighbors.
@@ -91,7 +91,7 @@ def test_memory_model_matches_the_serialized_index(backend, build):
     assert index.size_bytes() == pytest.approx(index.memory_bytes(8000, 64), rel=0.01)
 
 
-VECTOR_BACKENDS = sorted(name for name, cls in BACKENDS.items() if cls.input == "vectors")
+VECTOR_BACKENDS = sorted(name for name, listing in CATALOG.items() if listing.input == "vectors")
 
 
 @pytest.mark.parametrize("backend", VECTOR_BACKENDS)
@@ -207,7 +207,7 @@ def test_unknown_names_and_types_are_rejected():
 def test_bm25_ranks_the_source_document_first():
     from bench.data.datasets import synthetic_dataset
 
-    assert [name for name, cls in BACKENDS.items() if cls.input == "text"] == ["bm25s"]
+    assert [name for name, listing in CATALOG.items() if listing.input == "text"] == ["bm25s"]
     ds = synthetic_dataset(n_docs=200, n_queries=20)
     index = make_index("bm25s", k1=0.9, b=0.4)
     index.fit(ds.doc_texts, threads=1)

@@ -89,7 +89,7 @@ def test_int8_scores_from_another_instruction_set_are_scored_again_not_reused(sp
 
 def test_int8_query_vectors_are_cached_per_int8_kernels(tiny_model, monkeypatch):
     from bench.models.encoders import embed_dataset
-    from bench.pipeline.stages import make_encoder
+    from bench.run.hooks import make_encoder
 
     ds = synthetic_dataset(n_docs=20, n_queries=3)
     encoder = make_encoder("bi", tiny_model, 32, query_precision="int8")

@@ -149,3 +149,23 @@ def test_the_top_of_bench_holds_packages_the_cli_and_main_only():
     for package in ORDER[:-1]:
         doc = ast.get_docstring(ast.parse((BENCH / package / "__init__.py").read_text()))
         assert doc and "import" in doc.lower(), f"bench/{package}/__init__.py must say what it owns and what it may import"
+
+
+MEASURES = ("bench.models", "bench.run", "bench.series", "bench.search.indexes.", "bench.search.hybrid",
+            "bench.search.mips")  # what measures (the backends' modules, not their base types or the catalog)
+
+
+def test_stage_kinds_describe_and_import_nothing_that_measures():
+    """A stage kind's description (bench.pipeline.stages) reads rows and names pipelines; its measuring hooks are the
+    run's (bench.run.hooks). Rendering reads backend names and short names without loading faiss or hnswlib."""
+    graph, _ = import_graph()
+    described = {m: sorted(t for t in targets if t.startswith(MEASURES) and t != "bench.search.indexes.base")
+                 for m, targets in graph.items() if m.startswith("bench.pipeline.stages")}
+    assert described and not any(described.values()), described
+    code = ("import sys, bench.render, bench.analysis, bench.pipeline.stages, bench.pipeline.config; "
+            "print(sorted(m for m in ('faiss', 'hnswlib', 'scann', 'torch') if m in sys.modules))")
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

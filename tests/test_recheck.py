@@ -64,7 +64,6 @@ alpha = [1.0]
     assert "recheck of 1 decisions" in messages[0] and "on host " + host_id() in messages[0]  # the plan first
     here = read_results(tmp_path / f"recheck-{host_id()}-tinyr.parquet")
     assert set(here["host_id"]) == {host_id()}  # the re-measured rows are this host's
-    stored = reference.set_index("cell_id")["dev_ndcg_at_10"]
     mine = here.set_index("cell_id")
     kept = here[(here["stage"] == "rerank") & ~here["reranker_identity"].str.contains("int8")]
     rescored = here[(here["stage"] == "rerank") & here["reranker_identity"].str.contains("int8")]

@@ -1,6 +1,6 @@
 """A stage kind is a description plus its hooks, registered in one place: a toy kind with an output type no other kind
 has (word sets) and a backend that takes them run through the tiny sweep, the report and `recommend` with nothing
-but its own code and two registry lines."""
+but its own code and four registry lines (its description, its measuring, its backend's class and listing)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from bench.models.encoders import Embeddings
 from bench.pipeline.config import BackendSpec, EncoderSpec, load_config
 from bench.pipeline.stages import RETRIEVERS
 from bench.pipeline.stages.base import FirstStageKind, params, params_name
+from bench.run.hooks import HOOKS, Measuring
 from bench.run.sweep import run_sweep
 from bench.search.indexes import BACKENDS
+from bench.search.catalog import CATALOG, Listing
 from bench.search.indexes.base import AnnIndex, Neighbors, Params, ParamError
 from bench.store.results import read_results
 
@@ -67,7 +69,6 @@ class OverlapIndex(AnnIndex):
     """The toy's backend: documents ranked by the words they share with the query."""
 
     name = "overlap"
-    input = "words"
     Build = OverlapBuild
 
     def fit(self, docs, threads: int) -> None:
@@ -116,12 +117,16 @@ class Overlap(FirstStageKind):
     def tuned(self) -> dict[str, float]:
         return {}
 
-    @classmethod
-    def make_encoder(cls, model, max_seq_length, **runs):
+
+class OverlapMeasuring(Measuring):
+    """How the run measures the toy kind (bench.run.hooks): its encoder and its ground truth."""
+
+    @staticmethod
+    def make_encoder(model, max_seq_length, **runs):
         return WordSets()
 
-    @classmethod
-    def ground_truth(cls, measurer, cells, depth):
+    @staticmethod
+    def ground_truth(measurer, cells, depth):
         index = OverlapIndex()
         index.fit(measurer.embeddings.docs, 1)
         index.set_search(depth)
@@ -130,8 +135,10 @@ class Overlap(FirstStageKind):
 
 
 def test_a_toy_stage_kind_runs_through_the_sweep_the_report_and_recommend(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(RETRIEVERS, "overlap", Overlap)  # the two registry lines
+    monkeypatch.setitem(RETRIEVERS, "overlap", Overlap)  # the registry lines: its description, its measuring,
+    monkeypatch.setitem(HOOKS, "overlap", OverlapMeasuring)  # its backend (class and listing)
     monkeypatch.setitem(BACKENDS, "overlap", OverlapIndex)
+    monkeypatch.setitem(CATALOG, "overlap", Listing("overlap", f"{__name__}:OverlapIndex", input="words"))
     config = load_config("configs/tiny.toml")
     config = dataclasses.replace(config, encoders=[EncoderSpec("words", type="overlap")],
                                  backends=[BackendSpec("overlap")], results=str(tmp_path / "toy.parquet"))

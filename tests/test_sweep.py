@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import re
 
 import pytest
 
@@ -450,8 +449,6 @@ def test_cells_no_longer_configured_are_kept_unless_pruned(config):
 
 
 def test_precision_variants_share_or_reencode_the_corpus_and_get_their_section(config, tmp_path):
-    from bench.render import build_report
-
     minilm = config.encoders[0]
     variants = [dataclasses.replace(minilm, name="minilm-q8", query_precision="int8", backends=["exact"]),
                 dataclasses.replace(minilm, name="minilm-int8", query_precision="int8", doc_precision="int8",

@@ -24,7 +24,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from bench.core.figures import timing_text
-from bench.search.indexes import BACKENDS
+from bench.search.catalog import CATALOG
 from bench.pipeline.ids import pipeline_columns
 from bench.core.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
 
@@ -40,7 +40,7 @@ CONFIDENCE = 0.95
 MEASURES = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "rr_at_10": "MRR@10"}
 
 # Short names for long parameters in tables, as each backend names them (the parquet keeps the library's names).
-ABBREVIATIONS = {name: short for cls in BACKENDS.values() for name, short in cls.short_names.items()}
+ABBREVIATIONS = {name: short for listing in CATALOG.values() for name, short in listing.short_names.items()}
 
 
 HIDDEN_PARAMS = {"seed", "random_init", "training_sample_size"}  # in the parquet, not in tables
@@ -56,9 +56,15 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["config"] = out["build_params"].map(params_text) + " / " + out["search_params"].map(params_text)
     alpha = np.where(out["fusion_alpha_chosen_on"] == "dev", "dev", out["fusion_alpha"].map("{:.2f}".format))
+    # typed fields in place of the stored sentinels (rerank_depth_rule "", n_dev_queries 0, stage2 "-"):
+    # rerank_depth: "fixed" or "adaptive" (a depth per query up to R) on rerank rows, None on first-stage rows;
+    # has_dev_queries: whether settings could be chosen on dev queries (else on test, and said so)
     rule = out["rerank_depth_rule"].fillna("") if "rerank_depth_rule" in out else ""  # frames of rows before it
-    adaptive = np.where(rule != "", " adaptive", "")  # a depth per query up to R
-    out["stage2"] = np.where(out["stage"] == "rerank", out["reranker"] + " a=" + alpha + adaptive, "-")  # as configured
+    reranked = out["stage"] == "rerank"
+    out["rerank_depth"] = pd.Series(np.where(rule != "", "adaptive", "fixed"), index=out.index).where(reranked, None)
+    out["has_dev_queries"] = out["n_dev_queries"] > 0
+    adaptive = np.where(out["rerank_depth"] == "adaptive", " adaptive", "")
+    out["stage2"] = pd.Series(out["reranker"] + " a=" + alpha + adaptive, index=out.index).where(reranked, None)  # as configured
     chosen = np.where(out["fusion_alpha_chosen_on"] == "dev", " (a=" + out["fusion_alpha"].map("{:.2f}".format) + ")", "")
     # the query network as served (rows before `encoder_bytes`: float32, 4 bytes per parameter), the index, the reranker
     out["model_mb"] = out["encoder_bytes"].fillna(4 * out["encoder_params"]) / MB
@@ -73,7 +79,7 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out = out.join(stage_contribution_columns(out))
     # what tables print: the pipeline's name (the same on every dataset), then the values its tuned settings took
     # here and on which queries they were chosen ("test" where the dataset has no dev queries)
-    chosen_on = np.where(out["n_dev_queries"] > 0, "dev", "test")
+    chosen_on = np.where(out["has_dev_queries"], "dev", "test")
     out["pipeline"] = [name + (f" [{_tuned_text(tuned)} chosen on {where}]" if tuned != "{}" else "")
                        for name, tuned, where in zip(out["pipeline_name"], out["tuned"], chosen_on)]
     return out
@@ -509,7 +515,7 @@ def _delta_cells(dev: float, dev_ci: float, dev_p: float, test: float, test_ci: 
 
 # ---------------------------------------------------------------- reference rows (which rows a section compares)
 
-BACKEND_NAMES = list(BACKENDS)  # registered backends, in registry order (plot colours)
+BACKEND_NAMES = list(CATALOG)  # registered backends, in registry order (plot colours)
 DENSE, LEXICAL, FUSION = "dense", "bm25", "fusion"  # first_stage_kind values (bench.pipeline.stages kinds' `kind`)
 
 

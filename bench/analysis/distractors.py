@@ -94,6 +94,13 @@ def picks_at_size(large: pd.DataFrame, budgets: list[Budget] | None = None) -> l
     return out
 
 
+def dense_encoding(large: pd.DataFrame) -> pd.Series | None:
+    """A dense first stage's row at the large size: what encoding its corpus cost (None without a dense row)."""
+    dense = _derived(large)
+    dense = dense[dense["first_stage_kind"] == "dense"]
+    return dense.iloc[0] if len(dense) else None
+
+
 def _derived(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if "pipeline_id" in frame else with_derived(frame)
 
@@ -105,5 +112,5 @@ def judged_text(row: pd.Series | None) -> str:
     return f"{row['judged_at_10']:.3f}"
 
 
-__all__ = ["DEFAULT_BUDGETS", "DISTRACTOR_BUDGETS", "FOLLOWED", "SizePair", "judged_text", "picks_at_size",
+__all__ = ["DEFAULT_BUDGETS", "DISTRACTOR_BUDGETS", "FOLLOWED", "SizePair", "dense_encoding", "judged_text", "picks_at_size",
            "recall_at_size", "size_pairs"]

@@ -37,14 +37,14 @@ def variant_table(frame: pd.DataFrame, reference: str) -> pd.DataFrame:
     rows["alpha_rule"] = np.where(chosen == "dev", "dev", rows["fusion_alpha"].map("{:g}".format))
     out = []
     for (first, r, _, _), group in rows.groupby([parent, "r", "alpha_rule", "rerank_threads"], sort=False):
-        base = group[(group["reranker"] == reference) & (group["rerank_depth_rule"] == "")]
+        base = group[(group["reranker"] == reference) & (group["rerank_depth"] == "fixed")]
         if base.empty:
             continue
         base = base.iloc[0]
         for _, row in group.iterrows():
-            pairs = np.asarray(row["q_rerank_pairs"] if row["rerank_depth_rule"] else [r] * len(row["query_ids"]),
+            pairs = np.asarray(row["q_rerank_pairs"] if row["rerank_depth"] == "adaptive" else [r] * len(row["query_ids"]),
                                dtype=float)
-            rule = json.loads(row["rerank_depth_rule"]) if row["rerank_depth_rule"] else {}
+            rule = json.loads(row["rerank_depth_rule"]) if row["rerank_depth"] == "adaptive" else {}
             entry = {"reranker": row["reranker"], **variant_of(row["reranker_identity"]), "R": int(r),
                      "depth": f"adaptive: {rule['rule']} {rule['param']:g}" if rule else "fixed",
                      "pairs/query mean": float(pairs.mean()), "pairs/query p95": float(np.percentile(pairs, 95)),
@@ -79,7 +79,7 @@ def int8_by_isa(frames: list[pd.DataFrame], r: int = 20) -> pd.DataFrame:
     out = []
     for frame in frames:
         frame = with_derived(frame)  # first_stage_id pairs each variant with fp32 over the same first stage
-        rows = frame[(frame["stage"] == "rerank") & (frame["r"] == r) & (frame["rerank_depth_rule"] == "")]
+        rows = frame[(frame["stage"] == "rerank") & (frame["r"] == r) & (frame["rerank_depth"] == "fixed")]
         for host, on_host in rows.groupby("host_id", sort=False):
             lengths = {variant_of(i)["max_length"] for i in on_host["reranker_identity"]}
             for length in sorted(lengths):

@@ -20,6 +20,7 @@ from typing import Any
 from bench.models.encoders import DEFAULT_MODEL
 from bench.pipeline.stages import KINDS, kind_of
 from bench.data.splits import Protocol
+from bench.search.catalog import CATALOG
 from bench.models.train.options import CrossTrainConfig, TowerTrainConfig
 
 
@@ -339,15 +340,13 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
                 raise ConfigError(f"{source}: encoders[{i}].chunk_tokens ({e.chunk_tokens}) must leave room for the "
                                   f"special tokens within max_seq_length ({e.max_seq_length})")
     configured = [b.backend for b in backends]
-    from bench.search.indexes import BACKENDS
-
     for i, b in enumerate(backends):  # before the lists that name backends: the typo is here, not in them
-        if b.backend not in BACKENDS:
+        if b.backend not in CATALOG:
             import difflib
 
-            close = difflib.get_close_matches(b.backend, list(BACKENDS), n=1)
+            close = difflib.get_close_matches(b.backend, list(CATALOG), n=1)
             raise ConfigError(f"{source}: backends[{i}].backend: unknown backend '{b.backend}'"
-                              + (f" (did you mean '{close[0]}'?)" if close else "") + f"; backends are {sorted(BACKENDS)}")
+                              + (f" (did you mean '{close[0]}'?)" if close else "") + f"; backends are {sorted(CATALOG)}")
     for i, e in enumerate(encoders):
         if set(e.backends) - set(configured):
             raise ConfigError(f"{source}: encoders[{i}].backends names backend(s) {sorted(set(e.backends) - set(configured))} "

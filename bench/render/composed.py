@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.core.figures import timing_text

@@ -22,7 +22,7 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
             continue
         pick, choice = d.choice.pick, d.choice
         marks = (" [documents seen in training]" if pick["saw_eval_docs"] else "") + (
-            " [chosen on test]" if int(pick["n_dev_queries"]) == 0 else "")
+            " [chosen on test]" if not pick["has_dev_queries"] else "")
         tied = len(choice.ties) - 1
         rows.append({**head, "deploy": pick["pipeline"] + marks,
                      "dev nDCG@10": ci(*choice.dev_interval()), "test nDCG@10": ci(*choice.test_interval()),

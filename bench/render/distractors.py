@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import t_interval
-from bench.analysis.distractors import judged_text, picks_at_size, recall_at_size, size_pairs
+from bench.analysis.distractors import dense_encoding, judged_text, picks_at_size, recall_at_size, size_pairs
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import Tables, _span, markdown_table
 
@@ -81,9 +81,8 @@ def distractors_section(large: pd.DataFrame, base: pd.DataFrame, tables: Tables 
     lines += [f"The recommender at {_size(large)} documents (`python -m bench recommend results/scifact-wiki100k.parquet "
               "--p95-ms P --memory-mb M`; dev-chosen, ties go to the cheaper pipeline):", "",
               markdown_table(pd.DataFrame(picks)), ""]
-    encode = large[(large["first_stage_kind"] == "dense") if "first_stage_kind" in large else large["dim"] > 0]
-    if len(encode):
-        row = encode.iloc[0]
+    row = dense_encoding(large)
+    if row is not None:
         lines += [f"Encoding the {int(row['n_docs']):,} texts with {row['encoder']} took "
                   f"{timing_text(row['corpus_encode_s'] / 60)} min ({timing_text(row['n_docs'] / row['corpus_encode_s'])}"
                   " texts/s: the run's wall time on this host's 2 cores, with whatever else ran; chunks of 10,000 "

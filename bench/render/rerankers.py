@@ -73,7 +73,7 @@ def _best_text(rows: pd.DataFrame, budget: Budget) -> str:
     if best is None:
         return "none fits"
     return (f"{best['reranker']} R={best['r']} alpha {best['fusion_alpha']:g}"
-            + (" adaptive" if best["rerank_depth_rule"] else "")
+            + (" adaptive" if best["rerank_depth"] == "adaptive" else "")
             + f": dev {ci(*t_interval(best['dev_q_ndcg_at_10']))}, e2e p95 {timing_text(best['e2e_p95_ms'])} ms")
 
 

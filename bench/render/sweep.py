@@ -10,16 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import (ABBREVIATIONS, ALPHA, CALIBRATION_TOLERANCE, contended, CONFIGURATION, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB,
-                            Budget, NothingFits, baseline_encoder, candidates, contribution_table, fastest_at_recall,
-                            is_reference_encoding, mean_of_means_interval, paired_tests, pareto, per_query, recommend,
-                            recommend_over_mean, fusion_text, reference_dense, reference_k, reranker_in_use, seen_split,
+from bench.analysis import (ABBREVIATIONS, ALPHA, CALIBRATION_TOLERANCE, contended, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB, baseline_encoder,
+                            candidates, contribution_table, fastest_at_recall, is_reference_encoding, paired_tests, pareto,
+                            per_query, fusion_text, reference_dense, reference_k, reranker_in_use, seen_split,
                             select, t_interval)
-from bench.analysis import params_text as _params
 from bench.analysis.series import memory_frontier, scale_note, smallest_at_recall, with_bytes_per_vector
 from bench.core.figures import ci, timing_text
-from bench.render.markdown import (INTERVAL_NOTE, Tables, _mark, _p, _span, _test_name, _tests_table, _values,
-                                   markdown_table, quality)
+from bench.render.markdown import (INTERVAL_NOTE, Tables, _mark, _p, _test_name, _tests_table, _values, markdown_table,
+                                   quality)
 from bench.render.plots import _frontier_plot, _r_plot, _stage_plot
 
 
@@ -510,7 +508,6 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
         if not lines:
             continue
         pick = select(pd.concat(cells_all))
-        table = []
         for backend, config, k, cells in lines:
             entry = {"first stage": encoder, "reranker": stage2, "backend": backend, "config": config, "K": k}
             for _, c in cells.iterrows():
@@ -536,7 +533,8 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
     shown = []
     for group in groups.values():
         best = select(pd.DataFrame([item[2] for item in group]))
-        item = next(item for item in group if item[2]["cell_id"] == best["cell_id"] and item[2]["stage2"] == best["stage2"])
+        item = next(item for item in group if item[2]["cell_id"] == best["cell_id"]
+                    and (item[2]["stage2"] == best["stage2"] or pd.isna(item[2]["stage2"]) and pd.isna(best["stage2"])))
         _r_plot(*item[3])  # the shown line's plot (the other alphas' grids are in the CSV)
         shown.append(item[4])
     return parts + [markdown_table(pd.DataFrame(shown)), ""]
@@ -595,7 +593,7 @@ def _contributions(frame: pd.DataFrame, tables: Tables) -> list[str]:
             "exact search where it was measured (the dense side's search is a lever of its own); every backend in "
             "`python -m bench contributions` and " + tables.link("contributions", table) + ".", "",
             markdown_table(shown[shown["adds"] == "adds"].drop(columns=["dataset", "pipeline", "adds"])), "",
-            *([f"Adds nothing here: " + "; ".join(f"{r['stage']} over {r['over']}" for _, r in nothing.iterrows()) + ".", ""]
+            *(["Adds nothing here: " + "; ".join(f"{r['stage']} over {r['over']}" for _, r in nothing.iterrows()) + ".", ""]
               if len(nothing) else [])]
 
 

@@ -24,13 +24,13 @@ from bench.core.env import cpu_count
 from bench.search.indexes.base import Neighbors
 from bench.data.metrics import per_query_quality, recall_vs_exact
 from bench.run.estimate import Speeds
+from bench.run.hooks import hooks_of
 from bench.run.plan import Cell, first_stage_index
 from bench.run.prepare import Rerankers
 from bench.store.records import NOT_RERANKED, FirstStageRow, RerankRow
 from bench.models.rerankers import ALPHAS, cross_scores, rerank, time_rerank
 from bench.data.splits import restrict
 from bench.store.results import LATENCY_COLUMNS
-from bench.pipeline.stages import kind_of
 from bench.core.timing import E2E_METHOD, LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
 
 
@@ -94,7 +94,7 @@ class CellMeasurer:
     def prepare(self, cells: list[Cell]) -> list[list[Cell]]:
         """Compute the ground truth these cells need; returns them grouped by build tuple (one index each)."""
         depth = max([c.k for c in cells] + [r for c in cells for r in (ch.r for ch in c.children)])
-        self.truth, self._truth = kind_of(self.encoder.type).ground_truth(self, cells, depth)
+        self.truth, self._truth = hooks_of(self.encoder.type).ground_truth(self, cells, depth)
         ordered = sorted(cells, key=lambda c: c.build_key)
         return [list(group) for _, group in itertools.groupby(ordered, key=lambda c: c.build_key)]
 

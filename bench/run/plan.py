@@ -17,9 +17,10 @@ from bench.core.cache import content_key
 from bench.core.calibration import drifted
 from bench.pipeline.config import EncoderSpec, SweepConfig
 from bench.data.datasets import Dataset
-from bench.search.indexes import BACKENDS, ParamError, make_index
+from bench.search.indexes import CATALOG, ParamError, make_index
 from bench.search.indexes.base import AnnIndex
 from bench.pipeline.stages import kind_of
+from bench.run.hooks import hooks_of
 from bench.core.timing import E2E_METHOD
 
 # ---------------------------------------------------------------- cells: the grid of a sweep config
@@ -86,7 +87,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
         identity = resolve_encoder(encoder, config).identity
     cells, skipped = [], 0
     for position, spec in enumerate(config.backends):
-        if spec.backend in BACKENDS and BACKENDS[spec.backend].input != kind.searched:
+        if spec.backend in CATALOG and CATALOG[spec.backend].input != kind.searched:
             continue  # e.g. bm25s takes text, HNSW takes vectors
         if (encoder.backends and spec.backend not in encoder.backends) or (spec.encoders and encoder.name not in spec.encoders):
             continue
@@ -125,7 +126,7 @@ def plan_cells(config: SweepConfig, dataset: Dataset, encoder: EncoderSpec,
 
 def first_stage_index(encoder: EncoderSpec, backend: str, build: dict, weights: dict[int, float] | None = None) -> AnnIndex:
     """An unbuilt index of `backend`, as the encoder's stage kind wraps it (a fusion: with its BM25 side)."""
-    return kind_of(encoder.type).wrap_index(encoder, make_index(backend, **build), weights)
+    return hooks_of(encoder.type).wrap_index(encoder, make_index(backend, **build), weights)
 
 
 def _measure_key(config: SweepConfig) -> dict:

@@ -20,7 +20,8 @@ from bench.search.indexes import ParamError
 from bench.core.env import cpu_count
 from bench.models.rerankers import CrossEncoderScorer, ScoreCache, time_rerank
 from bench.data.splits import QuerySplits, load_splits, restrict
-from bench.pipeline.stages import kind_of, make_encoder
+from bench.pipeline.stages import kind_of
+from bench.run.hooks import make_encoder
 from bench.core.timing import LatencyStats
 from bench.models.train.cross import model_dir as cross_model_dir
 from bench.models.train.cross import read_training, train_cross_encoder

@@ -74,7 +74,6 @@ class HybridIndex(AnnIndex):
     """A dense index (any vector backend) and a BM25 index; search params: the dense backend's, plus `depth`."""
 
     name = "hybrid"
-    input = "hybrid"
 
     def __init__(self, dense: AnnIndex, spec: HybridSpec, weights: dict[int, float] | None = None):
         """`weights`: the fusion weight per depth when the spec's weight is "dev" (chosen by `choose_weights`)."""

@@ -3,8 +3,9 @@
 A pipeline (bench.pipeline.ids) is `first_stage % K [>> reranker % R]`. A first stage is a retriever of one of the
 kinds below; each kind reads its description from a results row (`of_row`), says what makes two runs the same
 stage on any dataset (`key`: models by identity, settings as run, tuned settings by how they are chosen), its
-readable `name`, and the values its tuned settings took (`tuned`). Adding a kind: a file here and a line in
-RETRIEVERS.
+readable `name`, and the values its tuned settings took (`tuned`). Nothing here measures: how a kind is measured
+(its encoder, index wrapper, ground truth) is bench.run.hooks'. Adding a kind: a file here, a line in RETRIEVERS,
+and its hooks where it measures otherwise than a dense retriever.
 """
 
 from __future__ import annotations
@@ -31,12 +32,6 @@ def kind_of(type_name: str) -> type[FirstStageKind]:
     return KINDS[type_name]
 
 
-def make_encoder(type_name: str, model: str, max_seq_length: int | None, **runs):
-    """The encoder of a config's encoder `type`; `runs`: device, query_precision, doc_precision, query_runtime,
-    doc_runtime, normalize (bench.models.encoders.SentenceEncoder's)."""
-    return kind_of(type_name).make_encoder(model, max_seq_length, **runs)
-
-
 def retriever_of(row) -> Retriever:
     """The first stage a results row ran."""
     kind = RETRIEVERS.get(row["encoder_type"])
@@ -45,4 +40,4 @@ def retriever_of(row) -> Retriever:
     return kind.of_row(row)
 
 
-__all__ = ["KINDS", "make_encoder", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]
+__all__ = ["KINDS", "FirstStageKind", "kind_of", "RETRIEVERS", "model_name_of", "Dense", "Fusion", "Lexical", "Rerank", "Retriever", "retriever_of"]

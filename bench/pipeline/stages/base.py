@@ -50,9 +50,10 @@ def model_name(identity: str) -> str:
 
 
 class FirstStageKind:
-    """What a kind of first stage does beyond describing a row, with a dense retriever's behaviour as the default:
-    check its config entry, resolve its model, plan its grid, wrap its index, compute its ground truth. The sweep,
-    the planner, the config and the encoders ask the registry (bench.pipeline.stages.KINDS), never the kind's name."""
+    """What a kind of first stage says beyond describing a row, with a dense retriever's as the default: what it is
+    made of, its grid's extra dimension, how it grows with N. How it is measured (its encoder, index and ground truth)
+    is the run's (bench.run.hooks). The sweep, the planner and the config ask the registry
+    (bench.pipeline.stages.KINDS), never the kind's name."""
 
     output: ClassVar[str] = "vectors"
     searched: ClassVar[str] = "vectors"  # the `input` of the backends its index runs on (bench.search.indexes)
@@ -63,42 +64,9 @@ class FirstStageKind:
         return None
 
     @classmethod
-    def make_encoder(cls, model: str, max_seq_length, **runs):
-        """The encoder of `model`; `runs`: how its network runs (bench.pipeline.config.HOW_IT_RUNS's fields but the search's)."""
-        from bench.models.encoders import SentenceEncoder
-
-        return SentenceEncoder(model, max_seq_length, **runs)
-
-    @classmethod
     def depths(cls, spec) -> list:
         """Extra grid dimension of its search (a fusion's depth per side); [None] for none."""
         return [None]
-
-    @classmethod
-    def wrap_index(cls, spec, index, weights):
-        """The first stage's index around the backend's (`weights`: tuned fusion weights)."""
-        return index
-
-    @classmethod
-    def ground_truth(cls, measurer, cells: list, depth: int):
-        """(exact top-`depth` documents of every query, a function cell -> the exact top-K that cell's recall@K is
-        measured against): exact inner-product search, or BM25 with default parameters for text backends."""
-        from bench.search.indexes import BACKENDS, exact_neighbors, exact_neighbors_at
-        from bench.search.indexes.base import Neighbors
-
-        exact_backend = "bm25s" if BACKENDS[cells[0].backend].input == "text" else "exact"
-        docs, queries = measurer.embeddings.docs, measurer.embeddings.queries
-        exact = exact_neighbors(docs, queries, depth, measurer.build_threads, exact_backend)
-        if exact_backend == "bm25s":  # equal BM25 scores are common: which of them a top-K keeps at its cut is the
-            # library's own (and its selection's, which differs between instruction sets), so the truth at each K is a
-            # search at K, as the cell's is, not a cut of a deeper one
-            searched = exact_neighbors_at(docs, queries, sorted({c.k for c in cells}), measurer.build_threads,
-                                          exact_backend)
-            truth_at = {k: measurer.to_documents(hits, k).ids for k, hits in searched.items()}
-        else:
-            truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
-                        for k in {c.k for c in cells}}
-        return measurer.to_documents(exact, depth).ids, lambda cell: truth_at[cell.k]
 
     @classmethod
     def scale_note(cls, dense_note: str) -> str:

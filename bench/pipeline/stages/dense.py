@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bench.pipeline.stages.base import FirstStageKind, model_name, params, params_name
+from bench.search.catalog import short_names
 
 
 @dataclass(frozen=True)
@@ -23,23 +24,13 @@ class Dense(FirstStageKind):
         return cls(row["model_identity"], row["backend"], row["build_params"], row["search_params"],
                    row.get("chunking", "") or "", bool(row.get("mips_reduction", False)))
 
-    @classmethod
-    def wrap_index(cls, spec, index, weights):
-        if spec.mips_reduction:
-            from bench.search.mips import ReducedIndex
-
-            return ReducedIndex(index)
-        return index
-
     def key(self) -> dict:
         return {"kind": self.kind, "model": self.model, "backend": self.backend, "build": params(self.build),
                 "search": params(self.search), **({"chunking": params(self.chunking)} if self.chunking else {}),
                 **({"mips_reduction": True} if self.mips_reduction else {})}
 
     def name(self) -> str:
-        from bench.search.indexes import BACKENDS
-
-        short = getattr(BACKENDS.get(self.backend), "short_names", {})
+        short = short_names(self.backend)
         settings = " / ".join(part for part in (params_name(params(self.build), short),
                                                 params_name(params(self.search), short)) if part)
         passages = f" passages({params_name(params(self.chunking))})" if self.chunking else ""

@@ -70,23 +70,5 @@ class Fusion(FirstStageKind):
         return list(spec.hybrid_spec.depth)
 
     @classmethod
-    def wrap_index(cls, spec, index, weights):
-        from bench.search.hybrid import HybridIndex
-
-        return HybridIndex(index, spec.hybrid_spec, weights)
-
-    @classmethod
-    def ground_truth(cls, measurer, cells, depth):
-        """The same fusion of BM25 and exact dense search, each side searched at each cell's depth (as the cell searches)."""
-        from bench.search.hybrid import exact_hybrid, fused
-
-        spec = measurer.encoder.hybrid_spec
-        depths = sorted({c.search["depth"] for c in cells})
-        searched = exact_hybrid(spec, measurer.embeddings.docs, measurer.embeddings.queries, depths,
-                                measurer.build_threads)
-        truth = {d: fused(spec, measurer.weights, *searched[d], d, d).ids for d in depths}
-        return truth[max(depths)][:, :depth], lambda cell: truth[cell.search["depth"]][:, :cell.k]
-
-    @classmethod
     def scale_note(cls, dense_note: str) -> str:
         return f"dense side: {dense_note}; BM25 side: {BM25_SCALE}"

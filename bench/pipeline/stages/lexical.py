@@ -34,11 +34,5 @@ class Lexical(FirstStageKind):
         return {}
 
     @classmethod
-    def make_encoder(cls, model, max_seq_length, **runs):
-        from bench.models.encoders import TextPassthrough
-
-        return TextPassthrough()
-
-    @classmethod
     def scale_note(cls, dense_note: str) -> str:
         return BM25_SCALE

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.search.fusion.base import FusionRule
-from bench.search.indexes import load_registry
+from bench.search.catalog import load_registry
 from bench.search.indexes.base import Neighbors, ParamError
 
 REGISTRY = (

@@ -1,40 +1,30 @@
 """ANN backends by name. Each is one module behind `AnnIndex`, owning its parameters, checks, memory model and
-gate setting; adding a backend is that module plus one line in `REGISTRY` (the tests pick it up from there)."""
+gate setting; adding a backend is that module plus one line in `bench.search.catalog.LISTINGS` (the tests pick it up from there)."""
 
 from __future__ import annotations
 
-import importlib
-
 from bench.search.indexes.base import AnnIndex, Neighbors, ParamError
+from bench.search.catalog import CATALOG, LISTINGS, load_registry
 
-REGISTRY = (
-    "bench.search.indexes.exact:ExactIndex",
-    "bench.search.indexes.faiss_ivf:FaissIVF",
-    "bench.search.indexes.hnsw:HnswIndex",
-    "bench.search.indexes.scann_index:ScannIndex",
-    "bench.search.indexes.bm25:Bm25Index",
-    "bench.search.indexes.faiss_sq:FaissSQ",
-    "bench.search.indexes.faiss_ivfsq:FaissIVFSQ",
-    "bench.search.indexes.faiss_ivfpq:FaissIVFPQ",
-    "bench.search.indexes.faiss_hnsw:FaissHNSW",
-    "bench.search.indexes.faiss_pq:FaissPQ",
-)
+_LOADED: dict[str, type[AnnIndex]] = {}
 
 
-def load_registry(paths) -> dict[str, type]:
-    """`"module:Class"` registry lines -> {cls.name: cls} (the backends here, the fusion rules in bench.search.fusion)."""
-    classes = [getattr(importlib.import_module(module), name) for module, name in (p.split(":") for p in paths)]
-    return {cls.name: cls for cls in classes}
-
-
-BACKENDS: dict[str, type[AnnIndex]] = load_registry(REGISTRY)
+def __getattr__(name: str):
+    """`BACKENDS` ({name: class}) loads the libraries on first use, so that `bench.search.indexes.base` (Neighbors,
+    ParamError) and the catalog stay importable without faiss, hnswlib or ScaNN."""
+    if name != "BACKENDS":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _LOADED:
+        _LOADED.update(load_registry(listing.path for listing in LISTINGS))
+    return _LOADED
 
 
 def make_index(backend: str, **build) -> AnnIndex:
     """An unbuilt index of `backend` with validated build parameter names."""
-    if backend not in BACKENDS:
-        raise ParamError(f"unknown backend '{backend}'; expected one of {sorted(BACKENDS)}")
-    return BACKENDS[backend](**build)
+    backends = __getattr__("BACKENDS")
+    if backend not in backends:
+        raise ParamError(f"unknown backend '{backend}'; expected one of {sorted(backends)}")
+    return backends[backend](**build)
 
 
 def exact_neighbors(docs, queries, k: int, threads: int, backend: str = "exact") -> Neighbors:
@@ -54,4 +44,4 @@ def exact_neighbors_at(docs, queries, ks, threads: int, backend: str = "exact", 
     return found
 
 
-__all__ = ["AnnIndex", "BACKENDS", "Neighbors", "ParamError", "exact_neighbors", "exact_neighbors_at", "make_index"]
+__all__ = ["AnnIndex", "BACKENDS", "CATALOG", "Neighbors", "ParamError", "exact_neighbors", "exact_neighbors_at", "make_index"]

@@ -103,14 +103,12 @@ class AnnIndex(ABC):
     """An index over L2-normalized vectors, scored by inner product.
 
     A backend owns what it knows: its typed `Build` and `Search` parameters (with defaults), their checks,
-    the short names tables use for them, its memory model (`memory_bytes`), its setting on the latency
+    its memory model (`memory_bytes`), its setting on the latency
     gate's workload (`gate_params`) and how to grow its candidate lists to K (`search_at_least`)."""
 
     name: ClassVar[str]
-    input: ClassVar[str] = "vectors"  # what fit/query take: "vectors" or "text" (see the encoder's `output`)
     Build: ClassVar[type[Params]] = NoParams
     Search: ClassVar[type[Params]] = NoParams
-    short_names: ClassVar[dict[str, str]] = {}  # parameter -> its short name in tables
     weight_chosen_on: ClassVar[str] = ""  # a fusion's weight tuned on dev queries: "dev" (bench.search.hybrid)
     gate_params: ClassVar[tuple[dict, dict] | None] = None  # build, search on the latency gate's workload
 

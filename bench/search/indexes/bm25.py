@@ -1,6 +1,6 @@
 """BM25 (the `bm25s` package) as a first stage over raw text: build `k1`, `b`, `method`; no search parameters.
 
-It takes texts, not vectors (`input = "text"`), so it pairs with the `bm25` encoder type, which passes
+It takes texts, not vectors (its listing's `input = "text"`, bench.search.catalog), so it pairs with the `bm25` encoder type, which passes
 queries and documents through untouched: query tokenization happens inside `query`, in the timed path.
 English stopwords and the Snowball stemmer, as in the usual BEIR BM25 setup.
 """
@@ -24,7 +24,6 @@ class Bm25Build(Params):
 
 class Bm25Index(AnnIndex):
     name = "bm25s"
-    input = "text"
     Build = Bm25Build
 
     def check_build(self, n: int) -> None:

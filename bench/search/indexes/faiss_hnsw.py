@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.search.indexes.base import Params, check_choice
 from bench.search.indexes.faiss_base import FACTORY_CODE, FaissIndex, code_bytes, trained_bytes
-from bench.search.indexes.hnsw import HnswIndex, HnswSearch, check_graph_build, ef_at_least, effective_ef
+from bench.search.indexes.hnsw import HnswSearch, check_graph_build, ef_at_least, effective_ef
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,6 @@ class FaissHNSW(FaissIndex):
     native_filter = "faiss IDSelectorBatch in SearchParametersHNSW"
     Build = FaissHnswBuild
     Search = HnswSearch
-    short_names = HnswIndex.short_names
     gate_params = ({"M": 16, "ef_construction": 100, "storage": "sq8"}, {"ef": 50})
 
     def check_build(self, n: int) -> None:

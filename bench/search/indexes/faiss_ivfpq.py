@@ -58,7 +58,6 @@ class FaissIVFPQ(FaissIndex):
     native_filter = "faiss IDSelectorBatch in SearchParametersIVF"
     Build = IvfPqBuild
     Search = IvfPqSearch
-    short_names = {"k_factor": "kf"}
     gate_params = ({"nlist": 128, "m": 32, "nbits": 8}, {"nprobe": 8})
 
     def check_build(self, n: int) -> None:

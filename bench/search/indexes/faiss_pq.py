@@ -32,7 +32,6 @@ class FaissPQ(FaissIndex):
     name = "faiss_pq"
     Build = PqBuild
     Search = PqSearch
-    short_names = {"k_factor": "kf"}
     gate_params = ({"m": 16, "nbits": 8, "refine": "sq8"}, {"k_factor": 4})
 
     def check_build(self, n: int) -> None:

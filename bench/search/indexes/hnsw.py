@@ -44,7 +44,6 @@ class HnswIndex(AnnIndex):
     native_filter = "hnswlib filter callback"
     Build = HnswBuild
     Search = HnswSearch
-    short_names = {"ef_construction": "efC"}
     gate_params = ({"M": 16, "ef_construction": 100}, {"ef": 50})
 
     def check_build(self, n: int) -> None:

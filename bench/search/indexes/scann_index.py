@@ -37,8 +37,6 @@ class ScannIndex(AnnIndex):
     name = "scann"
     Build = ScannBuild
     Search = ScannSearch
-    short_names = {"anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
-                   "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder"}
     gate_params = ({"num_leaves": 100, "reorder": 100}, {"num_leaves_to_search": 10})
 
     def check_build(self, n: int) -> None:

@@ -1,0 +1,49 @@
+"""The backends by name, without importing their libraries (faiss, hnswlib, ScaNN, bm25s): where each one's class
+lives, what it searches (`input`: "vectors" or "text", an encoder's `output`) and the short names tables give its
+parameters. Rendering and analysis read this; measuring loads the classes (bench.search.indexes.BACKENDS).
+Adding a backend: its module and one line in LISTINGS."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Listing:
+    name: str
+    path: str  # "module:Class"
+    input: str = "vectors"
+    short_names: dict[str, str] = field(default_factory=dict)  # parameter -> its short name in tables
+
+
+_HNSW = {"ef_construction": "efC"}
+_PQ = {"k_factor": "kf"}
+_INDEXES = "bench.search.indexes."
+LISTINGS = (
+    Listing("exact", _INDEXES + "exact:ExactIndex"),
+    Listing("faiss_ivf", _INDEXES + "faiss_ivf:FaissIVF"),
+    Listing("hnsw", _INDEXES + "hnsw:HnswIndex", short_names=_HNSW),
+    Listing("scann", _INDEXES + "scann_index:ScannIndex", short_names={
+        "anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
+        "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder"}),
+    Listing("bm25s", _INDEXES + "bm25:Bm25Index", input="text"),
+    Listing("faiss_sq", _INDEXES + "faiss_sq:FaissSQ"),
+    Listing("faiss_ivfsq", _INDEXES + "faiss_ivfsq:FaissIVFSQ"),
+    Listing("faiss_ivfpq", _INDEXES + "faiss_ivfpq:FaissIVFPQ", short_names=_PQ),
+    Listing("faiss_hnsw", _INDEXES + "faiss_hnsw:FaissHNSW", short_names=_HNSW),
+    Listing("faiss_pq", _INDEXES + "faiss_pq:FaissPQ", short_names=_PQ),
+)
+CATALOG: dict[str, Listing] = {listing.name: listing for listing in LISTINGS}
+
+
+def load_registry(paths) -> dict[str, type]:
+    """`"module:Class"` registry lines -> {cls.name: cls} (the backends, the fusion rules in bench.search.fusion)."""
+    classes = [getattr(importlib.import_module(module), name) for module, name in (p.split(":") for p in paths)]
+    return {cls.name: cls for cls in classes}
+
+
+def short_names(backend: str) -> dict[str, str]:
+    """The short names tables give `backend`'s parameters ({} for a backend not listed)."""
+    listing = CATALOG.get(backend)
+    return listing.short_names if listing else {}
