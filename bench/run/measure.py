@@ -109,18 +109,21 @@ class CellMeasurer:
         backend = group[0].backend
         index = first_stage_index(self.encoder, backend, group[0].build, self.weights)
         started = time.perf_counter()
-        index.fit(self.embeddings.docs, self.build_threads)
-        build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
-                 "index_bytes": index.size_bytes(), "index_bytes_method": "serialized",
-                 "rss_after_build_bytes": psutil.Process().memory_info().rss}
         written = 0
-        for cell in group:
-            row, result, latency = self._first_stage(index, cell, build)
-            written += 1 + self._rerank_children(cell, row, result, latency)
-            if progress is not None:
-                progress.update()
-                progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
-                                         f"p50={row['search_p50_ms']:.3f}ms")
+        try:
+            index.fit(self.embeddings.docs, self.build_threads)
+            build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
+                     "index_bytes": index.size_bytes(), "index_bytes_method": getattr(index, "size_method", "serialized"),
+                     "rss_after_build_bytes": psutil.Process().memory_info().rss}
+            for cell in group:
+                row, result, latency = self._first_stage(index, cell, build)
+                written += 1 + self._rerank_children(cell, row, result, latency)
+                if progress is not None:
+                    progress.update()
+                    progress.set_postfix_str(f"{backend} k={cell.k} recall={row['recall_at_k']:.3f} "
+                                             f"p50={row['search_p50_ms']:.3f}ms")
+        finally:
+            index.close()  # a server the index started stops here (bench.search.services)
         del index
         gc.collect()
         return written

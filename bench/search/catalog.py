@@ -33,6 +33,12 @@ LISTINGS = (
     Listing("faiss_ivfpq", _INDEXES + "faiss_ivfpq:FaissIVFPQ", short_names=_PQ),
     Listing("faiss_hnsw", _INDEXES + "faiss_hnsw:FaissHNSW", short_names=_HNSW),
     Listing("faiss_pq", _INDEXES + "faiss_pq:FaissPQ", short_names=_PQ),
+    Listing("usearch", _INDEXES + "usearch_hnsw:UsearchHNSW", short_names={
+        "connectivity": "M", "expansion_add": "efC", "expansion_search": "ef"}),
+    Listing("voyager", _INDEXES + "voyager_hnsw:VoyagerHNSW", short_names=_HNSW),
+    Listing("pgvector_hnsw", _INDEXES + "pgvector:PgvectorHNSW", short_names={"ef_construction": "efC",
+                                                                              "ef_search": "ef"}),
+    Listing("pgvector_ivfflat", _INDEXES + "pgvector:PgvectorIVFFlat"),
 )
 CATALOG: dict[str, Listing] = {listing.name: listing for listing in LISTINGS}
 

@@ -133,6 +133,9 @@ class HybridIndex(AnnIndex):
     def size_bytes(self) -> int:
         return self.dense.size_bytes() + self.sparse.size_bytes()
 
+    def close(self) -> None:
+        self.dense.close()
+
 
 class ChosenWeights(dict):
     """A fusion weight per depth, and the queries it was chosen on: "dev", or "test" where there are none."""

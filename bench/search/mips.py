@@ -77,3 +77,6 @@ class ReducedIndex(AnnIndex):
 
     def size_bytes(self) -> int:
         return self.inner.size_bytes()
+
+    def close(self) -> None:
+        self.inner.close()

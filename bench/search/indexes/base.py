@@ -111,6 +111,8 @@ class AnnIndex(ABC):
     Search: ClassVar[type[Params]] = NoParams
     weight_chosen_on: ClassVar[str] = ""  # a fusion's weight tuned on dev queries: "dev" (bench.search.hybrid)
     gate_params: ClassVar[tuple[dict, dict] | None] = None  # build, search on the latency gate's workload
+    memory_model_error: ClassVar[float] = 0.01  # how far `memory_bytes` may be from the built index (relative)
+    size_method: ClassVar[str] = "serialized"  # how `size_bytes` is measured (rows' index_bytes_method)
 
     def __init__(self, **build: Any):
         self.build = self.Build.parse(self.name, "build", build)
@@ -174,6 +176,9 @@ class AnnIndex(ABC):
         """Serialized size of the built index in bytes."""
 
     native_filter: ClassVar[str] = ""  # how the library filters during search ("" = it cannot)
+
+    def close(self) -> None:
+        """Release what the index holds outside this process (a server it started); in-process indexes hold nothing."""
 
     def filtered_query(self, vector: np.ndarray, allowed: AllowedIds) -> np.ndarray:
         """Top-k among `allowed` rows only, filtered inside the library's search, on one thread."""

@@ -1,0 +1,77 @@
+"""Engines served over a socket (bench.search.services): started on a private unix socket with a password made for
+the run, refused without it, a dead server named in a clear error instead of a hang, nothing left running; and the
+tiny sweep through every served backend and the new in-process libraries."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+
+import psutil
+import pytest
+
+from bench.search.services.postgres import ENGINE, PostgresService, ServiceError
+
+
+def running_servers() -> list:
+    """postgres processes still running (a killed server's children may linger as zombies until reaped)."""
+    return [p for p in psutil.process_iter(["name", "status"])
+            if p.info["name"] == "postgres" and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+
+def test_a_server_admits_only_the_harness_and_leaves_nothing_running():
+    service = PostgresService()
+    pid, folder = service.process.pid, service.folder
+    assert (folder.stat().st_mode & 0o777) == 0o700  # only the server's user (and root) reach the socket
+    with service.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn.execute("SHOW listen_addresses").fetchone() == ("",)  # no TCP at all
+    for password in ("", "not-this-run's"):
+        with pytest.raises(Exception, match="password authentication failed|no password"):
+            service.connect(password=password)
+    other = PostgresService()  # a second server at the same time: its own folder and socket
+    assert other.folder != folder and other.connect().execute("SELECT 2").fetchone() == (2,)
+    other.stop()
+    service.stop()
+    assert not psutil.pid_exists(pid) and not folder.exists()
+
+
+def test_a_server_that_dies_is_a_clear_error_naming_the_engine():
+    service = PostgresService()
+    os.killpg(service.process.pid, signal.SIGKILL)
+    service.process.wait(timeout=10)
+    with pytest.raises(ServiceError, match="PostgreSQL.*died"):
+        service.connect()
+    service.stop()
+    assert not service.folder.exists()
+
+
+def test_a_server_that_cannot_start_says_why_without_waiting():
+    with pytest.raises(ServiceError) as err:
+        PostgresService({"shared_buffers": "not-a-size"}, ready_s=30)
+    assert ENGINE in str(err.value) and "shared_buffers" in str(err.value)
+    assert not running_servers()
+
+
+@pytest.mark.parametrize("backend, build, search", [
+    ("pgvector_hnsw", {"m": [8], "ef_construction": [32]}, {"ef_search": [40]}),
+    ("pgvector_ivfflat", {"lists": [10]}, {"probes": [1, 10]}),
+    ("usearch", {"connectivity": [8]}, {"expansion_search": [40]}),
+    ("voyager", {"M": [8]}, {"ef": [40]}),
+])
+def test_the_tiny_sweep_runs_through_each_new_backend(backend, build, search, tmp_path):
+    from bench.pipeline.config import BackendSpec, load_config
+    from bench.run.sweep import run_sweep
+    from bench.store.results import read_results
+
+    config = load_config("configs/tiny.toml")
+    config = dataclasses.replace(config, encoders=[e for e in config.encoders if e.name == "minilm"],
+                                 backends=[BackendSpec(backend, build, search)],
+                                 results=str(tmp_path / "engine.parquet"))
+    summary = run_sweep(config)
+    rows = read_results(config.results_path)
+    assert summary.computed == len(rows) > 0 and set(rows["backend"]) == {backend}
+    assert rows["recall_at_k"].between(0.5, 1).all() and rows["search_p95_ms"].gt(0).all()
+    assert rows["index_bytes"].gt(0).all()
+    assert not running_servers()  # stopped with the run
