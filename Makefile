@@ -9,7 +9,7 @@ CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml configs/transfer-scifact.t
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 
-.PHONY: test-avx2 recheck mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
+.PHONY: engines glove-hdf5 test-avx2 recheck mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -63,6 +63,18 @@ distractors: $(STAMP)
 # 100k Wikipedia paragraphs, after `make distractors`), beside a mixture fitted to each: results/scale-real.parquet.
 scale-real: $(STAMP)
 	$(PY) -m bench scale configs/scale-real.toml
+
+# The stacks users deploy: PostgreSQL + pgvector served over a unix socket beside the same algorithm in-process, and
+# usearch and voyager, on SciFact's MiniLM vectors and on GloVe-50 (results/engines-*.parquet; `python -m bench engines`).
+engines: $(STAMP)
+	$(PY) -m bench run configs/engines-scifact.toml
+	$(PY) -m bench scale configs/engines-glove.toml
+	$(PY) -m bench engines results/engines-scifact.parquet results/engines-glove.parquet
+
+# GloVe-50 as an ann-benchmarks HDF5 file (train / test / neighbors / distances), then run by config alone.
+glove-hdf5: $(STAMP)
+	$(PY) benchmarks/glove_hdf5.py .cache/glove-50-angular.hdf5
+	$(PY) -m bench scale configs/glove-hdf5.toml
 
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)

@@ -357,6 +357,20 @@ def cmd_int8_isa(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_engines(args: argparse.Namespace) -> int:
+    from bench.analysis.engines import engine_table
+    from bench.render.engines import engines_text
+    from bench.store.results import SCALE_SCHEMA
+
+    for path in args.results:
+        try:
+            frame = read_results(path)
+        except SchemaError:  # a scale-series file (python -m bench scale)
+            frame = read_results(path, schema=SCALE_SCHEMA)
+        print(engines_text(engine_table(frame, args.k, args.target), str(path), args.k, args.target), "\n")
+    return 0
+
+
 def cmd_distractors(args: argparse.Namespace) -> int:
     from bench.render.distractors import distractors_section
 
@@ -561,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     int8.add_argument("results", nargs="+", type=Path)
     int8.add_argument("--r", type=int, default=20)
     int8.set_defaults(func=cmd_int8_isa)
+    engines = commands.add_parser("engines", help="each backend's cheapest setting at the recall target; a served "
+                                                  "engine (pgvector) against the same algorithm in-process")
+    engines.add_argument("results", nargs="+", type=Path, help="sweep or scale results (configs/engines-*.toml)")
+    engines.add_argument("--k", type=int, default=10)
+    engines.add_argument("--target", type=float, default=0.95, help="recall@K the setting must reach")
+    engines.set_defaults(func=cmd_engines)
     again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "
                                                 "tied with them measured here, decided again, shown beside the reference")
     again.add_argument("results", nargs="*", type=Path,

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -117,3 +118,55 @@ def test_the_glove_loader_gives_the_published_vectors_normalized_with_withheld_q
     # withheld: no query is a row of the index (the raw rows are distinct words)
     index_rows = {row.tobytes() for row in glove.vectors[:: 1]}
     assert not any(q.tobytes() in index_rows for q in glove.queries)
+
+
+def _write_vecs(path, rows: np.ndarray) -> None:
+    dim = np.full((len(rows), 1), rows.shape[1], dtype=np.int32)
+    np.hstack([dim, rows.view(np.int32)]).tofile(path)
+
+
+def test_your_own_vectors_by_config_npy_fvecs_and_ann_benchmarks_hdf5(tmp_path):
+    """A set named by a file (no loader in code): .npy and .fvecs with queries withheld; an ann-benchmarks HDF5 file
+    whose `neighbors` are the ground truth, checked against exact search (a wrong file is refused by name)."""
+    import h5py
+
+    from bench.data.datasets import DatasetError
+    from bench.search.indexes import exact_neighbors
+    from bench.series.scale import VectorSetSpec, load_scale_config
+    from bench.series.vectorsets import for_metric, from_file, read_vectors, unit
+
+    vectors, queries, _ = synthetic_vectors(2000, 16, 100, n_clusters=8)
+    np.save(tmp_path / "v.npy", vectors)
+    _write_vecs(tmp_path / "v.fvecs", vectors)
+    assert np.array_equal(read_vectors(tmp_path / "v.fvecs"), vectors)
+    top = exact_neighbors(unit(vectors), unit(queries), 100, 1)
+    with h5py.File(tmp_path / "v.hdf5", "w") as f:
+        f.attrs["distance"] = "angular"
+        f.create_dataset("train", data=vectors)
+        f.create_dataset("test", data=queries)
+        f.create_dataset("neighbors", data=top.ids.astype(np.int32))
+        f.create_dataset("distances", data=1 - top.scores)
+    assert from_file("v", tmp_path / "v.npy", "angular", 100, 0).queries.shape == (100, 16)
+    sets = [VectorSetSpec(f"own-{s}", queries=100, path=str(tmp_path / f"v.{s}"), mixture=False)
+            for s in ("npy", "fvecs", "hdf5")]
+    config = ScaleConfig(name="own", real=False, sizes=[], k=10, latency_queries=20, sets=sets,
+                         backends=[ScaleBackend("hnsw", {"M": 8, "ef_construction": 40}, {"ef": [10, 40, 160]})])
+    assert run_scale(config, store=ResultStore(tmp_path / "own.parquet", SCALE_SCHEMA)) == 3
+    frame = read_results(tmp_path / "own.parquet", schema=SCALE_SCHEMA)
+    assert frame["reached"].all() and sorted(frame["n"]) == [1900, 1900, 2000]  # 100 withheld from the matrices
+    described = json.loads(frame.loc[frame["source"] == "own-hdf5", "generator"].iloc[0])
+    assert described["ground_truth"].startswith("the file's neighbors (agree with exact search: recall@10 1.0")
+    with h5py.File(tmp_path / "v.hdf5", "a") as f:  # another file's neighbours: refused, not used
+        f["neighbors"][...] = np.roll(f["neighbors"][:], 1, axis=0)
+    with pytest.raises(DatasetError, match="agree with exact search"):
+        run_scale(dataclasses.replace(config, sets=[dataclasses.replace(sets[2], queries=99)]),
+                  store=ResultStore(tmp_path / "bad.parquet", SCALE_SCHEMA))
+    # euclidean as inner product over augmented vectors ranks as L2 does
+    docs, asked = for_metric(vectors, queries, "euclidean")
+    l2 = np.argsort(((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(-1), axis=1)[:, :10]
+    assert (exact_neighbors(docs, asked, 10, 1).ids == l2).mean() > 0.99
+    # a config names the file; a missing file or an unknown metric is one line naming the field
+    (tmp_path / "c.toml").write_text(f'name = "c"\nreal = false\nsizes = []\n[[sets]]\nname = "x"\npath = '
+                                     f'"{tmp_path / "v.hdf5"}"\nmetric = "cosine"\n[[backends]]\nbackend = "exact"\n')
+    with pytest.raises(Exception, match=r"sets\[0\]\.metric"):
+        load_scale_config(tmp_path / "c.toml")

@@ -75,3 +75,26 @@ def test_the_tiny_sweep_runs_through_each_new_backend(backend, build, search, tm
     assert rows["recall_at_k"].between(0.5, 1).all() and rows["search_p95_ms"].gt(0).all()
     assert rows["index_bytes"].gt(0).all()
     assert not running_servers()  # stopped with the run
+
+
+def test_the_database_layer_is_priced_against_the_same_algorithm_in_process(tmp_path, capsys):
+    from bench.analysis.engines import engine_table
+    from bench.cli import main
+    from bench.pipeline.config import BackendSpec, load_config
+    from bench.run.sweep import run_sweep
+    from bench.store.results import read_results
+
+    config = load_config("configs/tiny.toml")
+    graph = ({"M": [8], "ef_construction": [32]}, {"ef": [10, 40]})
+    config = dataclasses.replace(config, encoders=[e for e in config.encoders if e.name == "minilm"], k=[5],
+                                 backends=[BackendSpec("hnsw", *graph), BackendSpec(
+                                     "pgvector_hnsw", {"m": [8], "ef_construction": [32]}, {"ef_search": [10, 40]})],
+                                 results=str(tmp_path / "engines.parquet"))
+    run_sweep(config)
+    table = engine_table(read_results(config.results_path), k=5, target=0.5).set_index("backend")
+    served = table.loc["pgvector_hnsw"]
+    assert served["twin"] == "hnsw" and served["served by"] == "PostgreSQL + pgvector"
+    assert served["p95 / twin"] == pytest.approx(served["p95 ms"] / table.loc["hnsw", "p95 ms"])
+    assert table.loc["hnsw", "twin"] == ""  # in-process: no ratio of its own
+    assert main(["engines", str(config.results_path), "--k", "5", "--target", "0.5"]) == 0
+    assert "pgvector_hnsw (PostgreSQL + pgvector, over a unix socket) against hnsw in-process" in capsys.readouterr().out

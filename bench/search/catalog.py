@@ -15,11 +15,14 @@ class Listing:
     path: str  # "module:Class"
     input: str = "vectors"
     short_names: dict[str, str] = field(default_factory=dict)  # parameter -> its short name in tables
+    served: str = ""  # the engine serving it over a socket (bench.search.services); "" in-process
+    twin: str = ""  # a served backend's algorithm in-process: what the database layer's cost is measured against
 
 
 _HNSW = {"ef_construction": "efC"}
 _PQ = {"k_factor": "kf"}
 _INDEXES = "bench.search.indexes."
+_POSTGRES = "PostgreSQL + pgvector"
 LISTINGS = (
     Listing("exact", _INDEXES + "exact:ExactIndex"),
     Listing("faiss_ivf", _INDEXES + "faiss_ivf:FaissIVF"),
@@ -37,8 +40,9 @@ LISTINGS = (
         "connectivity": "M", "expansion_add": "efC", "expansion_search": "ef"}),
     Listing("voyager", _INDEXES + "voyager_hnsw:VoyagerHNSW", short_names=_HNSW),
     Listing("pgvector_hnsw", _INDEXES + "pgvector:PgvectorHNSW", short_names={"ef_construction": "efC",
-                                                                              "ef_search": "ef"}),
-    Listing("pgvector_ivfflat", _INDEXES + "pgvector:PgvectorIVFFlat"),
+                                                                              "ef_search": "ef"},
+            served=_POSTGRES, twin="hnsw"),
+    Listing("pgvector_ivfflat", _INDEXES + "pgvector:PgvectorIVFFlat", served=_POSTGRES, twin="faiss_ivf"),
 )
 CATALOG: dict[str, Listing] = {listing.name: listing for listing in LISTINGS}
 

