@@ -254,6 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
+    from bench.analysis.engines import engine_table
     from bench.store.results import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
 
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
@@ -276,6 +277,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
                         rerank_variants=rerank_variants, encoder_size=encoder_size,
                         int8_isa=read_results(args.rerank_int8_isa) if args.rerank_int8_isa else None,
+                        engines=[engine_table(_sweep_or_scale(path)) for path in args.engines or []],
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -357,17 +359,23 @@ def cmd_int8_isa(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_or_scale(path: Path):
+    """A sweep's results, or a scale series' (python -m bench scale)."""
+    from bench.store.results import SCALE_SCHEMA
+
+    try:
+        return read_results(path)
+    except SchemaError:
+        return read_results(path, schema=SCALE_SCHEMA)
+
+
 def cmd_engines(args: argparse.Namespace) -> int:
     from bench.analysis.engines import engine_table
     from bench.render.engines import engines_text
-    from bench.store.results import SCALE_SCHEMA
 
     for path in args.results:
-        try:
-            frame = read_results(path)
-        except SchemaError:  # a scale-series file (python -m bench scale)
-            frame = read_results(path, schema=SCALE_SCHEMA)
-        print(engines_text(engine_table(frame, args.k, args.target), str(path), args.k, args.target), "\n")
+        print(engines_text(engine_table(_sweep_or_scale(path), args.k, args.target), str(path), args.k, args.target),
+              "\n")
     return 0
 
 
@@ -547,6 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--rerank-int8-isa", type=Path, metavar="FILE",
                         help="results of configs/rerank-int8-isa.toml on another host: int8 per instruction set, beside "
                              "the reranker variants")
+    report.add_argument("--engines", nargs="+", type=Path, metavar="FILE",
+                        help="results of configs/engines-*.toml (sweep or scale): the stacks users deploy")
     report.add_argument("--rerank-variants", nargs="+", metavar="FILE", type=Path,
                         help="results of reranker variants (configs/rerank-variants*.toml): the speed levers' section")
     report.add_argument("--encoder-size", nargs="+", metavar="FILE", type=Path,

@@ -98,3 +98,9 @@ def test_the_database_layer_is_priced_against_the_same_algorithm_in_process(tmp_
     assert table.loc["hnsw", "twin"] == ""  # in-process: no ratio of its own
     assert main(["engines", str(config.results_path), "--k", "5", "--target", "0.5"]) == 0
     assert "pgvector_hnsw (PostgreSQL + pgvector, over a unix socket) against hnsw in-process" in capsys.readouterr().out
+    from bench.render.engines import engines_section
+    from bench.render.markdown import Tables
+
+    text = engines_section([table.reset_index()], Tables(tmp_path / "tables", "tables/"), k=5, target=0.5)
+    assert text.startswith("## The stacks users deploy") and "pgvector_hnsw" in text and "x hnsw's" in text
+    assert (tmp_path / "tables" / "engines-synthetic.csv").exists()

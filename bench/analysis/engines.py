@@ -21,9 +21,13 @@ def _chosen(frame: pd.DataFrame, k: int, target: float) -> pd.DataFrame:
         first = frame[(frame["stage"] == "first") & (frame["k"] == k)]
         picked = [fastest_at_recall(rows, target) for _, rows in first.groupby("backend", sort=False)]
         rows = pd.DataFrame([p for p in picked if p is not None])
-        return rows.assign(chosen_on="dev", recall=rows["dev_recall_at_k"]) if len(rows) else rows
+        if rows.empty:
+            return rows
+        return rows.assign(chosen_on="dev", recall=rows["dev_recall_at_k"],
+                           collection=rows["dataset"] + ", " + rows["encoder"] + f" ({int(rows['n_docs'].iloc[0]):,})")
     rows = frame[frame["reached"] & (frame["n"] == frame["n"].max())]
-    return rows.assign(chosen_on="all queries", recall=rows["recall_at_k"])
+    return rows.assign(chosen_on="all queries", recall=rows["recall_at_k"],
+                       collection=rows["source"] + rows["n"].map(" ({:,})".format))
 
 
 def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.DataFrame:
@@ -37,7 +41,7 @@ def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.D
     for backend, row in by_backend.iterrows():
         listing = CATALOG.get(backend)
         twin = by_backend.loc[listing.twin] if listing and listing.twin in by_backend.index else None
-        entry = {"backend": backend, "served by": listing.served if listing else "", "setting": " / ".join(
+        entry = {"collection": row["collection"], "backend": backend, "served by": listing.served if listing else "", "setting": " / ".join(
             part for part in (params_text(row["build_params"]), params_text(row["search_params"])) if part != "-"),
             "chosen on": row["chosen_on"], "recall@K": float(row["recall"]), "p50 ms": float(row["search_p50_ms"]),
             "p95 ms": float(row["search_p95_ms"]), "index bytes": int(row["index_bytes"]),

@@ -21,6 +21,7 @@ from bench.render.decision import across_lines, decision_lines
 from bench.render.distractors import distractors_section
 from bench.render.encoder_size import encoder_size_section
 from bench.analysis.rerankers import int8_by_isa
+from bench.render.engines import engines_section
 from bench.render.rerankers import int8_isa_summary, rerank_variants_section
 from bench.render.unnormalized import unnormalized_section
 from bench.render.filters import filters_section
@@ -46,7 +47,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  scale_real: pd.DataFrame | None = None,
                  unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
                  rerank_variants: pd.DataFrame | None = None, encoder_size: pd.DataFrame | None = None,
-                 int8_isa: pd.DataFrame | None = None,
+                 int8_isa: pd.DataFrame | None = None, engines: list[pd.DataFrame] | None = None,
                  tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
     """report.md's text; plots go to `plots_dir` (linked as `link_prefix` + name), full tables to `tables_dir` and the
@@ -82,6 +83,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [scale_section(scale, plots_dir, link_prefix, series)]
     if scale_real is not None and len(scale_real):
         parts += [real_sets_section(scale_real, series)]
+    if engines:
+        parts += [engines_section(engines, series)]
     if rerank_variants is not None and len(rerank_variants):
         same = frame[frame["dataset"].isin(set(rerank_variants["dataset"]))]
         parts += [rerank_variants_section(rerank_variants, "", same, series)]

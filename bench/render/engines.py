@@ -27,3 +27,27 @@ def engines_text(table: pd.DataFrame, where: str, k: int = 10, target: float = 0
         "index MB": (table["index bytes"] / MB).map("{:.1f}".format), "build s": table["build s"].map("{:.1f}".format)})
     columns = ["backend", "served by", "setting", "recall@K", "p50 / p95 ms", "index MB", "build s"]
     return "\n".join(lines + ["", markdown_table(shown[columns])])
+
+
+def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: float = 0.95) -> str:
+    """The report's lines: per collection, each served engine against its twin, then the in-process libraries'
+    p95; the full tables linked."""
+    said = []
+    for table in tables:
+        if table.empty:
+            continue
+        collection = table["collection"].iloc[0]
+        served = [f"{r['backend']} {timing_text(r['p95 ms'])} ms, {r['p95 / twin']:.2g}x {r['twin']}'s"
+                  + (" (a tie)" if r["p95 tie"] else "") + f", index {r['bytes / twin']:.2g}x its bytes"
+                  for _, r in table[table["twin"] != ""].iterrows()]
+        others = ", ".join(f"{r['backend']} {timing_text(r['p95 ms'])}" for _, r in table[table["twin"] == ""].iterrows())
+        name = "engines-" + collection.split(",")[0].split(" ")[0]
+        said.append(f"on {collection} ({series.link(name, table)}): " + "; ".join(served)
+                    + (f"; in-process, p95 ms: {others}" if others else ""))
+    if not said:
+        return ""
+    return "\n".join(["## The stacks users deploy", "",
+                      f"PostgreSQL + pgvector served over a unix socket (psycopg, one prepared query at a time) against "
+                      f"the same algorithm in-process, at each backend's cheapest setting reaching recall@{k} >= {target} "
+                      "(single-query p95, one thread; `make engines`, `python -m bench engines FILE`): "
+                      + "; ".join(said) + ".", ""])

@@ -16,7 +16,7 @@ from bench.analysis import (ABBREVIATIONS, ALPHA, CALIBRATION_TOLERANCE, contend
                             select, t_interval)
 from bench.analysis.series import memory_frontier, scale_note, smallest_at_recall, with_bytes_per_vector
 from bench.core.figures import ci, timing_text
-from bench.render.markdown import (INTERVAL_NOTE, Tables, _mark, _p, _test_name, _tests_table, _values, markdown_table,
+from bench.render.markdown import (Tables, _mark, _p, _test_name, _tests_table, _values, markdown_table,
                                    quality)
 from bench.render.plots import _frontier_plot, _r_plot, _stage_plot
 
@@ -115,7 +115,6 @@ def _protocol_lines(frame: pd.DataFrame) -> list[str]:
         if frame["saw_eval_docs"].any():
             lines += ["", "**Models trained on this dataset saw documents that its dev/test queries judge relevant; their "
                       "rows are marked \"documents seen in training\" wherever they appear.**"]
-    lines += ["", INTERVAL_NOTE]
     return lines
 
 
