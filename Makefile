@@ -16,6 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,distributed,scale]'
+	$(PY) -m pip install --quiet --no-deps pyserini==1.6.0  # Lucene's jar only: its dependencies would pull a CUDA torch
 	touch $(STAMP)
 
 bench: $(STAMP)

@@ -15,9 +15,11 @@ from bench.search.services.postgres import ENGINE, PostgresService, ServiceError
 
 
 def running_servers() -> list:
-    """postgres processes still running (a killed server's children may linger as zombies until reaped)."""
-    return [p for p in psutil.process_iter(["name", "status"])
-            if p.info["name"] == "postgres" and p.info["status"] != psutil.STATUS_ZOMBIE]
+    """The harness's postgres processes still running (a killed server's children may linger as zombies until
+    reaped)."""
+    return [p for p in psutil.process_iter(["name", "status", "cmdline"])
+            if p.info["name"] == "postgres" and p.info["status"] != psutil.STATUS_ZOMBIE
+            and "bench-postgres-" in " ".join(p.info["cmdline"] or [])]
 
 
 def test_a_server_admits_only_the_harness_and_leaves_nothing_running():
@@ -48,10 +50,11 @@ def test_a_server_that_dies_is_a_clear_error_naming_the_engine():
 
 
 def test_a_server_that_cannot_start_says_why_without_waiting():
+    before = running_servers()
     with pytest.raises(ServiceError) as err:
         PostgresService({"shared_buffers": "not-a-size"}, ready_s=30)
     assert ENGINE in str(err.value) and "shared_buffers" in str(err.value)
-    assert not running_servers()
+    assert running_servers() == before
 
 
 @pytest.mark.parametrize("backend, build, search", [
@@ -59,14 +62,17 @@ def test_a_server_that_cannot_start_says_why_without_waiting():
     ("pgvector_ivfflat", {"lists": [10]}, {"probes": [1, 10]}),
     ("usearch", {"connectivity": [8]}, {"expansion_search": [40]}),
     ("voyager", {"M": [8]}, {"ef": [40]}),
+    ("lucene", {"k1": [0.9], "b": [0.4]}, {}),
 ])
 def test_the_tiny_sweep_runs_through_each_new_backend(backend, build, search, tmp_path):
     from bench.pipeline.config import BackendSpec, load_config
     from bench.run.sweep import run_sweep
     from bench.store.results import read_results
 
+    before = running_servers()
     config = load_config("configs/tiny.toml")
-    config = dataclasses.replace(config, encoders=[e for e in config.encoders if e.name == "minilm"],
+    encoder = "bm25" if backend == "lucene" else "minilm"
+    config = dataclasses.replace(config, encoders=[e for e in config.encoders if e.name == encoder],
                                  backends=[BackendSpec(backend, build, search)],
                                  results=str(tmp_path / "engine.parquet"))
     summary = run_sweep(config)
@@ -74,7 +80,7 @@ def test_the_tiny_sweep_runs_through_each_new_backend(backend, build, search, tm
     assert summary.computed == len(rows) > 0 and set(rows["backend"]) == {backend}
     assert rows["recall_at_k"].between(0.5, 1).all() and rows["search_p95_ms"].gt(0).all()
     assert rows["index_bytes"].gt(0).all()
-    assert not running_servers()  # stopped with the run
+    assert running_servers() == before  # its server stopped with the run
 
 
 def test_the_database_layer_is_priced_against_the_same_algorithm_in_process(tmp_path, capsys):

@@ -62,8 +62,8 @@ class PostgresService:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-postgres-"))
         self.data, self.socket, self.log = self.folder / "data", self.folder / "socket", self.folder / "server.log"
         self.password = secrets.token_urlsafe(24)
-        self.process: subprocess.Popen | None = None
-        self._finalizer = weakref.finalize(self, _stop, self)
+        self._state = _State(self.folder)  # what stopping needs, without a reference back to this object
+        self._finalizer = weakref.finalize(self, _stop, self._state)
         atexit.register(self._finalizer)
         try:
             self._init()
@@ -108,8 +108,8 @@ class PostgresService:
         for name, value in options.items():
             command += ["-c", f"{name}={value}"]
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, user=self.user, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self._state.process = subprocess.Popen(command, user=self.user, stdout=log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True)
         deadline = time.monotonic() + ready_s
         while True:
             if self.process.poll() is not None:
@@ -141,6 +141,10 @@ class PostgresService:
         if self.process is not None and self.process.poll() is not None:
             raise ServiceError(f"{ENGINE}: the server died (exit code {self.process.returncode}); {self.log_tail()}")
 
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self._state.process
+
     def stop(self) -> None:
         self._finalizer()
 
@@ -149,7 +153,12 @@ class PostgresService:
         return self.process is not None and self.process.poll() is None
 
 
-def _stop(service: PostgresService) -> None:
+class _State:
+    def __init__(self, folder: Path):
+        self.folder, self.process = folder, None
+
+
+def _stop(service: _State) -> None:
     """Fast shutdown (SIGINT to the postmaster), wait for it, kill it after 20 s, remove the folder."""
     process = service.process
     if process is not None and process.poll() is None:
