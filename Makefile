@@ -34,7 +34,7 @@ report: $(STAMP)
 		$(if $(wildcard results/scifact-wiki100k.parquet),--distractors results/scifact-wiki100k.parquet results/scifact-base.parquet) \
 		$(if $(wildcard results/rerank-variants.parquet),--rerank-variants $(filter-out %.history.parquet,$(wildcard results/rerank-variants*.parquet))) \
 		$(if $(wildcard results/rerank-int8-isa.parquet),--rerank-int8-isa results/rerank-int8-isa.parquet) \
-		$(if $(wildcard results/engines-*.parquet),--engines $(filter-out %.history.parquet,$(wildcard results/engines-*.parquet))) \
+		$(if $(wildcard results/engines-*.parquet results/lucene-*.parquet),--engines $(filter-out %.history.parquet,$(wildcard results/engines-*.parquet results/lucene-*.parquet))) \
 		$(if $(wildcard results/mpnet-*.parquet),--encoder-size $(filter-out %.history.parquet,$(wildcard results/mpnet-*.parquet))) \
 		$(if $(wildcard results/unnormalized.parquet),--unnormalized results/unnormalized.parquet $(wildcard results/tables/norms-unnormalized.csv))
 

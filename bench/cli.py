@@ -254,8 +254,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
-    from bench.analysis.engines import engine_table
+    from bench.analysis.engines import engine_table, lexical_table
     from bench.store.results import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
+
+    engines = [_sweep_or_scale(path) for path in args.engines or []]
+    lexical = lexical_table(*engines)
 
     scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
     scale_real = read_results(args.scale_real, schema=SCALE_SCHEMA) if args.scale_real else None
@@ -277,7 +280,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
                         rerank_variants=rerank_variants, encoder_size=encoder_size,
                         int8_isa=read_results(args.rerank_int8_isa) if args.rerank_int8_isa else None,
-                        engines=[engine_table(_sweep_or_scale(path)) for path in args.engines or []],
+                        engines=[engine_table(frame) for frame in engines], lexical=lexical,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -370,12 +373,16 @@ def _sweep_or_scale(path: Path):
 
 
 def cmd_engines(args: argparse.Namespace) -> int:
-    from bench.analysis.engines import engine_table
-    from bench.render.engines import engines_text
+    from bench.analysis.engines import engine_table, lexical_side, lexical_table
+    from bench.render.engines import engines_text, lexical_text
 
     for path in args.results:
-        print(engines_text(engine_table(_sweep_or_scale(path), args.k, args.target), str(path), args.k, args.target),
-              "\n")
+        frame = _sweep_or_scale(path)
+        lexical = lexical_table(frame, k=args.k)
+        if len(lexical) > 1:
+            print(lexical_text(lexical, lexical_side(lexical)), "\n")
+        else:
+            print(engines_text(engine_table(frame, args.k, args.target), str(path), args.k, args.target), "\n")
     return 0
 
 

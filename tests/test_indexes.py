@@ -112,7 +112,9 @@ def test_every_backend_at_its_gate_setting(backend):
     assert (np.diff(np.nan_to_num(found.scores, nan=-np.inf), axis=1) <= 1e-3).all()
     assert np.array_equal(np.stack([index.query(q) for q in queries]), found.ids)
     assert recall_vs_exact(found.ids, exact_top(base, queries, 10)) >= 0.5
-    assert index.size_bytes() == pytest.approx(index.memory_bytes(8000, 64), rel=cls.memory_model_error)
+    if cls.memory_model_error is not None:  # None: an engine without a memory model (its size is measured)
+        assert index.size_bytes() == pytest.approx(index.memory_bytes(8000, 64), rel=cls.memory_model_error)
+    assert index.size_bytes() > 0
     # rows record every search parameter as run, and every build parameter with its default
     assert set(index.check_search(10, search)) == {f.name for f in dataclasses.fields(cls.Search)}
     assert set(index.build.as_dict()) == {f.name for f in dataclasses.fields(cls.Build)}

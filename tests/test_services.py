@@ -63,6 +63,7 @@ def test_a_server_that_cannot_start_says_why_without_waiting():
     ("usearch", {"connectivity": [8]}, {"expansion_search": [40]}),
     ("voyager", {"M": [8]}, {"ef": [40]}),
     ("lucene", {"k1": [0.9], "b": [0.4]}, {}),
+    ("qdrant_edge", {"m": [8], "ef_construct": [32]}, {"hnsw_ef": [40]}),
 ])
 def test_the_tiny_sweep_runs_through_each_new_backend(backend, build, search, tmp_path):
     from bench.pipeline.config import BackendSpec, load_config

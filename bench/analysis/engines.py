@@ -54,4 +54,59 @@ def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.D
     return pd.DataFrame(out).sort_values(["p95 ms", "backend"]).reset_index(drop=True)
 
 
-__all__ = ["engine_table"]
+# Pyserini's BEIR regressions, BM25 "flat" index (title and text in one field, k1 = 0.9, b = 0.4): test nDCG@10.
+PUBLISHED_BM25_FLAT = {"scifact": 0.679, "nfcorpus": 0.322}
+
+
+def lexical_table(*frames: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """Each BM25 backend (a text backend of the catalog) at K on each sweep of `frames` (scale-series frames are
+    skipped): test and dev nDCG@10 with 95% intervals beside the published flat figure, p50 / p95, index bytes; and
+    each one's paired dev delta against bm25s on the same collection (the harness's default lexical side) with its
+    one-sided p-value (worse)."""
+    tables = [_lexical(frame, k) for frame in frames if "q_ndcg_at_10" in frame]
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _lexical(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    from bench.analysis import paired_p, per_query, t_interval
+
+    text = [name for name, listing in CATALOG.items() if listing.input == "text"]
+    rows = frame[(frame["stage"] == "first") & (frame["k"] == k) & frame["backend"].isin(text)]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.sort_values("measured_at").drop_duplicates("backend", keep="last").set_index("backend")
+    reference = rows.loc["bm25s"] if "bm25s" in rows.index else None
+    out = []
+    for backend, row in rows.iterrows():
+        entry = {"collection": f"{row['dataset']} ({int(row['n_docs']):,})", "backend": backend,
+                 "setting": params_text(row["build_params"]), "test nDCG@10": t_interval(row["q_ndcg_at_10"]),
+                 "dev nDCG@10": t_interval(row["dev_q_ndcg_at_10"]) if row["n_dev_queries"] else (float("nan"),) * 2,
+                 "published": PUBLISHED_BM25_FLAT.get(row["dataset"]) if row["n_docs"] < 10_000 else None,
+                 "p50 ms": float(row["search_p50_ms"]), "p95 ms": float(row["search_p95_ms"]),
+                 "index bytes": int(row["index_bytes"]), "build s": float(row["build_s"])}
+        if reference is not None and backend != "bm25s" and row["n_dev_queries"]:
+            a, b = per_query(row, split="dev"), per_query(reference, split="dev")
+            diff = (a - b.reindex(a.index)).dropna().to_numpy()
+            entry.update({"dev delta vs bm25s": t_interval(diff), "dev p (worse)": paired_p(diff, alternative="less"),
+                          "p95 / bm25s": entry["p95 ms"] / float(reference["search_p95_ms"])})
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def lexical_side(table: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Which BM25 the hybrid's lexical side should be, by the rule: another backend replaces bm25s only if its dev
+    nDCG@10 ties (not significantly worse at `alpha`) and its p95 is lower beyond the latency tie band."""
+    if table.empty or "dev p (worse)" not in table:
+        return "bm25s (no other BM25 measured on dev)"
+    said = []
+    for _, row in table.dropna(subset=["dev p (worse)"]).iterrows():
+        ties = row["dev p (worse)"] >= alpha
+        faster = row["p95 / bm25s"] < 1 - LATENCY_TIE
+        verdict = "would replace bm25s" if ties and faster else "does not replace bm25s"
+        said.append(f"{row['backend']} on {row['collection']} {verdict} (dev "
+                    + ("ties" if ties else "is worse") + f", p95 {row['p95 / bm25s']:.2g}x)")
+    return "; ".join(said)
+
+
+__all__ = ["PUBLISHED_BM25_FLAT", "engine_table", "lexical_side", "lexical_table"]

@@ -48,6 +48,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
                  rerank_variants: pd.DataFrame | None = None, encoder_size: pd.DataFrame | None = None,
                  int8_isa: pd.DataFrame | None = None, engines: list[pd.DataFrame] | None = None,
+                 lexical: pd.DataFrame | None = None,
                  tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
     """report.md's text; plots go to `plots_dir` (linked as `link_prefix` + name), full tables to `tables_dir` and the
@@ -83,8 +84,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [scale_section(scale, plots_dir, link_prefix, series)]
     if scale_real is not None and len(scale_real):
         parts += [real_sets_section(scale_real, series)]
-    if engines:
-        parts += [engines_section(engines, series)]
+    if engines or (lexical is not None and len(lexical)):
+        parts += [engines_section([e for e in engines or [] if len(e)], series, lexical=lexical)]
     if rerank_variants is not None and len(rerank_variants):
         same = frame[frame["dataset"].isin(set(rerank_variants["dataset"]))]
         parts += [rerank_variants_section(rerank_variants, "", same, series)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.figures import timing_text
+from bench.core.figures import ci, timing_text
 from bench.render.markdown import markdown_table
 
 MB = 1e6
@@ -15,7 +15,7 @@ def engines_text(table: pd.DataFrame, where: str, k: int = 10, target: float = 0
     if table.empty:
         return f"{where}: no backend reached recall@{k} >= {target}."
     served = table[table["twin"] != ""]
-    lines = [f"{where}: each backend's cheapest setting at recall@{k} >= {target} (chosen on {table['chosen on'].iloc[0]}"
+    lines = [f"{where}: each backend's cheapest setting at recall@{k} >= {target} (chosen on {table['chosen on'].iloc[0]} "
              "queries; single-query latency, one thread)."]
     for _, row in served.iterrows():
         lines.append(f"- {row['backend']} ({row['served by']}, over a unix socket) against {row['twin']} in-process: p95 "
@@ -29,9 +29,24 @@ def engines_text(table: pd.DataFrame, where: str, k: int = 10, target: float = 0
     return "\n".join(lines + ["", markdown_table(shown[columns])])
 
 
-def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: float = 0.95) -> str:
+def lexical_text(table: pd.DataFrame, side: str) -> str:
+    """BM25 through each library: test nDCG@10 beside the published flat figure, p95; the lexical-side rule."""
+    parts = []
+    for collection, rows in table.groupby("collection", sort=False):
+        said = [f"{r['backend']} {ci(*r['test nDCG@10'])}" + (f" (published {r['published']:.3f})"
+                                                               if pd.notna(r["published"]) else "")
+                + f", p95 {timing_text(r['p95 ms'])} ms" for _, r in rows.iterrows()]
+        parts.append(f"{collection}: " + "; ".join(said))
+    return "BM25 through Lucene (Anserini 1.7.1 via Pyserini's jar) beside bm25s, test nDCG@10 and single-query p95 on " + \
+        "; ".join(parts) + f". The hybrid's lexical side: {side}"
+
+
+def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: float = 0.95,
+                    lexical: pd.DataFrame | None = None) -> str:
     """The report's lines: per collection, each served engine against its twin, then the in-process libraries'
-    p95; the full tables linked."""
+    p95; BM25 through Lucene beside bm25s; the full tables linked."""
+    from bench.analysis.engines import lexical_side
+
     said = []
     for table in tables:
         if table.empty:
@@ -44,10 +59,9 @@ def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: flo
         name = "engines-" + collection.split(",")[0].split(" ")[0]
         said.append(f"on {collection} ({series.link(name, table)}): " + "; ".join(served)
                     + (f"; in-process, p95 ms: {others}" if others else ""))
-    if not said:
-        return ""
-    return "\n".join(["## The stacks users deploy", "",
-                      f"PostgreSQL + pgvector served over a unix socket (psycopg, one prepared query at a time) against "
-                      f"the same algorithm in-process, at each backend's cheapest setting reaching recall@{k} >= {target} "
-                      "(single-query p95, one thread; `make engines`, `python -m bench engines FILE`): "
-                      + "; ".join(said) + ".", ""])
+    text = ("PostgreSQL + pgvector served over a unix socket (psycopg, one prepared query at a time) against the same "
+            f"algorithm in-process, at each backend's cheapest setting reaching recall@{k} >= {target} (single-query "
+            "p95, one thread; `make engines`, `python -m bench engines FILE`): " + "; ".join(said) + ".") if said else ""
+    if lexical is not None and len(lexical):
+        text += (" " if text else "") + lexical_text(lexical, lexical_side(lexical)) + "."
+    return "\n".join(["## The stacks users deploy", "", text, ""]) if text else ""

@@ -40,6 +40,7 @@ LISTINGS = (
     Listing("usearch", _INDEXES + "usearch_hnsw:UsearchHNSW", short_names={
         "connectivity": "M", "expansion_add": "efC", "expansion_search": "ef"}),
     Listing("voyager", _INDEXES + "voyager_hnsw:VoyagerHNSW", short_names=_HNSW),
+    Listing("qdrant_edge", _INDEXES + "qdrant_edge:QdrantEdgeHNSW", short_names={"ef_construct": "efC", "hnsw_ef": "ef"}),
     Listing("pgvector_hnsw", _INDEXES + "pgvector:PgvectorHNSW", short_names={"ef_construction": "efC",
                                                                               "ef_search": "ef"},
             served=_POSTGRES, twin="hnsw"),

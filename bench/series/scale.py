@@ -442,7 +442,8 @@ def _searched(index, cell: ScaleCell, vectors, queries, truth, config: ScaleConf
            "search_tried": json.dumps(tried),
            "reached": recall >= config.target_recall, "recall_at_k": recall, "build_s": build_s,
            "build_threads": threads, "index_bytes": index.size_bytes(),
-           "predicted_index_bytes": index.memory_bytes(cell.n, vectors.shape[1]),
+           "predicted_index_bytes": (index.memory_bytes(cell.n, vectors.shape[1])
+                                     if index.memory_model_error is not None else None),  # None: no memory model
            "rss_build_delta_bytes": rss_delta, **latency.columns("search"), "latency_samples": latency.samples}
     log.info("%s N=%d %s: recall %.3f at %s, p50 %.3f ms, build %.1f s", cell.source, cell.n, cell.spec.backend,
              recall, chosen, latency.p50_ms, build_s)

@@ -111,7 +111,8 @@ class AnnIndex(ABC):
     Search: ClassVar[type[Params]] = NoParams
     weight_chosen_on: ClassVar[str] = ""  # a fusion's weight tuned on dev queries: "dev" (bench.search.hybrid)
     gate_params: ClassVar[tuple[dict, dict] | None] = None  # build, search on the latency gate's workload
-    memory_model_error: ClassVar[float] = 0.01  # how far `memory_bytes` may be from the built index (relative)
+    memory_model_error: ClassVar[float | None] = 0.01  # how far `memory_bytes` may be from the built index (relative);
+    # None: no memory model (an engine whose files are preallocated)
     size_method: ClassVar[str] = "serialized"  # how `size_bytes` is measured (rows' index_bytes_method)
 
     def __init__(self, **build: Any):

@@ -1,0 +1,102 @@
+"""Qdrant Edge (`qdrant-edge-py`): Qdrant's storage and HNSW engine embedded in the process, through its own Python API
+(a shard in a temporary folder, points upserted in batches, `optimize` building the HNSW graph, `query` with
+`SearchParams(hnsw_ef)`). Build `m`, `ef_construct`; search `hnsw_ef` (>= K; default K). Scores: dot product on the
+unit vectors. Size: the bytes the shard's files occupy on disk (allocated blocks: Qdrant preallocates its mmap files,
+so their apparent size overstates what is written); no memory model (`memory_model_error` None).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.search.indexes.base import AnnIndex, Neighbors, Params, pad_missing
+from bench.search.indexes.hnsw import check_graph_build, effective_ef
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class QdrantBuild(Params):
+    m: int = 16
+    ef_construct: int = 100
+
+
+@dataclass(frozen=True)
+class QdrantSearch(Params):
+    hnsw_ef: int | None = None  # None: K
+
+
+class QdrantEdgeHNSW(AnnIndex):
+    name = "qdrant_edge"
+    Build = QdrantBuild
+    Search = QdrantSearch
+    gate_params = ({"m": 16, "ef_construct": 100}, {"hnsw_ef": 50})
+    memory_model_error = None
+    size_method = "allocated bytes on disk"
+
+    def check_build(self, n: int) -> None:
+        check_graph_build(self.name, self.build.m, self.build.ef_construct)
+
+    def effective_search(self, k, search):
+        return {"hnsw_ef": effective_ef(self.name, k, search.hnsw_ef)}
+
+    def search_at_least(self, k, search):
+        return {**search, "hnsw_ef": max(search.get("hnsw_ef") or k, k)}
+
+    def _fit(self, vectors: np.ndarray, threads: int) -> None:
+        import qdrant_edge as q
+
+        self.close()
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-qdrant-"))
+        config = q.EdgeConfig(vectors=q.EdgeVectorParams(size=vectors.shape[1], distance=q.Distance.Dot),
+                              hnsw_config=q.HnswIndexConfig(m=self.build.m, ef_construct=self.build.ef_construct,
+                                                            full_scan_threshold=1, max_indexing_threads=threads),
+                              optimizers=q.EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1),
+                              max_search_threads=1)
+        self.shard = q.EdgeShard.create(str(self.folder), config)
+        for start in range(0, len(vectors), BATCH):
+            self.shard.update(q.UpdateOperation.upsert_points(
+                [q.Point(i, vectors[i].tolist()) for i in range(start, min(start + BATCH, len(vectors)))]))
+        self.shard.optimize()  # builds the HNSW graph (below it a segment is searched exhaustively)
+        self._query = lambda vector: q.QueryRequest(limit=self.k, query=q.Query.Nearest(vector.tolist()),
+                                                    params=self.params)
+        self._params = q.SearchParams
+
+    def _set_search(self, k, search) -> None:
+        self.params = self._params(hnsw_ef=search["hnsw_ef"])
+
+    def _search(self, vector: np.ndarray):
+        return self.shard.query(self._query(vector))
+
+    def query(self, vector: np.ndarray) -> np.ndarray:
+        ids = np.array([p.id for p in self._search(vector)], dtype=np.int64)
+        return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
+
+    def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
+        """One query after another (`threads` is not used)."""
+        ids = np.full((len(vectors), self.k), -1, dtype=np.int64)
+        scores = np.zeros((len(vectors), self.k), dtype=np.float32)
+        for row, vector in enumerate(vectors):
+            found = self._search(vector)
+            ids[row, : len(found)] = [p.id for p in found]
+            scores[row, : len(found)] = [p.score for p in found]
+        return pad_missing(ids, scores, ids < 0)
+
+    def size_bytes(self) -> int:
+        self.shard.flush()
+        return sum(p.stat().st_blocks * 512 for p in self.folder.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        shard = getattr(self, "shard", None)
+        if shard is not None:
+            shard.close()
+            self.shard = None
+        folder = getattr(self, "folder", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.folder = None
