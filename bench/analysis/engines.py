@@ -26,14 +26,15 @@ def _chosen(frame: pd.DataFrame, k: int, target: float) -> pd.DataFrame:
         return rows.assign(chosen_on="dev", recall=rows["dev_recall_at_k"],
                            collection=rows["dataset"] + ", " + rows["encoder"] + f" ({int(rows['n_docs'].iloc[0]):,})")
     rows = frame[frame["reached"] & (frame["n"] == frame["n"].max())]
-    return rows.assign(chosen_on="all queries", recall=rows["recall_at_k"],
+    return rows.assign(chosen_on="all", recall=rows["recall_at_k"],
                        collection=rows["source"] + rows["n"].map(" ({:,})".format))
 
 
 def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.DataFrame:
     """Per backend: the chosen setting, its recall, p50 / p95, bytes and build time; for a served backend, the ratios
     of its p95 and bytes to its in-process twin's, and whether the p95s tie (within LATENCY_TIE)."""
-    rows = _chosen(frame, k, target)
+    vectors = [name for name, listing in CATALOG.items() if listing.input == "vectors"]
+    rows = _chosen(frame[frame["backend"].isin(vectors)], k, target)  # BM25's recall is against BM25 itself
     if rows.empty:
         return pd.DataFrame()
     by_backend = rows.set_index("backend")
@@ -41,7 +42,7 @@ def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.D
     for backend, row in by_backend.iterrows():
         listing = CATALOG.get(backend)
         twin = by_backend.loc[listing.twin] if listing and listing.twin in by_backend.index else None
-        entry = {"collection": row["collection"], "backend": backend, "served by": listing.served if listing else "", "setting": " / ".join(
+        entry = {"collection": row["collection"], "host": row["host_id"], "backend": backend, "served by": listing.served if listing else "", "setting": " / ".join(
             part for part in (params_text(row["build_params"]), params_text(row["search_params"])) if part != "-"),
             "chosen on": row["chosen_on"], "recall@K": float(row["recall"]), "p50 ms": float(row["search_p50_ms"]),
             "p95 ms": float(row["search_p95_ms"]), "index bytes": int(row["index_bytes"]),
@@ -79,7 +80,7 @@ def _lexical(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     reference = rows.loc["bm25s"] if "bm25s" in rows.index else None
     out = []
     for backend, row in rows.iterrows():
-        entry = {"collection": f"{row['dataset']} ({int(row['n_docs']):,})", "backend": backend,
+        entry = {"collection": f"{row['dataset']} ({int(row['n_docs']):,})", "host": row["host_id"], "backend": backend,
                  "setting": params_text(row["build_params"]), "test nDCG@10": t_interval(row["q_ndcg_at_10"]),
                  "dev nDCG@10": t_interval(row["dev_q_ndcg_at_10"]) if row["n_dev_queries"] else (float("nan"),) * 2,
                  "published": PUBLISHED_BM25_FLAT.get(row["dataset"]) if row["n_docs"] < 10_000 else None,

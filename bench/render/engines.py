@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from bench.core.figures import ci, timing_text
@@ -56,7 +58,7 @@ def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: flo
                   + (" (a tie)" if r["p95 tie"] else "") + f", index {r['bytes / twin']:.2g}x its bytes"
                   for _, r in table[table["twin"] != ""].iterrows()]
         others = ", ".join(f"{r['backend']} {timing_text(r['p95 ms'])}" for _, r in table[table["twin"] == ""].iterrows())
-        name = "engines-" + collection.split(",")[0].split(" ")[0]
+        name = "engines-" + re.sub(r"[^a-z0-9]+", "-", collection.lower()).strip("-")
         said.append(f"on {collection} ({series.link(name, table)}): " + "; ".join(served)
                     + (f"; in-process, p95 ms: {others}" if others else ""))
     text = ("PostgreSQL + pgvector served over a unix socket (psycopg, one prepared query at a time) against the same "
@@ -64,4 +66,6 @@ def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: flo
             "p95, one thread; `make engines`, `python -m bench engines FILE`): " + "; ".join(said) + ".") if said else ""
     if lexical is not None and len(lexical):
         text += (" " if text else "") + lexical_text(lexical, lexical_side(lexical)) + "."
+    hosts = sorted({h for table in [*tables, lexical] if table is not None and len(table) for h in table["host"]})
+    text += f" Measured on host {', '.join(hosts)}; latencies compare within one host only." if text else ""
     return "\n".join(["## The stacks users deploy", "", text, ""]) if text else ""

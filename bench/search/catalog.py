@@ -31,7 +31,6 @@ LISTINGS = (
         "anisotropic_quantization_threshold": "aqt", "dimensions_per_block": "dpb",
         "num_leaves_to_search": "leaves_searched", "pre_reorder_num_neighbors": "pre_reorder"}),
     Listing("bm25s", _INDEXES + "bm25:Bm25Index", input="text"),
-    Listing("lucene", _INDEXES + "lucene_bm25:LuceneBM25", input="text"),
     Listing("faiss_sq", _INDEXES + "faiss_sq:FaissSQ"),
     Listing("faiss_ivfsq", _INDEXES + "faiss_ivfsq:FaissIVFSQ"),
     Listing("faiss_ivfpq", _INDEXES + "faiss_ivfpq:FaissIVFPQ", short_names=_PQ),
@@ -45,6 +44,7 @@ LISTINGS = (
                                                                               "ef_search": "ef"},
             served=_POSTGRES, twin="hnsw"),
     Listing("pgvector_ivfflat", _INDEXES + "pgvector:PgvectorIVFFlat", served=_POSTGRES, twin="faiss_ivf"),
+    Listing("lucene", _INDEXES + "lucene_bm25:LuceneBM25", input="text"),
 )
 CATALOG: dict[str, Listing] = {listing.name: listing for listing in LISTINGS}
 
