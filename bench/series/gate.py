@@ -255,14 +255,19 @@ def main(argv: list[str] | None = None) -> int:
                   f"comparing with {args.baseline}, recorded on another host: latency ratios may be off by the host")
     baseline = baseline or (None if args.update_baseline else load_baseline(args.baseline))
     workload = GateWorkload(**baseline["workload"]) if baseline else GateWorkload()
+    # judged backends only: one the baseline lacks is listed as new, not timed (update-baseline times every one)
+    backends = GATE_BACKENDS if baseline is None else {name: GATE_BACKENDS[name] for name in GATE_BACKENDS
+                                                       if name in baseline["backends"]}
     with threadpool_limits(limits=1):  # the numpy calibration kernel on one BLAS thread, like the searches
-        results = run_workload(workload, slowdown)
+        results = run_workload(workload, slowdown, backends)
     if args.update_baseline:
         save_baseline(results, workload, args.baseline)
         print(f"baseline written to {args.baseline}: " + ", ".join(
             f"{t.backend} {t.median_ms:.4f} ms" for t in results.values()))
         return 0
-    verdicts = compare(results, baseline, args.tolerance, args.alpha)
+    verdicts = compare(results, baseline, args.tolerance, args.alpha) + [
+        Verdict(name, float("nan"), float("nan"), False, True, "new: not in the baseline, not timed "
+                "(`make update-baseline` records it)") for name in sorted(set(GATE_BACKENDS) - set(backends))]
     title = "latency gate"
     if measured_here and not all(v.ok for v in verdicts):
         # The round timed the baseline first, then this code: a host that slowed in between reads as a regression
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         # real regression is slower in both rounds.
         _print_verdicts("first round (baseline, then this code)", verdicts, workload, args)
         with threadpool_limits(limits=1):
-            again = run_workload(workload, slowdown)
+            again = run_workload(workload, slowdown, backends)
         second = compare(again, baseline_at(args.against), args.tolerance, args.alpha)
         _print_verdicts("second round (this code, then baseline)", second, workload, args)
         by_name = {v.backend: v for v in second}
