@@ -81,9 +81,10 @@ def test_a_failing_round_is_confirmed_in_the_other_order(monkeypatch, capsys, ro
 
     scales = iter(rounds)
     baselines = []
-    monkeypatch.setattr(gate, "run_workload", lambda workload, slowdown: timing(next(scales)))
+    monkeypatch.setattr(gate, "run_workload", lambda workload, slowdown, backends=None: timing(next(scales)))
     monkeypatch.setattr(gate, "baseline_at", lambda rev: baselines.append(rev) or {**baseline(), "workload": {}})
     assert gate.main(["--against", "abc"]) == (0 if passes else 1)
     out = capsys.readouterr().out
     assert len(baselines) == (1 if rounds[1] is None else 2)
     assert ("second round (this code, then baseline)" in out) is (rounds[1] is not None)
+    assert "pgvector_hnsw" in out and "new: not in the baseline, not timed" in out  # no verdict, no minutes spent
