@@ -43,6 +43,13 @@ MEASURES = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "rr_at_10": "MRR@
 ABBREVIATIONS = {name: short for listing in CATALOG.values() for name, short in listing.short_names.items()}
 
 
+def short_names_of(backends) -> dict[str, str]:
+    """The short names tables give the parameters of `backends` (catalog order; a name shared by two backends once)."""
+    present = set(backends)
+    return {name: short for backend, listing in CATALOG.items() if backend in present
+            for name, short in listing.short_names.items()}
+
+
 HIDDEN_PARAMS = {"seed", "random_init", "training_sample_size"}  # in the parquet, not in tables
 
 

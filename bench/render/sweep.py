@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import (ALPHA, CALIBRATION_TOLERANCE, contended, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB, baseline_encoder,
+from bench.analysis import (ALPHA, short_names_of, CALIBRATION_TOLERANCE, contended, DENSE, E2E_METHOD, FUSION, LATENCY_TIE, LEXICAL, MB, baseline_encoder,
                             candidates, contribution_table, fastest_at_recall, is_reference_encoding, paired_tests, pareto,
                             per_query, fusion_text, reference_dense, reference_k, reranker_in_use, seen_split,
                             select, t_interval)
 from bench.analysis.series import memory_frontier, scale_note, smallest_at_recall, with_bytes_per_vector
-from bench.search.catalog import CATALOG
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import (Tables, _mark, _p, _test_name, _tests_table, _values, markdown_table,
                                    quality)
@@ -613,13 +612,6 @@ def stage_plot_lines(picks: list[tuple[str, pd.Series]], plots_dir: Path, link_p
     png = plots_dir / "latency_by_stage.png"
     _stage_plot(png, picks)
     return [f"Each pick's latency by stage: ![latency by stage]({link_prefix}{png.name})", ""]
-
-
-def short_names_of(backends) -> dict[str, str]:
-    """The short names tables give the parameters of `backends` (catalog order; a name shared by two backends once)."""
-    present = set(backends)
-    return {name: short for backend, listing in CATALOG.items() if backend in present
-            for name, short in listing.short_names.items()}
 
 
 def dataset_why(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tables, test: str,

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import DEFAULT_BUDGETS, Budget, NothingFits, candidates, pareto, recommend, with_derived
+from bench.analysis import DEFAULT_BUDGETS, Budget, candidates, pareto
 from bench.core.cache import content_key
 from bench.pipeline.config import SweepConfig, check_all, from_table, load_config, read_toml
 from bench.core.env import host_id, measured_now, run_metadata
+from bench.series.picks import Chosen, Picks, rows_here
 from bench.series.pipeline_gate import STAGES, time_stages
 from bench.store.results import COMPOSED_SCHEMA, ResultStore, read_results
 from bench.core.timing import online_threads
@@ -70,33 +71,15 @@ def load_composed_config(path: Path | str) -> ComposedConfig:
     return config
 
 
-@dataclass(frozen=True)
-class Chosen:
-    row: pd.Series
-    why: str
-
-
 def choose_pipelines(config: ComposedConfig, frame: pd.DataFrame) -> list[Chosen]:
     """Each budget's pick, then the dev frontier cheapest first; a pipeline chosen twice once, with both reasons."""
-    here = frame[frame["host_id"] == host_id()]
-    rows = with_derived(here if len(here) else frame)
-    chosen: dict[str, Chosen] = {}
-
-    def add(row: pd.Series, why: str) -> None:
-        if row["cell_id"] in chosen:
-            chosen[row["cell_id"]] = Chosen(row, f"{chosen[row['cell_id']].why}; {why}")
-        elif len(chosen) < config.max_pipelines:
-            chosen[row["cell_id"]] = Chosen(row, why)
-
-    for p95, memory in config.budgets:
-        try:
-            add(recommend(rows, Budget(p95, memory)).pick, f"budget {p95:g} ms / {memory:g} MB")
-        except NothingFits:
-            continue
+    rows = rows_here(frame)
+    picks = Picks(config.max_pipelines)
+    picks.add_budget_picks(rows, config.budgets, lambda p95, memory: f"budget {p95:g} ms / {memory:g} MB")
     if config.frontier:
         for _, row in pareto(candidates(rows), "dev_ndcg_at_10", "e2e_p95_ms").iterrows():
-            add(row, "dev frontier")
-    return list(chosen.values())
+            picks.add(row, "dev frontier")
+    return picks.list()
 
 
 def missing_models(sweep: SweepConfig, row: pd.Series, data_root: Path | None) -> list[str]:

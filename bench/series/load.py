@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import DEFAULT_BUDGETS, Budget, NothingFits, fastest_at_recall, recommend, with_derived
+from bench.analysis import DEFAULT_BUDGETS, Budget, fastest_at_recall
 from bench.core.cache import content_key
 from bench.core.calibration import calibrate, drifted
 from bench.pipeline.config import ConfigError, SweepConfig, check_all, from_table, load_config, read_toml
@@ -39,6 +39,7 @@ from bench.core.env import host_id, measured_now, run_metadata
 from bench.search.indexes import ParamError
 from bench.core.env import cpu_count
 from bench.search.indexes.base import Neighbors
+from bench.series.picks import Chosen, Picks, rows_here
 from bench.store.results import LOAD_SCHEMA, ResultStore, read_results
 from bench.core.timing import online_threads
 
@@ -103,43 +104,23 @@ def load_load_config(path: Path | str) -> LoadConfig:
 # ---------------------------------------------------------------- which cells
 
 
-@dataclass(frozen=True)
-class Chosen:
-    row: pd.Series  # the sweep's results row
-    why: str  # "budget p95 <= 50 ms, memory <= 200 MB", "minilm-bi: fastest at dev recall@100 >= 0.95"
-
-
 def choose_cells(config: LoadConfig, frame: pd.DataFrame) -> list[Chosen]:
-    """The recommendations under each budget, then each listed encoder's fastest cell; a cell chosen twice once.
-    Chosen from this host's rows (the latencies budgets are checked against), else from all rows."""
-    here = frame[frame["host_id"] == host_id()]
-    frame = with_derived(here if len(here) else frame)
-    chosen: dict[str, Chosen] = {}
-    for p95, memory in config.budgets:
-        try:
-            pick = recommend(frame, Budget(p95, memory)).pick
-        except NothingFits:
-            continue
-        why = f"budget p95 <= {p95:g} ms, memory <= {memory:g} MB"
-        if pick["cell_id"] in chosen:
-            why = f"{chosen[pick['cell_id']].why}; {why}"
-        chosen[pick["cell_id"]] = Chosen(pick, why)
+    """The recommendations under each budget, then the listed cells, then each listed encoder's fastest cell; a cell
+    chosen twice once. Chosen from this host's rows (the latencies budgets are checked against), else from all rows."""
+    frame = rows_here(frame)
+    picks = Picks()
+    picks.add_budget_picks(frame, config.budgets, lambda p95, memory: f"budget p95 <= {p95:g} ms, memory <= {memory:g} MB")
     for cell in config.cells:
         match = frame[frame["cell_id"].str.startswith(cell)]
         if len(match) != 1:
             raise ParamError(f"{config.name}: cells: '{cell}' matches {len(match)} rows of {config.sweep}'s results")
-        pick = match.iloc[0]
-        previous = chosen.get(pick["cell_id"])
-        chosen[pick["cell_id"]] = Chosen(pick, f"{previous.why}; listed" if previous else "listed")
+        picks.add(match.iloc[0], "listed")
     first = frame[(frame["stage"] == "first") & (frame["k"] == config.k)]
     for encoder in config.encoders:
         pick = fastest_at_recall(first[first["encoder"] == encoder])
-        if pick is None:
-            continue
-        why = f"{encoder}: fastest at dev recall@{config.k} >= 0.95"
-        previous = chosen.get(pick["cell_id"])
-        chosen[pick["cell_id"]] = Chosen(pick, f"{previous.why}; {why}" if previous else why)
-    return list(chosen.values())
+        if pick is not None:
+            picks.add(pick, f"{encoder}: fastest at dev recall@{config.k} >= 0.95")
+    return picks.list()
 
 
 # ---------------------------------------------------------------- the served pipeline
