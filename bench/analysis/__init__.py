@@ -26,6 +26,7 @@ from statsmodels.stats.multitest import multipletests
 from bench.core.figures import timing_text
 from bench.search.catalog import CATALOG
 from bench.pipeline.ids import pipeline_columns
+from bench.pipeline.stages import Dense, Fusion, Lexical
 from bench.core.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
 
 MB = 2**20
@@ -523,7 +524,7 @@ def _delta_cells(dev: float, dev_ci: float, dev_p: float, test: float, test_ci: 
 # ---------------------------------------------------------------- reference rows (which rows a section compares)
 
 BACKEND_NAMES = list(CATALOG)  # registered backends, in registry order (plot colours)
-DENSE, LEXICAL, FUSION = "dense", "bm25", "fusion"  # first_stage_kind values (bench.pipeline.stages kinds' `kind`)
+DENSE, LEXICAL, FUSION = Dense.kind, Lexical.kind, Fusion.kind  # first_stage_kind values, from the stage kinds
 
 
 def is_reference_encoding(rows: pd.DataFrame) -> pd.Series:

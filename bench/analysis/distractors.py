@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.analysis import (DEFAULT_BUDGETS, Budget, NothingFits, choose, fastest_at_recall, per_query, recommend,
+from bench.analysis import (DENSE, FUSION, LEXICAL, DEFAULT_BUDGETS, Budget, NothingFits, choose, fastest_at_recall, per_query, recommend,
                             reranker_in_use, t_interval, with_derived)
 
 # The pipelines issue 29 follows: (label, which rows of one collection form the group).
 FOLLOWED = {
-    "dense, exact": lambda rows: rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == "dense")
+    "dense, exact": lambda rows: rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == DENSE)
                                       & (rows["backend"] == "exact")],
-    "BM25": lambda rows: rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == "bm25")],
-    "fusion, exact dense side": lambda rows: rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == "fusion")
+    "BM25": lambda rows: rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == LEXICAL)],
+    "fusion, exact dense side": lambda rows: rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == FUSION)
                                                   & (rows["backend"] == "exact")],
     "reranked": lambda rows: reranker_in_use(rows[rows["stage"] == "rerank"]),
 }
@@ -69,7 +69,7 @@ def recall_at_size(large: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd
     reaches `target`, with its test recall, search p95, bytes per vector and build time; families that never reach
     it give their best dev recall instead."""
     rows = _derived(large)
-    rows = rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == "dense") & (rows["k"] == k)]
+    rows = rows[(rows["stage"] == "first") & (rows["first_stage_kind"] == DENSE) & (rows["k"] == k)]
     out = []
     for backend, group in rows.groupby("backend", sort=True):
         hit = fastest_at_recall(group, target)
@@ -97,7 +97,7 @@ def picks_at_size(large: pd.DataFrame, budgets: list[Budget] | None = None) -> l
 def dense_encoding(large: pd.DataFrame) -> pd.Series | None:
     """A dense first stage's row at the large size: what encoding its corpus cost (None without a dense row)."""
     dense = _derived(large)
-    dense = dense[dense["first_stage_kind"] == "dense"]
+    dense = dense[dense["first_stage_kind"] == DENSE]
     return dense.iloc[0] if len(dense) else None
 
 
