@@ -128,18 +128,12 @@ def _config_from_args(cls, args: argparse.Namespace, command: str):
 def cmd_train_cross(args: argparse.Namespace) -> int:
     from bench.models.train.cross import read_training, train_cross_encoder
     from bench.models.train.options import CrossTrainConfig
+    from bench.render.text import cross_training_text
 
     config = _config_from_args(CrossTrainConfig, args, "train-cross")
     path = train_cross_encoder(config, data_root=args.data_dir)
     report = read_training(path)
-    print(f"{path}\n  loss {report['loss_first_50']:.4f} (first 50 steps) -> {report['loss_last_50']:.4f} (last 50), "
-          f"{report['steps']} steps in {report['train_seconds']:.0f}s\n"
-          f"  trained on {report['train_queries']} train queries ({report['protocol']['guard']['reason']})\n"
-          f"  dev queries ({report['dev_queries']}, top-{report['dev_r']}): nDCG@10 first stage "
-          f"{report['dev_ndcg_first_stage']:.4f}, cross-encoder {report['dev_ndcg_cross_only']:.4f}, "
-          f"fused {report['dev_ndcg_fused']:.4f} at alpha={report['alpha']} (chosen on dev)\n"
-          f"  Platt a={report['platt']['a']:.3f} b={report['platt']['b']:.3f}: ECE {report['ece_before']:.4f} -> "
-          f"{report['ece_after']:.4f}")
+    print(cross_training_text(path, report))
     return 0
 
 
@@ -148,13 +142,12 @@ def cmd_train_towers(args: argparse.Namespace) -> int:
 
     from bench.models.train.options import TowerTrainConfig
     from bench.models.train.towers import train_towers
+    from bench.render.text import towers_training_text
 
     config = _config_from_args(TowerTrainConfig, args, "train-towers")
     path = train_towers(config, data_root=args.data_dir)
     report = json.loads((path / "training.json").read_text())
-    print(f"{path}\n  {config.architecture} ({config.mode}): loss {report['loss_first_10']:.4f} (first 10 steps) -> "
-          f"{report['loss_last_10']:.4f} (last 10), {report['steps']} steps in {report['train_seconds']:.1f}s; "
-          f"{report['parameters']:,} parameters ({report['trainable_parameters']:,} trained)")
+    print(towers_training_text(path, config.architecture, config.mode, report))
     return 0
 
 
@@ -438,24 +431,13 @@ def _norms_csv(path: Path | None):
 def cmd_reranker_variants(args: argparse.Namespace) -> int:
     from bench.analysis import with_derived
     from bench.analysis.rerankers import variant_table
-    from bench.core.figures import ci, timing_text
+    from bench.render.text import variants_text
 
     try:
         table = variant_table(with_derived(_each_file(args.results)), args.reference)
     except ValueError as err:
         raise ConfigError(f"reranker-variants: {err}") from None
-    print(f"Each reranker variant against {args.reference} over the same first-stage lists, R and alpha (dev delta "
-          "with its paired 95% interval; p = one-sided paired t of 'worse than the reference'; latency as served, one "
-          "query's R pairs per call):")
-    for _, row in table.sort_values(["R", "alpha", "rerank p50 ms"]).iterrows():
-        depth = "" if row["depth"] == "fixed" else (
-            f" [{row['depth']}: {row['pairs/query mean']:.1f} pairs/query (p95 {row['pairs/query p95']:.0f}), top 10 "
-            f"changed for {row['top 10 changed vs full depth']:.0%}, e2e p95 {timing_text(row['e2e p95 ms'])} ms]")
-        print(f"  R={row['R']:<3d} alpha {row['alpha']:<10s} {row['reranker']:18s} {row['precision']:4s} {row['runtime']:11s} "
-              f"len {row['max_length']:<3d} {timing_text(row['pairs/s']):>5s} pairs/s  p50/p95 "
-              f"{timing_text(row['rerank p50 ms'])}/{timing_text(row['rerank p95 ms'])} ms ({row['speed-up p50']:.2f}x, "
-              f"{row['timed queries x threads']})  dev {row['dev nDCG@10']:.3f}, delta "
-              f"{ci(row['dev delta'], row['dev delta ci'])} (p {row['dev p (worse)']:.3f}){depth}")
+    print(variants_text(table, args.reference))
     return 0
 
 

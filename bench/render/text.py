@@ -111,3 +111,39 @@ def contributions_text(table: pd.DataFrame) -> str:
     for dataset, rows in table.groupby("dataset"):
         lines += [f"{dataset}:", rows.drop(columns=["dataset", "pipeline"]).to_string(index=False), ""]
     return "\n".join(lines)
+
+
+def cross_training_text(path, report: dict) -> str:
+    """What `train-cross` prints: the loss, the data it trained on, dev nDCG@10 per stage, calibration."""
+    return (f"{path}\n  loss {report['loss_first_50']:.4f} (first 50 steps) -> {report['loss_last_50']:.4f} (last 50), "
+            f"{report['steps']} steps in {report['train_seconds']:.0f}s\n"
+            f"  trained on {report['train_queries']} train queries ({report['protocol']['guard']['reason']})\n"
+            f"  dev queries ({report['dev_queries']}, top-{report['dev_r']}): nDCG@10 first stage "
+            f"{report['dev_ndcg_first_stage']:.4f}, cross-encoder {report['dev_ndcg_cross_only']:.4f}, "
+            f"fused {report['dev_ndcg_fused']:.4f} at alpha={report['alpha']} (chosen on dev)\n"
+            f"  Platt a={report['platt']['a']:.3f} b={report['platt']['b']:.3f}: ECE {report['ece_before']:.4f} -> "
+            f"{report['ece_after']:.4f}")
+
+
+def towers_training_text(path, architecture: str, mode: str, report: dict) -> str:
+    """What `train-towers` prints: the loss, steps, parameters."""
+    return (f"{path}\n  {architecture} ({mode}): loss {report['loss_first_10']:.4f} (first 10 steps) -> "
+            f"{report['loss_last_10']:.4f} (last 10), {report['steps']} steps in {report['train_seconds']:.1f}s; "
+            f"{report['parameters']:,} parameters ({report['trainable_parameters']:,} trained)")
+
+
+def variants_text(table, reference: str) -> str:
+    """What `reranker-variants` prints: each variant against the reference, with depth details where adaptive."""
+    lines = [f"Each reranker variant against {reference} over the same first-stage lists, R and alpha (dev delta "
+             "with its paired 95% interval; p = one-sided paired t of 'worse than the reference'; latency as served, one "
+             "query's R pairs per call):"]
+    for _, row in table.sort_values(["R", "alpha", "rerank p50 ms"]).iterrows():
+        depth = "" if row["depth"] == "fixed" else (
+            f" [{row['depth']}: {row['pairs/query mean']:.1f} pairs/query (p95 {row['pairs/query p95']:.0f}), top 10 "
+            f"changed for {row['top 10 changed vs full depth']:.0%}, e2e p95 {timing_text(row['e2e p95 ms'])} ms]")
+        lines.append(f"  R={row['R']:<3d} alpha {row['alpha']:<10s} {row['reranker']:18s} {row['precision']:4s} {row['runtime']:11s} "
+                     f"len {row['max_length']:<3d} {timing_text(row['pairs/s']):>5s} pairs/s  p50/p95 "
+                     f"{timing_text(row['rerank p50 ms'])}/{timing_text(row['rerank p95 ms'])} ms ({row['speed-up p50']:.2f}x, "
+                     f"{row['timed queries x threads']})  dev {row['dev nDCG@10']:.3f}, delta "
+                     f"{ci(row['dev delta'], row['dev delta ci'])} (p {row['dev p (worse)']:.3f}){depth}")
+    return "\n".join(lines)
