@@ -19,6 +19,7 @@ from bench.search.indexes.base import AnnIndex, Neighbors, Params, pad_missing, 
 from bench.search.indexes.hnsw import check_graph_build
 
 QUERY = "SELECT id, -(embedding <#> %s) FROM items ORDER BY embedding <#> %s LIMIT %s"
+FILTERED = "SELECT id FROM items WHERE id = ANY(%s) ORDER BY embedding <#> %s LIMIT %s"
 PAGE = 8192
 PAGE_FREE = PAGE - 24 - 8  # after the page header and the special space
 
@@ -28,6 +29,7 @@ class PgvectorIndex(AnnIndex):
 
     method = ""  # USING hnsw / ivfflat
     size_method = "pg_relation_size"
+    native_filter = "WHERE id = ANY($ids) with pgvector's iterative index scan (relaxed order)"
     search_setting = ""  # the session setting its search parameter sets
 
     def with_clause(self) -> str:
@@ -66,6 +68,17 @@ class PgvectorIndex(AnnIndex):
 
     def query(self, vector: np.ndarray) -> np.ndarray:
         ids = np.array([row[0] for row in self._search(vector)], dtype=np.int64)
+        return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
+
+    def filtered_query(self, vector: np.ndarray, allowed) -> np.ndarray:
+        """The filter in SQL, as a service runs it: the index scan continues past filtered-out rows
+        (`iterative_scan = relaxed_order`, pgvector 0.8) until K pass or its scan limit is reached."""
+        self.service.check_running()
+        if not getattr(self, "iterative", False):
+            self.conn.execute(f"SET {self.method}.iterative_scan = relaxed_order")
+            self.iterative = True
+        rows = self.cursor.execute(FILTERED, (allowed.ids.astype(np.int32).tolist(), vector, self.k), prepare=True)
+        ids = np.array([row[0] for row in rows.fetchall()], dtype=np.int64)
         return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
