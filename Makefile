@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml configs/transfer-scifact.toml
 RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
+SUMMARY_K ?= 100  # the K `make bench`'s closing summary shows (empty: every K)
 
 .PHONY: engines glove-hdf5 test-avx2 recheck mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 bench: $(STAMP)
 	set -e; for config in $(CONFIGS); do $(PY) -m bench run $$config; done
-	$(PY) -m bench summary $(RESULTS) --k 100
+	$(PY) -m bench summary $(RESULTS) $(if $(SUMMARY_K),--k $(SUMMARY_K))
 
 report: $(STAMP)
 	$(PY) -m bench report $(wildcard $(RESULTS)) --out report.md --plots results/plots \

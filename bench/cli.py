@@ -112,7 +112,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from bench.render.text import summary_text
 
     frame = with_derived(_rows(args.results))
-    print(summary_text(summary_rows(frame, args.k, args.all), len(frame), args.all))
+    print(summary_text(summary_rows(frame, args.k, args.all), len(frame), args.all, args.k, frame["k"]))
     return 0
 
 

@@ -81,10 +81,13 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary_text(rows: pd.DataFrame, total: int, every_row: bool) -> str:
-    """One line per row, each within WIDTH characters (long configs clipped with an ellipsis)."""
+def summary_text(rows: pd.DataFrame, total: int, every_row: bool, k: int | None = None, ks=()) -> str:
+    """One line per row, each within WIDTH characters (long configs clipped with an ellipsis). `k`: the K asked for;
+    `ks`: the Ks the files hold (said when none of their rows has K = `k`)."""
     if rows.empty:
-        return "no rows"
+        held = ", ".join(str(int(v)) for v in sorted(set(ks)))
+        return f"no rows at K = {k} (the files hold K = {held}: summary --k one of them, or no --k)" if k and held \
+            else "no rows"
     table = pd.DataFrame({
         "dataset": rows["dataset"], "encoder": rows["encoder"].map(lambda v: _clip(v, 16)),
         "backend": rows["backend"], "config": rows["config"].map(lambda v: _clip(v, 34)), "K": rows["k"],
