@@ -122,13 +122,13 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
     return "\n".join(lines)
 
 
-def _int8_verdicts(table: pd.DataFrame) -> list[str]:
+def _int8_verdicts(table: pd.DataFrame) -> dict[tuple, str]:
     """Per int8 variant and alpha: whether it holds against fp32 on each host's int8 kernels, with the paired delta."""
-    out = []
+    out = {}
     for (variant, alpha), rows in table[table["precision"] == "int8"].groupby(["reranker", "alpha"], sort=False):
         kinds = [f"{k} {'holds' if v.startswith('yes') else 'worse'} ({ci(m, h)})" for k, v, m, h in
                  zip(rows["int8 kernels"], rows["int8 holds"], rows["dev delta"], rows["dev delta ci"])]
-        out.append(f"{variant} at alpha {alpha}: {'; '.join(kinds)}")
+        out[(variant, alpha)] = f"{variant} at alpha {alpha}: {'; '.join(kinds)}"
     return out
 
 
@@ -144,7 +144,8 @@ def int8_isa_summary(table: pd.DataFrame) -> str:
         lambda v: "holds" if all(x.startswith("yes") for x in v) else "worse" if not any(x.startswith("yes") for x in v)
         else "differs")
     kept = [f"{variant} at alpha {alpha}" for (variant, alpha), v in verdicts.items() if v == "holds"]
-    others = [line for line, ((variant, alpha), v) in zip(_int8_verdicts(table), verdicts.items()) if v != "holds"]
+    said = _int8_verdicts(table)
+    others = [said[key] for key, v in verdicts.items() if v != "holds"]
     speed = []
     for (runtime, length), rows in int8[int8["alpha"] == "1"].groupby(["runtime", "max_length"], sort=False):
         speed.append(f"{runtime} {length} tokens " + " against ".join(
@@ -168,7 +169,7 @@ def int8_isa_section(table: pd.DataFrame) -> str:
     max_length (paired, 95% interval) and its rerank latency beside fp32's; the answer first."""
     if table.empty:
         return "No int8 rerank rows at R = 20 with an fp32 torch row of the same max_length."
-    verdicts = _int8_verdicts(table)
+    verdicts = list(_int8_verdicts(table).values())
     shown = table.assign(**{
         "variant": table["reranker"], "dev delta vs fp32": [ci(m, h) for m, h in zip(table["dev delta"],
                                                                                      table["dev delta ci"])],

@@ -34,9 +34,17 @@ class AllowedIds:
         self.mask = np.asarray(mask, dtype=bool)
         self.ids = np.flatnonzero(self.mask).astype(np.int64)
         self._faiss = None
+        self._list = None
 
     def accepts(self, label: int) -> bool:
         return bool(self.mask[label])
+
+    @property
+    def id_list(self) -> list[int]:
+        """The allowed ids as a Python list (what a database client sends as an array parameter)."""
+        if self._list is None:
+            self._list = self.ids.tolist()
+        return self._list
 
     @property
     def faiss_selector(self):
@@ -210,6 +218,23 @@ def serialized_size(save) -> int:
     with tempfile.TemporaryDirectory() as folder:
         save(folder)
         return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def pad_to_k(ids, k: int) -> np.ndarray:
+    """One query's ids as int64, padded with -1 to `k` (engines return fewer when fewer match)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.pad(ids, (0, k - len(ids)), constant_values=-1)
+
+
+def one_at_a_time(items, k: int, search) -> Neighbors:
+    """Neighbors of every item from `search(item) -> (ids, scores)`, one call after another (engines whose client
+    answers one query per call); short answers padded as missing."""
+    ids = np.full((len(items), k), -1, dtype=np.int64)
+    scores = np.zeros((len(items), k), dtype=np.float32)
+    for row, item in enumerate(items):
+        found, score = search(item)
+        ids[row, : len(found)], scores[row, : len(found)] = found, score
+    return pad_missing(ids, scores, ids < 0)
 
 
 def pad_missing(ids: np.ndarray, scores: np.ndarray, missing: np.ndarray) -> Neighbors:

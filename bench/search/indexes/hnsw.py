@@ -34,9 +34,9 @@ def effective_ef(backend: str, k: int, ef: int | None) -> int:
     return ef
 
 
-def ef_at_least(k: int, search: dict) -> dict:
-    """`search` with ef grown to at least K (the graph's candidate list must hold K)."""
-    return {**search, "ef": max(search.get("ef") or k, k)}
+def ef_at_least(k: int, search: dict, name: str = "ef") -> dict:
+    """`search` with the candidate-list size `name` grown to at least K (the graph's candidate list must hold K)."""
+    return {**search, name: max(search.get(name) or k, k)}
 
 
 class HnswIndex(AnnIndex):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.search.indexes.base import AnnIndex, Neighbors, Params, ParamError, pad_missing, require
+from bench.search.indexes.base import AnnIndex, Neighbors, Params, ParamError, one_at_a_time, pad_to_k, require
 
 ANSERINI = "anserini-1.7.1-fatjar.jar"
 WARMUP = 1000
@@ -94,17 +94,11 @@ class LuceneBM25(AnnIndex):
         return [int(h.docid) for h in hits], [float(h.score) for h in hits]
 
     def query(self, text) -> np.ndarray:
-        ids = np.array(self._hits(text)[0], dtype=np.int64)
-        return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
+        return pad_to_k(self._hits(text)[0], self.k)
 
     def batch_query(self, texts, threads: int) -> Neighbors:
         """One query after another (`threads` is not used: SimpleSearcher's batch search takes string ids)."""
-        ids = np.full((len(texts), self.k), -1, dtype=np.int64)
-        scores = np.zeros((len(texts), self.k), dtype=np.float32)
-        for row, text in enumerate(texts):
-            found, score = self._hits(text)
-            ids[row, : len(found)], scores[row, : len(found)] = found, score
-        return pad_missing(ids, scores, ids < 0)
+        return one_at_a_time(texts, self.k, self._hits)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())

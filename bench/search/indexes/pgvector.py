@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.search.indexes.base import AnnIndex, Neighbors, Params, pad_missing, require
-from bench.search.indexes.hnsw import check_graph_build
+from bench.search.indexes.base import AnnIndex, Neighbors, Params, one_at_a_time, pad_to_k, require
+from bench.search.indexes.hnsw import check_graph_build, ef_at_least
 
 QUERY = "SELECT id, -(embedding <#> %s) FROM items ORDER BY embedding <#> %s LIMIT %s"
 FILTERED = "SELECT id FROM items WHERE id = ANY(%s) ORDER BY embedding <#> %s LIMIT %s"
@@ -62,35 +62,37 @@ class PgvectorIndex(AnnIndex):
         value = next(iter(search.values()))
         self.conn.execute(f"SET {self.search_setting} = {int(value)}")
 
+    def _execute(self, sql: str, params) -> list:
+        """One prepared query; a failure is checked against the server's state (a dead server named) outside the
+        timed path of a successful query."""
+        try:
+            return self.cursor.execute(sql, params, prepare=True).fetchall()
+        except Exception:
+            self.service.check_running()
+            raise
+
     def _search(self, vector: np.ndarray):
-        self.service.check_running()
-        return self.cursor.execute(QUERY, (vector, vector, self.k), prepare=True).fetchall()
+        return self._execute(QUERY, (vector, vector, self.k))
 
     def query(self, vector: np.ndarray) -> np.ndarray:
-        ids = np.array([row[0] for row in self._search(vector)], dtype=np.int64)
-        return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
+        return pad_to_k([row[0] for row in self._search(vector)], self.k)
 
     def filtered_query(self, vector: np.ndarray, allowed) -> np.ndarray:
         """The filter in SQL, as a service runs it: the index scan continues past filtered-out rows
         (`iterative_scan = relaxed_order`, pgvector 0.8) until K pass or its scan limit is reached."""
-        self.service.check_running()
         if not getattr(self, "iterative", False):
             self.conn.execute(f"SET {self.method}.iterative_scan = relaxed_order")
             self.iterative = True
-        rows = self.cursor.execute(FILTERED, (allowed.ids.astype(np.int32).tolist(), vector, self.k), prepare=True)
-        ids = np.array([row[0] for row in rows.fetchall()], dtype=np.int64)
-        return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
+        return pad_to_k([row[0] for row in self._execute(FILTERED, (allowed.id_list, vector, self.k))], self.k)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         """One query after another on the one connection (`threads` is not used: a service's client per thread is
         what the load series measures)."""
-        ids = np.full((len(vectors), self.k), -1, dtype=np.int64)
-        scores = np.zeros((len(vectors), self.k), dtype=np.float32)
-        for i, vector in enumerate(vectors):
-            rows = self._search(vector)
-            ids[i, : len(rows)] = [r[0] for r in rows]
-            scores[i, : len(rows)] = [r[1] for r in rows]
-        return pad_missing(ids, scores, ids < 0)
+        return one_at_a_time(vectors, self.k, self._hits)
+
+    def _hits(self, vector: np.ndarray) -> tuple[list[int], list[float]]:
+        rows = self._search(vector)
+        return [r[0] for r in rows], [r[1] for r in rows]
 
     def size_bytes(self) -> int:
         return int(self.conn.execute("SELECT pg_relation_size('items_embedding')").fetchone()[0])
@@ -139,7 +141,7 @@ class PgvectorHNSW(PgvectorIndex):
         return {"ef_search": ef}
 
     def search_at_least(self, k, search):
-        return {**search, "ef_search": max(search.get("ef_search") or k, k)}
+        return ef_at_least(k, search, "ef_search")
 
     def memory_bytes(self, n: int, dim: int) -> int:
         """pgvector's HNSW pages (src/hnsw.h, hnswbuild.c), laid out as the build writes them: per element an element

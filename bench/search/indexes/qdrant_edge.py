@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.search.indexes.base import AnnIndex, Neighbors, Params, pad_missing
-from bench.search.indexes.hnsw import check_graph_build, effective_ef
+from bench.search.indexes.base import AnnIndex, Neighbors, Params, one_at_a_time, pad_to_k
+from bench.search.indexes.hnsw import check_graph_build, ef_at_least, effective_ef
 
 BATCH = 1000
 
@@ -46,7 +46,7 @@ class QdrantEdgeHNSW(AnnIndex):
         return {"hnsw_ef": effective_ef(self.name, k, search.hnsw_ef)}
 
     def search_at_least(self, k, search):
-        return {**search, "hnsw_ef": max(search.get("hnsw_ef") or k, k)}
+        return ef_at_least(k, search, "hnsw_ef")
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         import qdrant_edge as q
@@ -74,18 +74,15 @@ class QdrantEdgeHNSW(AnnIndex):
         return self.shard.query(self._query(vector))
 
     def query(self, vector: np.ndarray) -> np.ndarray:
-        ids = np.array([p.id for p in self._search(vector)], dtype=np.int64)
-        return np.pad(ids, (0, self.k - len(ids)), constant_values=-1)
+        return pad_to_k([p.id for p in self._search(vector)], self.k)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         """One query after another (`threads` is not used)."""
-        ids = np.full((len(vectors), self.k), -1, dtype=np.int64)
-        scores = np.zeros((len(vectors), self.k), dtype=np.float32)
-        for row, vector in enumerate(vectors):
-            found = self._search(vector)
-            ids[row, : len(found)] = [p.id for p in found]
-            scores[row, : len(found)] = [p.score for p in found]
-        return pad_missing(ids, scores, ids < 0)
+        return one_at_a_time(vectors, self.k, self._hits)
+
+    def _hits(self, vector: np.ndarray) -> tuple[list[int], list[float]]:
+        found = self._search(vector)
+        return [p.id for p in found], [p.score for p in found]
 
     def size_bytes(self) -> int:
         self.shard.flush()

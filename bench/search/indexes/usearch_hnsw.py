@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from usearch.index import Index
 
-from bench.search.indexes.base import AnnIndex, Neighbors, Params, check_choice, pad_missing, serialized_size
-from bench.search.indexes.hnsw import check_graph_build, effective_ef
+from bench.search.indexes.base import AnnIndex, Neighbors, Params, check_choice, pad_missing, pad_to_k, serialized_size
+from bench.search.indexes.hnsw import check_graph_build, ef_at_least, effective_ef
 
 DTYPES = ("f32", "f16", "i8")
 BYTES = {"f32": 4, "f16": 2, "i8": 1}
@@ -42,7 +42,7 @@ class UsearchHNSW(AnnIndex):
         return {"expansion_search": effective_ef(self.name, k, search.expansion_search)}
 
     def search_at_least(self, k, search):
-        return {**search, "expansion_search": max(search.get("expansion_search") or k, k)}
+        return ef_at_least(k, search, "expansion_search")
 
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         self.index = Index(ndim=vectors.shape[1], metric="ip", dtype=self.build.dtype,
@@ -53,8 +53,7 @@ class UsearchHNSW(AnnIndex):
         self.index.expansion_search = search["expansion_search"]
 
     def query(self, vector: np.ndarray) -> np.ndarray:
-        keys = self.index.search(vector, self.k, threads=1).keys.astype(np.int64)
-        return np.pad(keys, (0, self.k - len(keys)), constant_values=-1)
+        return pad_to_k(self.index.search(vector, self.k, threads=1).keys, self.k)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         found = self.index.search(vectors, self.k, threads=threads)
