@@ -9,6 +9,7 @@ import os
 import signal
 
 import psutil
+import pandas as pd
 import pytest
 
 from bench.search.services.postgres import ENGINE, PostgresService, ServiceError
@@ -81,6 +82,10 @@ def test_the_tiny_sweep_runs_through_each_new_backend(backend, build, search, tm
     assert summary.computed == len(rows) > 0 and set(rows["backend"]) == {backend}
     assert rows["recall_at_k"].between(0.5, 1).all() and rows["search_p95_ms"].gt(0).all()
     assert rows["index_bytes"].gt(0).all()
+    if backend.startswith("pgvector"):  # the served index's pages in shared buffers, at most the whole index
+        assert (rows["index_cached_bytes"].between(8192, rows["index_bytes"])).all()
+    else:
+        assert rows["index_cached_bytes"].isna().all()
     assert running_servers() == before  # its server stopped with the run
 
 
@@ -103,8 +108,11 @@ def test_the_database_layer_is_priced_against_the_same_algorithm_in_process(tmp_
     assert served["twin"] == "hnsw" and served["served by"] == "PostgreSQL + pgvector"
     assert served["p95 / twin"] == pytest.approx(served["p95 ms"] / table.loc["hnsw", "p95 ms"])
     assert table.loc["hnsw", "twin"] == ""  # in-process: no ratio of its own
+    assert pd.isna(table.loc["hnsw", "cached bytes"]) and 0 < served["cached bytes"] <= served["index bytes"]
     assert main(["engines", str(config.results_path), "--k", "5", "--target", "0.5"]) == 0
-    assert "pgvector_hnsw (PostgreSQL + pgvector, over a unix socket) against hnsw in-process" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pgvector_hnsw (PostgreSQL + pgvector, over a unix socket) against hnsw in-process" in out
+    assert "cached MB" in out
     from bench.render.engines import engines_section
     from bench.render.markdown import Tables
 

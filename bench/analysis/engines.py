@@ -31,7 +31,8 @@ def _chosen(frame: pd.DataFrame, k: int, target: float) -> pd.DataFrame:
 
 
 def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.DataFrame:
-    """Per backend: the chosen setting, its recall, p50 / p95, bytes and build time; for a served backend, the ratios
+    """Per backend: the chosen setting, its recall, p50 / p95, bytes (a served engine's also in its buffer cache after
+    the timed queries) and build time; for a served backend, the ratios
     of its p95 and bytes to its in-process twin's, and whether the p95s tie (within LATENCY_TIE)."""
     vectors = [name for name, listing in CATALOG.items() if listing.input == "vectors"]
     rows = _chosen(frame[frame["backend"].isin(vectors)], k, target)  # BM25's recall is against BM25 itself
@@ -46,6 +47,7 @@ def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.D
             part for part in (params_text(row["build_params"]), params_text(row["search_params"])) if part != "-"),
             "chosen on": row["chosen_on"], "recall@K": float(row["recall"]), "p50 ms": float(row["search_p50_ms"]),
             "p95 ms": float(row["search_p95_ms"]), "index bytes": int(row["index_bytes"]),
+            "cached bytes": row.get("index_cached_bytes"),  # a served engine's index in its buffer cache
             "build s": float(row["build_s"]), "twin": listing.twin if twin is not None else ""}
         if twin is not None:
             ratio = entry["p95 ms"] / float(twin["search_p95_ms"])

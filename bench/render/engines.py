@@ -28,6 +28,10 @@ def engines_text(table: pd.DataFrame, where: str, k: int = 10, target: float = 0
         "p50 / p95 ms": [f"{timing_text(a)} / {timing_text(b)}" for a, b in zip(table["p50 ms"], table["p95 ms"])],
         "index MB": (table["index bytes"] / MB).map("{:.1f}".format), "build s": table["build s"].map("{:.1f}".format)})
     columns = ["backend", "served by", "setting", "recall@K", "p50 / p95 ms", "index MB", "build s"]
+    if table["cached bytes"].notna().any():  # rows measured before the column have none
+        shown["cached MB"] = [f"{b / MB:.1f}" if pd.notna(b) else "" for b in table["cached bytes"]]
+        columns.insert(6, "cached MB")
+        lines.append("cached MB: the served index's pages in the server's buffer cache after the cell's queries.")
     return "\n".join(lines + ["", markdown_table(shown[columns])])
 
 

@@ -152,6 +152,7 @@ class CellMeasurer:
             **latency.columns("search"), "latency_samples": latency.samples, "latency_threads": 1,  # each backend's one-query path
             "calibration_ms": calibration_ms,
             "throughput_qps": qps, "throughput_threads": self.batch_threads,
+            "index_cached_bytes": index.cached_bytes(),  # after the timed queries and the batch searches
             **self._recall(result.ids, self._truth(cell)),
             "queries_short": int((result.ids[: self.n_test] < 0).any(axis=1).sum()),
             **e2e.columns("e2e"), "e2e_queries": len(e2e.per_input_ms), "e2e_method": E2E_METHOD,

@@ -103,6 +103,9 @@ class CostColumns:
     index_bytes: int
     index_bytes_method: str  # "serialized": bytes the library writes to disk
     rss_after_build_bytes: int  # process RSS right after the build (model and embeddings included)
+    # a served engine: bytes of its index in the server's buffer cache after the cell's timed queries (PostgreSQL:
+    # pg_buffercache); None for in-process libraries, whose index is in the process (rss_after_build_bytes)
+    index_cached_bytes: int | None = None
 
 
 @dataclass(kw_only=True)

@@ -127,7 +127,7 @@ ADDED_COLUMNS = {"encoder_mode": "pretrained", "encoder_train_s": float("nan"), 
                  "dev_judged_at_10": None, "dev_q_judged_at_10": None, "rerank_depth_rule": "", "q_rerank_pairs": None,
                  "top10_changed_share": None, "rerank_timed_identity": "",
                  "cpu_flags": None, "torch_cpu_capability": None, "torch_quantized_engine": None, "faiss_simd": None,
-                 "onnxruntime_provider": None, "int8_level": None}
+                 "onnxruntime_provider": None, "int8_level": None, "index_cached_bytes": None}
 
 # What re-timing a stored row replaces (bench.run.sweep: stale latencies); every other column, quality included, is kept.
 LATENCY_COLUMNS = ("query_encode_p50_ms", "query_encode_p95_ms", "query_encode_p99_ms", "query_encode_mean_ms",

@@ -186,6 +186,11 @@ class AnnIndex(ABC):
 
     native_filter: ClassVar[str] = ""  # how the library filters during search ("" = it cannot)
 
+    def cached_bytes(self) -> int | None:
+        """A served engine: bytes of the index in the server's own buffer cache now; None for an in-process index
+        (its memory is the process's)."""
+        return None
+
     def close(self) -> None:
         """Release what the index holds outside this process (a server it started); in-process indexes hold nothing."""
 

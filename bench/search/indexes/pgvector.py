@@ -6,7 +6,7 @@ default K; pgvector's range 1-1000) and `pgvector_ivfflat` (build `lists`; searc
 server, loads the vectors by binary COPY, builds the index (`threads` - 1 parallel maintenance workers), and runs
 ANALYZE; `close` stops the server. Queries run `ORDER BY embedding <#> $1 LIMIT K` (negative inner product) with
 sequential scans disabled, so the index answers as it would on a large table. Size: the index relation's bytes
-(`pg_relation_size`).
+(`pg_relation_size`); `cached_bytes`: its pages in shared buffers (pg_buffercache, 1 GB of shared buffers).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class PgvectorIndex(AnnIndex):
                                         "max_parallel_workers": str(max(threads, 1)), "max_worker_processes": "8"})
         self.conn = self.service.connect()
         self.conn.execute("CREATE EXTENSION vector")
+        self.conn.execute("CREATE EXTENSION pg_buffercache")
         register_vector(self.conn)
         self.conn.execute(f"CREATE TABLE items (id int4, embedding vector({vectors.shape[1]}))")
         with self.conn.cursor().copy("COPY items (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
@@ -96,6 +97,11 @@ class PgvectorIndex(AnnIndex):
 
     def size_bytes(self) -> int:
         return int(self.conn.execute("SELECT pg_relation_size('items_embedding')").fetchone()[0])
+
+    def cached_bytes(self) -> int:
+        return PAGE * int(self.conn.execute(
+            "SELECT count(*) FROM pg_buffercache WHERE relfilenode = pg_relation_filenode('items_embedding') "
+            "AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0])
 
     def close(self) -> None:
         service = getattr(self, "service", None)
