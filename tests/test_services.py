@@ -119,3 +119,32 @@ def test_the_database_layer_is_priced_against_the_same_algorithm_in_process(tmp_
     text = engines_section([table.reset_index()], Tables(tmp_path / "tables", "tables/"), k=5, target=0.5)
     assert text.startswith("## The stacks users deploy") and "pgvector_hnsw" in text and "x hnsw's" in text
     assert list((tmp_path / "tables").glob("engines-synthetic-*.csv"))
+
+
+def test_a_hybrid_takes_lucene_as_its_lexical_side_by_config(tmp_path):
+    """`lexical = "lucene"` in a hybrid table: the BM25 side runs through Lucene (its ground truth too, so the exact
+    dense side reproduces it), the pipeline's name and identity say so, a hybrid over bm25s keeps its id."""
+    from bench.analysis import with_derived
+    from bench.pipeline.config import ConfigError, EncoderSpec, load_config, parse_config
+    from bench.run.sweep import run_sweep
+    from bench.store.results import read_results
+
+    base = load_config("configs/tiny.toml")
+    hybrids = [EncoderSpec(name, type="hybrid", backends=["exact"],
+                           hybrid={"dense": "minilm", "fusion": "rrf", "depth": [20], **extra})
+               for name, extra in (("hyb-bm25s", {}), ("hyb-lucene", {"lexical": "lucene"}))]
+    config = dataclasses.replace(base, encoders=[base.encoders[0], *hybrids], backends=base.backends[:1],
+                                 results=str(tmp_path / "lucene-hybrid.parquet"))
+    run_sweep(config)
+    rows = with_derived(read_results(config.results_path)).set_index(["encoder", "k"])
+    lucene, bm25s = rows.loc["hyb-lucene"], rows.loc["hyb-bm25s"]
+    assert (lucene["recall_at_k"] == 1.0).all()  # against the same fusion over exact dense and Lucene's BM25
+    assert lucene["pipeline_name"].str.contains("BM25 · lucene)", regex=False).all()
+    assert bm25s["pipeline_name"].str.contains("BM25 · bm25s)", regex=False).all()
+    assert "lexical" not in bm25s["search_params"].iloc[0]  # the default writes what rows always had
+    assert set(lucene["pipeline_id"]).isdisjoint(bm25s["pipeline_id"])
+    assert lucene["ndcg_at_10"].values == pytest.approx(bm25s["ndcg_at_10"].values, abs=0.05)
+    with pytest.raises(ConfigError, match=r"lexical must be one of \['bm25s', 'lucene'\], got 'solr'"):
+        parse_config({"name": "h", "dataset": "synthetic", "split": "test", "k": [5], "backends": [{"backend": "exact"}],
+                      "encoders": [{"name": "dense"}, {"name": "h", "type": "hybrid",
+                                                        "hybrid": {"dense": "dense", "lexical": "solr"}}]}, "x.toml")

@@ -33,8 +33,9 @@ class HybridSpec:
     rrf_k: float = 60.0
     weight: float | typing.Literal["dev"] = "dev"  # weighted rules: weight of the dense side
     depth: list[int] = field(default_factory=lambda: [100, 1000])  # K' retrieved by each side
-    k1: float = 0.9  # BM25 side (bm25s, as the `bm25s` backend)
+    k1: float = 0.9  # BM25 side
     b: float = 0.4
+    lexical: str = "bm25s"  # the BM25 library of the lexical side: a text backend of the catalog (bm25s, lucene)
 
     def __post_init__(self):
         if self.fusion not in METHODS:
@@ -47,6 +48,11 @@ class HybridSpec:
             raise ValueError(f"depth must be a non-empty list of positive integers, got {self.depth!r}")
         if not rule_of(self.fusion).weighted() and self.weight != "dev":
             raise ValueError(f"weight does not apply to fusion '{self.fusion}'")
+        from bench.search.catalog import CATALOG
+
+        lexical = [name for name, listing in CATALOG.items() if listing.input == "text"]
+        if self.lexical not in lexical:
+            raise ValueError(f"lexical must be one of {lexical}, got '{self.lexical}'")
 
 
 class HybridItems:
@@ -81,7 +87,7 @@ class HybridIndex(AnnIndex):
         # "dev", or "test" where the dataset has no dev queries (prepare.hybrid_weights; a plain dict: "dev")
         chosen_on = getattr(self.weights, "chosen_on", "dev")
         self.weight_chosen_on = chosen_on if rule_of(spec.fusion).weighted() and spec.weight == "dev" else ""
-        self.sparse = make_index("bm25s", k1=spec.k1, b=spec.b)
+        self.sparse = make_index(spec.lexical, k1=spec.k1, b=spec.b)
         self.build = dense.build
         self.n = 0
         self.k = 0
@@ -99,7 +105,9 @@ class HybridIndex(AnnIndex):
 
     def search_description(self, search: dict[str, Any]) -> dict[str, Any]:
         values = {"rrf_k": self.spec.rrf_k, "weight": fusion_weight(self.spec, self.weights, search["depth"])}
-        return {**search, "fusion": self.spec.fusion, **{s: values[s] for s in rule_of(self.spec.fusion).settings}}
+        lexical = {} if self.spec.lexical == "bm25s" else {"lexical": self.spec.lexical}  # rows before it: bm25s
+        return {**search, "fusion": self.spec.fusion, **{s: values[s] for s in rule_of(self.spec.fusion).settings},
+                **lexical}
 
     def fit(self, items: HybridItems, threads: int) -> None:
         self.check_build(len(items))
@@ -134,7 +142,10 @@ class HybridIndex(AnnIndex):
         return self.dense.size_bytes() + self.sparse.size_bytes()
 
     def close(self) -> None:
-        self.dense.close()
+        try:
+            self.dense.close()
+        finally:
+            self.sparse.close()
 
 
 class ChosenWeights(dict):
@@ -171,7 +182,7 @@ def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, dep
     hold other members of a tie at the cut, and which of several equal scores a library keeps differs between
     instruction sets)."""
     dense = exact_neighbors_at(items.vectors, queries.vectors, depths, threads)
-    sparse = exact_neighbors_at(items.texts, queries.texts, depths, threads, "bm25s", k1=spec.k1, b=spec.b)
+    sparse = exact_neighbors_at(items.texts, queries.texts, depths, threads, spec.lexical, k1=spec.k1, b=spec.b)
     return {d: (dense[d], sparse[d]) for d in dense}
 
 

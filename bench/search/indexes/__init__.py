@@ -36,12 +36,15 @@ def exact_neighbors_at(docs, queries, ks, threads: int, backend: str = "exact", 
     """The same, one index built once and searched at each of `ks` (not a deeper search cut: which members of a tie
     at the cut a library keeps is its own)."""
     index = make_index(backend, **build)
-    index.fit(docs, threads)
-    found = {}
-    for k in dict.fromkeys(ks):
-        index.set_search(k)
-        found[k] = index.batch_query(queries, threads)
-    return found
+    try:
+        index.fit(docs, threads)
+        found = {}
+        for k in dict.fromkeys(ks):
+            index.set_search(k)
+            found[k] = index.batch_query(queries, threads)
+        return found
+    finally:
+        index.close()  # an engine's server or folder
 
 
 __all__ = ["AnnIndex", "BACKENDS", "CATALOG", "Neighbors", "ParamError", "exact_neighbors", "exact_neighbors_at", "make_index"]
