@@ -79,6 +79,14 @@ glove-hdf5: $(STAMP)
 	$(PY) benchmarks/glove_hdf5.py .cache/glove-50-angular.hdf5
 	$(PY) -m bench scale configs/glove-hdf5.toml
 
+# Queries in other languages: XQuAD same-language and cross-lingual in 9 languages (configs/xquad/*.toml, each its own
+# results file), then the published figures reproduced and each language's table; `recommend` per language after it.
+XQUAD = $(sort $(wildcard configs/xquad/*.toml))
+xquad: $(STAMP)
+	for config in $(XQUAD); do $(PY) -m bench run $$config || exit 1; done
+	$(PY) -m bench xquad $(patsubst configs/xquad/%.toml,results/xquad-%.parquet,$(XQUAD))
+	$(PY) -m bench recommend $(patsubst configs/xquad/%.toml,results/xquad-%.parquet,$(XQUAD)) --p95-ms 50 --memory-mb 500
+
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)
 	$(PY) -m bench filters configs/filters.toml

@@ -379,6 +379,17 @@ def cmd_engines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_xquad(args: argparse.Namespace) -> int:
+    from bench.analysis.multilingual import language_table, reproduction_table
+    from bench.render.multilingual import language_text, reproduction_text
+
+    frame = _rows(args.results)
+    print(reproduction_text(reproduction_table(frame)), "\n")
+    for setting in ("mono", "cross"):
+        print(language_text(language_table(frame, setting), setting), "\n")
+    return 0
+
+
 def cmd_distractors(args: argparse.Namespace) -> int:
     from bench.render.distractors import distractors_section
 
@@ -580,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_argument("--k", type=int, default=10)
     engines.add_argument("--target", type=float, default=0.95, help="recall@K the setting must reach")
     engines.set_defaults(func=cmd_engines)
+    xquad = commands.add_parser("xquad", help="queries in other languages: published figures reproduced, then each "
+                                              "language's test nDCG@10 same-language and cross-lingual")
+    xquad.add_argument("results", nargs="+", type=Path, help="results of configs/xquad/*.toml")
+    xquad.set_defaults(func=cmd_xquad)
     again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "
                                                 "tied with them measured here, decided again, shown beside the reference")
     again.add_argument("results", nargs="*", type=Path,

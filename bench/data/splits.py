@@ -36,6 +36,11 @@ class Protocol:
     guard: bool = True  # drop train queries sharing a relevant document with a dev or test query
     min_guarded_share: float = 0.2  # the guard keeps at least this share of train queries, else it is not applied
     test_split: str = "test"
+    # a dataset with test queries only (XQuAD): a TSV (doc id, group; a header line) under the data dir; each query
+    # goes with the group of its relevant document, a seeded `dev_fraction` of the groups is dev and `train_fraction`
+    # train, the rest test: no group (article) in two splits
+    groups: str = ""
+    train_fraction: float = 0.0
 
     def __post_init__(self):
         if not 0 < self.dev_fraction < 1:
@@ -44,6 +49,11 @@ class Protocol:
             raise ValueError(f"min_guarded_share must be in [0, 1], got {self.min_guarded_share!r}")
         if not isinstance(self.guard, bool):
             raise ValueError(f"guard must be true or false, got {self.guard!r}")
+        if not 0 <= self.train_fraction < 1 or (self.groups and self.dev_fraction + self.train_fraction >= 1):
+            raise ValueError(f"train_fraction must be in [0, 1) and leave test queries beside dev_fraction, got "
+                             f"{self.train_fraction!r}")
+        if self.train_fraction and not self.groups:
+            raise ValueError("train_fraction applies to a split by groups (set groups)")
 
 
 def positives(dataset: Dataset) -> dict[str, set[str]]:
@@ -128,12 +138,43 @@ def _try_load(name: str, split: str, root: Path | None, synthetic: dict) -> Data
         return None
 
 
-def make_splits(test: Dataset, dev: Dataset | None, train: Dataset | None, protocol: Protocol) -> QuerySplits:
+def split_by_groups(test: Dataset, groups_file: Path, protocol: Protocol) -> tuple[Dataset, Dataset, Dataset | None, str]:
+    """(test, dev, train or None, how dev was made): the queries of a test-only dataset split by the group of their
+    relevant document (`protocol.groups`), a seeded share of the groups for dev and for train."""
+    if not groups_file.is_file():
+        raise DatasetError(f"[protocol] groups: {groups_file} is not a file")
+    lines = groups_file.read_text(encoding="utf-8").splitlines()[1:]
+    group_of = dict(line.split("\t")[:2] for line in lines if line.strip())
+    query_group = {}
+    for query, docs in positives(test).items():
+        known = sorted(group_of[d] for d in docs if d in group_of)
+        if not known:
+            raise DatasetError(f"[protocol] groups: {groups_file} has no group for the relevant documents of query "
+                               f"'{query}' of {test.name}")
+        query_group[query] = known[0]
+    names = sorted(set(query_group.values()))
+    order = np.random.default_rng(protocol.seed).permutation(len(names))
+    n_dev, n_train = round(protocol.dev_fraction * len(names)), round(protocol.train_fraction * len(names))
+    dev_groups = {names[i] for i in order[:n_dev]}
+    train_groups = {names[i] for i in order[n_dev:n_dev + n_train]}
+
+    def of(groups: set[str]) -> list[str]:
+        return [q for q in test.query_ids if query_group.get(q) in groups]
+
+    rest = set(names) - dev_groups - train_groups
+    source = (f"{n_dev} of {len(names)} groups of {groups_file.name} (seed {protocol.seed})"
+              + (f"; train: {n_train} others" if n_train else ""))
+    return (restrict(test, of(rest), test.split), restrict(test, of(dev_groups), "dev"),
+            restrict(test, of(train_groups), "train") if n_train else None, source)
+
+
+def make_splits(test: Dataset, dev: Dataset | None, train: Dataset | None, protocol: Protocol,
+                dev_source: str = "qrels dev") -> QuerySplits:
     """Dev from the dataset's own dev split or carved out of train (seeded), then the leakage guard."""
     test_ids = set(test.query_ids)
     if dev is not None:
         dev = restrict(dev, [q for q in dev.query_ids if q not in test_ids], "dev")
-        source = "qrels dev"
+        source = dev_source
     if train is not None:
         pool = [q for q in train.query_ids if q not in test_ids]
         if dev is None:
@@ -193,7 +234,16 @@ def _guard(train: Dataset, pool: list[str], test: Dataset, dev: Dataset | None,
 def _cached_splits(name: str, root: Path | None, protocol: Protocol, synthetic: tuple) -> QuerySplits:
     options = dict(synthetic)
     test = load_dataset(name, protocol.test_split, root=root, **options)
-    return make_splits(test, _try_load(name, "dev", root, options), _try_load(name, "train", root, options), protocol)
+    dev, train = _try_load(name, "dev", root, options), _try_load(name, "train", root, options)
+    if protocol.groups:
+        from bench.data.datasets import data_dir
+
+        if dev is not None or train is not None:
+            raise DatasetError(f"[protocol] groups splits a dataset with test queries only; {name} has its own dev or "
+                               "train queries")
+        test, dev, train, source = split_by_groups(test, (root or data_dir()) / protocol.groups, protocol)
+        return make_splits(test, dev, train, protocol, source)
+    return make_splits(test, dev, train, protocol)
 
 
 def load_splits(name: str, root: Path | None = None, protocol: Protocol = Protocol(), **synthetic) -> QuerySplits:

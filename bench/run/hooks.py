@@ -16,8 +16,11 @@ class Measuring:
     def make_encoder(model: str, max_seq_length, **runs):
         """The encoder of `model`; `runs`: how its network runs (bench.pipeline.config.HOW_IT_RUNS's fields but the
         search's)."""
-        from bench.models.encoders import SentenceEncoder
+        from bench.models.encoders import SentenceEncoder, engine_module
 
+        engine = engine_module(model)  # a model its own engine serves (bench.models.encoders.ENGINES)
+        if engine is not None:
+            return engine.Encoder(max_seq_length, **runs)
         return SentenceEncoder(model, max_seq_length, **runs)
 
     @staticmethod
@@ -34,21 +37,12 @@ class Measuring:
         """(exact top-`depth` documents of every query, a function cell -> the exact top-K that cell's recall@K is
         measured against)."""
         from bench.data.rankings import Neighbors
-        from bench.search.catalog import CATALOG
-        from bench.search.indexes import exact_neighbors, exact_neighbors_at
+        from bench.search.indexes import exact_neighbors
 
-        exact_backend = "bm25s" if CATALOG[cells[0].backend].input == "text" else "exact"
         docs, queries = measurer.embeddings.docs, measurer.embeddings.queries
-        exact = exact_neighbors(docs, queries, depth, measurer.build_threads, exact_backend)
-        if exact_backend == "bm25s":  # equal BM25 scores are common: which of them a top-K keeps at its cut is the
-            # library's own (and its selection's, which differs between instruction sets), so the truth at each K is a
-            # search at K, as the cell's is, not a cut of a deeper one
-            searched = exact_neighbors_at(docs, queries, sorted({c.k for c in cells}), measurer.build_threads,
-                                          exact_backend)
-            truth_at = {k: measurer.to_documents(hits, k).ids for k, hits in searched.items()}
-        else:
-            truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
-                        for k in {c.k for c in cells}}
+        exact = exact_neighbors(docs, queries, depth, measurer.build_threads)
+        truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
+                    for k in {c.k for c in cells}}
         return measurer.to_documents(exact, depth).ids, lambda cell: truth_at[cell.k]
 
 
@@ -60,6 +54,22 @@ class LexicalMeasuring(Measuring):
         from bench.models.encoders import TextPassthrough
 
         return TextPassthrough()
+
+    @staticmethod
+    def ground_truth(measurer, cells, depth):
+        """BM25 against itself: bm25s at its defaults in each cell's `language`, searched at each K (equal BM25 scores
+        are common: which of them a top-K keeps at its cut is the library's own, and its selection's, which differs
+        between instruction sets, so the truth at K is a search at K, as the cell's is, not a cut of a deeper one)."""
+        from bench.search.indexes import exact_neighbors_at
+
+        docs, queries = measurer.embeddings.docs, measurer.embeddings.queries
+        ks = sorted({c.k for c in cells} | {depth})
+        truth = {}
+        for language in dict.fromkeys(c.build.get("language") for c in cells):
+            searched = exact_neighbors_at(docs, queries, ks, measurer.build_threads, "bm25s",
+                                          **({} if language is None else {"language": language}))
+            truth[language] = {k: measurer.to_documents(hits, k).ids for k, hits in searched.items()}
+        return truth[cells[0].build.get("language")][depth], lambda cell: truth[cell.build.get("language")][cell.k]
 
 
 class FusionMeasuring(Measuring):

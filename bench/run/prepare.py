@@ -118,9 +118,9 @@ def check_available(model: str, who: str) -> None:
     before any work, instead of a download traceback when it is loaded."""
     import os
 
-    from bench.models.encoders import resolve_model
+    from bench.models.encoders import ENGINES, resolve_model
 
-    if Path(resolve_model(model)).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") in ("", "0"):
+    if model in ENGINES or Path(resolve_model(model)).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") in ("", "0"):
         return
     from huggingface_hub import try_to_load_from_cache
 

@@ -36,6 +36,10 @@ class HybridSpec:
     k1: float = 0.9  # BM25 side
     b: float = 0.4
     lexical: str = "bm25s"  # the BM25 library of the lexical side: a text backend of the catalog (bm25s, lucene)
+    language: str | None = None  # the lexical side's language (bm25s's `language`; None: English)
+
+    def lexical_build(self) -> dict:
+        return {"k1": self.k1, "b": self.b, **({} if self.language is None else {"language": self.language})}
 
     def __post_init__(self):
         if self.fusion not in METHODS:
@@ -53,6 +57,8 @@ class HybridSpec:
         lexical = [name for name, listing in CATALOG.items() if listing.input == "text"]
         if self.lexical not in lexical:
             raise ValueError(f"lexical must be one of {lexical}, got '{self.lexical}'")
+        if self.language is not None and self.lexical != "bm25s":
+            raise ValueError(f"language applies to the bm25s lexical side, not '{self.lexical}'")
 
 
 class HybridItems:
@@ -87,7 +93,7 @@ class HybridIndex(AnnIndex):
         # "dev", or "test" where the dataset has no dev queries (prepare.hybrid_weights; a plain dict: "dev")
         chosen_on = getattr(self.weights, "chosen_on", "dev")
         self.weight_chosen_on = chosen_on if rule_of(spec.fusion).weighted() and spec.weight == "dev" else ""
-        self.sparse = make_index(spec.lexical, k1=spec.k1, b=spec.b)
+        self.sparse = make_index(spec.lexical, **spec.lexical_build())
         self.build = dense.build
         self.n = 0
         self.k = 0
@@ -106,6 +112,8 @@ class HybridIndex(AnnIndex):
     def search_description(self, search: dict[str, Any]) -> dict[str, Any]:
         values = {"rrf_k": self.spec.rrf_k, "weight": fusion_weight(self.spec, self.weights, search["depth"])}
         lexical = {} if self.spec.lexical == "bm25s" else {"lexical": self.spec.lexical}  # rows before it: bm25s
+        if self.spec.language is not None:
+            lexical["language"] = self.spec.language
         return {**search, "fusion": self.spec.fusion, **{s: values[s] for s in rule_of(self.spec.fusion).settings},
                 **lexical}
 
@@ -182,7 +190,7 @@ def exact_hybrid(spec: HybridSpec, items: HybridItems, queries: HybridItems, dep
     hold other members of a tie at the cut, and which of several equal scores a library keeps differs between
     instruction sets)."""
     dense = exact_neighbors_at(items.vectors, queries.vectors, depths, threads)
-    sparse = exact_neighbors_at(items.texts, queries.texts, depths, threads, spec.lexical, k1=spec.k1, b=spec.b)
+    sparse = exact_neighbors_at(items.texts, queries.texts, depths, threads, spec.lexical, **spec.lexical_build())
     return {d: (dense[d], sparse[d]) for d in dense}
 
 

