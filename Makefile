@@ -36,6 +36,7 @@ report: $(STAMP)
 		$(if $(wildcard results/rerank-variants.parquet),--rerank-variants $(filter-out %.history.parquet,$(wildcard results/rerank-variants*.parquet))) \
 		$(if $(wildcard results/rerank-int8-isa.parquet),--rerank-int8-isa results/rerank-int8-isa.parquet) \
 		$(if $(wildcard results/engines-*.parquet results/lucene-*.parquet),--engines $(filter-out %.history.parquet,$(wildcard results/engines-*.parquet results/lucene-*.parquet))) \
+		$(if $(wildcard results/xquad-*.parquet),--xquad $(filter-out %.history.parquet,$(wildcard results/xquad-*.parquet))) \
 		$(if $(wildcard results/mpnet-*.parquet),--encoder-size $(filter-out %.history.parquet,$(wildcard results/mpnet-*.parquet))) \
 		$(if $(wildcard results/unnormalized.parquet),--unnormalized results/unnormalized.parquet $(wildcard results/tables/norms-unnormalized.csv))
 
@@ -81,9 +82,11 @@ glove-hdf5: $(STAMP)
 
 # Queries in other languages: XQuAD same-language and cross-lingual in 9 languages (configs/xquad/*.toml, each its own
 # results file), then the published figures reproduced and each language's table; `recommend` per language after it.
-XQUAD = $(sort $(wildcard configs/xquad/*.toml))
+XQUAD = $(sort $(wildcard configs/xquad/mono-*.toml configs/xquad/cross-*.toml))
 xquad: $(STAMP)
 	for config in $(XQUAD); do $(PY) -m bench run $$config || exit 1; done
+	$(PY) -m bench encode-latency configs/xquad/encode-latency.toml --rounds 3 --interleave \
+		--results results/encode-latency-multilingual.parquet
 	$(PY) -m bench xquad $(patsubst configs/xquad/%.toml,results/xquad-%.parquet,$(XQUAD))
 	$(PY) -m bench recommend $(patsubst configs/xquad/%.toml,results/xquad-%.parquet,$(XQUAD)) --p95-ms 50 --memory-mb 500
 

@@ -19,6 +19,18 @@ from bench.store.results import ResultStore, SchemaError, read_results
 USER_ERRORS = (ConfigError, DatasetError, ParamError, SchemaError)
 
 
+def _only_backends(config, names: set[str], path):
+    """The config with only these backends (cell ids come from the cell alone: the others' rows stay as stored);
+    an encoder that names backends keeps those of them, and is left out when none is left."""
+    unknown = sorted(names - {b.backend for b in config.backends})
+    if unknown:
+        raise ConfigError(f"--backends: {unknown} are not backends of {path} "
+                          f"({', '.join(b.backend for b in config.backends)})")
+    encoders = [dataclasses.replace(e, backends=[b for b in e.backends if b in names]) for e in config.encoders
+                if not e.backends or set(e.backends) & names]
+    return dataclasses.replace(config, backends=[b for b in config.backends if b.backend in names], encoders=encoders)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.run.sweep import run_sweep
 
@@ -32,6 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"--encoders: {unknown} are not encoders of {args.config} "
                               f"({', '.join(e.name for e in config.encoders)})")
+    if args.backends:
+        config = _only_backends(config, set(args.backends.split(",")), args.config)
     store = ResultStore(args.results or config.results_path)
     store.check_writable()
     executor = RayExecutor(args.ray_address) if args.executor == "ray" else LocalExecutor()
@@ -274,6 +288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         rerank_variants=rerank_variants, encoder_size=encoder_size,
                         int8_isa=read_results(args.rerank_int8_isa) if args.rerank_int8_isa else None,
                         engines=[engine_table(frame) for frame in engines], lexical=lexical,
+                        multilingual=read_results(*args.xquad) if args.xquad else None,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -379,12 +394,33 @@ def cmd_engines(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_xquad(args: argparse.Namespace) -> int:
-    from bench.analysis.multilingual import language_table, reproduction_table
-    from bench.render.multilingual import language_text, reproduction_text
+def _repeated_questions(frame, data_dir: Path | None) -> dict[str, set[str]] | None:
+    """Per XQuAD dataset of the rows, the questions repeating an earlier one's text (None where the data is absent)."""
+    from bench.analysis.multilingual import repeated_questions
+    from bench.data.datasets import load_dataset
 
+    repeated = {}
+    for name in frame["dataset"].unique():
+        try:
+            dataset = load_dataset(f"xquad/{name}", root=data_dir)
+        except DatasetError:
+            return None
+        repeated[name] = repeated_questions(dataset.query_ids, dataset.query_texts)
+    return repeated
+
+
+def cmd_xquad(args: argparse.Namespace) -> int:
+    from bench.analysis import Budget, with_derived
+    from bench.analysis.multilingual import language_table, picks_table, reproduction_table
+    from bench.render.multilingual import language_text, picks_text, reproduction_text
+
+    try:
+        budget = Budget(args.p95_ms, args.memory_mb)
+    except ValueError as err:
+        raise ConfigError(f"xquad: {err}") from None
     frame = _rows(args.results)
-    print(reproduction_text(reproduction_table(frame)), "\n")
+    print(picks_text(picks_table(with_derived(frame), budget), budget), "\n")
+    print(reproduction_text(reproduction_table(frame, _repeated_questions(frame, args.data_dir))), "\n")
     for setting in ("mono", "cross"):
         print(language_text(language_table(frame, setting), setting), "\n")
     return 0
@@ -482,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retime", action="store_true",
                      help="re-time stored rows whose calibration kernel reads further from this host's now than the "
                           "tolerance (their quality is kept); without it a run on the same host re-times nothing")
+    run.add_argument("--backends", help="comma-separated backend names: measure, re-time and --redo only their cells "
+                                        "(e.g. after a column was added to one backend's rows); the others stay as stored")
     run.add_argument("--plan-only", action="store_true",
                      help="print the plan (each phase's work and time from this host's rates) and measure nothing")
     run.add_argument("--prune", action="store_true",
@@ -555,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--rerank-int8-isa", type=Path, metavar="FILE",
                         help="results of configs/rerank-int8-isa.toml on another host: int8 per instruction set, beside "
                              "the reranker variants")
+    report.add_argument("--xquad", nargs="+", type=Path, metavar="FILE",
+                        help="results of configs/xquad/*.toml: queries in other languages")
     report.add_argument("--engines", nargs="+", type=Path, metavar="FILE",
                         help="results of configs/engines-*.toml (sweep or scale): the stacks users deploy")
     report.add_argument("--rerank-variants", nargs="+", metavar="FILE", type=Path,
@@ -594,6 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     xquad = commands.add_parser("xquad", help="queries in other languages: published figures reproduced, then each "
                                               "language's test nDCG@10 same-language and cross-lingual")
     xquad.add_argument("results", nargs="+", type=Path, help="results of configs/xquad/*.toml")
+    xquad.add_argument("--p95-ms", type=float, default=50, help="the budget each language's pick is chosen under "
+                                                                "(the report's: bench.analysis.multilingual.BUDGET)")
+    xquad.add_argument("--memory-mb", type=float, default=500)
+    xquad.add_argument("--data-dir", type=Path, help="folder holding xquad/ (default $BENCH_DATA_DIR): the duplicate "
+                                                     "questions MTEB drops are counted from it")
     xquad.set_defaults(func=cmd_xquad)
     again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "
                                                 "tied with them measured here, decided again, shown beside the reference")

@@ -82,3 +82,74 @@ def test_a_multilingual_sweep_runs_the_engine_bm25_in_its_language_and_their_hyb
     assert bm25["pipeline_name"].str.contains("language=de", regex=False).all()
     hybrid = rows[rows["encoder"] == "hyb"]
     assert (hybrid["recall_at_k"] == 1.0).all() and hybrid["pipeline_name"].str.contains("BM25 de · bm25s").all()
+
+
+def _xquad_like(root, languages=("de", "zh")):
+    """A tiny XQuAD in BEIR layout: 6 articles of 2 paragraphs, 2 questions per paragraph copying its words."""
+    import json
+
+    rng = np.random.default_rng(0)
+    words = {"de": [f"wort{i}" for i in range(300)], "zh": [chr(0x4E00 + i) for i in range(300)]}
+    (root / "xquad").mkdir(parents=True)
+    lines = ["doc-id\tarticle\tquestions"]
+    for language in languages:
+        folder = root / "xquad" / f"xquad-mono-{language}"
+        (folder / "qrels").mkdir(parents=True)
+        vocabulary = words[language]
+        joiner = "" if language == "zh" else " "
+        docs, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
+        for p in range(12):
+            text = [vocabulary[i] for i in rng.choice(300, 30, replace=False)]
+            docs.append({"_id": f"p{p:03d}", "title": "", "text": joiner.join(text)})
+            for q in range(2):
+                qid = f"q{p}-{q}"
+                queries.append({"_id": qid, "text": joiner.join(text[q * 4: q * 4 + 4])})
+                qrels.append(f"{qid}\tp{p:03d}\t1")
+            if language == languages[0]:
+                lines.append(f"p{p:03d}\tArticle_{p // 2}\t2")
+        (folder / "corpus.jsonl").write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs))
+        (folder / "queries.jsonl").write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in queries))
+        (folder / "qrels" / "test.tsv").write_text("\n".join(qrels))
+    (root / "xquad" / "paragraphs.tsv").write_text("\n".join(lines))
+
+
+def test_xquad_splits_by_article_and_reports_each_language(tiny_model, tmp_path, capsys):
+    """[protocol] groups: dev and test questions come from different articles; the sweep runs per language with BM25
+    in that language, and `python -m bench xquad` answers first with each language's dev-chosen pipeline."""
+    from bench.cli import main
+    from bench.data.splits import Protocol, load_splits
+    from bench.pipeline.config import BackendSpec, EncoderSpec, load_config
+    from bench.run.sweep import run_sweep
+
+    _xquad_like(tmp_path / "data")
+    protocol = Protocol(groups="xquad/paragraphs.tsv", dev_fraction=0.34, seed=0)
+    splits = load_splits("xquad/xquad-mono-de", tmp_path / "data", protocol)
+    article = {f"q{p}-{q}": p // 2 for p in range(12) for q in range(2)}
+    dev_articles = {article[q] for q in splits.dev.query_ids}
+    assert len(dev_articles) == 2 and not dev_articles & {article[q] for q in splits.test.query_ids}
+    assert splits.dev_source.startswith("2 of 6 groups of paragraphs.tsv") and splits.train is None
+
+    base = load_config("configs/tiny.toml")
+    files = []
+    for language in ("de", "zh"):
+        config = dataclasses.replace(
+            base, name=f"xquad-mono-{language}", dataset=f"xquad/xquad-mono-{language}", synthetic={}, k=[5],
+            protocol=protocol, results=str(tmp_path / f"xquad-mono-{language}.parquet"),
+            encoders=[dataclasses.replace(base.encoders[0], model=tiny_model), EncoderSpec("bm25", type="bm25")],
+            backends=[BackendSpec("exact", {}, {}), BackendSpec("bm25s", {"language": [language]}, {})])
+        run_sweep(config, data_root=tmp_path / "data")
+        files.append(config.results)
+    assert main(["xquad", *files, "--p95-ms", "1000", "--memory-mb", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Dev-chosen per language at p95 <= 1000 ms")
+    table = out.split("\n\n")[1]
+    assert "| de | " in table and "| zh | " in table and "(K 5): " in table
+    # the same-language table's last row, BM25's column first: over character bigrams it finds the copied words
+    assert float(out.split("| zh | ")[-1].split("|")[0].strip().split(" ")[0]) > 0.8
+
+
+def test_repeated_questions_are_those_whose_text_came_before():
+    from bench.analysis.multilingual import repeated_questions, setting_of
+
+    assert repeated_questions(["a", "b", "c", "d"], ["x", "y", "x", "x"]) == {"c", "d"}
+    assert setting_of("xquad-cross-zh") == ("cross", "zh") and setting_of("scifact") is None

@@ -17,8 +17,11 @@ from bench.search.catalog import CATALOG
 
 def _chosen(frame: pd.DataFrame, k: int, target: float) -> pd.DataFrame:
     """One row per backend: its cheapest setting at recall@K >= target (None-free: backends that miss it drop out)."""
-    if "dev_recall_at_k" in frame:  # sweep rows: chosen on dev
-        first = frame[(frame["stage"] == "first") & (frame["k"] == k)]
+    if "dev_recall_at_k" in frame:  # sweep rows: chosen on dev; a dense encoder's (not a fusion's) search
+        from bench.pipeline.stages import kind_of
+
+        dense = frame["encoder_type"].map(lambda name: kind_of(name).output == "vectors")
+        first = frame[(frame["stage"] == "first") & (frame["k"] == k) & dense]
         picked = [fastest_at_recall(rows, target) for _, rows in first.groupby("backend", sort=False)]
         rows = pd.DataFrame([p for p in picked if p is not None])
         if rows.empty:
@@ -36,7 +39,7 @@ def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.D
     of its p95 and bytes to its in-process twin's, and whether the p95s tie (within LATENCY_TIE)."""
     vectors = [name for name, listing in CATALOG.items() if listing.input == "vectors"]
     rows = _chosen(frame[frame["backend"].isin(vectors)], k, target)  # BM25's recall is against BM25 itself
-    if rows.empty:
+    if len(rows) < 2:  # one backend alone (a BM25 file's dense side) compares nothing
         return pd.DataFrame()
     by_backend = rows.set_index("backend")
     out = []

@@ -48,6 +48,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
                  rerank_variants: pd.DataFrame | None = None, encoder_size: pd.DataFrame | None = None,
                  int8_isa: pd.DataFrame | None = None, engines: list[pd.DataFrame] | None = None,
+                 multilingual: pd.DataFrame | None = None,
                  lexical: pd.DataFrame | None = None,
                  tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
@@ -86,6 +87,11 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [real_sets_section(scale_real, series)]
     if engines or (lexical is not None and len(lexical)):
         parts += [engines_section([e for e in engines or [] if len(e)], series, lexical=lexical)]
+    if multilingual is not None and len(multilingual):
+        from bench.analysis.multilingual import BUDGET
+        from bench.render.multilingual import multilingual_section
+
+        parts += [multilingual_section(multilingual, series, BUDGET)]
     if rerank_variants is not None and len(rerank_variants):
         same = frame[frame["dataset"].isin(set(rerank_variants["dataset"]))]
         parts += [rerank_variants_section(rerank_variants, "", same, series)]
@@ -108,7 +114,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [composed_section(composed, series, now)]
     if encode_latency is not None and len(encode_latency):
         parts += [repeatability_section(encode_latency, series)]
-    parts += ["## Environment", "", INTERVAL_NOTE, ""]
+    parts += ["## Environment", "", INTERVAL_NOTE]  # one paragraph with the "All datasets:" line under it
     parts += environment_section({dataset: frame[frame["dataset"] == dataset] for dataset in datasets}, sources)
     return "\n".join(parts)
 

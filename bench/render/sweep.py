@@ -27,8 +27,8 @@ def _environment_lines(frame: pd.DataFrame, sources: list[str]) -> list[str]:
     first, last = frame["timestamp"].min(), frame["timestamp"].max()
     lines = [
         f"- results: {', '.join(sources)} (host {', '.join(sorted(frame['host_id'].unique()))})",
-        f"- rows: {len(frame)}",
-        f"- dataset: {frame['dataset'].iloc[0]}: {frame['n_docs'].iloc[0]} documents; {frame['n_queries'].iloc[0]} "
+        f"- dataset: {len(frame)} rows of {frame['dataset'].iloc[0]}: {frame['n_docs'].iloc[0]} documents; "
+        f"{frame['n_queries'].iloc[0]} "
         f"{frame['split'].iloc[0]} queries, {frame['n_dev_queries'].iloc[0]} dev queries "
         f"(dataset hash {frame['dataset_hash'].iloc[0]})",
         f"- hardware: {frame['cpu_model'].iloc[0]}, {frame['n_cpus'].iloc[0]} cores, {frame['memory_gb'].iloc[0]} GB RAM; "
