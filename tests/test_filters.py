@@ -11,7 +11,8 @@ from bench.store.results import FILTER_SCHEMA, ResultStore, read_results
 BACKENDS = [FilterBackend("exact"), FilterBackend("faiss_ivf", {"nlist": 32}, {"nprobe": 8}),
             FilterBackend("hnsw", {"M": 16, "ef_construction": 100}, {"ef": 50}),
             FilterBackend("scann", {"num_leaves": 30, "dimensions_per_block": 2, "reorder": 100},
-                          {"num_leaves_to_search": 10, "pre_reorder_num_neighbors": 100})]
+                          {"num_leaves_to_search": 10, "pre_reorder_num_neighbors": 100}),
+            FilterBackend("qdrant_edge", {"m": 16, "ef_construct": 64}, {"hnsw_ef": 50})]
 
 
 @pytest.fixture(scope="module")

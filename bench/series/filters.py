@@ -153,15 +153,19 @@ def run_filters(config: FilterConfig, data_root: Path | None = None, store: Resu
         if not cells:
             continue
         index = make_index(spec.backend, **spec.build)
-        index.fit(docs, threads)
-        for selectivity, strategy, cell_id in cells:
-            if strategy == "native" and not index.native_filter:
-                log.info("%s has no native filtered search: skipped", spec.backend)
-                continue
-            row = _measure(index, spec, docs, queries, selectivity, strategy, config)
-            store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell_id, "config_name": config.name, "dataset": dataset.name,
-                       "n_docs": dataset.n_docs, "n_queries": len(queries), "k": config.k})
-            written += 1
+        try:
+            index.fit(docs, threads)
+            for selectivity, strategy, cell_id in cells:
+                if strategy == "native" and not index.native_filter:
+                    log.info("%s has no native filtered search: skipped", spec.backend)
+                    continue
+                row = _measure(index, spec, docs, queries, selectivity, strategy, config)
+                store.add({**metadata, **row, "measured_at": measured_now(), "cell_id": cell_id,
+                           "config_name": config.name, "dataset": dataset.name, "n_docs": dataset.n_docs,
+                           "n_queries": len(queries), "k": config.k})
+                written += 1
+        finally:
+            index.close()  # a server or folder the engine holds
     return written
 
 

@@ -1,6 +1,8 @@
 """Qdrant Edge (`qdrant-edge-py`): Qdrant's storage and HNSW engine embedded in the process, through its own Python API
 (a shard in a temporary folder, points upserted in batches, `optimize` building the HNSW graph, `query` with
-`SearchParams(hnsw_ef)`). Build `m`, `ef_construct`; search `hnsw_ef` (>= K; default K). Scores: dot product on the
+`SearchParams(hnsw_ef)`). Build `m`, `ef_construct`; search `hnsw_ef` (>= K; default K). Filters natively: a
+`Filter(must=[HasIdCondition(ids)])` in the query, built once per filter (Qdrant plans it: the HNSW graph with the
+condition checked during the walk, or the passing points scanned when few pass). Scores: dot product on the
 unit vectors. Size: the bytes the shard's files occupy on disk (allocated blocks: Qdrant preallocates its mmap files,
 so their apparent size overstates what is written); no memory model (`memory_model_error` None).
 """
@@ -38,6 +40,7 @@ class QdrantEdgeHNSW(AnnIndex):
     gate_params = ({"m": 16, "ef_construct": 100}, {"hnsw_ef": 50})
     memory_model_error = None
     size_method = "allocated bytes on disk"
+    native_filter = "Filter(must=[HasIdCondition]) in the query, planned by Qdrant (filtered HNSW or a scan)"
 
     def check_build(self, n: int) -> None:
         check_graph_build(self.name, self.build.m, self.build.ef_construct)
@@ -63,9 +66,11 @@ class QdrantEdgeHNSW(AnnIndex):
             self.shard.update(q.UpdateOperation.upsert_points(
                 [q.Point(i, vectors[i].tolist()) for i in range(start, min(start + BATCH, len(vectors)))]))
         self.shard.optimize()  # builds the HNSW graph (below it a segment is searched exhaustively)
-        self._query = lambda vector: q.QueryRequest(limit=self.k, query=q.Query.Nearest(vector.tolist()),
-                                                    params=self.params)
+        self._query = lambda vector, where=None: q.QueryRequest(limit=self.k, query=q.Query.Nearest(vector.tolist()),
+                                                                params=self.params, filter=where)
         self._params = q.SearchParams
+        self._filter = lambda allowed: q.Filter(must=[q.HasIdCondition(point_ids=set(allowed.id_list))])
+        self._filters: list[tuple[object, object]] = []  # (AllowedIds, its Filter), the last few
 
     def _set_search(self, k, search) -> None:
         self.params = self._params(hnsw_ef=search["hnsw_ef"])
@@ -75,6 +80,15 @@ class QdrantEdgeHNSW(AnnIndex):
 
     def query(self, vector: np.ndarray) -> np.ndarray:
         return pad_to_k([p.id for p in self._search(vector)], self.k)
+
+    def filtered_query(self, vector: np.ndarray, allowed) -> np.ndarray:
+        """The filter in the query, as a service runs it; the Filter object is made once per filter, outside the
+        timed path of later queries (as a service keeps a tenant's filter)."""
+        where = next((f for a, f in self._filters if a is allowed), None)
+        if where is None:
+            where = self._filter(allowed)
+            self._filters = [*self._filters[-7:], (allowed, where)]
+        return pad_to_k([p.id for p in self.shard.query(self._query(vector, where))], self.k)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
         """One query after another (`threads` is not used)."""
