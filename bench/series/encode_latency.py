@@ -36,9 +36,14 @@ from bench.core.timing import LatencyStats, measure_latency, online_threads
 
 
 def architecture(encoder: SentenceEncoder) -> str:
-    """What the query path's cost depends on: parameter shapes, precision, max length (not the weights)."""
-    shapes = [(name, tuple(p.shape)) for name, p in encoder.query_model.named_parameters()]
-    modules = [type(m).__name__ for m in encoder.query_model.modules()]
+    """What the query path's cost depends on: parameter shapes, precision, max length (not the weights); for a model
+    its own engine serves (bench.models.encoders.ENGINES), its identity (the engine and the model file)."""
+    model = getattr(encoder, "query_model", None)
+    if model is None:
+        text = repr((encoder.identity, encoder.query_precision, encoder.query_runtime, encoder.max_seq_length))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+    shapes = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
+    modules = [type(m).__name__ for m in model.modules()]
     text = repr((shapes, modules, encoder.query_precision, encoder.query_runtime, encoder.max_seq_length, encoder.device))
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
