@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.analysis import LATENCY_TIE, fastest_at_recall, params_text
-from bench.search.catalog import CATALOG
+from bench.search.catalog import CATALOG, backends_taking
 
 
 def _chosen(frame: pd.DataFrame, k: int, target: float) -> pd.DataFrame:
@@ -37,8 +37,7 @@ def engine_table(frame: pd.DataFrame, k: int = 10, target: float = 0.95) -> pd.D
     """Per backend: the chosen setting, its recall, p50 / p95, bytes (a served engine's also in its buffer cache after
     the timed queries) and build time; for a served backend, the ratios
     of its p95 and bytes to its in-process twin's, and whether the p95s tie (within LATENCY_TIE)."""
-    vectors = [name for name, listing in CATALOG.items() if listing.input == "vectors"]
-    rows = _chosen(frame[frame["backend"].isin(vectors)], k, target)  # BM25's recall is against BM25 itself
+    rows = _chosen(frame[frame["backend"].isin(backends_taking("vectors"))], k, target)  # BM25's recall is against BM25 itself
     if len(rows) < 2:  # one backend alone (a BM25 file's dense side) compares nothing
         return pd.DataFrame()
     by_backend = rows.set_index("backend")
@@ -77,8 +76,7 @@ def lexical_table(*frames: pd.DataFrame, k: int = 10) -> pd.DataFrame:
 def _lexical(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     from bench.analysis import paired_p, per_query, t_interval
 
-    text = [name for name, listing in CATALOG.items() if listing.input == "text"]
-    rows = frame[(frame["stage"] == "first") & (frame["k"] == k) & frame["backend"].isin(text)]
+    rows = frame[(frame["stage"] == "first") & (frame["k"] == k) & frame["backend"].isin(backends_taking("text"))]
     if rows.empty:
         return pd.DataFrame()
     rows = rows.sort_values("measured_at").drop_duplicates("backend", keep="last").set_index("backend")

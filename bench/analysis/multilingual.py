@@ -10,6 +10,7 @@ questions in L, paragraphs in English) rows, read three ways:
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -47,8 +48,8 @@ def family(row: pd.Series) -> str:
     if row["encoder_type"] == "bm25":
         return "BM25"
     if row["encoder_type"] == "hybrid":
-        fusion = '"fusion": "convex"' in row["search_params"] and "convex" or "RRF"
-        return f"{model} + BM25, {fusion}"
+        fusion = json.loads(row["search_params"])["fusion"]
+        return f"{model} + BM25, {'RRF' if fusion == 'rrf' else fusion}"
     return f"{model}, exact" if row["backend"] == "exact" else f"{model}, {row['backend']}"
 
 

@@ -55,6 +55,11 @@ def load_registry(paths) -> dict[str, type]:
     return {cls.name: cls for cls in classes}
 
 
+def backends_taking(input: str) -> list[str]:
+    """The listed backends that search `input` ("vectors" or "text"), in the catalog's order."""
+    return [name for name, listing in CATALOG.items() if listing.input == input]
+
+
 def short_names(backend: str) -> dict[str, str]:
     """The short names tables give `backend`'s parameters ({} for a backend not listed)."""
     listing = CATALOG.get(backend)

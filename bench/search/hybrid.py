@@ -52,9 +52,9 @@ class HybridSpec:
             raise ValueError(f"depth must be a non-empty list of positive integers, got {self.depth!r}")
         if not rule_of(self.fusion).weighted() and self.weight != "dev":
             raise ValueError(f"weight does not apply to fusion '{self.fusion}'")
-        from bench.search.catalog import CATALOG
+        from bench.search.catalog import backends_taking
 
-        lexical = [name for name, listing in CATALOG.items() if listing.input == "text"]
+        lexical = backends_taking("text")
         if self.lexical not in lexical:
             raise ValueError(f"lexical must be one of {lexical}, got '{self.lexical}'")
         if self.language is not None and self.lexical != "bm25s":

@@ -33,26 +33,30 @@ class AllowedIds:
     def __init__(self, mask: np.ndarray):
         self.mask = np.asarray(mask, dtype=bool)
         self.ids = np.flatnonzero(self.mask).astype(np.int64)
-        self._faiss = None
-        self._list = None
+        self._forms: dict[str, Any] = {}
 
     def accepts(self, label: int) -> bool:
         return bool(self.mask[label])
 
+    def form(self, library: str, make):
+        """This filter as `library` takes it, made by `make(self)` on first use and kept (outside timed paths)."""
+        if library not in self._forms:
+            self._forms[library] = make(self)
+        return self._forms[library]
+
     @property
     def id_list(self) -> list[int]:
         """The allowed ids as a Python list (what a database client sends as an array parameter)."""
-        if self._list is None:
-            self._list = self.ids.tolist()
-        return self._list
+        return self.form("list", lambda allowed: allowed.ids.tolist())
 
     @property
     def faiss_selector(self):
-        if self._faiss is None:
+        def make(allowed):
             import faiss
 
-            self._faiss = faiss.IDSelectorBatch(self.ids)
-        return self._faiss
+            return faiss.IDSelectorBatch(allowed.ids)
+
+        return self.form("faiss", make)
 
 
 class Params:

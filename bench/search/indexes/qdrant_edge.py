@@ -70,7 +70,6 @@ class QdrantEdgeHNSW(AnnIndex):
                                                                 params=self.params, filter=where)
         self._params = q.SearchParams
         self._filter = lambda allowed: q.Filter(must=[q.HasIdCondition(point_ids=set(allowed.id_list))])
-        self._filters: list[tuple[object, object]] = []  # (AllowedIds, its Filter), the last few
 
     def _set_search(self, k, search) -> None:
         self.params = self._params(hnsw_ef=search["hnsw_ef"])
@@ -84,10 +83,7 @@ class QdrantEdgeHNSW(AnnIndex):
     def filtered_query(self, vector: np.ndarray, allowed) -> np.ndarray:
         """The filter in the query, as a service runs it; the Filter object is made once per filter, outside the
         timed path of later queries (as a service keeps a tenant's filter)."""
-        where = next((f for a, f in self._filters if a is allowed), None)
-        if where is None:
-            where = self._filter(allowed)
-            self._filters = [*self._filters[-7:], (allowed, where)]
+        where = allowed.form("qdrant", self._filter)
         return pad_to_k([p.id for p in self.shard.query(self._query(vector, where))], self.k)
 
     def batch_query(self, vectors: np.ndarray, threads: int) -> Neighbors:
