@@ -10,11 +10,43 @@ import sys
 import time
 from pathlib import Path
 
-from bench.pipeline.config import ConfigError, load_config
-from bench.data.datasets import DatasetError
+import pandas as pd
+
+from bench.pipeline.config import ConfigError, load_config, read_toml
+from bench.data.datasets import DatasetError, load_dataset
 from bench.search.indexes import ParamError
-from bench.analysis.rerankers import REFERENCE_RERANKER
-from bench.store.results import ResultStore, SchemaError, read_results
+from bench.analysis.rerankers import REFERENCE_RERANKER, int8_by_isa, variant_table
+from bench.store.results import (
+    COMPOSED_SCHEMA, FILTER_SCHEMA, LOAD_SCHEMA, ResultStore, SCALE_SCHEMA, SchemaError, read_results,
+)
+from bench.analysis import Budget, DEFAULT_BUDGETS, NothingFits, contribution_table, recommend_over_mean, with_derived
+from bench.analysis.decisions import decide, summary_rows
+from bench.analysis.engines import engine_table, lexical_side, lexical_table
+from bench.analysis.multilingual import language_table, picks_table, repeated_questions, reproduction_table, twin_table
+from bench.analysis.series import spread_table, with_composed
+from bench.core.cache import atomic_write_bytes
+from bench.core.env import host_id
+from bench.models.fetch import FetchError, fetch
+from bench.models.train.options import CrossTrainConfig, TowerTrainConfig
+from bench.models.train.towers import train_towers
+from bench.render import (
+    build_report, composed_section, filters_section, load_section, real_sets_section, repeatability_lines,
+    scale_section,
+)
+from bench.render.distractors import distractors_section
+from bench.render.encoder_size import encoder_size_section
+from bench.render.engines import engines_text, lexical_text
+from bench.render.multilingual import language_text, picks_text, reproduction_text, twin_text
+from bench.render.rerankers import int8_isa_section
+from bench.render.text import (
+    contributions_text, cross_training_text, over_mean_text, recommendation_text, summary_text,
+    towers_training_text, variants_text,
+)
+from bench.render.unnormalized import unnormalized_section
+from bench.run.recheck import recheck
+from bench.series.filters import load_filter_config, run_filters
+from bench.series.load import load_load_config, run_load
+from bench.series.norms import norms_table, norms_text
 
 USER_ERRORS = (ConfigError, DatasetError, ParamError, SchemaError)
 
@@ -83,8 +115,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _sweep_or_block(path: Path):
     """A sweep config, or a pipeline block (results/pipelines/*.toml: `sweep` and `cells`): the sweep config it names
     and its cell ids."""
-    from bench.pipeline.config import read_toml
-
     table = read_toml(path)
     if "sweep" in table and "dataset" not in table:
         cells = table.get("cells")
@@ -121,10 +151,6 @@ def cmd_check_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from bench.analysis import with_derived
-    from bench.analysis.decisions import summary_rows
-    from bench.render.text import summary_text
-
     frame = with_derived(_rows(args.results))
     print(summary_text(summary_rows(frame, args.k, args.all), len(frame), args.all, args.k, frame["k"]))
     return 0
@@ -141,9 +167,6 @@ def _config_from_args(cls, args: argparse.Namespace, command: str):
 
 def cmd_train_cross(args: argparse.Namespace) -> int:
     from bench.models.train.cross import read_training, train_cross_encoder
-    from bench.models.train.options import CrossTrainConfig
-    from bench.render.text import cross_training_text
-
     config = _config_from_args(CrossTrainConfig, args, "train-cross")
     path = train_cross_encoder(config, data_root=args.data_dir)
     report = read_training(path)
@@ -154,9 +177,6 @@ def cmd_train_cross(args: argparse.Namespace) -> int:
 def cmd_train_towers(args: argparse.Namespace) -> int:
     import json
 
-    from bench.models.train.options import TowerTrainConfig
-    from bench.models.train.towers import train_towers
-    from bench.render.text import towers_training_text
 
     config = _config_from_args(TowerTrainConfig, args, "train-towers")
     path = train_towers(config, data_root=args.data_dir)
@@ -184,10 +204,7 @@ def _run_series(store: ResultStore, run, section, name: str) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from bench.render import real_sets_section, scale_section
     from bench.series.scale import load_scale_config, run_scale
-    from bench.store.results import SCALE_SCHEMA
-
     config = load_scale_config(args.config)
     store = ResultStore(args.results or config.results_path, SCALE_SCHEMA)
     render = real_sets_section if config.sets and not config.dataset_points else scale_section
@@ -195,10 +212,6 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_filters(args: argparse.Namespace) -> int:
-    from bench.series.filters import load_filter_config, run_filters
-    from bench.render import filters_section
-    from bench.store.results import FILTER_SCHEMA
-
     config = load_filter_config(args.config)
     store = ResultStore(args.results or config.results_path, FILTER_SCHEMA)
     return _run_series(store, lambda s: run_filters(config, data_root=args.data_dir, store=s), filters_section,
@@ -206,10 +219,6 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from bench.series.load import load_load_config, run_load
-    from bench.render import load_section
-    from bench.store.results import LOAD_SCHEMA
-
     config = load_load_config(args.config)
     store = ResultStore(args.results or config.results_path, LOAD_SCHEMA)
     store.check_writable()
@@ -220,9 +229,6 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_composed(args: argparse.Namespace) -> int:
     from bench.series.composed import load_composed_config, run_composed
-    from bench.render import composed_section
-    from bench.store.results import COMPOSED_SCHEMA
-
     config = load_composed_config(args.config)
     store = ResultStore(args.results or config.results_path, COMPOSED_SCHEMA)
     store.check_writable()
@@ -231,10 +237,7 @@ def cmd_composed(args: argparse.Namespace) -> int:
 
 
 def cmd_encode_latency(args: argparse.Namespace) -> int:
-    from bench.analysis.series import spread_table
     from bench.series.encode_latency import append_series, remeasure
-    from bench.render import repeatability_lines
-
     config = load_config(args.config)
     if args.rounds < 2:
         raise ConfigError(f"--rounds {args.rounds}: a spread needs at least 2 rounds")
@@ -254,16 +257,11 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.render import build_report
-
     frame = read_results(*args.results)
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
-    from bench.analysis.engines import engine_table, lexical_table
-    from bench.store.results import FILTER_SCHEMA, LOAD_SCHEMA, SCALE_SCHEMA
-
     engines = [_sweep_or_scale(path) for path in args.engines or []]
     lexical = lexical_table(*engines)
 
@@ -274,8 +272,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.series.encode_latency import read_series
 
     encode_latency = read_series(args.encode_latency) if args.encode_latency else None
-    from bench.store.results import COMPOSED_SCHEMA
-
     composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
     distractors = tuple(read_results(path) for path in args.distractors) if args.distractors else None
     unnormalized = (read_results(args.unnormalized[0]), _norms_csv(Path(args.unnormalized[1])) if
@@ -292,20 +288,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
-    from bench.core.cache import atomic_write_bytes
-
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text))
     print(f"wrote {out} and plots under {args.plots}")
     return 0
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from bench.analysis import Budget, NothingFits, recommend_over_mean, with_derived
-    from bench.analysis.decisions import decide
-    from bench.analysis.series import with_composed
-    from bench.render.text import over_mean_text, recommendation_text
-    from bench.store.results import COMPOSED_SCHEMA
-
     try:
         budget = Budget(args.p95_ms, args.memory_mb, args.min_recall)
     except ValueError as err:
@@ -334,10 +322,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
-    from bench.analysis import DEFAULT_BUDGETS, Budget
-    from bench.core.env import host_id
-    from bench.run.recheck import recheck
-
     if (args.p95_ms is None) != (args.memory_mb is None):
         raise ConfigError("recheck: give both --p95-ms and --memory-mb (one budget), or neither (the report's budgets)")
     try:
@@ -354,8 +338,6 @@ def cmd_recheck(args: argparse.Namespace) -> int:
         return 0
     text += f"\nThis invocation took {(time.perf_counter() - started) / 60:.1f} min (planning, measuring what was left, deciding)."
     out = args.out_dir / f"recheck-{host_id()}.md"
-    from bench.core.cache import atomic_write_bytes
-
     atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
     print(text)
     print(f"(written to {out})", file=sys.stderr)
@@ -363,17 +345,12 @@ def cmd_recheck(args: argparse.Namespace) -> int:
 
 
 def cmd_int8_isa(args: argparse.Namespace) -> int:
-    from bench.analysis.rerankers import int8_by_isa
-    from bench.render.rerankers import int8_isa_section
-
     print(int8_isa_section(int8_by_isa([read_results(path) for path in args.results], args.r)))
     return 0
 
 
 def _sweep_or_scale(path: Path):
     """A sweep's results, or a scale series' (python -m bench scale)."""
-    from bench.store.results import SCALE_SCHEMA
-
     try:
         return read_results(path)
     except SchemaError:
@@ -381,9 +358,6 @@ def _sweep_or_scale(path: Path):
 
 
 def cmd_engines(args: argparse.Namespace) -> int:
-    from bench.analysis.engines import engine_table, lexical_side, lexical_table
-    from bench.render.engines import engines_text, lexical_text
-
     for path in args.results:
         frame = _sweep_or_scale(path)
         lexical = lexical_table(frame, k=args.k)
@@ -396,9 +370,6 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 def _repeated_questions(frame, data_dir: Path | None) -> dict[str, set[str]] | None:
     """Per XQuAD dataset of the rows, the questions repeating an earlier one's text (None where the data is absent)."""
-    from bench.analysis.multilingual import repeated_questions
-    from bench.data.datasets import load_dataset
-
     repeated = {}
     for name in frame["dataset"].unique():
         try:
@@ -410,10 +381,6 @@ def _repeated_questions(frame, data_dir: Path | None) -> dict[str, set[str]] | N
 
 
 def cmd_xquad(args: argparse.Namespace) -> int:
-    from bench.analysis import Budget, with_derived
-    from bench.analysis.multilingual import language_table, picks_table, reproduction_table
-    from bench.render.multilingual import language_text, picks_text, reproduction_text
-
     try:
         budget = Budget(args.p95_ms, args.memory_mb)
     except ValueError as err:
@@ -426,16 +393,22 @@ def cmd_xquad(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_distractors(args: argparse.Namespace) -> int:
-    from bench.render.distractors import distractors_section
+def cmd_xquad_twin(args: argparse.Namespace) -> int:
+    from bench.series.twin_towers import load_twin_config, run_twin
 
+    config = load_twin_config(args.config)
+    frame = pd.read_parquet(config.results_path) if args.read_only else run_twin(config, args.data_dir)
+    print(twin_text(*twin_table(frame)))
+    print(f"\n{len(frame)} rows in {config.results_path}" + ("" if args.read_only else " (written now)"))
+    return 0
+
+
+def cmd_distractors(args: argparse.Namespace) -> int:
     print(distractors_section(read_results(args.large), read_results(args.base)))
     return 0
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    from bench.models.fetch import FetchError, fetch
-
     try:
         fetch(args.model)
     except FetchError as err:
@@ -445,8 +418,6 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
 
 
 def cmd_encoder_size(args: argparse.Namespace) -> int:
-    from bench.render.encoder_size import encoder_size_section
-
     text = encoder_size_section(_each_file(args.results))
     if not text:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no dataset with two pretrained bi-encoders "
@@ -456,8 +427,6 @@ def cmd_encoder_size(args: argparse.Namespace) -> int:
 
 
 def cmd_unnormalized(args: argparse.Namespace) -> int:
-    from bench.render.unnormalized import unnormalized_section
-
     text = unnormalized_section(read_results(args.results), _norms_csv(args.norms))
     if not text:
         raise SchemaError(f"{args.results}: no unnormalized encoder with a normalized twin (exact search, K = 10)")
@@ -476,10 +445,6 @@ def _norms_csv(path: Path | None):
 
 
 def cmd_reranker_variants(args: argparse.Namespace) -> int:
-    from bench.analysis import with_derived
-    from bench.analysis.rerankers import variant_table
-    from bench.render.text import variants_text
-
     try:
         table = variant_table(with_derived(_each_file(args.results)), args.reference)
     except ValueError as err:
@@ -489,8 +454,6 @@ def cmd_reranker_variants(args: argparse.Namespace) -> int:
 
 
 def cmd_norms(args: argparse.Namespace) -> int:
-    from bench.series.norms import norms_table, norms_text
-
     table = norms_table(args.config, args.against, args.data_dir)
     print(norms_text(table))
     if args.csv:
@@ -499,9 +462,6 @@ def cmd_norms(args: argparse.Namespace) -> int:
 
 
 def cmd_contributions(args: argparse.Namespace) -> int:
-    from bench.analysis import contribution_table, with_derived
-    from bench.render.text import contributions_text
-
     print(contributions_text(contribution_table(with_derived(_rows(args.results)))))
     return 0
 
@@ -532,8 +492,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="Ray cluster to join (e.g. ray://head:10001); default: start a local Ray")
     run.set_defaults(func=cmd_run)
     train = commands.add_parser("train-cross", help="fine-tune a cross-encoder on a dataset's train qrels (cached)")
-    from bench.models.train.options import CrossTrainConfig
-
     for f in dataclasses.fields(CrossTrainConfig):
         train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
                            help=f"default {f.default}")
@@ -541,8 +499,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train_cross)
     towers = commands.add_parser("train-towers", help="train a bi-encoder or twin tower on a dataset's train qrels "
                                                       "(InfoNCE, hard negatives, optional distillation; cached)")
-    from bench.models.train.options import TowerTrainConfig
-
     for f in dataclasses.fields(TowerTrainConfig):
         kind = {"epochs": int, "lr": float}.get(f.name, type(f.default))
         towers.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=f"default {f.default}")
@@ -640,6 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
     xquad.add_argument("--data-dir", type=Path, help="folder holding xquad/ (default $BENCH_DATA_DIR): the duplicate "
                                                      "questions MTEB drops are counted from it")
     xquad.set_defaults(func=cmd_xquad)
+    twin = commands.add_parser("xquad-twin", help="the twin-tower claim like for like on XQuAD: heads over frozen vectors, "
+                                                  "bi-encoder against twin tower, chosen on dev, paired test deltas")
+    twin.add_argument("config", type=Path, help="configs/xquad/twin.toml")
+    twin.add_argument("--read-only", action="store_true", help="print the stored results without training")
+    twin.add_argument("--data-dir", type=Path)
+    twin.set_defaults(func=cmd_xquad_twin)
     again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "
                                                 "tied with them measured here, decided again, shown beside the reference")
     again.add_argument("results", nargs="*", type=Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,73 @@ def test_repeated_questions_are_those_whose_text_came_before():
 
     assert repeated_questions(["a", "b", "c", "d"], ["x", "y", "x", "x"]) == {"c", "d"}
     assert setting_of("xquad-cross-zh") == ("cross", "zh") and setting_of("scifact") is None
+
+
+def _rotated_pairs(n_docs: int = 60, dim: int = 16, per_doc: int = 4, seed: int = 0):
+    """Documents in one space, their questions in a rotated copy of it (as a query encoder of another language or
+    model would put them): (queries, docs, pairs)."""
+    rng = np.random.default_rng(seed)
+    docs = rng.normal(size=(n_docs, dim)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    rotation, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    rows = np.repeat(np.arange(n_docs), per_doc)
+    queries = (docs[rows] + 0.2 * rng.normal(size=(len(rows), dim))) @ rotation
+    return queries.astype(np.float32), docs, [(i, int(d)) for i, d in enumerate(rows)]
+
+
+def _top1(heads, queries, docs) -> float:
+    scores = heads.project(queries, "query") @ heads.project(docs, "document").T
+    return float(np.mean(scores.argmax(axis=1) == np.arange(len(queries)) // 4))
+
+
+def test_a_twin_tower_learns_what_a_shared_head_cannot_from_the_same_start():
+    from bench.models.train.heads import HeadsTraining, train_heads
+
+    queries, docs, pairs = _rotated_pairs()
+    training = HeadsTraining(checkpoints=(0, 30), batch_size=16, lr=0.01, tau=0.05)
+    bi, twin = (train_heads(a, queries, docs, pairs, training) for a in ("bi", "twin"))
+    assert bi[30].query is bi[30].document and twin[30].query is not twin[30].document
+    start = _top1(twin[0], queries, docs)
+    assert np.allclose(bi[0].query, np.eye(16)) and _top1(bi[0], queries, docs) == start < 0.3  # the same start
+    assert _top1(twin[30], queries, docs) > 0.9 > _top1(bi[30], queries, docs)
+    again = train_heads("twin", queries, docs, pairs, training)
+    assert np.array_equal(again[30].query, twin[30].query)  # seeded: the same batches, the same heads
+    with pytest.raises(ValueError, match="one space"):
+        train_heads("bi", queries, docs[:, :8], pairs, training)
+
+
+def test_the_epochs_are_the_fewest_not_worse_than_the_dev_best():
+    import pandas as pd
+
+    from bench.analysis.multilingual import chosen_checkpoints
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, size=(2, 200))
+    trained = base + 0.2 + rng.normal(0, 0.05, size=base.shape)
+    rows = []
+    for epochs, values in ((0, base), (5, trained), (10, trained + rng.normal(0, 0.02, size=base.shape)), (20, base)):
+        for language, per_question in zip(("de", "zh"), values):
+            rows += [{"system": "twin", "epochs": epochs, "lr": 0.01 if epochs else None, "language": language,
+                      "query_id": f"q{i}", "ndcg_at_10": v} for i, v in enumerate(per_question)]
+    rows += [{"system": "flat", "epochs": e, "lr": 0.01 if e else None, "language": "de", "query_id": f"q{i}", "ndcg_at_10": v}
+             for e in (0, 5) for i, v in enumerate(base[0])]
+    assert chosen_checkpoints(pd.DataFrame(rows)) == {"twin": (5, 0.01), "flat": (0, None)}  # 10 ties 5; untrained when nothing helps
+
+
+def test_a_twin_config_names_its_mistakes(tmp_path):
+    from bench.pipeline.config import ConfigError
+    from bench.series.twin_towers import load_twin_config
+
+    good = Path("configs/xquad/twin.toml").read_text()
+    config = load_twin_config("configs/xquad/twin.toml")
+    assert config.protocol.train_fraction == 0.5 and config.train.checkpoints[0] == 0
+    for bad, match in ((good.replace('architecture = "twin"', 'architecture = "triple"', 1), "architecture"),
+                       (good.replace('architecture = "bi"\nquery = "e5"', 'architecture = "bi"\nquery = "minilm"'),
+                        "one encoder for both sides"),
+                       (good.replace("train_fraction = 0.5\n", ""), "train_fraction"),
+                       (good.replace("lr = [0.0001, 0.001]", "lr = [0.0001, -1.0]"), r"\[train\]"),
+                       (good.replace('query = "minilm"', 'query = "labse"', 1), "no encoder named 'labse'")):
+        path = tmp_path / "twin.toml"
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=match):
+            load_twin_config(path)

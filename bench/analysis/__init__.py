@@ -25,9 +25,10 @@ from statsmodels.stats.multitest import multipletests
 
 from bench.core.figures import timing_text
 from bench.search.catalog import CATALOG
-from bench.pipeline.ids import pipeline_columns
-from bench.pipeline.stages import Dense, Fusion, Lexical
+from bench.pipeline.ids import Pipeline, pipeline_columns
+from bench.pipeline.stages import Dense, Fusion, Lexical, Rerank
 from bench.core.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
+from bench.search.fusion import fusion_label
 
 MB = 2**20
 ALPHA = 0.05  # one-sided significance level of "worse than the dev-best"
@@ -114,15 +115,6 @@ def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
         return mean, float("nan")
     sem = float(values.std(ddof=1)) / np.sqrt(len(values))
     return mean, float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sem)
-
-
-def with_intervals(frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """`<measure>_ci`: the 95% half-width of each quality mean, on `split`'s queries."""
-    out = frame.copy()
-    prefix = "" if split == "test" else "dev_"
-    for measure in MEASURES:
-        out[f"{prefix}{measure}_ci"] = [t_interval(v)[1] for v in out[f"{prefix}q_{measure}"]]
-    return out
 
 
 # ---------------------------------------------------------------- paired tests
@@ -457,9 +449,6 @@ def candidates(rows: pd.DataFrame) -> pd.DataFrame:
 def fusion_members(frame: pd.DataFrame, row: pd.Series) -> dict[str, pd.Series]:
     """A fused first stage's members run alone at the same K on the same dataset: its dense side (same model, index
     and search settings) and BM25; those present in `frame`."""
-    from bench.pipeline.ids import Pipeline
-    from bench.pipeline.stages import Fusion, Lexical
-
     fusion = Pipeline.of_row(row).first
     if not isinstance(fusion, Fusion):
         return {}
@@ -479,8 +468,6 @@ def contribution_table(frame: pd.DataFrame) -> pd.DataFrame:
     and each fusion over each backend, the dev-chosen row of the group (see `select`) with its paired nDCG@10 delta
     against the same pipeline without that stage (a fusion: against each member alone), on dev (the choice rests on
     it) and on test (reported once); how many rows of the group add something on dev."""
-    from bench.pipeline.stages import Fusion, Rerank
-
     rows = frame if "adds_nothing" in frame else with_derived(frame)
     out = []
     for (dataset, encoder, backend, reranker), group in rows[rows["stage"] == "rerank"].groupby(
@@ -553,6 +540,4 @@ def reference_k(rows: pd.DataFrame) -> int:
 
 def fusion_text(row: pd.Series) -> str:
     """A row's fusion as run ("convex w=0.55 (dev)", "RRF k=60"; "-" for no fusion)."""
-    from bench.search.fusion import fusion_label
-
     return fusion_label(json.loads(row["search_params"] or "{}"), row.get("fusion_weight_chosen_on", "") or "")

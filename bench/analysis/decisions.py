@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import DEFAULT_BUDGETS, Budget, Choice, NothingFits, recommend
+from bench.analysis import Budget, Choice, DEFAULT_BUDGETS, NothingFits, fastest_at_recall, recommend
+from bench.core.cache import write_text_if_changed
+from bench.core.figures import ci, timing_text
 
 PRICE_PER_CORE_HOUR = 0.05  # USD; a cloud vCPU-hour is ~0.02-0.05 (the load config's default)
 
@@ -87,8 +89,6 @@ def sweep_config_path(pick: pd.Series) -> str:
 
 def pipeline_block(decision: Decision) -> str:
     """The pick as a runnable block: `python -m bench run|load|check-pipeline FILE` each take it verbatim."""
-    from bench.core.figures import ci, timing_text
-
     choice = decision.choice
     pick = choice.pick
     budget = decision.budget
@@ -115,8 +115,6 @@ def pipeline_block(decision: Decision) -> str:
 
 def write_blocks(found: list[Decision], folder: Path) -> dict[str, Path]:
     """Each pick's block as `folder/<dataset>-<budget>.toml` (atomically; unchanged files are not rewritten)."""
-    from bench.core.cache import write_text_if_changed
-
     written = {}
     for decision in found:
         if decision.choice is None:
@@ -130,8 +128,6 @@ def write_blocks(found: list[Decision], folder: Path) -> dict[str, Path]:
 def summary_rows(frame: pd.DataFrame, k: int | None = None, every_row: bool = False) -> pd.DataFrame:
     """What `summary` shows: every row, or per (dataset, encoder, backend, K, reranker, R, alpha) the fastest cell
     reaching dev recall@K >= 0.95, else the one with the highest dev recall."""
-    from bench.analysis import fastest_at_recall
-
     if k:
         frame = frame[frame["k"] == k]
     if every_row or frame.empty:

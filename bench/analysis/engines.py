@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import LATENCY_TIE, fastest_at_recall, params_text
+from bench.analysis import LATENCY_TIE, fastest_at_recall, paired_p, params_text, per_query, t_interval
 from bench.search.catalog import CATALOG, backends_taking
 
 
@@ -74,8 +74,6 @@ def lexical_table(*frames: pd.DataFrame, k: int = 10) -> pd.DataFrame:
 
 
 def _lexical(frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    from bench.analysis import paired_p, per_query, t_interval
-
     rows = frame[(frame["stage"] == "first") & (frame["k"] == k) & frame["backend"].isin(backends_taking("text"))]
     if rows.empty:
         return pd.DataFrame()

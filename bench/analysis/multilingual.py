@@ -16,7 +16,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, t_interval
+from bench.analysis import ALPHA, Budget, paired_p, t_interval
+from bench.analysis.decisions import decide
 
 # MTEB results repository, XQuADRetrieval (same-language; duplicate question texts dropped there, kept here), nDCG@10
 PUBLISHED = {("all-MiniLM-L6-v2", "en"): 0.944, ("all-MiniLM-L6-v2", "de"): 0.703, ("all-MiniLM-L6-v2", "ru"): 0.216,
@@ -106,8 +107,6 @@ def picks_table(frame: pd.DataFrame, budget) -> pd.DataFrame:
     """Per XQuAD dataset, the pipeline `recommend` picks under `budget` (chosen on the dev articles' questions, the
     cheapest of those tied with the dev-best): its family, setting, test nDCG@10 with its 95% interval, e2e p95, and
     how many rows tied. Needs rows `with_derived`."""
-    from bench.analysis.decisions import decide
-
     out = []
     for dataset, rows in frame.groupby("dataset"):
         setting = setting_of(dataset)
@@ -126,5 +125,75 @@ def picks_table(frame: pd.DataFrame, budget) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-__all__ = ["BUDGET", "PUBLISHED", "family", "language_table", "picks_table", "repeated_questions", "reproduction_table",
-           "setting_of"]
+# ---------------------------------------------------------------- twin towers (bench.series.twin_towers)
+
+
+def _by_question(rows: pd.DataFrame, columns: str) -> pd.DataFrame:
+    """nDCG@10 per question (mean over languages: a question's translations are one sample, not eight), one column
+    per value of `columns`."""
+    return rows.pivot_table(index="query_id", columns=columns, values="ndcg_at_10", aggfunc="mean")
+
+
+def chosen_checkpoints(dev: pd.DataFrame) -> dict[str, tuple[int, float | None]]:
+    """Per system, the (epochs, learning rate) of the cheapest checkpoint, fewest epochs first, then the smaller rate,
+    whose dev nDCG@10 is not worse than the dev-best checkpoint's (one-sided paired t-test at ALPHA, paired per
+    question): (0, None), the untrained start, where training does not help on dev."""
+    out = {}
+    for system, rows in dev.groupby("system", sort=False):
+        rates = rows["lr"].astype(float)
+        table = _by_question(rows.assign(checkpoint=list(zip(rows["epochs"], rates.fillna(0.0)))), "checkpoint")
+        best = table.mean().idxmax()
+        epochs, rate = next(c for c in sorted(table.columns)
+                            if c == best or paired_p((table[c] - table[best]).to_numpy(), alternative="less") >= ALPHA)
+        out[system] = (int(epochs), float(rate) if epochs else None)
+    return out
+
+
+def twin_comparisons(systems: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(system, against, what it shows) for every like-for-like pair of `systems` (one row each: system,
+    architecture, query_model, document_model): a twin against the bi-encoder of the same encoders; a trained system
+    against its query encoder alone; a twin over two encoders against the same-start twin of its query encoder."""
+    rows = list(systems.itertuples(index=False))
+    out = []
+    for a in rows:
+        for b in rows:
+            same_start = (a.query_model, a.document_model) == (b.query_model, b.document_model)
+            if a.architecture == "twin" and b.architecture == "bi" and same_start:
+                out.append((a.system, b.system, "twin against bi-encoder, same start"))
+            if a.architecture != "none" and b.architecture == "none" and b.query_model == a.query_model:
+                out.append((a.system, b.system, "trained heads against the untrained query encoder"))
+            if (a.architecture == "twin" and a.query_model != a.document_model and b.architecture == "twin"
+                    and b.query_model == b.document_model == a.query_model):
+                out.append((a.system, b.system, "twin over two encoders against the twin of one"))
+    return out
+
+
+def twin_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per system: its dev-chosen epochs, dev and test nDCG@10 with 95% intervals over questions, per-language test
+    means; the paired test deltas of `twin_comparisons` with their intervals and p-values)."""
+    test = frame[frame["split"] == "test"]
+    dev = frame[(frame["split"] == "dev") & frame["chosen"]]
+    systems = test.drop_duplicates("system")[["system", "architecture", "query_model", "document_model",
+                                              "epochs", "lr", "train_pairs"]]
+    by_test, by_dev = _by_question(test, "system"), _by_question(dev, "system")
+    languages = test.pivot_table(index="system", columns="language", values="ndcg_at_10", aggfunc="mean")
+    out = []
+    for row in systems.itertuples(index=False):
+        mean, half = t_interval(by_test[row.system].dropna())
+        dev_mean, dev_half = t_interval(by_dev[row.system].dropna())
+        out.append({**row._asdict(), "dev nDCG@10": dev_mean, "dev ci": dev_half, "test nDCG@10": mean, "ci": half,
+                    "test questions": int(by_test[row.system].notna().sum()), **languages.loc[row.system].to_dict()})
+    deltas = []
+    for a, b, what in twin_comparisons(systems):
+        diff = (by_test[a] - by_test[b]).dropna().to_numpy()
+        dev_diff = (by_dev[a] - by_dev[b]).dropna().to_numpy()
+        mean, half = t_interval(diff)
+        deltas.append({"system": a, "against": b, "what": what, "dev delta": float(dev_diff.mean()),
+                       "test delta": mean, "ci": half, "p": paired_p(diff), "questions": len(diff)})
+    table = pd.DataFrame(out)
+    table.attrs["languages"] = list(languages.columns)
+    return table, pd.DataFrame(deltas)
+
+
+__all__ = ["BUDGET", "PUBLISHED", "chosen_checkpoints", "family", "language_table", "picks_table",
+           "repeated_questions", "reproduction_table", "setting_of", "twin_comparisons", "twin_table"]

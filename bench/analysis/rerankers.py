@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, paired_p, per_query, t_interval, within
+from bench.analysis import Budget, paired_p, per_query, t_interval, with_derived, within
 
 REFERENCE_RERANKER = "ce-fp32-192"  # configs/rerank-variants.toml's reference: torch fp32 at 192 tokens
 
@@ -74,8 +74,6 @@ def int8_by_isa(frames: list[pd.DataFrame], r: int = 20) -> pd.DataFrame:
     """Each int8 reranker variant against fp32 torch at the same max_length, at R = `r`, over the same first stage,
     alpha and threads, per host of `frames` (one results file each: rerank-variants on one host, rerank-int8-isa on
     another): the instruction set it ran on, the paired dev delta with its 95% interval, and the rerank latency."""
-    from bench.analysis import with_derived
-
     out = []
     for frame in frames:
         frame = with_derived(frame)  # first_stage_id pairs each variant with fp32 over the same first stage

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core.cache import cache_dir, content_key
+from bench.core.cache import atomic_write_bytes, cache_dir, content_key
 from bench.data.datasets import Dataset, DatasetError, data_dir
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,6 @@ def draw(spec: DistractorSpec, root: Path | None = None) -> tuple[list[str], lis
             if _article(record["_id"]) in chosen:
                 ids.append(str(record["_id"]))
                 texts.append(((record.get("title") or "") + " " + record.get("text", "")).strip())
-    from bench.core.cache import atomic_write_bytes
-
     atomic_write_bytes(cached, lambda tmp: tmp.write_text("".join(json.dumps([i, t]) + "\n" for i, t in zip(ids, texts))))
     log.info("distractors: %d paragraphs of %d articles from %s (seed %d)", len(ids), len(chosen), path, spec.seed)
     return ids, texts

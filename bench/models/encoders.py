@@ -18,11 +18,12 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.core.cache import cache_dir, cached_array, content_key
+from bench.core.cache import cache_dir, cached_array, checked, content_key, write_digest
 from bench.core.env import int8_kernels
 from bench.data.chunking import Chunking, Passages, split_passages
 from bench.data.datasets import Dataset
 from bench.search.hybrid import HybridItems
+from bench.models.fetch import fetched
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ def resolve_model(name: str) -> str:
     """A local path for `name` where one is known (local folder, bundled package), else the hub name."""
     if Path(name).exists():
         return str(Path(name).resolve())
-    from bench.models.fetch import fetched
-
     if fetched(name) is not None:  # a model the package index holds as parts (`python -m bench fetch-model`)
         return str(fetched(name))
     if name in _BUNDLED_NAMES:
@@ -336,8 +335,6 @@ class OnnxQueries:
         self.path = cache_dir() / "onnx" / (content_key({"model": identity, "max_seq_length": model.max_seq_length,
                                                           "exporter": "torch.onnx dynamo", "weights": "embedded"})
                                         + ".onnx")
-        from bench.core.cache import checked
-
         if not self.path.exists() or not checked(self.path, reads=lambda p: p.stat().st_size > 0):
             self._export()
         self._sessions: dict[int, object] = {}
@@ -365,8 +362,6 @@ class OnnxQueries:
                                               "attention_mask": {0: batch, 1: length}},
                               optimize=True, verbose=False, external_data=False)  # one file: the weights inside
         tmp.replace(self.path)
-        from bench.core.cache import write_digest
-
         write_digest(self.path)
 
     def session(self):

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.core.cache import cache_dir
+from bench.core.cache import cache_dir, cache_dir as folder, checked, content_key, write_digest
 from bench.data.datasets import Dataset
-from bench.models.encoders import model_identity, resolve_model
+from bench.models.encoders import model_identity, onnx_session, resolve_model
 from bench.search.indexes import Neighbors, ParamError
+from bench.core.env import int8_kernels
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ def scores_key(identity: str, precision: str, runtime: str) -> str:
     instruction set scores its pairs again rather than reusing another's."""
     if precision != "int8":
         return identity
-    from bench.core.env import int8_kernels
-
     return f"{identity}|{int8_kernels(runtime)}"
 
 
@@ -106,9 +105,6 @@ class OnnxCrossEncoder:
     on the CPU with as many intra-op threads as torch has."""
 
     def __init__(self, model, tokenizer, identity: str, precision: str):
-        from bench.core.cache import cache_dir as folder
-        from bench.core.cache import checked, content_key
-
         self.inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
                        if name in tokenizer("a", "b", return_tensors="np")]
         key = content_key({"model": identity, "exporter": "torch.onnx dynamo", "inputs": self.inputs, "kind": "cross"})
@@ -125,7 +121,6 @@ class OnnxCrossEncoder:
     def _export(self, model, tokenizer) -> None:
         import torch
 
-        from bench.core.cache import write_digest
 
         example = tokenizer(["a query", "a second query"], ["a document", "a second, longer document"],
                             padding=True, return_tensors="pt")
@@ -153,7 +148,6 @@ class OnnxCrossEncoder:
     def _quantize(self) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        from bench.core.cache import write_digest
 
         tmp = self.path.with_name(self.path.name + ".partial.onnx")
         quantize_dynamic(str(self.fp32), str(tmp), weight_type=QuantType.QInt8)
@@ -161,8 +155,6 @@ class OnnxCrossEncoder:
         write_digest(self.path)
 
     def logits(self, batch) -> np.ndarray:
-        from bench.models.encoders import onnx_session
-
         session = onnx_session(self.path, self._sessions)
         return session.run(None, {n: np.asarray(batch[n], dtype=np.int64) for n in self.inputs})[0]
 

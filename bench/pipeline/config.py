@@ -22,6 +22,8 @@ from bench.pipeline.stages import KINDS, kind_of
 from bench.data.splits import Protocol
 from bench.search.catalog import CATALOG
 from bench.models.train.options import CrossTrainConfig, TowerTrainConfig
+from bench.data.chunking import Chunking
+from bench.search.hybrid import HybridSpec
 
 
 class ConfigError(ValueError):
@@ -70,15 +72,11 @@ class EncoderSpec:
     @property
     def hybrid_spec(self):
         """The hybrid's settings (type "hybrid" only)."""
-        from bench.search.hybrid import HybridSpec
-
         return HybridSpec(**self.hybrid)
 
     @property
     def chunking(self):
         """The passage split, or None for whole documents."""
-        from bench.data.chunking import Chunking
-
         if not self.chunk_tokens:
             return None
         return Chunking(self.chunk_tokens, self.chunk_stride or self.chunk_tokens, self.aggregate)
@@ -365,8 +363,6 @@ def parse_config(raw: dict, source: str) -> SweepConfig:
 
 
 def check_hybrid(spec: EncoderSpec, encoders: list[EncoderSpec], where: str) -> None:
-    from bench.search.hybrid import HybridSpec
-
     hybrid = from_table(HybridSpec, spec.hybrid, where)
     dense = next((e for e in encoders if e.name == hybrid.dense), None)
     if dense is None or kind_of(dense.type).output != "vectors" or dense.chunk_tokens:

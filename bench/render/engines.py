@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import markdown_table
+from bench.analysis.engines import lexical_side
 
 MB = 1e6
 
@@ -51,8 +52,6 @@ def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: flo
                     lexical: pd.DataFrame | None = None) -> str:
     """The report's lines: per collection, each served engine against its twin, then the in-process libraries'
     p95; BM25 through Lucene beside bm25s; the full tables linked."""
-    from bench.analysis.engines import lexical_side
-
     said = []
     for table in tables:
         if table.empty:

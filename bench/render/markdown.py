@@ -9,6 +9,7 @@ import pandas as pd
 
 from bench.analysis import ABBREVIATIONS, per_query, t_interval
 from bench.core.figures import ci
+from bench.core.cache import write_text_if_changed
 
 
 INTERVAL_NOTE = ("Intervals: 95% t-interval of the mean over queries (scipy.stats.t); `±` gives its half-width. "
@@ -81,8 +82,6 @@ class Tables:
     def link(self, name: str, frame: pd.DataFrame) -> str:
         if self.folder is None:
             return f"(full table {name}.csv: not written)"
-        from bench.core.cache import write_text_if_changed
-
         path = Path(self.folder) / f"{name}.csv"
         write_text_if_changed(path, frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
         return f"[{name}.csv]({self.prefix}{name}.csv) ({len(frame)} rows)"

@@ -6,6 +6,8 @@ import pandas as pd
 
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import markdown_table
+from bench.analysis import with_derived
+from bench.analysis.multilingual import MODEL_NAMES, REPRODUCED_WITHIN, language_table, picks_table, reproduction_table
 
 SETTINGS = {"mono": "Same-language (questions and paragraphs in L)",
             "cross": "Cross-lingual (questions in L, the same paragraphs in English)"}
@@ -15,8 +17,6 @@ def reproduction_text(table: pd.DataFrame) -> str:
     """One line saying how many published figures reproduce within the bar, then the table."""
     if table.empty:
         return "No same-language exact-search rows."
-    from bench.analysis.multilingual import REPRODUCED_WITHIN
-
     published = table[table["published"].notna()]
     held = int(published["within"].sum())
     repeats = ("the gap is taken without questions repeating an earlier one's text, as MTEB counts"
@@ -80,9 +80,6 @@ def _short(family: str) -> str:
 def multilingual_section(frame: pd.DataFrame, series, budget) -> str:
     """The report's lines: reproduction in one clause, then each language's dev-chosen pipeline per setting in one
     line each; the full tables linked."""
-    from bench.analysis import with_derived
-    from bench.analysis.multilingual import REPRODUCED_WITHIN, language_table, picks_table, reproduction_table
-
     picks = picks_table(with_derived(frame), budget)
     if picks.empty:
         return ""
@@ -107,3 +104,32 @@ def multilingual_section(frame: pd.DataFrame, series, budget) -> str:
 
 
 __all__ = ["language_text", "multilingual_section", "picks_text", "reproduction_text"]
+
+
+def _model_short(model: str) -> str:
+    name = MODEL_NAMES.get(model, model.split("/")[-1])
+    return MODELS_SHORT.get(name, name)
+
+
+def twin_text(systems: pd.DataFrame, deltas: pd.DataFrame) -> str:
+    """The twin-tower comparison: the paired test deltas first (the answer), then each system's figures."""
+    if systems.empty:
+        return "No twin-tower rows."
+    n = int(systems["test questions"].max())
+    lines = [f"Twin towers like for like (heads over frozen vectors, trained on the train articles' questions in every "
+             f"language, epochs chosen on the dev articles' questions; test: {n} questions, each the mean over its "
+             f"languages; 95% paired intervals):", ""]
+    for _, row in deltas.iterrows():
+        delta = row["test delta"]
+        verdict = "a tie" if row["ci"] >= abs(delta) else "helps" if delta > 0 else "hurts"
+        lines.append(f"- {row['system']} vs {row['against']} ({row['what']}): {delta:+.3f} ± {row['ci']:.3f} on test "
+                     f"(p {row['p']:.2g}; dev {row['dev delta']:+.3f}): {verdict}")
+    languages = systems.attrs["languages"]
+    start = [_model_short(q) if q == d else f"{_model_short(q)} queries, {_model_short(d)} documents"
+             for q, d in zip(systems["query_model"], systems["document_model"])]
+    shown = systems.assign(start=start, dev=[ci(m, h) for m, h in zip(systems["dev nDCG@10"], systems["dev ci"])],
+                           test=[ci(m, h) for m, h in zip(systems["test nDCG@10"], systems["ci"])],
+                           lr=systems["lr"].map(lambda v: "" if pd.isna(v) else f"{v:g}"),
+                           **{lang: systems[lang].map(lambda v: f"{v:.3f}") for lang in languages})
+    columns = ["system", "architecture", "start", "epochs", "lr", "train_pairs", "dev", "test", *languages]
+    return "\n".join(lines) + "\n\n" + markdown_table(shown[columns])

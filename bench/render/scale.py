@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import MB
-from bench.analysis import params_text as _params
-from bench.analysis.series import build_grid, capacity, generator_bias, growth, latest
+from bench.analysis import MB, params_text as _params
+from bench.analysis.series import (
+    build_grid, capacity, generator_bias, growth, latest, set_growth, set_points, set_sources,
+)
 from bench.core.figures import timing_text
 from bench.render.markdown import Tables, _span, _variant, markdown_table
 from bench.render.plots import _capacity_plot
@@ -137,8 +138,6 @@ def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
     """Markdown for the scale series on real vector sets (bench.series.vectorsets): per backend variant, each set at its
     largest N beside the mixture fitted to it at the same N; log-log slopes over the set's sizes; the 100M / 1B
     memory table from the largest real set."""
-    from bench.analysis.series import set_growth, set_points, set_sources
-
     if frame.empty or not set_sources(frame):
         return ""
     tables = tables or Tables(None)

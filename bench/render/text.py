@@ -8,6 +8,7 @@ import pandas as pd
 from bench.analysis import ALPHA, MeanChoice, t_interval
 from bench.analysis.decisions import Decision, pipeline_block
 from bench.core.figures import ci, timing_text
+from bench.core.instruction_sets import isa_dependent_runtimes
 
 WIDTH = 160  # the widest line `summary` prints
 BLOCK_HEAD = "pipeline block (python -m bench run / load / check-pipeline take it verbatim, saved as a .toml file):"
@@ -55,8 +56,6 @@ def recommendation_text(decision: Decision, rows: pd.DataFrame, top: int) -> str
 
 def int8_note(pick: pd.Series) -> str:
     """A pick whose quality rests on int8 kernels holds for the instruction set it was measured on (bench.core.env)."""
-    from bench.core.instruction_sets import isa_dependent_runtimes
-
     if not isa_dependent_runtimes(pick):
         return ""
     level = pick.get("int8_level") or "not recorded"

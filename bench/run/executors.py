@@ -16,7 +16,7 @@ from typing import Protocol
 from tqdm import tqdm
 
 from bench.core.cache import cache_dir
-from bench.core.env import ISA_COLUMNS
+from bench.core.env import ISA_COLUMNS, run_metadata
 
 HARDWARE_COLUMNS = ("host_id", "cpu_model", "n_cpus", "memory_gb", "platform", *ISA_COLUMNS)
 
@@ -38,8 +38,6 @@ class LocalExecutor:
 
 
 def _measure_on_worker(measurer, group: list) -> list[dict]:
-    from bench.core.env import run_metadata
-
     rows: list[dict] = []
     measurer = copy.copy(measurer)
     measurer.sink = rows.append

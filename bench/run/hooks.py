@@ -6,6 +6,10 @@ line in bench.pipeline.stages.RETRIEVERS, and here a class and a line in HOOKS w
 from __future__ import annotations
 
 from bench.pipeline.stages import kind_of
+from bench.data.rankings import Neighbors
+from bench.models.encoders import SentenceEncoder, TextPassthrough, engine_module
+from bench.search.hybrid import HybridIndex, exact_hybrid, fused
+from bench.search.indexes import exact_neighbors, exact_neighbors_at
 
 
 class Measuring:
@@ -16,8 +20,6 @@ class Measuring:
     def make_encoder(model: str, max_seq_length, **runs):
         """The encoder of `model`; `runs`: how its network runs (bench.pipeline.config.HOW_IT_RUNS's fields but the
         search's)."""
-        from bench.models.encoders import SentenceEncoder, engine_module
-
         engine = engine_module(model)  # a model its own engine serves (bench.models.encoders.ENGINES)
         if engine is not None:
             return engine.Encoder(max_seq_length, **runs)
@@ -36,9 +38,6 @@ class Measuring:
     def ground_truth(measurer, cells: list, depth: int):
         """(exact top-`depth` documents of every query, a function cell -> the exact top-K that cell's recall@K is
         measured against)."""
-        from bench.data.rankings import Neighbors
-        from bench.search.indexes import exact_neighbors
-
         docs, queries = measurer.embeddings.docs, measurer.embeddings.queries
         exact = exact_neighbors(docs, queries, depth, measurer.build_threads)
         truth_at = {k: measurer.to_documents(Neighbors(exact.ids[:, :k], exact.scores[:, :k]), k).ids
@@ -51,8 +50,6 @@ class LexicalMeasuring(Measuring):
 
     @staticmethod
     def make_encoder(model, max_seq_length, **runs):
-        from bench.models.encoders import TextPassthrough
-
         return TextPassthrough()
 
     @staticmethod
@@ -60,8 +57,6 @@ class LexicalMeasuring(Measuring):
         """BM25 against itself: bm25s at its defaults in each cell's `language`, searched at each K (equal BM25 scores
         are common: which of them a top-K keeps at its cut is the library's own, and its selection's, which differs
         between instruction sets, so the truth at K is a search at K, as the cell's is, not a cut of a deeper one)."""
-        from bench.search.indexes import exact_neighbors_at
-
         docs, queries = measurer.embeddings.docs, measurer.embeddings.queries
         ks = sorted({c.k for c in cells} | {depth})
         truth = {}
@@ -78,14 +73,10 @@ class FusionMeasuring(Measuring):
 
     @staticmethod
     def wrap_index(spec, index, weights):
-        from bench.search.hybrid import HybridIndex
-
         return HybridIndex(index, spec.hybrid_spec, weights)
 
     @staticmethod
     def ground_truth(measurer, cells, depth):
-        from bench.search.hybrid import exact_hybrid, fused
-
         spec = measurer.encoder.hybrid_spec
         depths = sorted({c.search["depth"] for c in cells})
         searched = exact_hybrid(spec, measurer.embeddings.docs, measurer.embeddings.queries, depths,

@@ -19,8 +19,7 @@ from bench.data.chunking import aggregate, first_documents
 from bench.pipeline.config import EncoderSpec, MeasureSpec, SweepConfig
 from bench.data.datasets import Dataset
 from bench.models.encoders import Embeddings, Encoder
-from bench.core.env import measured_now, rescored_here
-from bench.core.env import cpu_count
+from bench.core.env import cpu_count, measured_now, rescored_here
 from bench.search.indexes.base import Neighbors
 from bench.data.metrics import per_query_quality, recall_vs_exact
 from bench.run.estimate import Speeds
@@ -32,6 +31,7 @@ from bench.models.rerankers import ALPHAS, cross_scores, rerank, time_rerank
 from bench.data.splits import restrict
 from bench.store.results import LATENCY_COLUMNS
 from bench.core.timing import E2E_METHOD, LatencyStats, end_to_end, measure_latency, measure_throughput, online_threads
+from bench.run.adaptive import choose_depth_rule, depths, rerank_to_depths
 
 
 def measure_query_encoding(encoder: Encoder, texts: list[str], settings: MeasureSpec) -> LatencyStats:
@@ -203,8 +203,6 @@ class CellMeasurer:
         """An adaptive-depth child (bench.run.adaptive): the stopping rule chosen on the dev queries (test where there
         are none), each query's depth under it, the ranking, the latency of scoring each timed test query's own
         candidates to its depth as served, and the row's adaptive columns."""
-        from bench.run.adaptive import choose_depth_rule, depths, rerank_to_depths
-
         rows, queries = self._choice_queries
         first = Neighbors(result.ids[rows], result.scores[rows])
         rule = choose_depth_rule(first, cross[rows], child.r, child.adaptive_step, alpha,

@@ -13,7 +13,9 @@ import numpy as np
 
 from bench.pipeline.config import EncoderSpec, SweepConfig, tower_config
 from bench.data.datasets import Dataset
-from bench.models.encoders import Encoder, HybridEncoder, SentenceEncoder, embed_dataset, model_identity, precision_suffix
+from bench.models.encoders import (
+    ENGINES, Encoder, HybridEncoder, SentenceEncoder, embed_dataset, model_identity, precision_suffix, resolve_model,
+)
 from bench.search.fusion import rule_of
 from bench.search.hybrid import ChosenWeights, choose_weights
 from bench.search.indexes import ParamError
@@ -23,11 +25,10 @@ from bench.data.splits import QuerySplits, load_splits, restrict
 from bench.pipeline.stages import kind_of
 from bench.run.hooks import make_encoder
 from bench.core.timing import LatencyStats
-from bench.models.train.cross import model_dir as cross_model_dir
-from bench.models.train.cross import read_training, train_cross_encoder
+from bench.models.train.cross import model_dir as cross_model_dir, read_training, train_cross_encoder
 from bench.models.train.options import CrossTrainConfig, TowerTrainConfig
-from bench.models.train.towers import model_dir as tower_model_dir
-from bench.models.train.towers import train_towers
+from bench.models.train.towers import model_dir as tower_model_dir, train_towers
+from bench.run.estimate import encode_rate_key, reranker_network, score_rate_key
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,6 @@ class ResolvedEncoder:
         return self.tower.backbone if self.tower is not None else self.model
 
     def encode_rate_key(self) -> str:
-        from bench.run.estimate import encode_rate_key
-
         spec = self.spec
         return encode_rate_key(self.network, spec.max_seq_length, spec.doc_precision, spec.doc_runtime)
 
@@ -118,7 +117,6 @@ def check_available(model: str, who: str) -> None:
     before any work, instead of a download traceback when it is loaded."""
     import os
 
-    from bench.models.encoders import ENGINES, resolve_model
 
     if model in ENGINES or Path(resolve_model(model)).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") in ("", "0"):
         return
@@ -234,8 +232,6 @@ class Rerankers:
 
     def rate_key(self, name: str) -> str:
         """The speeds.json key of this reranker variant's scoring rate (bench.run.estimate.score_rate_key)."""
-        from bench.run.estimate import reranker_network, score_rate_key
-
         spec = self.specs[name]
         return score_rate_key(reranker_network(spec, self), spec.max_length, spec.precision, spec.runtime)
 

@@ -32,6 +32,8 @@ from bench.series.picks import Chosen, Picks, rows_here
 from bench.series.pipeline_gate import STAGES, time_stages
 from bench.store.results import COMPOSED_SCHEMA, ResultStore, read_results
 from bench.core.timing import online_threads
+from bench.run.prepare import Rerankers, resolve_encoder, sweep_splits
+from bench.series.load import build_pipeline
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,6 @@ def choose_pipelines(config: ComposedConfig, frame: pd.DataFrame) -> list[Chosen
 
 def missing_models(sweep: SweepConfig, row: pd.Series, data_root: Path | None) -> list[str]:
     """Models of the row's pipeline that would have to be trained first (not in this machine's cache)."""
-    from bench.run.prepare import Rerankers, resolve_encoder
-
     spec = next(e for e in sweep.encoders if e.name == row["encoder"])
     resolved = resolve_encoder(spec, sweep, data_root)
     resolved = resolved.dense or resolved
@@ -121,9 +121,6 @@ def composed_columns(samples: dict[str, np.ndarray]) -> dict:
 def run_composed(config: ComposedConfig, data_root: Path | None = None, store: ResultStore | None = None,
                  announce=None) -> int:
     """Time every chosen pipeline not yet stored for this host with these settings; returns rows written."""
-    from bench.series.load import build_pipeline
-    from bench.run.prepare import sweep_splits
-
     announce = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     store = store or ResultStore(config.results_path, COMPOSED_SCHEMA)
     sweep = load_config(config.sweep)

@@ -39,6 +39,8 @@ from threadpoolctl import threadpool_limits
 from bench.data.datasets import Dataset, synthetic_vectors
 from bench.search.indexes import BACKENDS, make_index
 from bench.data.metrics import per_query_quality, recall_vs_exact
+from bench.core.cache import atomic_write_bytes
+from bench.core.env import cpu_model, versions
 
 BASELINE_PATH = Path("benchmarks/latency_baseline.json")
 
@@ -196,9 +198,6 @@ def compare(now: dict[str, BackendTiming], baseline: dict, tolerance: float = 1.
 
 
 def save_baseline(results: dict[str, BackendTiming], workload: GateWorkload, path: Path = BASELINE_PATH) -> None:
-    from bench.core.cache import atomic_write_bytes
-    from bench.core.env import cpu_model, versions
-
     payload = {"workload": asdict(workload), "cpu_model": cpu_model(), "versions": versions(),
                "backends": {name: asdict(t) for name, t in results.items()}}
     atomic_write_bytes(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1) + "\n"))

@@ -36,6 +36,8 @@ from bench.series.gate import parse_slowdown, slowdown_test, slowed
 from bench.search.indexes import ParamError
 from bench.store.results import read_results
 from bench.core.timing import online_threads
+from bench.run.prepare import sweep_splits
+from bench.series.load import build_pipeline
 
 STAGES = ("encode", "search", "rerank")
 
@@ -140,9 +142,6 @@ def run_gate(config: PipelineGateConfig, slowdown: dict[str, float], data_root: 
              cells: list[str] | None = None, sweep: SweepConfig | None = None) -> dict:
     """Every gated pipeline timed per stage: {"workload": ..., "pipelines": {cell_id: {...}}}. `cells`: the
     baseline's cells (a check gates what the baseline recorded); None: choose them from the config."""
-    from bench.series.load import build_pipeline
-    from bench.run.prepare import sweep_splits
-
     sweep = sweep or load_config(config.sweep)
     frame = read_results(sweep.results_path)
     if cells is None:

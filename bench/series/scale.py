@@ -32,15 +32,15 @@ from bench.analysis import HIDDEN_PARAMS
 from bench.core.cache import cached_array, content_key
 from bench.data.chunking import Chunking
 from bench.pipeline.config import ConfigError, MeasureSpec, SeriesConfig, as_lists, from_table, grid, read_toml, resolve_dataset_path
-from bench.data.datasets import load_dataset
+from bench.data.datasets import DatasetError, load_dataset
 from bench.models.encoders import SentenceEncoder, embed_dataset
-from bench.core.env import host_id, measured_now, run_metadata
+from bench.core.env import cpu_count, host_id, measured_now, run_metadata
 from bench.search.indexes import exact_neighbors, make_index
-from bench.core.env import cpu_count
 from bench.search.indexes.base import ParamError
 from bench.data.metrics import recall_vs_exact
 from bench.store.results import SCALE_SCHEMA, ResultStore
 from bench.core.timing import measure_latency
+from bench.series.vectorsets import METRICS, REGISTRY as SETS, load_set
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,6 @@ def load_scale_config(path: Path | str) -> ScaleConfig:
         backends.append(dataclasses.replace(spec, search=as_lists(spec.search, f"{path}: backends[{i}].search")))
     pooled = [from_table(PooledSource, p, f"{path}: pooled[{i}]") for i, p in enumerate(raw.pop("pooled", []))]
     sets = [from_table(VectorSetSpec, v, f"{path}: sets[{i}]") for i, v in enumerate(raw.pop("sets", []))]
-    from bench.series.vectorsets import REGISTRY as SETS
-
-    from bench.series.vectorsets import METRICS
-
     for i, spec in enumerate(sets):
         if spec.path:
             for field_name in ("path", "queries_path"):
@@ -322,8 +318,6 @@ def _run_dataset_points(config: ScaleConfig, data_root, store: ResultStore, done
 def _run_sets(config: ScaleConfig, data_root, store: ResultStore, done: set[str], metadata: dict, threads: int) -> int:
     """Each real vector set with its own queries at each size (a seeded prefix of its index), beside a mixture fitted
     to the set and sampled at the same N (labelled `gmm-<set>`: a control, not data)."""
-    from bench.series.vectorsets import load_set
-
     written = 0
     for spec in config.sets:
         vset = load_set(spec.name, spec.queries, config.seed, data_root, spec.path, spec.metric, spec.queries_path)
@@ -362,8 +356,6 @@ def _run_sets(config: ScaleConfig, data_root, store: ResultStore, done: set[str]
 def checked_truth(vset, k: int, threads: int, agree: float = 0.99) -> tuple[np.ndarray, float]:
     """A file's own top-`k` neighbours (ann-benchmarks' `neighbors`), checked against exact search here: (the file's
     ids, their recall@k against exact); a DatasetError when they agree on less than `agree` (ties aside)."""
-    from bench.data.datasets import DatasetError
-
     exact = exact_neighbors(vset.vectors, vset.queries, k, threads).ids
     given = np.asarray(vset.neighbors)[:, :k].astype(np.int64)
     if given.shape != exact.shape:

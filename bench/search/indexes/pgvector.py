@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.search.indexes.base import AnnIndex, Neighbors, Params, one_at_a_time, pad_to_k, require
 from bench.search.indexes.hnsw import check_graph_build, ef_at_least
+from bench.search.services.postgres import PostgresService
 
 QUERY = "SELECT id, -(embedding <#> %s) FROM items ORDER BY embedding <#> %s LIMIT %s"
 FILTERED = "SELECT id FROM items WHERE id = ANY(%s) ORDER BY embedding <#> %s LIMIT %s"
@@ -38,7 +39,6 @@ class PgvectorIndex(AnnIndex):
     def _fit(self, vectors: np.ndarray, threads: int) -> None:
         from pgvector.psycopg import register_vector
 
-        from bench.search.services.postgres import PostgresService
 
         self.close()
         self.service = PostgresService({"shared_buffers": "1GB", "maintenance_work_mem": "2GB",

@@ -148,10 +148,6 @@ class PostgresService:
     def stop(self) -> None:
         self._finalizer()
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
 
 class _State:
     def __init__(self, folder: Path):
