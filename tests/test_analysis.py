@@ -210,3 +210,13 @@ def test_a_reranker_fused_at_alpha_zero_does_not_stand_for_the_reranker():
     assert select(reranked)["cell_id"] == "unused"  # tied on dev and cheaper: what `select` alone would pick
     assert select(reranker_in_use(reranked))["cell_id"] == "used"
     assert recommend(pd.DataFrame([first, unused, used]), Budget(2000, 1000)).pick["cell_id"] == "first"
+
+
+def test_paired_p_of_many_rows_is_paired_p_of_each():
+    from bench.analysis import paired_p, paired_p_rows
+
+    rng = np.random.default_rng(0)
+    diffs = np.vstack([rng.normal(0.01, 0.1, size=(20, 50)).round(3), np.zeros((1, 50)), np.full((1, 50), 0.02),
+                       np.full((1, 50), -0.02)])
+    for alternative in ("greater", "two-sided", "less"):
+        assert np.array_equal(paired_p_rows(diffs, alternative), [paired_p(d, "t", alternative) for d in diffs])

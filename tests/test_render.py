@@ -161,3 +161,26 @@ def test_the_composed_section_labels_rows_by_todays_picks_not_by_what_they_ran_a
     assert len(rows) == 1 and "budget 7 ms / 70 MB" in rows[0]
     csv = (tmp_path / f"composed-{dropped['dataset']}.csv").read_text()
     assert "not picked now (ran as: budget" in csv
+
+
+def test_a_plot_is_drawn_again_only_when_its_inputs_or_its_file_change(tmp_path, monkeypatch):
+    from bench.render.plots import drawn_once
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+
+    @drawn_once
+    def plot(path, values):
+        calls.append(values)
+        path.write_bytes(repr(values).encode())
+
+    png = tmp_path / "p.png"
+    plot(png, [1, 2])
+    plot(png, [1, 2])
+    assert calls == [[1, 2]]
+    plot(png, [1, 3])
+    png.write_bytes(b"edited")
+    plot(png, [1, 3])
+    png.unlink()
+    plot(png, [1, 3])
+    assert calls == [[1, 2], [1, 3], [1, 3], [1, 3]]

@@ -132,6 +132,19 @@ def paired_p(diff: np.ndarray, test: str = "t", alternative: str = "two-sided") 
     return float(stats.ttest_1samp(diff, 0.0, alternative=alternative).pvalue)
 
 
+def paired_p_rows(diffs: np.ndarray, alternative: str = "two-sided") -> np.ndarray:
+    """`paired_p(d, "t", alternative)` for each row `d` of `diffs`, in one call (scipy's t-test along the rows gives
+    the same floats as one row at a time)."""
+    diffs = np.asarray(diffs, dtype=float)
+    p = np.ones(len(diffs))
+    varies = ~np.isclose(diffs, diffs[:, :1]).all(axis=1)
+    if varies.any():
+        p[varies] = stats.ttest_1samp(diffs[varies], 0.0, axis=1, alternative=alternative).pvalue
+    for i in np.flatnonzero(~varies):  # zero or a constant difference: paired_p's own rule
+        p[i] = paired_p(diffs[i], "t", alternative)
+    return p
+
+
 def holm(p_values) -> list[float]:
     """Holm-adjusted p-values (statsmodels), in input order."""
     p_values = list(p_values)
@@ -218,6 +231,9 @@ class Choice:
 def _dev_matrix(rows: pd.DataFrame) -> np.ndarray:
     """Per-query dev nDCG@10, one row per results row, columns aligned by query id."""
     ids = list(rows["dev_query_ids"].iloc[0])
+    first = np.asarray(ids)
+    if all(len(q) == len(first) and np.array_equal(q, first) for q in rows["dev_query_ids"]):
+        return np.vstack([np.asarray(v, dtype=float) for v in rows["dev_q_ndcg_at_10"]])
     matrix = []
     for _, row in rows.iterrows():
         values = per_query(row, "ndcg_at_10", "dev")
@@ -249,7 +265,7 @@ def choose(rows: pd.DataFrame, alpha: float = ALPHA) -> Choice:
     best = order.iloc[0]
     matrix = _dev_matrix(order)
     diffs = matrix[0] - matrix  # best minus each, per dev query
-    p = np.array([paired_p(d, "t", "greater") for d in diffs])
+    p = paired_p_rows(diffs, "greater")
     tied = order[p >= alpha]
     pick = _cheapest(tied)
     return Choice(pick=pick, dev_best=best, ties=tied, candidates=len(rows),
@@ -406,8 +422,14 @@ def seen_split(frame: pd.DataFrame) -> tuple[set[str], dict]:
 def _paired_delta(row: pd.Series, other: pd.Series, split: str) -> tuple[float, float, float]:
     """Mean per-query nDCG@10 of `row` minus `other` on `split`'s queries, its 95% half-width, and the one-sided
     paired p of "row is better"."""
-    a, b = per_query(row, split=split), per_query(other, split=split)
-    diff = (a - b.reindex(a.index)).to_numpy()
+    prefix = "" if split == "test" else "dev_"
+    ids, other_ids = row[f"{prefix}query_ids"], other[f"{prefix}query_ids"]
+    if len(ids) == len(other_ids) and np.array_equal(ids, other_ids):
+        diff = np.asarray(row[f"{prefix}q_ndcg_at_10"], dtype=float) - np.asarray(other[f"{prefix}q_ndcg_at_10"],
+                                                                                   dtype=float)
+    else:
+        a, b = per_query(row, split=split), per_query(other, split=split)
+        diff = (a - b.reindex(a.index)).to_numpy()
     if np.isnan(diff).any():
         raise ValueError(f"paired delta needs the same {split} queries in both rows")
     mean, half = t_interval(diff)

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.analysis import BACKEND_NAMES, t_interval
+from bench.core.cache import atomic_write_bytes, cache_dir
 from bench.render.markdown import _variant
+
+SOURCE = Path(__file__).read_bytes()  # a change to any plot's code draws every plot again
+
+
+def drawn_once(plot):
+    """Skip drawing `plot(path, ...)` when the PNG at `path` is the one these same inputs drew last time (the inputs,
+    this module's source and matplotlib's version, hashed; the PNG's digest kept under the cache): `make report`
+    re-draws only what changed. A missing or edited PNG is drawn again."""
+
+    @functools.wraps(plot)
+    def draw(path: Path, *args, **kwargs) -> None:
+        import matplotlib
+
+        key = hashlib.sha256(pickle.dumps((plot.__name__, str(path), args, kwargs, matplotlib.__version__))
+                             + SOURCE).hexdigest()[:32]
+        marker = cache_dir() / "plots" / key
+        if path.exists() and marker.exists() and marker.read_text() == hashlib.sha256(path.read_bytes()).hexdigest():
+            return
+        plot(path, *args, **kwargs)
+        if path.exists():
+            atomic_write_bytes(marker, lambda tmp: tmp.write_text(hashlib.sha256(path.read_bytes()).hexdigest()))
+
+    return draw
 
 
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -55,6 +82,7 @@ def _facets(n: int):
     return fig, list(axes.flat[:n])
 
 
+@drawn_once
 def _frontier_plot(path: Path, panels: list[tuple[str, list[tuple[str, pd.DataFrame]]]], x: str, y: str,
                    xlabel: str, ylabel: str, title: str) -> None:
     """One panel per encoder, one frontier line per backend (same colour everywhere; reranking stages dashed)."""
@@ -79,6 +107,7 @@ def _frontier_plot(path: Path, panels: list[tuple[str, list[tuple[str, pd.DataFr
     _save(fig, path)
 
 
+@drawn_once
 def _stage_plot(path: Path, picks: list[tuple[str, pd.Series]]) -> None:
     """End-to-end latency of each recommended pipeline split by stage (mean ms per query)."""
     plt = _pyplot()
@@ -98,6 +127,7 @@ def _stage_plot(path: Path, picks: list[tuple[str, pd.Series]]) -> None:
     _save(fig, path)
 
 
+@drawn_once
 def _r_plot(path: Path, curves: list[tuple[str, pd.DataFrame]], title: str) -> None:
     """Dev nDCG@10 against R (0 = first stage) per first stage and K, with 95% interval bands: one colour per
     backend (as in every plot), one line style per K."""
@@ -122,6 +152,7 @@ def _r_plot(path: Path, curves: list[tuple[str, pd.DataFrame]], title: str) -> N
     _save(fig, path)
 
 
+@drawn_once
 def _capacity_plot(path: Path, table: pd.DataFrame, k: int, n: int) -> None:
     """Bytes per vector against p95 at the recall target, one point per variant (hollow: target not reached)."""
     plt = _pyplot()
@@ -142,6 +173,7 @@ def _capacity_plot(path: Path, table: pd.DataFrame, k: int, n: int) -> None:
     _save(fig, path)
 
 
+@drawn_once
 def _load_plot(path: Path, closed: pd.DataFrame, opened: pd.DataFrame) -> None:
     """Achieved QPS against p99 per pipeline: closed-loop concurrency levels joined, open-loop targets as crosses."""
     plt = _pyplot()
