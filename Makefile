@@ -37,6 +37,7 @@ report: $(STAMP)
 		$(if $(wildcard results/rerank-int8-isa.parquet),--rerank-int8-isa results/rerank-int8-isa.parquet) \
 		$(if $(wildcard results/engines-*.parquet results/lucene-*.parquet),--engines $(filter-out %.history.parquet,$(wildcard results/engines-*.parquet results/lucene-*.parquet))) \
 		$(if $(wildcard results/xquad-*.parquet),--xquad $(filter-out %.history.parquet,$(wildcard results/xquad-*.parquet))) \
+		$(if $(wildcard results/twin-xquad.parquet),--xquad-twin results/twin-xquad.parquet) \
 		$(if $(wildcard results/mpnet-*.parquet),--encoder-size $(filter-out %.history.parquet,$(wildcard results/mpnet-*.parquet))) \
 		$(if $(wildcard results/unnormalized.parquet),--unnormalized results/unnormalized.parquet $(wildcard results/tables/norms-unnormalized.csv))
 
@@ -89,6 +90,8 @@ xquad: $(STAMP)
 		--results results/encode-latency-multilingual.parquet
 	$(PY) -m bench xquad $(patsubst configs/xquad/%.toml,results/xquad-%.parquet,$(XQUAD))
 	$(PY) -m bench recommend $(patsubst configs/xquad/%.toml,results/xquad-%.parquet,$(XQUAD)) --p95-ms 50 --memory-mb 500
+	$(PY) -m bench recommend $(wildcard results/xquad-cross-*.parquet) --over-mean --p95-ms 100 --memory-mb 500
+	$(PY) -m bench xquad-twin configs/xquad/twin.toml
 
 # Filtered search per backend, selectivity and strategy: results/filters.parquet.
 filters: $(STAMP)

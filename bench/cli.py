@@ -285,6 +285,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         int8_isa=read_results(args.rerank_int8_isa) if args.rerank_int8_isa else None,
                         engines=[engine_table(frame) for frame in engines], lexical=lexical,
                         multilingual=read_results(*args.xquad) if args.xquad else None,
+                        twin=pd.read_parquet(args.xquad_twin) if args.xquad_twin else None,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -551,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the reranker variants")
     report.add_argument("--xquad", nargs="+", type=Path, metavar="FILE",
                         help="results of configs/xquad/*.toml: queries in other languages")
+    report.add_argument("--xquad-twin", type=Path, metavar="FILE",
+                        help="results of python -m bench xquad-twin: the twin-tower comparison")
     report.add_argument("--engines", nargs="+", type=Path, metavar="FILE",
                         help="results of configs/engines-*.toml (sweep or scale): the stacks users deploy")
     report.add_argument("--rerank-variants", nargs="+", metavar="FILE", type=Path,

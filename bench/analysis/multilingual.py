@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench.analysis import ALPHA, Budget, paired_p, t_interval
+from bench.analysis import ALPHA, Budget, MeanChoice, NothingFits, paired_p, recommend_over_mean, t_interval, with_derived
 from bench.analysis.decisions import decide
 
 # MTEB results repository, XQuADRetrieval (same-language; duplicate question texts dropped there, kept here), nDCG@10
@@ -125,6 +125,17 @@ def picks_table(frame: pd.DataFrame, budget) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def over_languages(frame: pd.DataFrame, setting: str, budget: Budget) -> MeanChoice | None:
+    """`recommend --over-mean` over the setting's languages: one configuration for every language (None where none
+    fits on every one)."""
+    rows = _first_at_10(frame)
+    datasets = set(rows.loc[rows["setting"] == setting, "dataset"])
+    try:
+        return recommend_over_mean(with_derived(frame[frame["dataset"].isin(datasets)]), budget)
+    except NothingFits:
+        return None
+
+
 # ---------------------------------------------------------------- twin towers (bench.series.twin_towers)
 
 
@@ -195,5 +206,5 @@ def twin_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, pd.DataFrame(deltas)
 
 
-__all__ = ["BUDGET", "PUBLISHED", "chosen_checkpoints", "family", "language_table", "picks_table",
+__all__ = ["BUDGET", "PUBLISHED", "chosen_checkpoints", "family", "language_table", "over_languages", "picks_table",
            "repeated_questions", "reproduction_table", "setting_of", "twin_comparisons", "twin_table"]

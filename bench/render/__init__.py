@@ -48,7 +48,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  unnormalized: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
                  rerank_variants: pd.DataFrame | None = None, encoder_size: pd.DataFrame | None = None,
                  int8_isa: pd.DataFrame | None = None, engines: list[pd.DataFrame] | None = None,
-                 multilingual: pd.DataFrame | None = None,
+                 multilingual: pd.DataFrame | None = None, twin: pd.DataFrame | None = None,
                  lexical: pd.DataFrame | None = None,
                  tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
@@ -91,7 +91,7 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         from bench.analysis.multilingual import BUDGET
         from bench.render.multilingual import multilingual_section
 
-        parts += [multilingual_section(multilingual, series, BUDGET)]
+        parts += [multilingual_section(multilingual, series, BUDGET, twin)]
     if rerank_variants is not None and len(rerank_variants):
         same = frame[frame["dataset"].isin(set(rerank_variants["dataset"]))]
         parts += [rerank_variants_section(rerank_variants, "", same, series)]

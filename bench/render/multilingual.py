@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import markdown_table
-from bench.analysis import with_derived
-from bench.analysis.multilingual import MODEL_NAMES, REPRODUCED_WITHIN, language_table, picks_table, reproduction_table
+from bench.analysis import Budget, with_derived
+from bench.analysis.multilingual import (
+    MODEL_NAMES, REPRODUCED_WITHIN, family, language_table, over_languages, picks_table, reproduction_table, twin_table,
+)
 
+WIDER = Budget(100, 500)  # a budget clear of the multilingual encoder's query cost on this host
 SETTINGS = {"mono": "Same-language (questions and paragraphs in L)",
             "cross": "Cross-lingual (questions in L, the same paragraphs in English)"}
 
@@ -77,7 +81,35 @@ def _short(family: str) -> str:
     return family.replace(", exact", "")
 
 
-def multilingual_section(frame: pd.DataFrame, series, budget) -> str:
+def over_languages_text(choice, budget) -> str:
+    """One clause: the configuration `recommend --over-mean` picks for every cross-lingual language, its test range."""
+    if choice is None:
+        return f"at {budget.p95_ms:g} ms nothing fits on every language"
+    means = [float(np.mean(v)) for v in choice.pick["q_ndcg_at_10"]]
+    return (f"at {budget.p95_ms:g} ms {_short(family(choice.pick.iloc[0]))} (test {min(means):.2f}-{max(means):.2f}, "
+            f"{choice.ties} of {choice.candidates} tied on the mean dev nDCG@10)")
+
+
+def twin_clause(twin: pd.DataFrame) -> str:
+    """The twin-tower verdict in one sentence: each twin against the bi-encoder of the same start, and the twin over
+    two encoders against the query encoder alone (test, paired 95% intervals)."""
+    systems, deltas = twin_table(twin)
+    same = deltas[deltas["what"].str.startswith("twin against bi")]
+    mixed = systems[systems["query_model"] != systems["document_model"]]
+    by_name = systems.set_index("system")
+    parts = [f"{_model_short(by_name.loc[d['system'], 'query_model'])} {d['test delta']:+.3f} ± {d['ci']:.3f}"
+             for _, d in same.iterrows()]
+    text = (f"Twin towers like for like (`python -m bench xquad-twin`, heads over frozen vectors, chosen on dev): twin "
+            f"minus bi-encoder on test {', '.join(parts)}")
+    for _, row in mixed.iterrows():
+        alone = systems[(systems["architecture"] == "none") & (systems["query_model"] == row["query_model"])]
+        text += (f"; {_model_short(row['query_model'])} queries with {_model_short(row['document_model'])} documents "
+                 f"{ci(row['test nDCG@10'], row['ci'])}" + (f" against {ci(alone['test nDCG@10'].iloc[0], alone['ci'].iloc[0])} "
+                                                         f"for {_model_short(row['query_model'])} alone" if len(alone) else ""))
+    return text + "."
+
+
+def multilingual_section(frame: pd.DataFrame, series, budget, twin: pd.DataFrame | None = None) -> str:
     """The report's lines: reproduction in one clause, then each language's dev-chosen pipeline per setting in one
     line each; the full tables linked."""
     picks = picks_table(with_derived(frame), budget)
@@ -98,7 +130,10 @@ def multilingual_section(frame: pd.DataFrame, series, budget) -> str:
                  for setting, rows in picks.groupby("setting", sort=False))
              + f". Tables: {series.link('xquad-picks', picks)}, "
              + ", ".join(series.link(f"xquad-{setting}", language_table(frame, setting)) for setting in ("mono", "cross"))
-             + ", " + series.link("xquad-reproduction", reproduced) + "."]
+             + ", " + series.link("xquad-reproduction", reproduced) + ". One pipeline for every cross-lingual language "
+             f"(`recommend --over-mean`): {over_languages_text(over_languages(frame, 'cross', budget), budget)}; "
+             f"{over_languages_text(over_languages(frame, 'cross', WIDER), WIDER)}."
+             + (f" {twin_clause(twin)}" if twin is not None and len(twin) else "")]
     return "\n".join(["## Queries in other languages", "", *lines, ""])
 
 
