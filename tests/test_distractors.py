@@ -94,3 +94,17 @@ def test_a_large_corpus_is_encoded_in_resumable_chunks(tiny_model, monkeypatch):
     monkeypatch.setattr(encoder, "encode_docs", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw))
     again = encoders.embed_dataset(encoder, dataset)
     assert calls == [100] and np.allclose(again.docs, whole, atol=1e-6)  # only the missing chunk is encoded
+
+
+def test_articles_named_in_a_tsv_are_never_drawn_and_a_spec_without_exclusions_keys_as_before(tmp_path):
+    from bench.data.distractors import DistractorSpec, draw
+
+    source = write_source(tmp_path / "wiki", {1: 3, 2: 1, 3: 4, 4: 2, 5: 5})
+    (tmp_path / "paragraphs.tsv").write_text("doc-id\tarticle\tquestions\np000\tarticle_3\t4\np001\tARTICLE_5\t2\n")
+    spec = DistractorSpec(str(source), paragraphs=5, seed=1, exclude=str(tmp_path / "paragraphs.tsv"))
+    ids, _ = draw(spec)
+    assert len(ids) >= 5 and not {i.rsplit("-", 1)[0] for i in ids} & {"w3", "w5"}
+    assert DistractorSpec(str(source), 5).key() == {"source": str(source), "paragraphs": 5, "seed": 0}
+    (tmp_path / "bad.tsv").write_text("doc-id\ttitle\np000\tArticle 3\n")
+    with pytest.raises(DatasetError, match="no 'article' column"):
+        draw(DistractorSpec(str(source), paragraphs=2, exclude=str(tmp_path / "bad.tsv")))

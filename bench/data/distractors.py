@@ -33,6 +33,13 @@ class DistractorSpec:
     source: str  # a folder under the data dir (or a path) holding corpus.jsonl.zst or corpus.jsonl
     paragraphs: int  # at least this many, whole articles at a time
     seed: int = 0
+    # a TSV under the data dir (or a path) whose `article` column names articles never to draw (by title, "_" read as
+    # a space, case ignored): the articles the collection's own documents come from (XQuAD's paragraphs.tsv)
+    exclude: str | None = None
+
+    def key(self) -> dict:
+        """What identifies the draw (a spec without `exclude` keys as it always did)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def __post_init__(self):
         if not isinstance(self.paragraphs, int) or self.paragraphs < 1:
@@ -65,19 +72,44 @@ def _article(doc_id: str) -> str:
     return doc_id.rsplit("-", 1)[0]
 
 
+def _title(text: str) -> str:
+    return text.replace("_", " ").strip().casefold()
+
+
+def excluded_titles(spec: DistractorSpec, root: Path | None = None) -> set[str]:
+    """The titles `spec.exclude` names (read from its `article` column), normalized as `_title` does."""
+    if spec.exclude is None:
+        return set()
+    path = Path(spec.exclude) if Path(spec.exclude).is_file() else Path(root or data_dir()) / spec.exclude
+    if not path.is_file():
+        raise DatasetError(f"distractors.exclude: {path} is not a file")
+    header, *lines = path.read_text(encoding="utf-8").splitlines()
+    if "article" not in header.split("\t"):
+        raise DatasetError(f"distractors.exclude: {path} has no 'article' column (header: {header!r})")
+    column = header.split("\t").index("article")
+    return {_title(line.split("\t")[column]) for line in lines if line.strip()}
+
+
 def draw(spec: DistractorSpec, root: Path | None = None) -> tuple[list[str], list[str]]:
     """(ids, texts) of the drawn paragraphs, in the source's order: whole articles in a seeded order until at least
     `paragraphs`. Two passes over the source (counts, then texts); cached by the source's size and the spec."""
     path = corpus_file(spec, root)
-    key = content_key({"source": str(path.name), "bytes": path.stat().st_size, **dataclasses.asdict(spec)})
+    excluded = excluded_titles(spec, root)
+    key = content_key({"source": str(path.name), "bytes": path.stat().st_size, **spec.key(),
+                       **({"excluded": sorted(excluded)} if excluded else {})})
     cached = cache_dir() / "distractors" / f"{key}.jsonl"
     if cached.exists():
         rows = [json.loads(line) for line in cached.read_text().splitlines()]
         return [r[0] for r in rows], [r[1] for r in rows]
     counts: dict[str, int] = {}
+    left_out: set[str] = set()
     for line in _lines(path):
         if line.strip():
-            article = _article(json.loads(line)["_id"])
+            record = json.loads(line)
+            article = _article(record["_id"])
+            if excluded and _title(record.get("title") or "") in excluded:
+                left_out.add(article)
+                continue
             counts[article] = counts.get(article, 0) + 1
     articles = sorted(counts)
     order = np.random.default_rng(spec.seed).permutation(len(articles))
@@ -97,7 +129,8 @@ def draw(spec: DistractorSpec, root: Path | None = None) -> tuple[list[str], lis
                 ids.append(str(record["_id"]))
                 texts.append(((record.get("title") or "") + " " + record.get("text", "")).strip())
     atomic_write_bytes(cached, lambda tmp: tmp.write_text("".join(json.dumps([i, t]) + "\n" for i, t in zip(ids, texts))))
-    log.info("distractors: %d paragraphs of %d articles from %s (seed %d)", len(ids), len(chosen), path, spec.seed)
+    log.info("distractors: %d paragraphs of %d articles from %s (seed %d; %d articles excluded by title)", len(ids),
+             len(chosen), path, spec.seed, len(left_out))
     return ids, texts
 
 
@@ -117,7 +150,7 @@ def with_distractors(dataset: Dataset, ids: list[str], texts: list[str], spec: D
     clash = set(ids) & set(dataset.doc_ids)
     if clash:
         raise DatasetError(f"distractors from '{spec.source}' reuse {len(clash)} document ids of '{dataset.name}'")
-    digest = hashlib.sha256(json.dumps([dataclasses.asdict(spec), len(ids), ids[:5], ids[-5:]]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([spec.key(), len(ids), ids[:5], ids[-5:]]).encode()).hexdigest()[:16]
     titles = (dataset.doc_titles + [""] * len(ids)) if dataset.doc_titles else []
     return dataclasses.replace(dataset, name=f"{dataset.name}+{Path(spec.source).name}-{len(ids)}",
                                doc_ids=dataset.doc_ids + ids, doc_texts=dataset.doc_texts + texts, doc_titles=titles,
