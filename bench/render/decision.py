@@ -38,7 +38,12 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
     return [markdown_table(pd.DataFrame(rows)), "",
             f"Each pick: the dev-best pipeline within the budget, then the cheapest one whose dev nDCG@10 is not "
             f"significantly below it (one-sided paired t-test, p >= {ALPHA}; p95s within {LATENCY_TIE:.0%} tie, then "
-            "less memory); test nDCG@10 is reported once, for the pick (95% t-intervals). e2e from the pick's composed "
+            "less memory, then higher dev recall@K, then higher dev nDCG@10); test nDCG@10 is reported once, for the "
+            "pick (95% t-intervals). Notation: `model · index` a first stage (the model's encoder over that index), "
+            "`fuse[rule](A, B)` a fusion of two first stages, `X % K` the top K of X, `>> reranker % R` then the "
+            "reranker re-scores the top R, `@1a2b3c4d` a model's weights (the first 8 hex digits of their digest), "
+            "`|max_length=192` its variant. "
+            "e2e from the pick's composed "
             "run (every query through every stage in one loop; 'Pipelines timed as deployed'), else the sweep row "
             "(marked). Cost: the load test's where the pick was served under load, else one core per query at "
             f"{PRICE_PER_CORE_HOUR} USD per core-hour. `config`: the pick as a block that `python -m bench run`, `load` "
