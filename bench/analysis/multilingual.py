@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench.analysis import ALPHA, Budget, MeanChoice, NothingFits, paired_p, recommend_over_mean, t_interval, with_derived
+from bench.analysis import ALPHA, Budget, MeanChoice, NothingFits, paired_p, recommend_over_mean, t_interval
 from bench.analysis.decisions import decide
 
 # MTEB results repository, XQuADRetrieval (same-language; duplicate question texts dropped there, kept here), nDCG@10
@@ -127,11 +127,11 @@ def picks_table(frame: pd.DataFrame, budget) -> pd.DataFrame:
 
 def over_languages(frame: pd.DataFrame, setting: str, budget: Budget) -> MeanChoice | None:
     """`recommend --over-mean` over the setting's languages: one configuration for every language (None where none
-    fits on every one)."""
+    fits on every one). Pass rows `with_derived` to derive them once for several budgets."""
     rows = _first_at_10(frame)
     datasets = set(rows.loc[rows["setting"] == setting, "dataset"])
     try:
-        return recommend_over_mean(with_derived(frame[frame["dataset"].isin(datasets)]), budget)
+        return recommend_over_mean(frame[frame["dataset"].isin(datasets)], budget)
     except NothingFits:
         return None
 

@@ -84,9 +84,10 @@ def excluded_titles(spec: DistractorSpec, root: Path | None = None) -> set[str]:
     if not path.is_file():
         raise DatasetError(f"distractors.exclude: {path} is not a file")
     header, *lines = path.read_text(encoding="utf-8").splitlines()
-    if "article" not in header.split("\t"):
+    columns = header.split("\t")
+    if "article" not in columns:
         raise DatasetError(f"distractors.exclude: {path} has no 'article' column (header: {header!r})")
-    column = header.split("\t").index("article")
+    column = columns.index("article")
     return {_title(line.split("\t")[column]) for line in lines if line.strip()}
 
 

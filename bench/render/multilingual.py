@@ -112,7 +112,8 @@ def twin_clause(twin: pd.DataFrame) -> str:
 def multilingual_section(frame: pd.DataFrame, series, budget, twin: pd.DataFrame | None = None) -> str:
     """The report's lines: reproduction in one clause, then each language's dev-chosen pipeline per setting in one
     line each; the full tables linked."""
-    picks = picks_table(with_derived(frame), budget)
+    derived = with_derived(frame)  # once: the picks and both over-the-languages choices read it
+    picks = picks_table(derived, budget)
     if picks.empty:
         return ""
     reproduced = reproduction_table(frame)
@@ -131,8 +132,8 @@ def multilingual_section(frame: pd.DataFrame, series, budget, twin: pd.DataFrame
              + f". Tables: {series.link('xquad-picks', picks)}, "
              + ", ".join(series.link(f"xquad-{setting}", language_table(frame, setting)) for setting in ("mono", "cross"))
              + ", " + series.link("xquad-reproduction", reproduced) + ". One pipeline for every cross-lingual language "
-             f"(`recommend --over-mean`): {over_languages_text(over_languages(frame, 'cross', budget), budget)}; "
-             f"{over_languages_text(over_languages(frame, 'cross', WIDER), WIDER)}."
+             f"(`recommend --over-mean`): {over_languages_text(over_languages(derived, 'cross', budget), budget)}; "
+             f"{over_languages_text(over_languages(derived, 'cross', WIDER), WIDER)}."
              + (f" {twin_clause(twin)}" if twin is not None and len(twin) else "")]
     return "\n".join(["## Queries in other languages", "", *lines, ""])
 

@@ -29,7 +29,7 @@ from bench.analysis.multilingual import chosen_checkpoints
 from bench.core.cache import atomic_write_bytes
 from bench.core.env import run_metadata
 from bench.data.metrics import per_query_quality
-from bench.data.splits import Protocol, load_splits
+from bench.data.splits import Protocol, QuerySplits, load_splits
 from bench.models.encoders import embed_dataset
 from bench.models.train.heads import ARCHITECTURES, Heads, HeadsTraining, train_heads
 from bench.pipeline.config import ConfigError, from_table, read_toml
@@ -94,10 +94,8 @@ def load_twin_config(path: Path | str) -> TwinConfig:
             train["checkpoints"] = tuple(train["checkpoints"])
         rates = train.pop("lr", [1e-3])
         rates = rates if isinstance(rates, list) else [rates]
-        training = from_table(HeadsTraining, {**train, "lr": rates[0]}, f"{where}: [train]")
-        for rate in rates:
-            from_table(HeadsTraining, {**train, "lr": rate}, f"{where}: [train]")
-        config = from_table(TwinConfig, {**raw, "encoders": encoders, "systems": systems, "train": training,
+        trainings = [from_table(HeadsTraining, {**train, "lr": rate}, f"{where}: [train]") for rate in rates]
+        config = from_table(TwinConfig, {**raw, "encoders": encoders, "systems": systems, "train": trainings[0],
                                          "learning_rates": rates,
                                          **({"protocol": protocol} if protocol else {})}, where)
     except (TypeError, ValueError) as err:
@@ -126,20 +124,21 @@ def load_twin_config(path: Path | str) -> TwinConfig:
 class _Language:
     """One language's splits and each encoder's vectors of them."""
 
-    splits: object
+    splits: QuerySplits
     docs: dict[str, np.ndarray] = field(default_factory=dict)
     queries: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (encoder, split) -> vectors
 
 
 def _vectors(config: TwinConfig, data_root: Path | None) -> dict[str, _Language]:
     out = {}
+    encoders = {enc.name: make_encoder("bi", enc.model, enc.max_seq_length) for enc in config.encoders}  # loaded once
     for language in config.languages:
         splits = load_splits(config.dataset(language), data_root, config.protocol)
         if splits.train is None or splits.dev is None:
             raise ConfigError(f"{config.dataset(language)}: the protocol leaves no train or dev questions")
         entry = _Language(splits)
         for enc in config.encoders:
-            encoder = make_encoder("bi", enc.model, enc.max_seq_length)
+            encoder = encoders[enc.name]
             for split in ("train", "dev", "test"):
                 vectors = embed_dataset(encoder, getattr(splits, split))
                 entry.docs[enc.name] = vectors.docs
@@ -203,19 +202,18 @@ def run_twin(config: TwinConfig, data_root: Path | None = None) -> pd.DataFrame:
     dev = pd.DataFrame(dev_rows)
     chosen = chosen_checkpoints(dev)
     test_rows = []
+    systems = {system.name: system for system in config.systems}
     for name, checkpoint in chosen.items():
         for language, entry in data.items():
             if name in heads_of:
-                system = next(s for s in config.systems if s.name == name)
-                quality = _project_quality(heads_of[name][checkpoint], entry, system, "test")
+                quality = _project_quality(heads_of[name][checkpoint], entry, systems[name], "test")
             else:
                 quality = _quality(entry.queries[(name, "test")], entry.docs[name], entry.splits.test)
             test_rows += _rows(name, language, "test", checkpoint, quality)
     keys = zip(dev["system"], dev["epochs"], dev["lr"])
     frame = pd.concat([dev.assign(chosen=[chosen[s] == (e, None if pd.isna(r) else r) for s, e, r in keys]),
                        pd.DataFrame(test_rows).assign(chosen=True)], ignore_index=True)
-    frame = frame.assign(**{column: frame["system"].map(lambda s, c=column: about[s][c]) for column in
-                            ("architecture", "query_model", "document_model", "train_pairs", "train_seconds")})
+    frame = frame.join(pd.DataFrame.from_dict(about, orient="index"), on="system")
     frame = frame.assign(setting=config.setting, config=config.name, dev_source=next(iter(data.values())).splits.dev_source,
                          **run_metadata(config.config_hash()))
     path = config.results_path

@@ -67,7 +67,7 @@ def train_heads(architecture: str, queries: np.ndarray, docs: np.ndarray, pairs:
     dim = min(queries.shape[1], docs.shape[1])
     query_head = torch.nn.Parameter(torch.eye(queries.shape[1], dim))
     doc_head = query_head if architecture == "bi" else torch.nn.Parameter(torch.eye(docs.shape[1], dim))
-    optimizer = torch.optim.AdamW(list({id(p): p for p in (query_head, doc_head)}.values()), lr=training.lr)
+    optimizer = torch.optim.AdamW([query_head] if architecture == "bi" else [query_head, doc_head], lr=training.lr)
     positives: dict[int, set[int]] = {}
     for qi, doc in pairs:
         positives.setdefault(qi, set()).add(doc)
