@@ -61,7 +61,8 @@ def params_text(text: str) -> str:
 
 
 def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows plus the columns the analysis and the report reason with."""
+    """Rows plus the columns the analysis and the report reason with. Text columns are plain Python strings (object):
+    the same values, and selecting rows does not go through Arrow's take once per column."""
     out = frame.copy()
     out["config"] = out["build_params"].map(params_text) + " / " + out["search_params"].map(params_text)
     alpha = np.where(out["fusion_alpha_chosen_on"] == "dev", "dev", out["fusion_alpha"].map("{:.2f}".format))
@@ -91,7 +92,7 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     chosen_on = np.where(out["has_dev_queries"], "dev", "test")
     out["pipeline"] = [name + (f" [{_tuned_text(tuned)} chosen on {where}]" if tuned != "{}" else "")
                        for name, tuned, where in zip(out["pipeline_name"], out["tuned"], chosen_on)]
-    return out
+    return out.astype({name: object for name, dtype in out.dtypes.items() if isinstance(dtype, pd.StringDtype)}).copy()
 
 
 def _tuned_text(tuned: str) -> str:
@@ -383,8 +384,8 @@ def recommend_over_mean(frame: pd.DataFrame, budget: Budget, alpha: float = ALPH
     if not keys:
         raise NothingFits(f"no configuration fits end-to-end p95 <= {budget.p95_ms} ms and memory <= "
                           f"{budget.memory_mb} MB on every one of {', '.join(datasets)}")
-    by_key = {key: group.set_index("dataset").loc[datasets] for key, group in fits.groupby(CONFIGURATION)
-              if key in keys}
+    by_key = {key: group.set_index("dataset").loc[datasets]
+              for key, group in fits[fits[CONFIGURATION].isin(keys)].groupby(CONFIGURATION)}
     mean_dev = {key: float(group["dev_ndcg_at_10"].mean()) for key, group in by_key.items()}
     best = max(by_key, key=lambda key: (mean_dev[key], -by_key[key]["e2e_p95_ms"].max()))
     p_values = {}
@@ -419,19 +420,24 @@ def seen_split(frame: pd.DataFrame) -> tuple[set[str], dict]:
 # ---------------------------------------------------------------- what each stage adds
 
 
+def _paired_diff(ids, values, other_ids, other_values, split: str) -> np.ndarray:
+    """Per-query differences of `values` minus `other_values`, aligned by query id."""
+    if len(ids) == len(other_ids) and np.array_equal(ids, other_ids):
+        diff = np.asarray(values, dtype=float) - np.asarray(other_values, dtype=float)
+    else:
+        other = pd.Series(np.asarray(other_values, dtype=float), index=list(other_ids))
+        diff = np.asarray(values, dtype=float) - other.reindex(list(ids)).to_numpy()
+    if np.isnan(diff).any():
+        raise ValueError(f"paired delta needs the same {split} queries in both rows")
+    return diff
+
+
 def _paired_delta(row: pd.Series, other: pd.Series, split: str) -> tuple[float, float, float]:
     """Mean per-query nDCG@10 of `row` minus `other` on `split`'s queries, its 95% half-width, and the one-sided
     paired p of "row is better"."""
     prefix = "" if split == "test" else "dev_"
-    ids, other_ids = row[f"{prefix}query_ids"], other[f"{prefix}query_ids"]
-    if len(ids) == len(other_ids) and np.array_equal(ids, other_ids):
-        diff = np.asarray(row[f"{prefix}q_ndcg_at_10"], dtype=float) - np.asarray(other[f"{prefix}q_ndcg_at_10"],
-                                                                                   dtype=float)
-    else:
-        a, b = per_query(row, split=split), per_query(other, split=split)
-        diff = (a - b.reindex(a.index)).to_numpy()
-    if np.isnan(diff).any():
-        raise ValueError(f"paired delta needs the same {split} queries in both rows")
+    diff = _paired_diff(row[f"{prefix}query_ids"], row[f"{prefix}q_ndcg_at_10"], other[f"{prefix}query_ids"],
+                        other[f"{prefix}q_ndcg_at_10"], split)
     mean, half = t_interval(diff)
     return mean, half, paired_p(diff, "t", "greater")
 
@@ -448,17 +454,31 @@ def stage_contribution_columns(frame: pd.DataFrame) -> pd.DataFrame:
     frame: NaN and False."""
     out = pd.DataFrame(index=frame.index, columns=STAGE_COLUMNS, dtype=float)
     out["adds_nothing"] = False
-    firsts = frame[frame["stage"] == "first"].set_index(["dataset", "pipeline_id"])
-    for index, row in frame[frame["stage"] == "rerank"].iterrows():
-        key = (row["dataset"], row["first_stage_id"])
-        if key not in firsts.index:
-            continue
-        parent = firsts.loc[key]
-        parent = parent.iloc[0] if isinstance(parent, pd.DataFrame) else parent
-        dev = _paired_delta(row, parent, "dev")
-        test = _paired_delta(row, parent, "test")
-        out.loc[index, STAGE_COLUMNS[:6]] = [*dev, *test]
-        out.loc[index, "adds_nothing"] = bool(row["fusion_alpha"] == 0 or dev[2] >= ALPHA or dev[0] <= 0)
+    first_at: dict[tuple, int] = {}  # (dataset, pipeline_id) -> the position of its first first-stage row
+    for position, (stage, dataset, pipeline_id) in enumerate(zip(frame["stage"], frame["dataset"], frame["pipeline_id"])):
+        if stage == "first":
+            first_at.setdefault((dataset, pipeline_id), position)
+    rows = [(position, first_at[(dataset, first_id)]) for position, (stage, dataset, first_id)
+            in enumerate(zip(frame["stage"], frame["dataset"], frame["first_stage_id"]))
+            if stage == "rerank" and (dataset, first_id) in first_at]
+    if not rows:
+        out["adds_nothing"] = out["adds_nothing"].astype(bool)
+        return out
+    columns = {name: frame[name].tolist() for name in ("query_ids", "q_ndcg_at_10", "dev_query_ids", "dev_q_ndcg_at_10")}
+    values = np.full((len(rows), 6), np.nan)
+    for column, prefix in ((0, "dev_"), (3, "")):
+        diffs = [_paired_diff(columns[f"{prefix}query_ids"][row], columns[f"{prefix}q_ndcg_at_10"][row],
+                              columns[f"{prefix}query_ids"][parent], columns[f"{prefix}q_ndcg_at_10"][parent],
+                              prefix.rstrip("_") or "test") for row, parent in rows]
+        for i, diff in enumerate(diffs):
+            values[i, column:column + 2] = t_interval(diff)
+        for length in {len(diff) for diff in diffs}:  # one scipy call per query count: the same floats as one by one
+            same = [i for i, diff in enumerate(diffs) if len(diff) == length]
+            values[same, column + 2] = paired_p_rows(np.vstack([diffs[i] for i in same]), "greater")
+    where = frame.index[[row for row, _ in rows]]
+    out.loc[where, STAGE_COLUMNS[:6]] = values
+    alpha_zero = (frame.loc[where, "fusion_alpha"] == 0).to_numpy()
+    out.loc[where, "adds_nothing"] = alpha_zero | (values[:, 2] >= ALPHA) | (values[:, 0] <= 0)
     out["adds_nothing"] = out["adds_nothing"].astype(bool)
     return out
 

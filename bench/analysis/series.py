@@ -265,18 +265,23 @@ def with_composed(frame: pd.DataFrame, composed: pd.DataFrame | None) -> pd.Data
     return merged.set_index("index")
 
 
-def scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+def scale_note(scale: pd.DataFrame | None, row: pd.Series, slopes: pd.DataFrame | None = None) -> str:
     """The cost table's scale column: the measured slopes, for the encoder the scale series ran on only (as the
     row's stage kind puts it: BM25 is not in the series, a fusion quotes its dense side)."""
     from bench.pipeline.stages import kind_of
 
-    return kind_of(row["encoder_type"]).scale_note(_dense_scale_note(scale, row))
+    return kind_of(row["encoder_type"]).scale_note(_dense_scale_note(scale, row, slopes))
 
 
-def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series) -> str:
+def scale_slopes(scale: pd.DataFrame | None) -> pd.DataFrame:
+    """`growth(scale)`, or an empty frame without a scale series: what `scale_note` reads (computed once per table)."""
+    return growth(scale) if scale is not None and len(scale) else pd.DataFrame()
+
+
+def _dense_scale_note(scale: pd.DataFrame | None, row: pd.Series, slopes: pd.DataFrame | None = None) -> str:
     from bench.pipeline.stages.base import model_name
 
-    slopes = growth(scale) if scale is not None and len(scale) else pd.DataFrame()
+    slopes = scale_slopes(scale) if slopes is None else slopes
     if slopes.empty:
         return "extrapolation: index bytes and build grow ~linearly in N (no scale series given)"
     generator = json.loads(scale["generator"].iloc[0])

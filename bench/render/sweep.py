@@ -14,7 +14,7 @@ from bench.analysis import (ALPHA, short_names_of, CALIBRATION_TOLERANCE, conten
                             candidates, contribution_table, fastest_at_recall, is_reference_encoding, paired_tests, pareto,
                             per_query, fusion_text, reference_dense, reference_k, reranker_in_use, seen_split,
                             select, t_interval)
-from bench.analysis.series import memory_frontier, scale_note, smallest_at_recall, with_bytes_per_vector
+from bench.analysis.series import memory_frontier, scale_note, scale_slopes, smallest_at_recall, with_bytes_per_vector
 from bench.core.figures import ci, timing_text
 from bench.render.markdown import (Tables, _mark, _p, _test_name, _tests_table, _values, markdown_table,
                                    quality)
@@ -336,6 +336,7 @@ def _hybrid_section(first: pd.DataFrame, test: str, tables: Tables) -> list[str]
 def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     first = frame[frame["stage"] == "first"]
     rows, notes = [], []
+    slopes = scale_slopes(scale)
     for encoder, group in first.groupby("encoder"):
         exact = group[(group["backend"] == "exact")]
         ann = group[(group["backend"] != "exact")]
@@ -360,7 +361,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{ref['model_mb']:.1f} model",
             f"dev nDCG@10 (K={k})": quality_text,
-            "scale": scale_note(scale, ref),
+            "scale": scale_note(scale, ref, slopes),
             "measured on": f"cell {ref['cell_id'][:12]}: {ref['backend']} {ref['config']} K={ref['k']} (fastest with "
                            "dev recall@K >= 0.95)",
         })
