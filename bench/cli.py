@@ -17,9 +17,10 @@ from bench.data.datasets import DatasetError, load_dataset
 from bench.search.indexes import ParamError
 from bench.analysis.rerankers import REFERENCE_RERANKER, int8_by_isa, variant_table
 from bench.store.results import (
-    COMPOSED_SCHEMA, FILTER_SCHEMA, LOAD_SCHEMA, ResultStore, SCALE_SCHEMA, SchemaError, read_results,
+    COMPOSED_SCHEMA, FILTER_SCHEMA, LOAD_SCHEMA, SCHEMA, ResultStore, SCALE_SCHEMA, SchemaError, read_results,
 )
 from bench.analysis import Budget, DEFAULT_BUDGETS, NothingFits, contribution_table, recommend_over_mean, with_derived
+from bench.analysis.pruning import replay
 from bench.analysis.decisions import decide, summary_rows
 from bench.analysis.engines import engine_table, lexical_side, lexical_table
 from bench.analysis.multilingual import language_table, picks_table, repeated_questions, reproduction_table, twin_table
@@ -39,7 +40,7 @@ from bench.render.engines import engines_text, lexical_text
 from bench.render.multilingual import language_text, picks_text, reproduction_text, twin_text
 from bench.render.rerankers import int8_isa_section
 from bench.render.text import (
-    contributions_text, cross_training_text, over_mean_text, recommendation_text, summary_text,
+    contributions_text, cross_training_text, over_mean_text, recommendation_text, replay_text, summary_text,
     towers_training_text, variants_text,
 )
 from bench.render.unnormalized import unnormalized_section
@@ -257,35 +258,49 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    frame = read_results(*args.results)
+    dirty: list[str] = []  # files holding rows measured from an uncommitted tree (no commit reproduces them)
+
+    def committed(rows: pd.DataFrame | None, source) -> pd.DataFrame | None:
+        """`rows`, counted into `dirty` where some were measured from an uncommitted tree (the report says so)."""
+        uncommitted = _uncommitted(rows)
+        if uncommitted.any():
+            dirty.append(f"{source}: {int(uncommitted.sum())} of {len(rows)}")
+        return rows
+
+    frame = committed(read_results(*args.results), ", ".join(map(str, args.results)))
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
-    engines = [_sweep_or_scale(path) for path in args.engines or []]
+    engines = [committed(_sweep_or_scale(path), path) for path in args.engines or []]
     lexical = lexical_table(*engines)
 
-    scale = read_results(args.scale, schema=SCALE_SCHEMA) if args.scale else None
-    scale_real = read_results(args.scale_real, schema=SCALE_SCHEMA) if args.scale_real else None
-    filters = read_results(args.filters, schema=FILTER_SCHEMA) if args.filters else None
-    load = read_results(args.load, schema=LOAD_SCHEMA) if args.load else None
+    scale = committed(read_results(args.scale, schema=SCALE_SCHEMA), args.scale) if args.scale else None
+    scale_real = committed(read_results(args.scale_real, schema=SCALE_SCHEMA), args.scale_real) if args.scale_real \
+        else None
+    filters = committed(read_results(args.filters, schema=FILTER_SCHEMA), args.filters) if args.filters else None
+    load = committed(read_results(args.load, schema=LOAD_SCHEMA), args.load) if args.load else None
     from bench.series.encode_latency import read_series
 
     encode_latency = read_series(args.encode_latency) if args.encode_latency else None
-    composed = read_results(args.composed, schema=COMPOSED_SCHEMA) if args.composed else None
-    distractors = tuple(read_results(path) for path in args.distractors) if args.distractors else None
-    unnormalized = (read_results(args.unnormalized[0]), _norms_csv(Path(args.unnormalized[1])) if
-                    len(args.unnormalized) > 1 else None) if args.unnormalized else None
-    rerank_variants = _each_file(args.rerank_variants) if args.rerank_variants else None
-    encoder_size = _each_file(args.encoder_size) if args.encoder_size else None
+    composed = committed(read_results(args.composed, schema=COMPOSED_SCHEMA), args.composed) if args.composed else None
+    distractors = tuple(committed(read_results(path), path) for path in args.distractors) if args.distractors else None
+    unnormalized = (committed(read_results(args.unnormalized[0]), args.unnormalized[0]),
+                    _norms_csv(Path(args.unnormalized[1])) if len(args.unnormalized) > 1 else None) \
+        if args.unnormalized else None
+    rerank_variants = committed(_each_file(args.rerank_variants), "the rerank variants") if args.rerank_variants \
+        else None
+    encoder_size = committed(_each_file(args.encoder_size), "the encoder-size files") if args.encoder_size else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
                         rerank_variants=rerank_variants, encoder_size=encoder_size,
-                        int8_isa=read_results(args.rerank_int8_isa) if args.rerank_int8_isa else None,
+                        int8_isa=committed(read_results(args.rerank_int8_isa), args.rerank_int8_isa)
+                        if args.rerank_int8_isa else None,
                         engines=[engine_table(frame) for frame in engines], lexical=lexical,
-                        multilingual=read_results(*args.xquad) if args.xquad else None,
-                        twin=pd.read_parquet(args.xquad_twin) if args.xquad_twin else None,
+                        multilingual=committed(read_results(*args.xquad), "the XQuAD files") if args.xquad else None,
+                        twin=committed(pd.read_parquet(args.xquad_twin), args.xquad_twin) if args.xquad_twin else None,
+                        left_out=dirty,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",
                         out=out)
@@ -348,6 +363,40 @@ def cmd_recheck(args: argparse.Namespace) -> int:
 def cmd_int8_isa(args: argparse.Namespace) -> int:
     print(int8_isa_section(int8_by_isa([read_results(path) for path in args.results], args.r)))
     return 0
+
+
+def _uncommitted(rows: pd.DataFrame | None) -> pd.Series:
+    """Which rows were measured from a tree with uncommitted changes."""
+    if rows is None or "git_dirty" not in rows:
+        return pd.Series(False, index=rows.index if rows is not None else None, dtype=bool)
+    return rows["git_dirty"].fillna(False).astype(bool)
+
+
+def cmd_drop_uncommitted(args: argparse.Namespace) -> int:
+    """Move rows measured from an uncommitted tree to each file's history: no commit reproduces them. A sweep or
+    series run again from a clean checkout on the same host measures just those cells (it resumes)."""
+    for path in args.results:
+        schema = SCHEMA
+        try:
+            rows = read_results(path)
+        except SchemaError:
+            rows, schema = read_results(path, schema=SCALE_SCHEMA), SCALE_SCHEMA
+        uncommitted = rows[_uncommitted(rows)]
+        store = ResultStore(path, schema=schema)
+        moved = sum(store.drop(set(group["cell_id"]), host) for host, group in uncommitted.groupby("host_id"))
+        print(f"{path}: moved {moved} of {len(rows)} rows measured from an uncommitted tree to {store.history}")
+    return 0
+
+
+def cmd_prune_replay(args: argparse.Namespace) -> int:
+    """Each pruning rule of the decision-first sweep replayed on stored grids (bench.analysis.pruning)."""
+    results = []
+    for path in args.results:
+        frame = with_derived(_rows([path]))
+        for _, rows in frame.groupby("dataset"):
+            results += replay(rows)
+    print(replay_text(results))
+    return 0 if all(r.picks_skipped == 0 and r.picks_kept == r.budgets for r in results) else 1
 
 
 def _sweep_or_scale(path: Path):
@@ -590,6 +639,14 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_argument("--k", type=int, default=10)
     engines.add_argument("--target", type=float, default=0.95, help="recall@K the setting must reach")
     engines.set_defaults(func=cmd_engines)
+    pruning = commands.add_parser("prune-replay", help="each pruning rule of a decision-first sweep replayed on stored "
+                                                       "grids: what it skips, and that no pick or tie is among it")
+    pruning.add_argument("results", nargs="+", type=Path, help="sweep results")
+    pruning.set_defaults(func=cmd_prune_replay)
+    uncommitted = commands.add_parser("drop-uncommitted", help="move rows measured from an uncommitted tree to each "
+                                                               "file's history (re-run from a clean checkout: it resumes)")
+    uncommitted.add_argument("results", nargs="+", type=Path, help="sweep or scale results")
+    uncommitted.set_defaults(func=cmd_drop_uncommitted)
     xquad = commands.add_parser("xquad", help="queries in other languages: published figures reproduced, then each "
                                               "language's test nDCG@10 same-language and cross-lingual")
     xquad.add_argument("results", nargs="+", type=Path, help="results of configs/xquad/*.toml")

@@ -143,7 +143,7 @@ def test_recommend_cli(tmp_path, capsys, monkeypatch):
     assert "nothing fits" in capsys.readouterr().err
     assert main(["recommend", "x.parquet", "--p95-ms", "5", "--memory-mb", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "recommended m@0 · big-slow name=big-slow % 100" in out and "dev nDCG@10 0.488 ± 0.051" in out and "test nDCG@10" in out and " ± " in out
+    assert "recommended m big-slow name=big-slow, top 100" in out and "dev nDCG@10 0.488 ± 0.051" in out and "test nDCG@10" in out and " ± " in out
     assert 'sweep = "configs/x.toml"' in out and "cells = [" in out  # its pipeline block
     for args in (["--p95-ms", "-5"], ["--p95-ms", "nan"], ["--p95-ms", "5", "--min-recall", "1.5"],
                  ["--p95-ms", "5", "--top", "0"]):

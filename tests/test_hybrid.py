@@ -127,7 +127,7 @@ def test_a_registered_fusion_rule_runs_in_the_tiny_sweep(tiny_model, tmp_path):
     params = [json.loads(p) for p in rows["search_params"]]
     assert all(p["fusion"] == "weighted_rrf" and p["rrf_k"] == 60 and 0 < p["weight"] < 1 for p in params)
     assert (rows["fusion_weight_chosen_on"] == "dev").all()
-    assert rows["pipeline_name"].str.startswith("fuse[weighted RRF k=60, weight chosen on dev; depth 20]").all()
+    assert rows["pipeline_name"].str.contains("+ BM25, weighted RRF k=60, weight chosen on dev, depth 20", regex=False).all()
     with pytest.raises(ConfigError, match="weight does not apply to fusion 'rrf'"):
         parse_config({"name": "h", "dataset": "synthetic", "split": "test", "k": [5], "backends": [{"backend": "exact"}],
                       "encoders": [{"name": "dense"}, {"name": "h", "type": "hybrid",
@@ -162,7 +162,7 @@ def test_a_dev_weight_without_dev_queries_is_chosen_on_test_and_says_so(tiny_mod
     rows = frame[frame["encoder"] == "hyb"]
     assert (rows["fusion_weight_chosen_on"] == "test").all()
     assert rows["pipeline_name"].str.contains("convex, weight chosen on test").all()
-    assert rows["pipeline"].str.contains(r"\[weight=0\.\d\d chosen on test\]").all()
+    assert rows["pipeline"].str.contains(r"convex, weight 0\.\d\d \(test\)").all()
     text, _ = render_report(read_results(config.results_path), tmp_path / "report")
     assert "weight chosen on test" in text and "[chosen on test]" in text  # the decision table marks the pick too
 

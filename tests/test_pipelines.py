@@ -1,6 +1,7 @@
 """Pipelines as typed objects (bench.pipeline.ids, bench.pipeline.stages) and what each stage adds (bench.analysis)."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -182,3 +183,73 @@ def test_the_report_shows_each_stage_once_per_first_stage_over_exact_search():
                           "against": ["its first stage"] * 3 + ["dense alone", "BM25 alone"]})
     shown = _one_backend_each(table)
     assert shown["over"].tolist() == ["m · exact", "b · bm25s", "h · hnsw", "h · hnsw"]  # table order kept
+
+
+def test_one_name_is_one_pipeline_and_k_is_named_only_where_it_changes_the_top_10():
+    """Over the committed rows: rows that share a name are the same pipeline but for K, and where they differ in K
+    their per-query nDCG@10 is the same on dev and test (up to the order of equal scores: at most 1% of queries)."""
+    for path in ("results/scifact.parquet", "results/nfcorpus.parquet"):
+        frame = with_derived(read_results(path))
+        for (_, name), rows in frame.groupby(["dataset", "pipeline_name"]):
+            keys = {json.dumps({**Pipeline.of_row(row).key(), "k": None}, sort_keys=True) for _, row in rows.iterrows()}
+            assert len(keys) == 1, name
+            for column in ("q_ndcg_at_10", "dev_q_ndcg_at_10"):
+                first = np.asarray(rows[column].iloc[0])
+                for values in rows[column].iloc[1:]:
+                    assert (np.abs(np.asarray(values) - first) > 1e-12).mean() <= 0.01, (name, column)
+        timed_k = frame[frame["pipeline_name"].str.contains(", top ")]
+        assert len(timed_k) and not timed_k["backend"].isin(["exact", "bm25s"]).all()  # ANN names keep their K
+
+
+def test_a_pipeline_has_one_name_in_the_report_tables_blocks_summary_and_recommend(reranked_tiny_sweep, tmp_path,
+                                                                                   capsys):
+    from bench.cli import main
+    from bench.render import build_report
+
+    path = reranked_tiny_sweep.results_path
+    frame = read_results(path)
+    report = build_report(frame, ["tiny.parquet"], tmp_path / "plots", "plots/", tables_dir=tmp_path / "tables",
+                          pipelines_dir=tmp_path / "pipelines", out=tmp_path / "report.md")
+    assert main(["summary", str(path), "--all"]) == 0
+    summary = capsys.readouterr().out
+    assert main(["recommend", str(path), "--p95-ms", "100000", "--memory-mb", "100000"]) == 0
+    recommended = capsys.readouterr().out
+    blocks = "".join(p.read_text() for p in (tmp_path / "pipelines").glob("*.toml"))
+    tables = "".join(p.read_text() for p in (tmp_path / "tables").rglob("*.csv"))
+    derived = with_derived(frame)
+    picks = [line.split(" | ")[2] for line in report.split("## The decision")[1].split("\n\n")[1].splitlines()[2:]]
+    assert picks
+    for shown in set(picks):
+        assert shown in set(derived["pipeline"])  # the decision table prints the row's name, nothing else
+        for where, text in {"summary": summary, "recommend": recommended, "blocks": blocks, "tables": tables}.items():
+            assert shown in text, (shown, where)
+    assert not re.search(r"\b[0-9a-f]{12}\b", re.sub(r"\([^)]*\)", "", report.split("## Environment")[0]))
+
+
+def test_one_latency_per_decision_the_budget_the_tie_break_and_the_table_read_the_same_figure():
+    from bench.analysis.decisions import decide
+    from bench.analysis.series import with_composed
+    from bench.core.figures import timing_text
+    from bench.render.decision import decision_lines
+    from bench.store.results import COMPOSED_SCHEMA
+
+    frame = with_derived(read_results("results/nfcorpus.parquet"))
+    composed = read_results("results/composed.parquet", schema=COMPOSED_SCHEMA)
+    budget = Budget(50, 200)
+    decision = decide(with_composed(frame, composed), budget)
+    pick = decision.choice.pick
+    assert decision.e2e_ms[1] == pick["e2e_p95_ms"] <= budget.p95_ms  # what `within` filtered on
+    # the pick's own composed run over the budget: the pick is decided again, on the composed figure
+    slow = composed.iloc[[0]].assign(sweep_cell_id=pick["cell_id"], host_id=pick["host_id"], e2e_p50_ms=55.0,
+                                     e2e_p95_ms=60.0, e2e_p99_ms=70.0, measured_at=pd.Timestamp.now(tz="UTC"))
+    joined = with_composed(frame, pd.concat([composed, slow], ignore_index=True))
+    assert joined.loc[joined["cell_id"] == pick["cell_id"], "e2e_figure"].eq("composed run").all()
+    again = decide(joined, budget)
+    assert again.choice.pick["cell_id"] != pick["cell_id"]
+    assert again.e2e_ms[1] == again.choice.pick["e2e_p95_ms"] <= budget.p95_ms
+    # within budget, the composed figure is the one shown (unmarked), and the table prints exactly it
+    fast = slow.assign(e2e_p50_ms=9.0, e2e_p95_ms=10.0, e2e_p99_ms=11.0)
+    timed = decide(with_composed(frame, pd.concat([composed, fast], ignore_index=True)), budget)
+    assert timed.e2e_source == "composed run" and timed.e2e_ms[1] == 10.0 == timed.choice.pick["e2e_p95_ms"]
+    rows = [line for line in "\n".join(decision_lines([decision, timed], {})).splitlines() if line.startswith("| nfcorpus")]
+    assert f"| {timing_text(decision.e2e_ms[1])} (sweep) |" in rows[0] and f"| {timing_text(10.0)} |" in rows[1]

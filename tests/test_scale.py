@@ -102,7 +102,7 @@ def test_a_real_vector_set_has_its_own_queries_and_a_mixture_control(monkeypatch
     assert frame["reached"].all() and set(frame["backend"]) == {"hnsw"}
     assert json.loads(frame.loc[frame["source"] == "gmm-blobs", "generator"].iloc[0])["fitted_on"].endswith("of blobs")
     text = real_sets_section(frame, Tables(tmp_path / "tables"))
-    assert "blobs real N=3,000" in text and "blobs mixture N=3,000" in text and "ef=" in text
+    assert "blobs real N=3,000" in text and "blobs mixture N=3,000" in text and "hnsw M=8 efC=40 (ef)" in text
     assert (tmp_path / "tables" / "scale-real-slopes.csv").exists()
     assert run_scale(config, store=ResultStore(tmp_path / "real.parquet", SCALE_SCHEMA)) == 0  # resumes: nothing left
 

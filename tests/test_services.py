@@ -139,8 +139,8 @@ def test_a_hybrid_takes_lucene_as_its_lexical_side_by_config(tmp_path):
     rows = with_derived(read_results(config.results_path)).set_index(["encoder", "k"])
     lucene, bm25s = rows.loc["hyb-lucene"], rows.loc["hyb-bm25s"]
     assert (lucene["recall_at_k"] == 1.0).all()  # against the same fusion over exact dense and Lucene's BM25
-    assert lucene["pipeline_name"].str.contains("BM25 · lucene)", regex=False).all()
-    assert bm25s["pipeline_name"].str.contains("BM25 · bm25s)", regex=False).all()
+    assert lucene["pipeline_name"].str.contains("+ BM25 (Lucene),", regex=False).all()
+    assert bm25s["pipeline_name"].str.contains("+ BM25,", regex=False).all()
     assert "lexical" not in bm25s["search_params"].iloc[0]  # the default writes what rows always had
     assert set(lucene["pipeline_id"]).isdisjoint(bm25s["pipeline_id"])
     assert lucene["ndcg_at_10"].values == pytest.approx(bm25s["ndcg_at_10"].values, abs=0.05)

@@ -122,3 +122,19 @@ def test_a_cell_in_two_files_is_read_once_as_its_latest_row(tmp_path):
     ResultStore(second)._write(new)
     both = read_results(second, first)
     assert len(both) == 3 and both.set_index("cell_id").loc[new["cell_id"].iloc[0], "e2e_p95_ms"] == 123.0
+
+
+def test_rows_from_an_uncommitted_tree_move_to_the_history_and_the_report_counts_them(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench.cli import main
+
+    rows = read_results("results/nfcorpus.parquet").head(5).copy()
+    rows["git_dirty"] = [True, False, True, False, False]
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False), path)
+    assert main(["drop-uncommitted", str(path)]) == 0
+    assert "moved 2 of 5 rows" in capsys.readouterr().out
+    left, history = read_results(path), read_results(tmp_path / "r.history.parquet")
+    assert len(left) == 3 and not left["git_dirty"].any() and len(history) == 2 and history["git_dirty"].all()

@@ -377,8 +377,8 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     decision = text.split("## The decision")[1].split("\n\n")[1].splitlines()[2:]
     assert sorted({line.split(" | ")[0] for line in decision}) == ["| synth-b", "| synthetic"]
     # a budget nothing fits on this host (5 ms, on a busy one) says so; every other line links its block
-    assert len(decision) == 2 * 6 and all(".toml](" in line or "nothing fits" in line for line in decision)
-    assert sum(".toml](" in line for line in decision) >= 2 * 4
+    assert len(decision) == 2 * 6 and all(".toml)" in line or "nothing fits" in line for line in decision)
+    assert sum(".toml)" in line for line in decision) >= 2 * 4
     # one pipeline for both (named by its model's identity, the same on both), a test column per dataset
     over = text.split("## Across datasets")[1].split("\n\n")[2].splitlines()
     assert over[0].startswith("| budget | pipeline | mean dev nDCG@10 | mean test nDCG@10 | synth-b test | synthetic test |")
@@ -391,7 +391,7 @@ def test_two_datasets_in_one_report_and_recommend_per_dataset(config, tmp_path, 
     assert "over the mean of 2 datasets (synth-b, synthetic; each weighs the same): recommended" in capsys.readouterr().out
     assert main(["summary", *paths]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["dataset", "encoder", "backend"] and "rerank" in lines[0]
+    assert lines[0].split()[:3] == ["dataset", "K", "recall@K"] and lines[0].endswith("pipeline")
     assert max(map(len, lines)) <= 160
     # one row per dataset, encoder, backend and K: bm25 is not in these configs' backends, so 2 x 2 x 2
     assert sum(1 for line in lines if line.split()[:1] in (["synthetic"], ["synth-b"])) == 2 * 2 * 2

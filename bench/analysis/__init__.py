@@ -27,6 +27,7 @@ from bench.core.figures import timing_text
 from bench.search.catalog import CATALOG
 from bench.pipeline.ids import Pipeline, pipeline_columns
 from bench.pipeline.stages import Dense, Fusion, Lexical, Rerank
+from bench.pipeline.stages.base import model_label
 from bench.core.timing import E2E_METHOD  # noqa: F401 (how the sweep's e2e columns are made now)
 from bench.search.fusion import fusion_label
 
@@ -74,7 +75,9 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out["rerank_depth"] = pd.Series(np.where(rule != "", "adaptive", "fixed"), index=out.index).where(reranked, None)
     out["has_dev_queries"] = out["n_dev_queries"] > 0
     adaptive = np.where(out["rerank_depth"] == "adaptive", " adaptive", "")
-    out["stage2"] = pd.Series(out["reranker"] + " a=" + alpha + adaptive, index=out.index).where(reranked, None)  # as configured
+    # the reranker by its weights' readable name (one config name may have run two sets of weights), as configured
+    label = out["reranker_identity"].fillna("").map(lambda identity: model_label(identity) if identity else "")
+    out["stage2"] = pd.Series(label + " a=" + alpha + adaptive, index=out.index).where(reranked, None)
     chosen = np.where(out["fusion_alpha_chosen_on"] == "dev", " (a=" + out["fusion_alpha"].map("{:.2f}".format) + ")", "")
     # the query network as served (rows before `encoder_bytes`: float32, 4 bytes per parameter), the index, the reranker
     out["model_mb"] = out["encoder_bytes"].fillna(4 * out["encoder_params"]) / MB
@@ -86,17 +89,8 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     out["row_label"] = (out["encoder"] + " + " + out["backend"] + " " + out["config"] + " K=" + out["k"].astype(str)
                         + np.where(out["stage"] == "rerank", " + " + out["stage2"] + chosen + " R=" + out["r"].astype(str), ""))
     out = out.join(pipeline_columns(out))
-    out = out.join(stage_contribution_columns(out))
-    # what tables print: the pipeline's name (the same on every dataset), then the values its tuned settings took
-    # here and on which queries they were chosen ("test" where the dataset has no dev queries)
-    chosen_on = np.where(out["has_dev_queries"], "dev", "test")
-    out["pipeline"] = [name + (f" [{_tuned_text(tuned)} chosen on {where}]" if tuned != "{}" else "")
-                       for name, tuned, where in zip(out["pipeline_name"], out["tuned"], chosen_on)]
+    out = out.join(stage_contribution_columns(out))  # `pipeline`: the name with the values tuned settings took here
     return out.astype({name: object for name, dtype in out.dtypes.items() if isinstance(dtype, pd.StringDtype)}).copy()
-
-
-def _tuned_text(tuned: str) -> str:
-    return ", ".join(f"{name}={value:.2f}" for name, value in json.loads(tuned).items())
 
 
 # ---------------------------------------------------------------- per-query values and intervals

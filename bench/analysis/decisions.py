@@ -1,8 +1,8 @@
 """The decision: per dataset and budget, the pipeline to deploy and what it rests on, and its runnable block.
 
-A pick is `recommend`'s (dev-chosen, ties to the cheaper). Its end-to-end figures come from a composed run of the
-same cell on the same host where one exists (every query through every stage in one loop), else from the sweep
-row. Its cost per million queries is the load test's where the pick was served under load, else the single-thread
+A pick is `recommend`'s (dev-chosen, ties to the cheaper). Its end-to-end figures are the ones the budget and the
+tie-break read: a composed run's of the same cell on the same host where one exists (every query through every
+stage in one loop; bench.analysis.series.with_composed), else the sweep row's. Its cost per million queries is the load test's where the pick was served under load, else the single-thread
 serving estimate: the mean end-to-end time per query (the sum of the stages' means) on one core, at
 PRICE_PER_CORE_HOUR. The block names the sweep config and the cell: `run`, `load` and `check-pipeline` each take
 the same file (bench.blocks).
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import Budget, Choice, DEFAULT_BUDGETS, NothingFits, fastest_at_recall, recommend
+from bench.analysis import (CALIBRATION_TOLERANCE, Budget, Choice, DEFAULT_BUDGETS, NothingFits, fastest_at_recall,
+                            recommend)
 from bench.core.cache import write_text_if_changed
 from bench.core.figures import ci, timing_text
 
@@ -44,9 +45,11 @@ def block_name(dataset: str, budget: Budget) -> str:
 
 
 def serving_cost(pick: pd.Series, load: pd.DataFrame | None) -> tuple[float, str]:
-    """USD per million queries: measured under load where this cell was served, else one core per query."""
+    """USD per million queries: measured under load where this cell was served on the same host at the same speed
+    (calibration kernels within CALIBRATION_TOLERANCE), else one core per query."""
     if load is not None and len(load):
-        served = load[(load["sweep_cell_id"] == pick["cell_id"]) & (load["host_id"] == pick["host_id"])]
+        speed = (load["calibration_ms"] / pick["calibration_ms"] - 1).abs() <= CALIBRATION_TOLERANCE
+        served = load[(load["sweep_cell_id"] == pick["cell_id"]) & (load["host_id"] == pick["host_id"]) & speed]
         if len(served):
             best = served.loc[served["achieved_qps"].idxmax()]
             return float(best["cost_per_million_usd"]), f"load test, {int(best['cores'])} cores"
@@ -65,12 +68,9 @@ def decide(frame: pd.DataFrame, budget: Budget, load: pd.DataFrame | None = None
     except NothingFits as err:
         return Decision(dataset, budget, None, str(err))
     pick = choice.pick
-    composed = tuple(float(pick.get(f"composed_e2e_{q}_ms", np.nan)) for q in ("p50", "p95", "p99"))
-    if not np.isnan(composed[1]):
-        e2e, source = composed, "composed run"
-    else:
-        e2e = tuple(float(pick.get(f"e2e_{q}_ms", np.nan)) for q in ("p50", "p95", "p99"))
-        source = f"sweep ({pick.get('e2e_method') or 'sum of per-query medians'})"
+    e2e = tuple(float(pick.get(f"e2e_{q}_ms", np.nan)) for q in ("p50", "p95", "p99"))  # what the budget read
+    source = "composed run" if pick.get("e2e_figure") == "composed run" else \
+        f"sweep row, {pick.get('e2e_method') or 'sum of per-query medians'}"
     cost, cost_source = serving_cost(pick, load)
     return Decision(dataset, budget, choice, "", e2e, source, cost, cost_source)
 
@@ -97,7 +97,7 @@ def pipeline_block(decision: Decision) -> str:
     tuned = f"; tuned: {pick['tuned']}" if pick.get("tuned", "{}") not in ("{}", "") else ""
     lines = [
         f"# {decision.dataset}, end-to-end p95 <= {budget.p95_ms:g} ms and memory <= {budget.memory_mb:g} MB:",
-        f"# {pick['pipeline_name']}",
+        f"# {pick['pipeline']} (timed at K={pick['k']})",
         f"# pipeline_id {pick['pipeline_id']} (the same pipeline on every dataset){tuned}",
         f"# chosen on {chosen_on}: dev nDCG@10 {ci(*choice.dev_interval())}; test nDCG@10 {ci(*choice.test_interval())} "
         "(reported once)",

@@ -23,3 +23,8 @@ def timing_text(value: float) -> str:
     rounded = float(f"{value:.2g}")
     decimals = max(1 - int(np.floor(np.log10(abs(rounded)))), 0)
     return f"{rounded:,.{decimals}f}"
+
+
+def host_name(host_id: str) -> str:
+    """A host as prose names it: the first 4 hex digits of its id (the full id is in every row and CSV)."""
+    return f"host {host_id[:4]}"

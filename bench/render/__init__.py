@@ -49,11 +49,12 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
                  rerank_variants: pd.DataFrame | None = None, encoder_size: pd.DataFrame | None = None,
                  int8_isa: pd.DataFrame | None = None, engines: list[pd.DataFrame] | None = None,
                  multilingual: pd.DataFrame | None = None, twin: pd.DataFrame | None = None,
-                 lexical: pd.DataFrame | None = None,
+                 lexical: pd.DataFrame | None = None, left_out: list[str] | None = None,
                  tables_dir: Path | None = None,
                  pipelines_dir: Path | None = None, out: Path | None = None) -> str:
     """report.md's text; plots go to `plots_dir` (linked as `link_prefix` + name), full tables to `tables_dir` and the
-    picks' pipeline blocks to `pipelines_dir` (both linked relative to `out`; not written when None)."""
+    picks' pipeline blocks to `pipelines_dir` (both linked relative to `out`; not written when None). `left_out`: the
+    files holding rows measured from an uncommitted tree, with how many (said in the environment)."""
     budgets = budgets or DEFAULT_BUDGETS
     frame = with_composed(with_derived(frame), composed)
     datasets = sorted(frame["dataset"].unique())
@@ -68,7 +69,8 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
              "## The decision", "", *decision_lines(found, blocks)]
     picks = [(f"{d.dataset} {d.budget.p95_ms:g} ms / {d.budget.memory_mb:g} MB", d.choice.pick) for d in found
              if d.choice is not None]
-    parts += stage_plot_lines(picks, plots_dir, link_prefix)
+    for line in stage_plot_lines(picks, plots_dir, link_prefix)[:1]:
+        parts[-2] += " " + line  # the rule paragraph ends with the picks' latency by stage
     if len(datasets) > 1:
         parts += across_lines(frame, budgets)
     for dataset in datasets:
@@ -103,18 +105,24 @@ def build_report(frame: pd.DataFrame, sources: list[str], plots_dir: Path, link_
         parts += [unnormalized_section(*unnormalized, series)]
     if filters is not None and len(filters):
         parts += [filters_section(filters, series)]
+    now: dict[tuple[str, str], list[str]] = {}  # today's picks: (dataset, pipeline_id) -> their budgets
+    for d in found:
+        if d.choice is not None:
+            now.setdefault((d.dataset, d.choice.pick["pipeline_id"]), []).append(
+                f"budget {d.budget.p95_ms:g} ms / {d.budget.memory_mb:g} MB")
+    cells = frame.drop_duplicates("cell_id").set_index("cell_id")
     if load is not None and len(load):
-        parts += [load_section(load, plots_dir, link_prefix, series)]
+        parts += [load_section(load, plots_dir, link_prefix, series, now, cells)]
     if composed is not None and len(composed):
-        now: dict[tuple[str, str], list[str]] = {}
-        for d in found:
-            if d.choice is not None:
-                now.setdefault((d.dataset, d.choice.pick["pipeline_id"]), []).append(
-                    f"budget {d.budget.p95_ms:g} ms / {d.budget.memory_mb:g} MB")
-        parts += [composed_section(composed, series, now)]
+        parts += [composed_section(composed, series, now, cells)]
     if encode_latency is not None and len(encode_latency):
         parts += [repeatability_section(encode_latency, series)]
     parts += ["## Environment", "", INTERVAL_NOTE]  # one paragraph with the "All datasets:" line under it
+    if left_out is not None:
+        parts[-1] += (" Rows measured from an uncommitted tree, which no commit reproduces: " + "; ".join(left_out)
+                      + " (`python -m bench drop-uncommitted FILE` moves them to its history; the series run again "
+                      "from a clean checkout measures them anew)." if left_out else
+                      " Every row read here was measured from a committed tree.")
     parts += environment_section({dataset: frame[frame["dataset"] == dataset] for dataset in datasets}, sources)
     return "\n".join(parts)
 

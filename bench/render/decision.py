@@ -16,7 +16,7 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
     """`blocks`: each pick's block file as a link target, by decision name."""
     rows = []
     for d in found:
-        head = {"dataset": d.dataset, "p95 / memory budget": f"{d.budget.p95_ms:g} ms / {d.budget.memory_mb:g} MB"}
+        head = {"dataset": d.dataset, "p95 / memory budget": _budget_text(d.budget)}
         if d.choice is None:
             rows.append({**head, "deploy": "nothing fits"})
             continue
@@ -26,28 +26,55 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
         tied = len(choice.ties) - 1
         rows.append({**head, "deploy": pick["pipeline"] + marks,
                      "dev nDCG@10": ci(*choice.dev_interval()), "test nDCG@10": ci(*choice.test_interval()),
-                     "e2e p50 / p95 / p99 ms": " / ".join(timing_text(v) for v in d.e2e_ms)
-                     + ("" if d.e2e_source == "composed run" else " (sweep)"),
+                     "e2e p95 ms": timing_text(d.e2e_ms[1]) + ("" if d.e2e_source == "composed run" else " (sweep)"),
                      "memory MB": f"{pick['memory_mb']:.0f}", "USD / 1M queries": timing_text(d.cost_per_million_usd),
-                     "tied with": (f"is the dev-best; {tied} of {choice.candidates} rows tie with it"
-                                   if choice.dev_best.name == pick.name else
-                                   f"the dev-best {choice.dev_best['pipeline_id']} (dev "
-                                   f"{choice.dev_best['dev_ndcg_at_10']:.3f}) and {tied - 1} more of {choice.candidates} "
-                                   "rows; this is the cheapest"),
-                     "config": f"[{d.name}.toml]({blocks[d.name]})" if d.name in blocks else "-"})
-    return [markdown_table(pd.DataFrame(rows)), "",
+                     "tied with": _tied_text(choice),
+                     "block": f"[toml]({blocks[d.name]})" if d.name in blocks else "-"})
+    dev_best = _dev_best_lines(found)
+    return [markdown_table(pd.DataFrame(rows)), "", *([" ".join(dev_best), ""] if dev_best else []),
             f"Each pick: the dev-best pipeline within the budget, then the cheapest one whose dev nDCG@10 is not "
             f"significantly below it (one-sided paired t-test, p >= {ALPHA}; p95s within {LATENCY_TIE:.0%} tie, then "
             "less memory, then higher dev recall@K, then higher dev nDCG@10); test nDCG@10 is reported once, for the "
-            "pick (95% t-intervals). Notation: `model · index` a first stage (the model's encoder over that index), "
-            "`fuse[rule](A, B)` a fusion of two first stages, `X % K` the top K of X, `>> reranker % R` then the "
-            "reranker re-scores the top R, `@1a2b3c4d` a model's weights (the first 8 hex digits of their digest), "
-            "`|max_length=192` its variant. "
-            "e2e from the pick's composed "
-            "run (every query through every stage in one loop; 'Pipelines timed as deployed'), else the sweep row "
-            "(marked). Cost: the load test's where the pick was served under load, else one core per query at "
-            f"{PRICE_PER_CORE_HOUR} USD per core-hour. `config`: the pick as a block that `python -m bench run`, `load` "
+            "pick (95% t-intervals). Names: the model, the index and its settings (`MiniLM HNSW M=16 efC=200 ef=100`); "
+            "`A + BM25, convex ...` a fusion of A with BM25; `, top K` only where K changes the top 10 (exact search, "
+            "BM25 and fusions return the same top 10 for every K >= 10: one name for all K, the block names the K "
+            "timed); `then <reranker> on the top R`; `#9dee` the first hex digits of trained weights' digest. "
+            "e2e p95: the one figure the budget, the tie-break and this column read (p50 and p99 in the block): the composed run's where that cell "
+            "has one (every query through every stage in one loop; 'Pipelines timed as deployed'), else the sweep "
+            "row's (marked: a composed run measures more, so a cell without one competes at its sweep figure). "
+            "Cost: the load test's where the pick was served under load, else one core per query at "
+            f"{PRICE_PER_CORE_HOUR} USD per core-hour. `block`: the pick as a file that `python -m bench run`, `load` "
             "and `check-pipeline` take verbatim; `python -m bench recommend` prints it for any budget.", ""]
+
+
+def _tied_text(choice) -> str:
+    """Who the pick ties with: the dev-best (itself, the same pipeline at another K, or another pipeline, named under
+    the table)."""
+    pick, best = choice.pick, choice.dev_best
+    tied = f"{len(choice.ties) - 1} of {choice.candidates} tie"
+    if best.name == pick.name:
+        return f"the dev-best; {tied}"
+    who = f"its K={best['k']}" if best["pipeline_name"] == pick["pipeline_name"] else "below"
+    return f"ties the dev-best ({who}); {tied}"
+
+
+def _budget_text(budget: Budget) -> str:
+    """`50 ms / 200 MB`, `10 s / 1 GB`."""
+    p95 = f"{budget.p95_ms / 1000:g} s" if budget.p95_ms >= 1000 else f"{budget.p95_ms:g} ms"
+    memory = f"{budget.memory_mb / 1000:g} GB" if budget.memory_mb >= 1000 else f"{budget.memory_mb:g} MB"
+    return f"{p95} / {memory}"
+
+
+def _dev_best_lines(found: list[Decision]) -> list[str]:
+    """The dev-best pipelines the table only points to, by name, with the budgets they are the dev-best of."""
+    named: dict[tuple[str, str], list[str]] = {}
+    for d in found:
+        if d.choice is not None and d.choice.dev_best["pipeline_name"] != d.choice.pick["pipeline_name"]:
+            best = d.choice.dev_best
+            named.setdefault((d.dataset, f"{best['pipeline']} (dev {best['dev_ndcg_at_10']:.3f})"), []).append(
+                _budget_text(d.budget))
+    return [f"The dev-best on {dataset} at {', '.join(budgets)}: {name}; the pick ties with it on dev and costs less."
+            for (dataset, name), budgets in named.items()]
 
 
 def across_lines(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
@@ -56,7 +83,7 @@ def across_lines(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
     datasets = sorted(frame["dataset"].unique())
     over = []
     for budget in budgets:
-        head = {"budget": f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB"}
+        head = {"budget": _budget_text(budget)}
         try:
             choice = recommend_over_mean(frame, budget)
         except NothingFits:
@@ -79,21 +106,26 @@ def across_lines(frame: pd.DataFrame, budgets: list[Budget]) -> list[str]:
                 same = frame[(frame["dataset"] == target) & (frame[CONFIGURATION] == pick[CONFIGURATION])]
                 try:
                     own = recommend(frame[frame["dataset"] == target], budget).pick
-                    own_text = "the same pipeline" if own[CONFIGURATION] == pick[CONFIGURATION] else \
+                    own_text = "the same pipeline" if own["pipeline_name"] == pick["pipeline_name"] else \
                         f"{own['pipeline_name']}: {ci(*t_interval(own['q_ndcg_at_10']))}"
                 except NothingFits:
                     own_text = "nothing fits"
-                transfer.append({"budget": f"{budget.p95_ms:g} ms / {budget.memory_mb:g} MB", "chosen on": source,
+                transfer.append({"budget": _budget_text(budget), "chosen on": source,
                                  "pipeline": pick["pipeline_name"], "measured on": target,
                                  "its test nDCG@10 there": ci(*t_interval(same.iloc[0]["q_ndcg_at_10"])) if len(same)
                                  else "not measured", "that dataset's own pick": own_text})
     over, transfer = _merge_budgets(over), _merge_budgets(transfer)
+    moved = [row for row in transfer if row["that dataset's own pick"] != "the same pipeline"]
     return ["## Across datasets", "",
             f"One pipeline for {', '.join(datasets)} (`recommend --over-mean`): the best mean of per-dataset dev nDCG@10 "
             "among pipelines that fit on every dataset, ties to the cheaper (worst-dataset p95); test reported once, "
             "interval of the mean of per-dataset means.", "", markdown_table(pd.DataFrame(over)), "",
-            "Does a pick travel? Each dataset's pick, measured on the other datasets' test queries, beside that "
-            "dataset's own pick under the same budget:", "", markdown_table(pd.DataFrame(transfer)) if transfer else "(no budget has a pick)", ""]
+            *(["Does a pick travel? Each dataset's pick, measured on the other datasets' test queries, beside that "
+               "dataset's own pick under the same budget:", "", markdown_table(pd.DataFrame(moved)), ""] if moved else
+              [f"Does a pick travel? Under every budget each dataset picks the same pipeline as the others "
+               f"({len(transfer)} of {len(transfer)} comparisons; K may differ where it does not change the top 10): "
+               "its test nDCG@10 on each dataset is in the table above." if transfer else "(no budget has a pick)",
+               ""])]
 
 
 def _merge_budgets(rows: list[dict]) -> list[dict]:

@@ -88,5 +88,5 @@ def distractors_section(large: pd.DataFrame, base: pd.DataFrame, tables: Tables 
                   " texts/s: the run's wall time on this host's 2 cores, with whatever else ran; chunks of 10,000 "
                   "cached as they finish; a stopped run resumes with "
                   "`python -m bench run configs/scifact-wiki100k.toml`).", ""]
-    lines += [_span(large), ""]
+    lines[-2] += " " + _span(large)  # the paragraph above says which runs its rows come from
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 
-from bench.core.figures import ci, timing_text
+from bench.core.figures import ci, host_name, timing_text
 from bench.render.markdown import markdown_table
 from bench.analysis.engines import lexical_side
 
@@ -70,5 +70,5 @@ def engines_section(tables: list[pd.DataFrame], series, k: int = 10, target: flo
     if lexical is not None and len(lexical):
         text += (" " if text else "") + lexical_text(lexical, lexical_side(lexical)) + "."
     hosts = sorted({h for table in [*tables, lexical] if table is not None and len(table) for h in table["host"]})
-    text += f" Measured on host {', '.join(hosts)}; latencies compare within one host only." if text else ""
+    text += f" Measured on {', '.join(map(host_name, hosts))}; latencies compare within one host only." if text else ""
     return "\n".join(["## The stacks users deploy", "", text, ""]) if text else ""

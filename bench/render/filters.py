@@ -42,7 +42,7 @@ def filters_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
         f"Recall@{k} against exact search over the passing documents; `queries short`: queries that got fewer "
         f"than min({k}, passing) results; latency of one query on one thread. `prefilter` scans the passing "
         "documents exactly; `native` filters inside the library's search; `postfilter` asks for K and drops "
-        "failing ids; `postfilter-inflated` asks for K / selectivity (capped).", "",
-        "Every row: " + (tables or Tables(None)).link("filters", table), "",
+        "failing ids; `postfilter-inflated` asks for K / selectivity (capped). Every row: "
+        + (tables or Tables(None)).link("filters", table), "",
         markdown_table(summary), "",
     ])

@@ -7,16 +7,24 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.figures import timing_text
+from bench.render.composed import chosen_now, as_today
 from bench.render.markdown import Tables, markdown_table
 from bench.render.plots import _load_plot
 
 
 def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix: str = "",
-                 tables: Tables | None = None) -> str:
+                 tables: Tables | None = None, picks: dict[tuple[str, str], list[str]] | None = None,
+                 cells: pd.DataFrame | None = None) -> str:
     """Markdown for throughput under load: per served pipeline, QPS and tail latency per concurrency (closed
-    loop), p99 and the share over the deadline at target rates (open loop), cost per million queries."""
+    loop), p99 and the share over the deadline at target rates (open loop), cost per million queries. With `cells`
+    (today's derived sweep rows by cell id) and `picks` ((dataset, pipeline_id) -> today's budget labels), each
+    pipeline is named as today and labelled by today's decision, and the run's host speed is set beside the
+    sweep's."""
     if frame.empty:
         return ""
+    frame = as_today(frame, cells)
+    if picks is not None:
+        frame = frame.assign(chosen_as=chosen_now(frame, picks))
     first = frame.iloc[0]
     closed = frame[frame["mode"] == "closed"].sort_values(["pipeline", "concurrency"])
     opened = frame[frame["mode"] == "open"].sort_values(["pipeline", "target_qps"])
@@ -46,12 +54,28 @@ def load_section(frame: pd.DataFrame, plots_dir: Path | None = None, link_prefix
         "(queueing included); a p99 the samples cannot support (fewer than 100 requests, or requests dropped) is "
         f"`-`. Cost: cores x {first['price_per_core_hour']:g} USD per core-hour / best QPS. Measured "
         f"{when.min():%Y-%m-%d %H:%M}-{when.max():%H:%M} UTC at calibration {frame['calibration_ms'].min():.3f}-"
-        f"{frame['calibration_ms'].max():.3f} ms; {len(frame)} rows.", "",
+        f"{frame['calibration_ms'].max():.3f} ms; {len(frame)} rows." + _speed_note(frame, cells), "",
         markdown_table(pd.DataFrame(summary)), ""]
+    after = []
     if open_rows:
-        parts += ["Open loop: " + (tables or Tables(None)).link("load-open-loop", pd.DataFrame(open_rows)), ""]
+        after.append("Open loop: " + (tables or Tables(None)).link("load-open-loop", pd.DataFrame(open_rows)))
     if plots_dir is not None:
         png = Path(plots_dir) / "load_qps_p99.png"
         _load_plot(png, closed, opened)
-        parts += [f"![QPS vs p99]({link_prefix}{png.name})", ""]
+        after.append(f"![QPS vs p99]({link_prefix}{png.name})")
+    if after:
+        parts += ["; ".join(after), ""]
     return "\n".join(parts)
+
+
+def _speed_note(frame: pd.DataFrame, cells: pd.DataFrame | None) -> str:
+    """How fast the host ran then against the sweep rows it served (the calibration kernel's ratio)."""
+    if cells is None:
+        return ""
+    sweep = cells.reindex(frame["sweep_cell_id"].unique())["calibration_ms"].dropna()
+    if sweep.empty:
+        return ""
+    ratio = frame["calibration_ms"].median() / sweep.median()
+    return (f" The sweep rows these cells come from ran at calibration {sweep.median():.3f} ms: this run's host was "
+            f"{ratio:.2f}x the sweep's kernel time, so its latencies and costs compare with each other, not with the "
+            "decision table's; the decision uses its cost only for a pick served within 10% of the pick's kernel.")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.analysis import LATENCY_TIE, Budget, NothingFits, recommend, t_interval, with_derived
 from bench.analysis.rerankers import REFERENCE_RERANKER, dev_best_within, fixed_r_at_equal_quality, variant_table
-from bench.core.figures import ci, timing_text
+from bench.core.figures import ci, host_name, timing_text
 from bench.render.markdown import Tables, _p, markdown_table
 
 LEVER_BUDGETS = (Budget(100, 500), Budget(300, 500))
@@ -100,11 +100,17 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
     shown_r = 20 if (table["R"] == 20).any() else int(table["R"].min())
     adaptive = _adaptive_rows(table[(table["R"] == shown_r) | (table["depth"] == "fixed")])
     if len(adaptive):
+        shown = (adaptive[adaptive["variant, alpha"].str.endswith(", 1") & (adaptive["threads"] == 1)]
+                 if (adaptive["threads"] == 1).any() else adaptive)
         lines += [f"Adaptive depth (bench.run.adaptive) up to R = {shown_r}: score in steps, stop when the rule chosen on "
                   "dev says the rest will not enter the top 10; beside the cheapest fixed R of the same variant with at "
-                  "least its dev nDCG@10; alpha 1, one thread (every R, alpha and thread count in the CSV above):", "",
-                  markdown_table(adaptive[adaptive["variant, alpha"].str.endswith(", 1") & (adaptive["threads"] == 1)]
-                                 if (adaptive["threads"] == 1).any() else adaptive), ""]
+                  "least its dev nDCG@10 (alpha 1, one thread; pairs per query mean, e2e p95 adaptive against fixed): "
+                  + "; ".join(f"{v.removesuffix(', 1')} ({r.rsplit(', ', 1)[0]}) {p.split(' / ')[0]} pairs, {e} ms "
+                              f"against R = {f}" + (" ms" if f != "none" else "")
+                              for v, r, p, e, f in zip(shown["variant, alpha"], shown["rule (chosen on dev), up to R"],
+                                                       shown["pairs/query mean / p95"], shown["e2e p95 ms"],
+                                                       shown["fixed R at equal dev quality: R, e2e p95 ms"]))
+                  + ". Every row: " + tables.link("rerank-adaptive", adaptive), ""]
     if main is not None and len(main):
         raw = main[[c for c in main.columns if c in variants.columns]]
         # the new pipelines only: the variants' rerank rows on the sweep's threads (their first stages are the sweep's
@@ -114,9 +120,12 @@ def rerank_variants_section(variants: pd.DataFrame, reference: str = "", main: p
         after = pd.concat([raw, served], ignore_index=True).drop_duplicates(["cell_id", "host_id"], keep="first")
         # derived once: recommend and the budget filter would otherwise derive every frame again per budget
         main, after, served = with_derived(raw), with_derived(after), with_derived(served) if len(served) else served
-        rows = [{"budget": f"{b.p95_ms:g} ms / {b.memory_mb:g} MB", "before (the sweep)": _pick_text(main, b),
-                 "after (with the variants)": _pick_text(after, b),
-                 "the variants' dev-best within it": _best_text(served, b)} for b in LEVER_BUDGETS]
+        rows = []
+        for b in LEVER_BUDGETS:
+            before, after_text = _pick_text(main, b), _pick_text(after, b)
+            rows.append({"budget": f"{b.p95_ms:g} ms / {b.memory_mb:g} MB", "before (the sweep)": before,
+                         "after (with the variants)": "the same" if after_text == before else after_text,
+                         "the variants' dev-best within it": _best_text(served, b)})
         lines += ["What the variants change in the picks (`python -m bench recommend` over the sweep, then over the "
                   "sweep and the variants' reranked pipelines on the sweep's threads):", "", markdown_table(pd.DataFrame(rows)), ""]
     return "\n".join(lines)
@@ -149,12 +158,12 @@ def int8_isa_summary(table: pd.DataFrame) -> str:
     speed = []
     for (runtime, length), rows in int8[int8["alpha"] == "1"].groupby(["runtime", "max_length"], sort=False):
         speed.append(f"{runtime} {length} tokens " + " against ".join(
-            f"{x:.2f}x ({h})" for x, h in zip(rows["speed-up p50"], rows["host"])))
+            f"{x:.2f}x ({host_name(h)})" for x, h in zip(rows["speed-up p50"], rows["host"])))
     ratios = [r["speed-up p50"].max() / r["speed-up p50"].min()
               for _, r in int8[int8["alpha"] == "1"].groupby(["runtime", "max_length"]) if r["host"].nunique() > 1]
     lead = ("quality travels" if "differs" not in set(verdicts) else "quality does not travel everywhere") + (
         ", speed does not" if any(x > 1 + LATENCY_TIE for x in ratios) else "")
-    sets = " and ".join(f"host {h}: int8 kernels {k}" for k, h in table[["int8 kernels", "host"]].drop_duplicates().itertuples(
+    sets = " and ".join(f"{host_name(h)}: int8 kernels {k}" for k, h in table[["int8 kernels", "host"]].drop_duplicates().itertuples(
         index=False))
     return (f"**int8 on each instruction set** ({sets}; R = 20, dev delta against fp32 torch at the same length, paired "
             f"over the dev queries; `python -m bench int8-isa` prints every row): {lead}. "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import MB, params_text as _params
+from bench.analysis import MB, params_text as _params, short_names_of
 from bench.analysis.series import (
     build_grid, capacity, generator_bias, growth, latest, set_growth, set_points, set_sources,
 )
@@ -144,8 +144,8 @@ def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
     points = set_points(frame)
     first = frame.iloc[0]
     described = {name: json.loads(frame.loc[frame["source"] == name, "generator"].iloc[0]) for name in set_sources(frame)}
-    cell = [f"{knob}={effort:g} · {p95} ms · {b:,.0f} B · {build} s" + ("" if reached else f" (recall {recall:.3f})")
-            if knob else f"{p95} ms · {b:,.0f} B · {build} s" + ("" if reached else f" (recall {recall:.3f})")
+    cell = [(f"{effort:g} · " if knob else "") + f"{p95} ms · {b:,.0f} B · {build} s"
+            + ("" if reached else f" (recall {recall:.3f})")
             for knob, effort, p95, b, build, reached, recall in
             zip(points["knob"], points["effort"], points["p95 ms"].map(timing_text), points["bytes/vector"],
                 points["build s"].map(timing_text), points["reached"], points["recall"])]
@@ -153,7 +153,8 @@ def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
                                             zip(points["set"], points["vectors"], points["N"])])
     table = wide.pivot(index="variant", columns="column", values="cell").fillna("-")
     table = table[[c for c in dict.fromkeys(wide["column"])]].reset_index()
-    table["variant"] = table["variant"].map(_variant)
+    knobs = {v: short_names_of([v.split(" ")[0]]).get(k, k) for v, k in zip(points["variant"], points["knob"]) if k}
+    table["variant"] = [_variant(v) + (f" ({knobs[v]})" if v in knobs else "") for v in table["variant"]]
     sets = "; ".join(f"`{name}`: {d.get('source', '')}, queries: {d.get('queries', '')}" for name, d in described.items())
     lines = ["## Scale on real vector sets", "",
              f"Each backend variant at the cheapest search point reaching recall@{int(first['k'])} >= "
@@ -161,8 +162,8 @@ def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
              f"({int(points['queries'].iloc[0]):,}; single-query p95 over {int(points['latency samples'].iloc[0]):,} "
              f"of them, one thread), at each set's largest N, beside a Gaussian mixture fitted to that set and "
              f"sampled at the same N (`mixture`: a labelled control, not data). Sets: {sets} "
-             "(`python -m bench scale configs/scale-real.toml`). Each cell: search effort · p95 · bytes per vector "
-             "(serialized index over N) · build seconds.", "",
+             "(`python -m bench scale configs/scale-real.toml`). Each cell: search effort (the knob named after the "
+             "variant) · p95 · bytes per vector (serialized index over N) · build seconds.", "",
              markdown_table(table), ""]
     slopes = set_growth(frame)
     if len(slopes):
@@ -176,5 +177,5 @@ def real_sets_section(frame: pd.DataFrame, tables: Tables | None = None) -> str:
         lines += [f"Memory at 100M and 1B vectors from the real set `{largest}` at its largest N (each backend's memory "
                   "model with the build as run; recall and latency at those sizes are not measured): "
                   + tables.link("scale-real-capacity", shown), "", _fits_line(memory), ""]
-    lines += [_span(frame), ""]
+    lines[-2] += " " + _span(frame)  # the paragraph above says which runs its rows come from
     return "\n".join(lines)

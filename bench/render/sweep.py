@@ -15,7 +15,7 @@ from bench.analysis import (ALPHA, short_names_of, CALIBRATION_TOLERANCE, conten
                             per_query, fusion_text, reference_dense, reference_k, reranker_in_use, seen_split,
                             select, t_interval)
 from bench.analysis.series import memory_frontier, scale_note, scale_slopes, smallest_at_recall, with_bytes_per_vector
-from bench.core.figures import ci, timing_text
+from bench.core.figures import ci, host_name, timing_text
 from bench.render.markdown import (Tables, _mark, _p, _test_name, _tests_table, _values, markdown_table,
                                    quality)
 from bench.render.plots import _frontier_plot, _r_plot, _stage_plot
@@ -26,7 +26,7 @@ def _environment_lines(frame: pd.DataFrame, sources: list[str]) -> list[str]:
     versions = json.loads(frame["versions"].iloc[0])
     first, last = frame["timestamp"].min(), frame["timestamp"].max()
     lines = [
-        f"- results: {', '.join(sources)} (host {', '.join(sorted(frame['host_id'].unique()))})",
+        f"- results: {', '.join(sources)} ({', '.join(map(host_name, sorted(frame['host_id'].unique())))})",
         f"- dataset: {len(frame)} rows of {frame['dataset'].iloc[0]}: {frame['n_docs'].iloc[0]} documents; "
         f"{frame['n_queries'].iloc[0]} "
         f"{frame['split'].iloc[0]} queries, {frame['n_dev_queries'].iloc[0]} dev queries "
@@ -163,10 +163,10 @@ def _encoder_types(first: pd.DataFrame, test: str, tables: Tables) -> list[str]:
             f"or `full` fine-tuning (`bench train-towers`; same backbone, data, loss, steps and seed within a mode, "
             f"only weight sharing differs), on the protocol's training queries. {_test_name(test).capitalize()} on "
             f"per-query test nDCG@10 against {name}, Holm-corrected (statsmodels) over the {len(tests)} comparisons; "
-            f"`delta` with its 95% t-interval. `[seen]`: trained on documents the evaluation queries judge.", "",
+            f"`delta` with its 95% t-interval. `[seen]`: trained on documents the evaluation queries judge. " +
             tables.link("encoder-types", pd.DataFrame(rows)), "",
             f"The same encoders through the ANN grid (K={k}): per encoder and backend, the highest dev recall@K reached "
-            "and the fastest cell reaching dev recall@K >= 0.95, with its test numbers.", "",
+            "and the fastest cell reaching dev recall@K >= 0.95, with its test numbers. " +
             tables.link("encoder-types-ann", pd.DataFrame(ann)), ""]
 
 
@@ -210,7 +210,7 @@ def _seen_section(frame: pd.DataFrame, test: str, tables: Tables) -> list[str]:
             f"none of them). A gain that sits on the seen group is a learned "
             f"document prior, not retrieval skill. Each trained encoder at exact search (K={k}); each trained "
             f"reranker on {baseline_name}'s exact top-K at its dev-chosen R; deltas against {baseline_name} exact "
-            "search on the same queries, with 95% t-intervals.", "", tables.link("seen-unseen", pd.DataFrame(table)), ""]
+            "search on the same queries, with 95% t-intervals. " + tables.link("seen-unseen", pd.DataFrame(table)), ""]
 
 
 def _chunking_section(first: pd.DataFrame, test: str, tables: Tables) -> list[str]:
@@ -238,7 +238,7 @@ def _chunking_section(first: pd.DataFrame, test: str, tables: Tables) -> list[st
              "The same model over whole documents (truncated at its max length) and over token-window passages; "
              "a search returns K passages, aggregated to at most K documents, so R@100 at K = 100 counts fewer "
              "documents. Exact search per K; the fastest ANN cell with dev recall@K >= 0.95 (against exact search "
-             "over the same passages, after aggregation).", "", tables.link("passages", pd.DataFrame(table)), ""]
+             "over the same passages, after aggregation). " + tables.link("passages", pd.DataFrame(table)), ""]
     at = exact[exact["k"] == reference_k(exact)]
     base = at[~at["passages"]]
     if len(base):
@@ -246,7 +246,7 @@ def _chunking_section(first: pd.DataFrame, test: str, tables: Tables) -> list[st
         others["label"] = others["encoder"]
         tests = paired_tests(base.iloc[0], others, test=test, split="dev")
         parts += [f"{_test_name(test).capitalize()} on per-query test nDCG@10 against {base.iloc[0]['encoder']} "
-                  f"(exact, K={base.iloc[0]['k']}), Holm-corrected (statsmodels):", "",
+                  f"(exact, K={base.iloc[0]['k']}), Holm-corrected (statsmodels): " +
                   tables.link("passages-tests", _tests_table(tests)), ""]
     return parts
 
@@ -292,7 +292,7 @@ def _precision_section(first: pd.DataFrame, test: str, tables: Tables) -> list[s
             "document precision other than fp32 re-encodes the corpus (`corpus encode s`, batched, all cores); queries "
             f"are encoded one at a time on `[measure] threads` threads, {_encode_passes(first)}, and `p50 / kernel` is "
             "the p50 over the calibration kernel timed between those queries (comparable across runs). `delta vs fp32`: "
-            f"{_test_name(test)} on per-query test nDCG@10, 95% interval, Holm-corrected. " + "; ".join(notes) + ".", "",
+            f"{_test_name(test)} on per-query test nDCG@10, 95% interval, Holm-corrected. " + "; ".join(notes) + ". " +
             tables.link("encoding-levers", pd.DataFrame(rows)), ""]
 
 
@@ -329,7 +329,7 @@ def _hybrid_section(first: pd.DataFrame, test: str, tables: Tables) -> list[str]
             "reciprocal rank fusion, or a convex combination of min-max normalized scores whose weight w (on the dense "
             "side) was chosen on the dev queries per K'. Latency is encoding + both searches on one thread + fusion; "
             f"memory is both indexes + the model. Deltas against each side alone: {_test_name(test)} over the test "
-            "queries, Holm-corrected per column; the ANN variants are in the frontiers and the K x R tables.", "",
+            "queries, Holm-corrected per column; the ANN variants are in the frontiers and the K x R tables. " +
             tables.link("hybrids", pd.DataFrame(rows)), ""]
 
 
@@ -361,6 +361,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
             "memory MB": f"{ref['index_bytes'] / MB:.1f} index (embeddings {ref['embeddings_mb']:.1f}) + "
                          f"{ref['model_mb']:.1f} model",
             f"dev nDCG@10 (K={k})": quality_text,
+            "_dev": float(np.mean((exact_row if exact_row is not None else ref)["dev_q_ndcg_at_10"])),
             "scale": scale_note(scale, ref, slopes),
             "measured on": f"cell {ref['cell_id'][:12]}: {ref['backend']} {ref['config']} K={ref['k']} (fastest with "
                            "dev recall@K >= 0.95)",
@@ -381,6 +382,7 @@ def _cost_table(frame: pd.DataFrame, scale: pd.DataFrame | None = None) -> tuple
             "memory MB": f"{4 * best['reranker_params'] / MB:.1f} model, no stored embeddings",
             f"dev nDCG@10 (K={k})": f"{ci(*t_interval(best['dev_q_ndcg_at_10']))}, own gain "
                                     f"{ci(best['stage_delta_dev'], best['stage_delta_dev_ci'])}",
+            "_dev": float(np.mean(best["dev_q_ndcg_at_10"])),
             "scale": "cost per query grows with R, not with N",
             "measured on": f"cell {best['cell_id'][:12]}: over {best['encoder']} {best['backend']} K={best['k']}, "
                            f"R={best['r']}, alpha={best['fusion_alpha']:.2f}; rerank timed on "
@@ -515,9 +517,8 @@ def _k_by_r(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tabl
                 chosen = f" (a={c['fusion_alpha']:.2f})" if c["fusion_alpha_chosen_on"] == "dev" else ""
                 entry[f"R={c['r']}"] = f"{star}{ci(*t_interval(c['dev_q_ndcg_at_10']))} / {timing_text(c['e2e_p95_ms'])}{chosen}"
             grid.append(entry)
-        png = plots_dir / ("k_by_r_" + re.sub(r"[^\w.-]+", "_", f"{encoder}_{stage2.split(' ')[0]}_"
-                                                             f"{stage2.split('=')[-1]}") + ".png")
-        reranker = stage2.split(" ")[0] + (" adaptive" if stage2.endswith(" adaptive") else "")
+        png = plots_dir / ("k_by_r_" + re.sub(r"[^\w.-]+", "_", f"{encoder}_{stage2}").strip("_") + ".png")
+        reranker = stage2.rsplit(" a=", 1)[0] + (" adaptive" if stage2.endswith(" adaptive") else "")
         chosen_rows.append((encoder, reranker, pick, (png, curves, f"{encoder} + {stage2}"), {
             "first stage + reranker": f"{encoder} + {stage2}", "dev-chosen": f"{pick['backend']} K={pick['k']} R={pick['r']}",
             "dev nDCG@10": ci(*t_interval(pick["dev_q_ndcg_at_10"])), "e2e p95 ms": timing_text(pick["e2e_p95_ms"]),
@@ -615,6 +616,12 @@ def stage_plot_lines(picks: list[tuple[str, pd.Series]], plots_dir: Path, link_p
     return [f"Each pick's latency by stage: ![latency by stage]({link_prefix}{png.name})", ""]
 
 
+def _best_of_each_type(cost: pd.DataFrame) -> pd.DataFrame:
+    """The cost table's row with the highest dev nDCG@10 per encoder type, in the table's order."""
+    kind = cost["encoder type"].str.split(" (", regex=False).str[0]
+    return cost.loc[sorted(cost.assign(kind=kind).sort_values("_dev", ascending=False).drop_duplicates("kind").index)]
+
+
 def dataset_why(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: Tables, test: str,
                 scale: pd.DataFrame | None) -> list[str]:
     """Why one dataset's decisions are what they are (headings from level 3): what each stage adds, the cost table,
@@ -626,8 +633,9 @@ def dataset_why(frame: pd.DataFrame, plots_dir: Path, link_prefix: str, tables: 
              "Online: end to end per query, one query at a time, at the encoder's fastest cell with dev recall@K >= "
              "0.95 (the cross-encoder: its dev-chosen pipeline, rerank alone, then e2e). Offline: corpus encoding + "
              "index build (+ training). Memory: serialized index + float32 weights. Dev nDCG@10 of the exact cell and "
-             "of the dev-chosen ANN cell; the cells, and the measured scale slopes: " + tables.link("cost", cost), "",
-             markdown_table(cost.drop(columns=["scale", "measured on"])), "",
+             "of the dev-chosen ANN cell. Shown: each encoder type's encoder with the highest dev nDCG@10; every "
+             "encoder, its cell and the measured scale slopes: " + tables.link("cost", cost.drop(columns=["_dev"])), "",
+             markdown_table(_best_of_each_type(cost).drop(columns=["scale", "measured on", "_dev"])), "",
              *([f"({'; '.join(notes)})", ""] if notes else [])]
     dense = first[first["first_stage_kind"] != LEXICAL]  # BM25's recall@K is against BM25 itself: not comparable
     parts += ["### Frontiers (dev quality)", "",

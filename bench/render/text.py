@@ -21,16 +21,18 @@ def pick_source(rows: pd.DataFrame) -> str:
 
 
 def latency_lines(decision: Decision) -> str:
-    """The pick's end-to-end figures: from its composed run where one exists, beside the sweep's."""
+    """The pick's end-to-end figures, the ones the budget read: its composed run's where one exists (the sweep row's
+    beside them), else the sweep row's."""
     pick = decision.choice.pick
-    sweep = (f"p50 {timing_text(pick['e2e_p50_ms'])} / p95 {timing_text(pick['e2e_p95_ms'])} / p99 "
-             f"{timing_text(pick.get('e2e_p99_ms', float('nan')))} ms ({pick.get('e2e_method', 'unknown method')}, "
-             f"{pick.get('e2e_queries', '?')} queries)")
+    column = "sweep_e2e_{}_ms" if decision.e2e_source == "composed run" else "e2e_{}_ms"
+    sweep = (" / ".join(f"{q} {timing_text(pick.get(column.format(q), float('nan')))}" for q in ("p50", "p95", "p99"))
+             + f" ms ({pick.get('e2e_method', 'unknown method')}, {pick.get('e2e_queries', '?')} queries)")
     if decision.e2e_source != "composed run":
-        return f"  end-to-end {sweep}; not timed as a composed run on this host (python -m bench composed)\n"
+        return (f"  end-to-end {sweep}, the figure the budget read; not timed as a composed run on this host "
+                "(python -m bench composed)\n")
     p50, p95, p99 = (timing_text(v) for v in decision.e2e_ms)
-    return (f"  end-to-end as deployed: p50 {p50} / p95 {p95} / p99 {p99} ms (composed run)\n"
-            f"  the sweep's figure, used for the budget: {sweep}\n")
+    return (f"  end-to-end as deployed: p50 {p50} / p95 {p95} / p99 {p99} ms (composed run; the figure the budget "
+            f"read)\n  the sweep row's: {sweep}\n")
 
 
 def recommendation_text(decision: Decision, rows: pd.DataFrame, top: int) -> str:
@@ -76,31 +78,46 @@ def over_mean_text(choice: MeanChoice, datasets: list[str]) -> str:
             f"per-dataset paired differences, p >= {ALPHA}); the cheapest (worst-dataset p95) is the pick")
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def replay_text(results) -> str:
+    """The pruning replay (bench.analysis.pruning.replay) as a table, the verdict first."""
+    table = pd.DataFrame([{"dataset": r.dataset, "rule": r.rule, "rows skipped": f"{r.skipped} of {r.rows}",
+                           "picks skipped": r.picks_skipped, "ties skipped": r.ties_skipped,
+                           "ties skipped without a kept twin": r.ties_lost,
+                           "decision again: same or tied": f"{r.picks_kept} of {r.budgets}"} for r in results])
+    strict = [r for r in results if r.safe]
+    return (f"{len(strict)} of {len(results)} (dataset, rule) replays skip no pick, no tie without a kept twin (the "
+            f"same per-query dev nDCG@10), and decide the same again; the others: "
+            + ("; ".join(f"{r.dataset} {r.rule}: {r.picks_skipped} picks, {r.ties_lost} ties without a twin skipped, "
+                         f"{r.picks_kept} of {r.budgets} decisions same or tied" for r in results if not r.safe)
+               or "none") + "\n\n"
+            + table.to_string(index=False) + "\n\nties skipped and picks skipped count (budget, row) pairs over the "
+            "budgets; 'decision again': the decision made on the rows left picks the same row or one not significantly "
+            "below it on dev (one-sided paired t, p >= 0.05)")
 
 
 def summary_text(rows: pd.DataFrame, total: int, every_row: bool, k: int | None = None, ks=()) -> str:
-    """One line per row, each within WIDTH characters (long configs clipped with an ellipsis). `k`: the K asked for;
+    """One line per row within WIDTH characters, the pipeline's name whole (on a line of its own where it does not
+    fit). `k`: the K asked for;
     `ks`: the Ks the files hold (said when none of their rows has K = `k`)."""
     if rows.empty:
         held = ", ".join(str(int(v)) for v in sorted(set(ks)))
         return f"no rows at K = {k} (the files hold K = {held}: summary --k one of them, or no --k)" if k and held \
             else "no rows"
     table = pd.DataFrame({
-        "dataset": rows["dataset"], "encoder": rows["encoder"].map(lambda v: _clip(v, 16)),
-        "backend": rows["backend"], "config": rows["config"].map(lambda v: _clip(v, 34)), "K": rows["k"],
-        "rerank": [_clip(f"{r} R={n} a={a:.2f}", 26) if r else "-" for r, n, a in
-                   zip(rows["reranker"], rows["r"], rows["fusion_alpha"].fillna(0))],
+        "dataset": rows["dataset"], "K": rows["k"],
         "recall@K": rows["recall_at_k"].map("{:.3f}".format), "dev nDCG@10": rows["dev_ndcg_at_10"].map("{:.3f}".format),
         "test nDCG@10": [f"{m:.3f}±{h:.3f}" for m, h in (t_interval(v) for v in rows["q_ndcg_at_10"])],
         "e2e p95 ms": rows["e2e_p95_ms"].map(timing_text), "MB": (rows["index_bytes"] / 2**20).map("{:.0f}".format),
-    }).sort_values(["dataset", "encoder", "backend", "K", "rerank"])
-    lines = table.to_string(index=False).splitlines()
+        "pipeline": rows["pipeline"],
+    }).sort_values(["dataset", "pipeline", "K"])
+    numbers = table.drop(columns=["pipeline"]).to_string(index=False).splitlines()
+    lines = [numbers[0] + "  pipeline"]
+    for line, name in zip(numbers[1:], table["pipeline"]):  # the name whole, on the next line where it does not fit
+        lines += [f"{line}  {name}"] if len(line) + 2 + len(name) <= WIDTH else [line, f"    {name}"]
     note = (f"{len(table)} of {total} rows" + ("" if every_row else " (per dataset, encoder, backend, K and rerank "
             "stage: the fastest cell reaching dev recall@K >= 0.95; --all for every row)"))
-    return "\n".join([*(_clip(line, WIDTH) for line in lines), "", note, "test nDCG@10 with its 95% t-interval; "
-                      "MB: the index"])
+    return "\n".join([*lines, "", note, "test nDCG@10 with its 95% t-interval; MB: the index; the pipeline as the "
+                      "report and `recommend` name it"])
 
 
 def contributions_text(table: pd.DataFrame) -> str:

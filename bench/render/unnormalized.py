@@ -69,5 +69,5 @@ def unnormalized_section(frame: pd.DataFrame, norms: pd.DataFrame | None = None,
                   "'-': not run through the reduction): "
                   + "; ".join(parts) + ". Settings and recall: " + (tables or Tables(None)).link("unnormalized-backends", shown),
                   ""]
-    lines += [_span(frame), ""]
+    lines[-2] += " " + _span(frame)  # the paragraph above says which runs its rows come from
     return "\n".join(lines)

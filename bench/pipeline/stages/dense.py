@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.pipeline.stages.base import FirstStageKind, model_name, params, params_name
-from bench.search.catalog import short_names
+from bench.pipeline.stages.base import FirstStageKind, model_label, params, params_name
+from bench.search.catalog import backend_label, complete_order, short_names
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,14 @@ class Dense(FirstStageKind):
 
     def name(self) -> str:
         short = short_names(self.backend)
-        settings = " / ".join(part for part in (params_name(params(self.build), short),
-                                                params_name(params(self.search), short)) if part)
+        settings = " ".join(part for part in (params_name(params(self.build), short),
+                                              params_name(params(self.search), short)) if part)
         passages = f" passages({params_name(params(self.chunking))})" if self.chunking else ""
-        return (f"{model_name(self.model)}{passages} · {self.backend}" + (" (MIPS reduction)" if self.mips_reduction else "")
-                + (f" {settings}" if settings else ""))
+        return (f"{model_label(self.model)}{passages} {backend_label(self.backend)}"
+                + (" (MIPS reduction)" if self.mips_reduction else "") + (f" {settings}" if settings else ""))
+
+    def complete(self) -> bool:
+        return complete_order(self.backend) and not self.chunking  # passages: K of them are pooled into documents
 
     def tuned(self) -> dict[str, float]:
         return {}

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bench.search.catalog import backend_label
 from bench.search.fusion import rule_of
 from bench.pipeline.stages.base import FirstStageKind, params
 from bench.pipeline.stages.dense import Dense
@@ -42,9 +43,10 @@ class Fusion(FirstStageKind):
                    row.get("fusion_weight_chosen_on", "") or "", search.get("lexical", "bm25s"),
                    search.get("language"))
 
-    def _settings(self) -> dict:
-        values = {"rrf_k": self.rrf_k,
-                  "weight": f"chosen on {self.weight_chosen_on}" if self.weight_chosen_on else self.weight}
+    def _settings(self, tuned: dict[str, float] | None = None) -> dict:
+        chosen = (f"{tuned['weight']:.2f} ({self.weight_chosen_on})" if tuned and "weight" in tuned else
+                  f"chosen on {self.weight_chosen_on}")
+        values = {"rrf_k": self.rrf_k, "weight": chosen if self.weight_chosen_on else self.weight}
         return {s: values[s] for s in rule_of(self.rule).settings}
 
     def _rule(self) -> dict:
@@ -55,12 +57,18 @@ class Fusion(FirstStageKind):
                 "members": [self.dense.key(), {"kind": "bm25", "backend": self.lexical,
                                              **({"language": self.language} if self.language else {})}]}
 
-    def rule_name(self) -> str:
-        return f"fuse[{rule_of(self.rule).label(self._settings())}; depth {self.depth}]"
+    def rule_name(self, tuned: dict[str, float] | None = None) -> str:
+        """The rule and its depth: `convex, weight chosen on dev, depth 1000`."""
+        return f"{rule_of(self.rule).label(self._settings(tuned))}, depth {self.depth}"
 
-    def name(self) -> str:
+    def name(self, tuned: dict[str, float] | None = None) -> str:
+        """`MiniLM exact + BM25, convex, weight chosen on dev, depth 1000`; with `tuned`, the weight it took."""
         language = f" {self.language}" if self.language else ""
-        return f"{self.rule_name()}({self.dense.name()}, BM25{language} · {self.lexical})"
+        library = f" ({backend_label(self.lexical)})" if self.lexical != "bm25s" else ""
+        return f"{self.dense.name()} + BM25{language}{library}, {self.rule_name(tuned)}"
+
+    def complete(self) -> bool:
+        return True  # each side retrieves `depth` whatever K is; the fused list is cut at K
 
     def tuned(self) -> dict[str, float]:
         return {"weight": float(self.weight)} if rule_of(self.rule).weighted() and self.weight_chosen_on else {}

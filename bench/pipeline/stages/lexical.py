@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bench.pipeline.stages.base import FirstStageKind, params, params_name
+from bench.search.catalog import backend_label, complete_order
 
 
 BM25_SCALE = "inverted index grows with the corpus tokens (not in the scale series)"
@@ -27,8 +28,13 @@ class Lexical(FirstStageKind):
         return {"kind": self.kind, "backend": self.backend, "build": params(self.build)}
 
     def name(self) -> str:
-        settings = params_name(params(self.build))
-        return f"BM25 · {self.backend}" + (f" {settings}" if settings else "")
+        build = {k: v for k, v in params(self.build).items() if (k, v) != ("method", "lucene")}  # bm25s's default
+        library = f" ({backend_label(self.backend)})" if self.backend != "bm25s" else ""
+        settings = params_name(build)
+        return f"BM25{library}" + (f" {settings}" if settings else "")
+
+    def complete(self) -> bool:
+        return complete_order(self.backend)
 
     def tuned(self) -> dict[str, float]:
         return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.pipeline.stages.base import model_name
+from bench.pipeline.stages.base import model_label
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,16 @@ class Rerank:
             key["depth"] = "adaptive, rule chosen on dev"
         return key
 
-    def name(self) -> str:
-        alpha = "alpha chosen on dev" if self.alpha_chosen_on == "dev" else f"alpha={self.alpha:g}"
+    def name(self, tuned: dict[str, float] | None = None) -> str:
+        """`listwise CE #9dee (192 tokens), alpha chosen on dev`; with `tuned`, the alpha it took."""
+        if self.alpha_chosen_on == "dev":
+            alpha = f"alpha {tuned['alpha']:.2f} (dev)" if tuned and "alpha" in tuned else "alpha chosen on dev"
+        elif self.alpha_chosen_on:  # on the test queries, where a dataset has none for dev (the id says "as run")
+            alpha = f"alpha {self.alpha:.2f} chosen on {self.alpha_chosen_on}"
+        else:
+            alpha = f"alpha={self.alpha:g}"
         depth = ", adaptive depth (rule chosen on dev)" if self.adaptive else ""
-        return f"{model_name(self.model)} ({alpha}{depth})"
+        return f"{model_label(self.model)}, {alpha}{depth}"
 
     def tuned(self) -> dict[str, float]:
         return {"alpha": self.alpha} if self.alpha_chosen_on == "dev" else {}
