@@ -2,10 +2,10 @@
 
 A pick is `recommend`'s (dev-chosen, ties to the cheaper). Its end-to-end figures are the ones the budget and the
 tie-break read: a composed run's of the same cell on the same host where one exists (every query through every
-stage in one loop; bench.analysis.series.with_composed), else the sweep row's. Its cost per million queries is the load test's where the pick was served under load, else the single-thread
-serving estimate: the mean end-to-end time per query (the sum of the stages' means) on one core, at
-PRICE_PER_CORE_HOUR. The block names the sweep config and the cell: `run`, `load` and `check-pipeline` each take
-the same file (bench.blocks).
+stage in one loop; bench.analysis.series.with_composed), else the sweep row's. Its cost per million queries is the
+load test's where the pick was served under load at its host speed, else the single-thread serving estimate: the
+mean end-to-end time per query (the sum of the stages' means) on one core, at PRICE_PER_CORE_HOUR. The block names
+the sweep config and the cell: `run`, `load` and `check-pipeline` each take the same file (bench.blocks).
 """
 
 from __future__ import annotations

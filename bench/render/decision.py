@@ -23,7 +23,6 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
         pick, choice = d.choice.pick, d.choice
         marks = (" [documents seen in training]" if pick["saw_eval_docs"] else "") + (
             " [chosen on test]" if not pick["has_dev_queries"] else "")
-        tied = len(choice.ties) - 1
         rows.append({**head, "deploy": pick["pipeline"] + marks,
                      "dev nDCG@10": ci(*choice.dev_interval()), "test nDCG@10": ci(*choice.test_interval()),
                      "e2e p95 ms": timing_text(d.e2e_ms[1]) + ("" if d.e2e_source == "composed run" else " (sweep)"),
@@ -39,10 +38,10 @@ def decision_lines(found: list[Decision], blocks: dict[str, str]) -> list[str]:
             "`A + BM25, convex ...` a fusion of A with BM25; `, top K` only where K changes the top 10 (exact search, "
             "BM25 and fusions return the same top 10 for every K >= 10: one name for all K, the block names the K "
             "timed); `then <reranker> on the top R`; `#9dee` the first hex digits of trained weights' digest. "
-            "e2e p95: the one figure the budget, the tie-break and this column read (p50 and p99 in the block): the composed run's where that cell "
-            "has one (every query through every stage in one loop; 'Pipelines timed as deployed'), else the sweep "
+            "e2e p95: the one figure the budget, the tie-break and this column read (p50 and p99 in the block): the "
+            "composed run's where that cell has one (every query through every stage in one loop; 'Pipelines timed as deployed'), else the sweep "
             "row's (marked: a composed run measures more, so a cell without one competes at its sweep figure). "
-            "Cost: the load test's where the pick was served under load, else one core per query at "
+            "Cost: the load test's where the pick was served under load at its host speed, else one core per query at "
             f"{PRICE_PER_CORE_HOUR} USD per core-hour. `block`: the pick as a file that `python -m bench run`, `load` "
             "and `check-pipeline` take verbatim; `python -m bench recommend` prints it for any budget.", ""]
 
