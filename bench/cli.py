@@ -260,46 +260,46 @@ def cmd_encode_latency(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     dirty: list[str] = []  # files holding rows measured from an uncommitted tree (no commit reproduces them)
 
-    def committed(rows: pd.DataFrame | None, source) -> pd.DataFrame | None:
+    def counted(rows: pd.DataFrame | None, source) -> pd.DataFrame | None:
         """`rows`, counted into `dirty` where some were measured from an uncommitted tree (the report says so)."""
         uncommitted = _uncommitted(rows)
         if uncommitted.any():
             dirty.append(f"{source}: {int(uncommitted.sum())} of {len(rows)}")
         return rows
 
-    frame = committed(read_results(*args.results), ", ".join(map(str, args.results)))
+    frame = counted(read_results(*args.results), ", ".join(map(str, args.results)))
     if frame.empty:
         raise SchemaError(f"{', '.join(map(str, args.results))}: no rows to report")
     out = Path(args.out)
     link = Path(os.path.relpath(Path(args.plots).resolve(), out.resolve().parent)).as_posix() + "/"
-    engines = [committed(_sweep_or_scale(path), path) for path in args.engines or []]
+    engines = [counted(_sweep_or_scale(path), path) for path in args.engines or []]
     lexical = lexical_table(*engines)
 
-    scale = committed(read_results(args.scale, schema=SCALE_SCHEMA), args.scale) if args.scale else None
-    scale_real = committed(read_results(args.scale_real, schema=SCALE_SCHEMA), args.scale_real) if args.scale_real \
+    scale = counted(read_results(args.scale, schema=SCALE_SCHEMA), args.scale) if args.scale else None
+    scale_real = counted(read_results(args.scale_real, schema=SCALE_SCHEMA), args.scale_real) if args.scale_real \
         else None
-    filters = committed(read_results(args.filters, schema=FILTER_SCHEMA), args.filters) if args.filters else None
-    load = committed(read_results(args.load, schema=LOAD_SCHEMA), args.load) if args.load else None
+    filters = counted(read_results(args.filters, schema=FILTER_SCHEMA), args.filters) if args.filters else None
+    load = counted(read_results(args.load, schema=LOAD_SCHEMA), args.load) if args.load else None
     from bench.series.encode_latency import read_series
 
     encode_latency = read_series(args.encode_latency) if args.encode_latency else None
-    composed = committed(read_results(args.composed, schema=COMPOSED_SCHEMA), args.composed) if args.composed else None
-    distractors = tuple(committed(read_results(path), path) for path in args.distractors) if args.distractors else None
-    unnormalized = (committed(read_results(args.unnormalized[0]), args.unnormalized[0]),
+    composed = counted(read_results(args.composed, schema=COMPOSED_SCHEMA), args.composed) if args.composed else None
+    distractors = tuple(counted(read_results(path), path) for path in args.distractors) if args.distractors else None
+    unnormalized = (counted(read_results(args.unnormalized[0]), args.unnormalized[0]),
                     _norms_csv(Path(args.unnormalized[1])) if len(args.unnormalized) > 1 else None) \
         if args.unnormalized else None
-    rerank_variants = committed(_each_file(args.rerank_variants), "the rerank variants") if args.rerank_variants \
+    rerank_variants = counted(_each_file(args.rerank_variants), "the rerank variants") if args.rerank_variants \
         else None
-    encoder_size = committed(_each_file(args.encoder_size), "the encoder-size files") if args.encoder_size else None
+    encoder_size = counted(_each_file(args.encoder_size), "the encoder-size files") if args.encoder_size else None
     text = build_report(frame, [str(p) for p in args.results], Path(args.plots), link, test=args.test, scale=scale,
                         filters=filters, load=load, encode_latency=encode_latency, composed=composed,
                         distractors=distractors, scale_real=scale_real, unnormalized=unnormalized,
                         rerank_variants=rerank_variants, encoder_size=encoder_size,
-                        int8_isa=committed(read_results(args.rerank_int8_isa), args.rerank_int8_isa)
+                        int8_isa=counted(read_results(args.rerank_int8_isa), args.rerank_int8_isa)
                         if args.rerank_int8_isa else None,
                         engines=[engine_table(frame) for frame in engines], lexical=lexical,
-                        multilingual=committed(read_results(*args.xquad), "the XQuAD files") if args.xquad else None,
-                        twin=committed(pd.read_parquet(args.xquad_twin), args.xquad_twin) if args.xquad_twin else None,
+                        multilingual=counted(read_results(*args.xquad), "the XQuAD files") if args.xquad else None,
+                        twin=counted(pd.read_parquet(args.xquad_twin), args.xquad_twin) if args.xquad_twin else None,
                         left_out=dirty,
                         tables_dir=Path(args.tables) if args.tables else out.parent / "results" / "tables",
                         pipelines_dir=Path(args.pipelines) if args.pipelines else out.parent / "results" / "pipelines",

@@ -123,10 +123,10 @@ def halving(rows: pd.DataFrame, budget: Budget, shares=HALVING_SHARES, alpha: fl
     fits = within(candidates(rows), budget)
     if len(fits) < 2:
         return set()
-    matrix = np.vstack([np.asarray(v, dtype=float) for v in fits["dev_q_ndcg_at_10"]])
-    if len({len(v) for v in fits["dev_q_ndcg_at_10"]}) != 1 or not all(
-            np.array_equal(q, fits["dev_query_ids"].iloc[0]) for q in fits["dev_query_ids"]):
+    first_ids = fits["dev_query_ids"].iloc[0]
+    if not all(len(q) == len(first_ids) and np.array_equal(q, first_ids) for q in fits["dev_query_ids"]):
         return set()  # rows over different dev queries: not one dataset's grid
+    matrix = np.vstack([np.asarray(v, dtype=float) for v in fits["dev_q_ndcg_at_10"]])
     order = np.random.default_rng(seed).permutation(matrix.shape[1])
     alive = np.ones(len(fits), dtype=bool)
     for share in shares:
