@@ -10,7 +10,7 @@ RESULTS := $(foreach c,$(CONFIGS),results/$(notdir $(basename $(c))).parquet)
 export BENCH_DATA_DIR ?= datasets
 SUMMARY_K ?= 100  # the K `make bench`'s closing summary shows (empty: every K)
 
-.PHONY: engines glove-hdf5 test-avx2 recheck mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
+.PHONY: decide engines glove-hdf5 test-avx2 recheck mpnet encoder-size bench report scale scale-real distractors filters load composed encode-latency check-pipeline pipeline-baseline test install clean-cache check-latency update-baseline microbench
 
 install: $(STAMP)
 
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml constraints.txt
 bench: $(STAMP)
 	set -e; for config in $(CONFIGS); do $(PY) -m bench run $$config; done
 	$(PY) -m bench summary $(RESULTS) $(if $(SUMMARY_K),--k $(SUMMARY_K))
+
+# The decision under the report's budgets, measuring first what can change it and skipping (logged) what cannot:
+# results/decide-<config>.parquet, its .skips.csv and results/decide-<host>.md; DECIDE_MINUTES=45 sets a time limit.
+DECIDE_CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
+DECIDE_MINUTES ?=
+decide: $(STAMP)
+	$(PY) -m bench decide $(DECIDE_CONFIGS) $(if $(DECIDE_MINUTES),--minutes $(DECIDE_MINUTES)) \
+		$(if $(wildcard $(RESULTS)),--reference $(wildcard $(RESULTS)))
 
 report: $(STAMP)
 	$(PY) -m bench report $(wildcard $(RESULTS)) --out report.md --plots results/plots \

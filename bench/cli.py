@@ -337,6 +337,47 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """The decision mode (bench.run.decide): waves cheapest first, pruned, then the decision table and what was
+    not measured."""
+    from bench.run.decide import decision_table, run_decision, skipped_line
+
+    if (args.p95_ms is None) != (args.memory_mb is None):
+        raise ConfigError("decide: give both --p95-ms and --memory-mb (one budget), or neither (the report's budgets)")
+    if args.minutes is not None and args.minutes <= 0:
+        raise ConfigError(f"decide: --minutes must be positive, got {args.minutes:g}")
+    try:
+        budgets = [Budget(args.p95_ms, args.memory_mb)] if args.p95_ms is not None else DEFAULT_BUDGETS
+    except ValueError as err:
+        raise ConfigError(f"decide: {err}") from None
+    configs = [load_config(path) for path in args.configs]  # every file checked before any work
+    for path in args.reference or []:
+        if not path.exists():
+            raise ConfigError(f"decide: --reference {path}: no such results file")
+    reference = with_derived(_rows(args.reference)) if args.reference else None
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    announce = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        run = run_decision(configs, budgets, args.minutes, args.out_dir, args.data_dir, announce)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the rows measured are saved in the decide-*.parquet files; run again to resume",
+              file=sys.stderr)
+        return 130
+    table = decision_table(run, budgets, reference)
+    text = "\n".join([
+        f"Decision on host {host_id()[:4]} under {len(budgets)} budgets, chosen on dev queries (test reported once, 95% t-intervals):",
+        "", table.to_string(index=False) if len(table) else "(nothing measured)", "",
+        skipped_line(run) + f" Skipped cells by rule and reason: {', '.join(str(Path(c.results_path).with_suffix('.skips.csv')) for c in configs)}.",
+        f"Measured {run.rows_measured} rows ({run.waves_run} waves), scored {run.pairs_scored + run.pairs_halving:,} "
+        f"cross-encoder pairs ({run.pairs_halving:,} of them on dev subsets while halving), in "
+        f"{run.seconds / 60:.1f} min; `run` on every cell: at most {run.upper_bound_s / 60:.0f} min by this host's plan."])
+    out = args.out_dir / f"decide-{host_id()}.md"
+    atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
+    print(text)
+    print(f"(written to {out})", file=sys.stderr)
+    return 0
+
+
 def cmd_recheck(args: argparse.Namespace) -> int:
     if (args.p95_ms is None) != (args.memory_mb is None):
         raise ConfigError("recheck: give both --p95-ms and --memory-mb (one budget), or neither (the report's budgets)")
@@ -662,6 +703,19 @@ def build_parser() -> argparse.ArgumentParser:
     twin.add_argument("--read-only", action="store_true", help="print the stored results without training")
     twin.add_argument("--data-dir", type=Path)
     twin.set_defaults(func=cmd_xquad_twin)
+    decide_mode = commands.add_parser("decide", help="the decision under the budgets, measuring first what can change "
+                                                     "it and skipping what cannot (logged), then the decision table")
+    decide_mode.add_argument("configs", nargs="+", type=Path, help="sweep configs (configs/scifact.toml ...)")
+    decide_mode.add_argument("--p95-ms", type=float, help="one budget (with --memory-mb); default: the report's budgets")
+    decide_mode.add_argument("--memory-mb", type=float)
+    decide_mode.add_argument("--minutes", type=float, help="time limit: waves that do not fit are not started (the "
+                                                           "table says which)")
+    decide_mode.add_argument("--reference", nargs="+", type=Path,
+                             help="results of the exhaustive run: each pick shown beside its pick, same or tied")
+    decide_mode.add_argument("--out-dir", type=Path, default=Path("results"),
+                             help="where the rows (decide-<config>.parquet), skip logs and the table go")
+    decide_mode.add_argument("--data-dir", type=Path, default=None)
+    decide_mode.set_defaults(func=cmd_decide)
     again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "
                                                 "tied with them measured here, decided again, shown beside the reference")
     again.add_argument("results", nargs="*", type=Path,

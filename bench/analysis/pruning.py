@@ -51,18 +51,35 @@ class RuleReplay:
         return self.picks_skipped == 0 and self.ties_lost == 0 and self.picks_kept == self.budgets
 
 
+def effort_of(search: dict) -> tuple[str, float, str] | None:
+    """A search setting's effort knob, its value and the other settings (JSON): the line it lies on and where; None
+    for a setting without a knob (exact search, BM25)."""
+    knob = next((k for k in EFFORT_KNOBS if isinstance(search.get(k), (int, float))
+                 and not isinstance(search.get(k), bool)), None)
+    if knob is None:
+        return None
+    return knob, float(search[knob]), json.dumps({k: v for k, v in search.items() if k != knob}, sort_keys=True)
+
+
+def upper_bounds(diffs: np.ndarray, alpha: float = PRUNE_ALPHA) -> np.ndarray:
+    """Per row of paired per-query differences (candidate minus the best), the one-sided upper confidence bound of
+    the mean difference at `alpha`; NaN where the differences do not vary (no evidence either way: never pruned)."""
+    diffs = np.atleast_2d(np.asarray(diffs, dtype=float))
+    n = diffs.shape[1]
+    sd = diffs.std(axis=1, ddof=1)
+    upper = diffs.mean(axis=1) + stats.t.ppf(1 - alpha, n - 1) * sd / np.sqrt(n)
+    return np.where(sd > 0, upper, np.nan)
+
+
 def effort_lines(rows: pd.DataFrame) -> list[pd.Index]:
     """First-stage rows as grid lines: the same dataset, encoder, index build, K and other search settings, ordered
     by the effort knob (rows without a knob are on no line)."""
     first = rows[rows["stage"] == "first"]
     keyed = []
     for index, search in zip(first.index, first["search_params"]):
-        settings = json.loads(search) if search else {}
-        knob = next((k for k in EFFORT_KNOBS if isinstance(settings.get(k), (int, float))), None)
-        if knob is None:
-            continue
-        rest = json.dumps({k: v for k, v in settings.items() if k != knob}, sort_keys=True)
-        keyed.append((index, knob, float(settings[knob]), rest))
+        effort = effort_of(json.loads(search) if search else {})
+        if effort is not None:
+            keyed.append((index, *effort))
     if not keyed:
         return []
     table = pd.DataFrame(keyed, columns=["index", "knob", "effort", "rest"]).set_index("index")
@@ -133,11 +150,7 @@ def halving(rows: pd.DataFrame, budget: Budget, shares=HALVING_SHARES, alpha: fl
         seen = order[: max(2, int(round(share * matrix.shape[1])))]
         scores = matrix[:, seen]
         best = int(np.argmax(np.where(alive, scores.mean(axis=1), -np.inf)))
-        diffs = scores - scores[best]
-        n = diffs.shape[1]
-        sd = diffs.std(axis=1, ddof=1)
-        upper = diffs.mean(axis=1) + stats.t.ppf(1 - alpha, n - 1) * sd / np.sqrt(n)
-        alive &= ~((upper < 0) & (sd > 0))
+        alive &= ~(upper_bounds(scores - scores[best], alpha) < 0)  # NaN (no spread) compares False: kept
     return set(fits.index[~alive])
 
 

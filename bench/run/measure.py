@@ -66,11 +66,13 @@ class CellMeasurer:
 
     def __init__(self, embeddings: Embeddings, dataset: Dataset, n_test: int, config: SweepConfig, shared: dict,
                  sink: Callable[[dict], None], encode_latency: LatencyStats, rerankers: Rerankers,
-                 encoder: EncoderSpec, weights: dict[int, float] | None = None, retime: dict[str, dict] | None = None):
+                 encoder: EncoderSpec, weights: dict[int, float] | None = None, retime: dict[str, dict] | None = None,
+                 pruner=None):
         """`dataset` holds the test queries, then the dev queries: the first `n_test` are test. `weights`: a
         hybrid encoder's dev-chosen convex weight per depth. `retime`: stored rows (by cell id) whose latencies are
         re-timed and quality kept; a rerank child among them whose first stage and reranker spec are those stored is
-        only timed (its pairs are not scored again: `_retime_child`)."""
+        only timed (its pairs are not scored again: `_retime_child`). `pruner`: the decision mode's
+        (bench.run.decide), asked before each first-stage cell and before each first stage's children are scored."""
         self.embeddings, self.dataset, self.config, self.settings = embeddings, dataset, config, config.measure
         self.n_test = n_test
         self.shared, self.sink, self.encode_latency, self.rerankers = shared, sink, encode_latency, rerankers
@@ -83,11 +85,13 @@ class CellMeasurer:
         self.encoder, self.weights = encoder, weights or {}
         self.chunking = encoder.chunking
         self.retime = retime or {}
+        self.pruner = pruner
 
     def portable(self) -> "CellMeasurer":
         """A copy to ship to another process: no sink, rerankers not yet loaded (no open score cache)."""
         clone = copy.copy(self)
         clone.sink = None
+        clone.pruner = None  # skips are decided where the rows arrive
         clone.rerankers = Rerankers(self.config, self.rerankers.data_root, self.rerankers.stand_in)
         return clone
 
@@ -115,7 +119,11 @@ class CellMeasurer:
             build = {"build_s": time.perf_counter() - started, "build_threads": self.build_threads,
                      "index_bytes": index.size_bytes(), "index_bytes_method": getattr(index, "size_method", "serialized"),
                      "rss_after_build_bytes": psutil.Process().memory_info().rss}
-            for cell in group:
+            for cell in group if self.pruner is None else self.pruner.order(group):
+                if self.pruner is not None and self.pruner.skip(cell):
+                    if progress is not None:
+                        progress.update()
+                    continue
                 row, result, latency = self._first_stage(index, cell, build)
                 written += 1 + self._rerank_children(cell, row, result, latency)
                 if progress is not None:
@@ -198,6 +206,26 @@ class CellMeasurer:
 
         return max(ALPHAS, key=lambda alpha: (quality(alpha), alpha))
 
+    def _dev_subset_ndcg(self, result: Neighbors, scorer, children: list, positions: np.ndarray
+                         ) -> tuple[dict[str, np.ndarray], int]:
+        """Each child's per-query nDCG@10 on the dev queries at `positions` (scoring only their pairs, cached for the
+        full measurement), its fusion weight chosen on those queries where it is "dev"; and the pairs scored."""
+        rows, queries = self._choice_queries
+        subset = restrict(queries, [queries.query_ids[p] for p in positions], "dev")
+        first = Neighbors(result.ids[rows][positions], result.scores[rows][positions])
+        cross, scored = cross_scores(scorer, self.rerankers.cache, subset, first.ids, max(ch.r for ch in children))
+
+        def ndcg(r: int, alpha: float) -> np.ndarray:
+            ids = rerank(first, r, [c[:r] for c in cross], alpha)[:, :10]
+            return per_query_quality(ids, subset)["ndcg_at_10"].to_numpy()
+
+        out = {}
+        for child in children:
+            alpha = child.alpha if child.alpha != "dev" else max(
+                ALPHAS, key=lambda a: (round(float(ndcg(child.r, a).mean()), 10), a))
+            out[child.cell_id] = ndcg(child.r, float(alpha))
+        return out, scored
+
     def _adaptive(self, result: Neighbors, child, cross: list[np.ndarray], alpha: float, full_ids: np.ndarray,
                   scorer) -> tuple[np.ndarray, LatencyStats, dict]:
         """An adaptive-depth child (bench.run.adaptive): the stopping rule chosen on the dev queries (test where there
@@ -241,6 +269,11 @@ class CellMeasurer:
             if not children:
                 continue
             scorer, report = self.rerankers.get(name)  # scoring pairs: the trained model itself
+            if self.pruner is not None:  # successive halving over the dev queries (bench.run.decide)
+                children = self.pruner.halve(first_row, children, name, functools.partial(
+                    self._dev_subset_ndcg, result, scorer))
+                if not children:
+                    continue
             started = time.perf_counter()
             cross, scored = cross_scores(scorer, self.rerankers.cache, self.dataset, result.ids,
                                          max(ch.r for ch in children))

@@ -50,7 +50,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
               store: ResultStore | None = None, executor: Executor | None = None,
               announce: Callable[[str], None] | None = None, prune: bool = False,
               only: set[str] | None = None, only_cells: set[str] | None = None, retime: bool = False,
-              reuse: pd.DataFrame | None = None, stand_in: bool = False, plan_only: bool = False) -> SweepSummary:
+              reuse: pd.DataFrame | None = None, stand_in: bool = False, plan_only: bool = False,
+              pruner=None) -> SweepSummary:
     """Measure every cell of `config` not already in the store for this hardware (all of them if `redo`).
 
     Build groups (one index, its cells) run on `executor`: in this process by default, or on Ray.
@@ -66,6 +67,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
     stored quality, except those whose scores rest on int8 kernels other than this host's (bench.core.env.rescored_here),
     which are scored again. `stand_in`: re-timed rerank stages of rerankers not trained here are timed with their
     untrained backbone (bench.run.prepare.Rerankers). `plan_only`: announce the plan and return its phases (no work).
+    `pruner`: the decision mode's (bench.run.decide): it sees every row written and skips cells and children that
+    cannot change the decision.
     """
     store = store or ResultStore(config.results_path)
     executor = executor or LocalExecutor()
@@ -138,6 +141,8 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
             row = {**stored, **{name: row[name] for name in LATENCY_COLUMNS}}
             summary.retimed += 1
         store.add(row)  # a stored row of another model (retrained: its weights were gone) is replaced whole
+        if pruner is not None:
+            pruner.record(row)
 
     rerankers = Rerankers(config, data_root, stand_in=stand_in)
     protocol = describe(splits)
@@ -204,7 +209,7 @@ def run_sweep(config: SweepConfig, redo: bool = False, data_root: Path | None = 
                   "corpus_encode_s": embeddings.encode_seconds, **encode_latency.columns("query_encode"),
                   "query_encode_calibration_ms": encode_latency.calibration_ms}
         measurer = CellMeasurer(embeddings, dataset, len(splits.test.query_ids), config, shared, sink,
-                                encode_latency, rerankers, spec, weights.get(spec.name), retime=stale)
+                                encode_latency, rerankers, spec, weights.get(spec.name), retime=stale, pruner=pruner)
         groups = measurer.prepare(pending)
         started, timing_before = time.perf_counter(), rerankers.timing_seconds
         written = executor.run(measurer, groups, f"cells ({spec.name})", len(pending))
