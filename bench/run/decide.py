@@ -4,8 +4,8 @@ under the budgets, skip what cannot, and stop when every wave is measured or ski
 `make bench` measures every cell of a config. This mode measures the same cells (same ids, same rows, into its own
 results file, `results/decide-<config>.parquet`) in waves, cheapest first, and skips with a logged reason:
 
-- a first-stage wave per encoder, in order of its estimated cost on this host (bench.run.estimate, the same plan
-  `run` prints): BM25 before an encoder whose corpus must be encoded, a trained model after the untrained ones;
+- a first-stage wave per encoder: the pretrained models' first (the likelier picks), then the ones the harness
+  trains, each group in order of its estimated cost on this host (bench.run.estimate, the plan `run` prints);
 - along an ANN grid line (one build, one K, the effort knob raised: ef, nprobe, leaves) a setting is skipped once a
   cheaper one on the line reached dev recall@K 1.0 (`recall_reached`: it returns exact search's top K already) or
   an end-to-end p95 above the largest budget (`over_every_budget`: a cheaper neighbour is a lower bound);
@@ -205,6 +205,7 @@ class Wave:
     what: str  # an encoder's name, or "rerank"
     cells: set[str]  # the ids to measure (first stages; for the rerank wave, first stages and their children)
     seconds: float  # the plan's estimate on this host (an upper bound: pruning only removes work)
+    trained: bool = False  # the encoder is trained by the harness (its wave comes after the pretrained ones)
 
 
 @dataclass
@@ -224,13 +225,17 @@ def results_path(config: SweepConfig, folder: Path) -> Path:
     return folder / f"decide-{config.name}.parquet"
 
 
-def _first_stage_cells(config: SweepConfig, data_root: Path | None) -> tuple[dict[str, list[Cell]], set[str]]:
-    """Every encoder's planned first-stage cells (with their children), as `run` plans them; and the encoders
-    distilled from the harness's cross-encoder (their training trains it first)."""
+def _first_stage_cells(config: SweepConfig, data_root: Path | None
+                       ) -> tuple[dict[str, list[Cell]], set[str], set[str]]:
+    """Every encoder's planned first-stage cells (with their children), as `run` plans them; the encoders the harness
+    trains; and those distilled from the harness's cross-encoder (their training trains it first)."""
     dataset = sweep_splits(config, data_root).evaluation
     resolved = {spec.name: resolve_encoder(spec, config, data_root) for spec in config.encoders}
-    distilled = {name for name, r in resolved.items() if r.tower is not None and r.tower.kd != "none"}
-    return {name: plan_cells(config, dataset, r.spec, r.identity)[0] for name, r in resolved.items()}, distilled
+    towers = {name: r.tower or (r.dense.tower if r.dense is not None else None) for name, r in resolved.items()}
+    trained = {name for name, tower in towers.items() if tower is not None}
+    distilled = {name for name, tower in towers.items() if tower is not None and tower.kd != "none"}
+    return ({name: plan_cells(config, dataset, r.spec, r.identity)[0] for name, r in resolved.items()}, trained,
+            distilled)
 
 
 def _estimate(config: SweepConfig, store: ResultStore, cells: set[str], data_root: Path | None) -> list:
@@ -253,9 +258,9 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
     configs = [dataclasses.replace(c, results=str(results_path(c, folder))) for c in configs]
     stores = {c.name: ResultStore(c.results_path) for c in configs}
     pruners = {c.name: Pruner(c, stores[c.name], budgets, deadline, announce) for c in configs}
-    plans, distilled = {}, {}
+    plans, trained, distilled = {}, {}, {}
     for config in configs:
-        plans[config.name], distilled[config.name] = _first_stage_cells(config, data_root)
+        plans[config.name], trained[config.name], distilled[config.name] = _first_stage_cells(config, data_root)
         pruners[config.name].plan([cell for cells in plans[config.name].values() for cell in cells])
 
     upper, cross_training = 0.0, {}
@@ -264,13 +269,13 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
                                                          for i in c.ids}, data_root)
         upper += _seconds(phases)
         cross_training[config.name] = _seconds([p for p in phases if "(cross-encoder" in p.what])
-    waves = [Wave(c, name, {cell.cell_id for cell in cells}, 0.0)
+    waves = [Wave(c, name, {cell.cell_id for cell in cells}, 0.0, trained=name in trained[c.name])
              for c in configs for name, cells in plans[c.name].items() if cells]
     for wave in waves:
         wave.seconds = _seconds(_estimate(wave.config, stores[wave.config.name], wave.cells, data_root))
         if wave.what in distilled[wave.config.name]:  # its teacher, the cross-encoder, is trained first
             wave.seconds += cross_training[wave.config.name]
-    waves.sort(key=lambda w: w.seconds)
+    waves.sort(key=lambda w: (w.trained, w.seconds))  # likely before unlikely: a pretrained model before one trained here
     announce(f"decision plan for {len(budgets)} budgets ({', '.join(f'{b.p95_ms:g} ms / {b.memory_mb:g} MB' for b in budgets)}): "
              f"at most {duration(upper)} on this host (every cell, as `run` would measure them: the upper bound)"
              + (f"; time limit {minutes:g} min" if minutes else ""))
@@ -284,8 +289,7 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
         nonlocal ran
         if deadline is not None:  # again now: what earlier waves encoded or trained is cached
             distill = cross_training[wave.config.name] if wave.what in distilled[wave.config.name] else 0.0
-            wave.seconds = min(wave.seconds, _seconds(_estimate(wave.config, stores[wave.config.name], wave.cells,
-                                                                data_root)) + distill)
+            wave.seconds = _seconds(_estimate(wave.config, stores[wave.config.name], wave.cells, data_root)) + distill
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and wave.seconds > left:
             not_run.append(f"{wave.config.name} {wave.what} (about {duration(wave.seconds)}, {duration(max(left, 0))} left)")
@@ -294,7 +298,8 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
                 pruner._skip(cell_id, wave.what, "time limit", f"its wave needs about {duration(wave.seconds)}, "
                              f"{duration(max(left, 0))} were left")
             return
-        announce(f"{wave.config.name}: {wave.what}, about {duration(wave.seconds)} at most")
+        announce(f"[{(time.monotonic() - started) / 60:.1f} min] {wave.config.name}: {wave.what}, about "
+                 f"{duration(wave.seconds)} at most")
         run_sweep(wave.config, data_root=data_root, store=stores[wave.config.name], only_cells=wave.cells,
                   announce=announce, pruner=pruners[wave.config.name])
         ran += 1
