@@ -340,7 +340,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     """The decision mode (bench.run.decide): waves cheapest first, pruned, then the decision table and what was
     not measured."""
-    from bench.run.decide import decision_table, run_decision, skipped_line
+    from bench.run.decide import decision_table, decision_text, run_decision
 
     if (args.p95_ms is None) != (args.memory_mb is None):
         raise ConfigError("decide: give both --p95-ms and --memory-mb (one budget), or neither (the report's budgets)")
@@ -358,23 +358,19 @@ def cmd_decide(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     announce = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        run = run_decision(configs, budgets, args.minutes, args.out_dir, args.data_dir, announce)
+        run = run_decision(configs, budgets, args.minutes, args.out_dir, args.data_dir, announce,
+                           measure=not args.table_only)
     except KeyboardInterrupt:
         print("\ninterrupted: the rows measured are saved in the decide-*.parquet files; run again to resume",
               file=sys.stderr)
         return 130
     table = decision_table(run, budgets, reference)
-    text = "\n".join([
-        f"Decision on host {host_id()[:4]} under {len(budgets)} budgets, chosen on dev queries (test reported once, 95% t-intervals):",
-        "", table.to_string(index=False) if len(table) else "(nothing measured)", "",
-        skipped_line(run) + f" Skipped cells by rule and reason: {', '.join(str(Path(c.results_path).with_suffix('.skips.csv')) for c in configs)}.",
-        f"Measured {run.rows_measured} rows ({run.waves_run} waves), scored {run.pairs_scored + run.pairs_halving:,} "
-        f"cross-encoder pairs ({run.pairs_halving:,} of them on dev subsets while halving), in "
-        f"{run.seconds / 60:.1f} min; `run` on every cell: at most {run.upper_bound_s / 60:.0f} min by this host's plan."])
-    out = args.out_dir / f"decide-{host_id()}.md"
-    atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
+    text = decision_text(run, table, budgets)
     print(text)
-    print(f"(written to {out})", file=sys.stderr)
+    if not args.table_only:  # the measuring run's record; --table-only only prints
+        out = args.out_dir / f"decide-{host_id()}.md"
+        atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
+        print(f"(written to {out})", file=sys.stderr)
     return 0
 
 
@@ -714,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="results of the exhaustive run: each pick shown beside its pick, same or tied")
     decide_mode.add_argument("--out-dir", type=Path, default=Path("results"),
                              help="where the rows (decide-<config>.parquet), skip logs and the table go")
+    decide_mode.add_argument("--table-only", action="store_true",
+                             help="the decision over the rows and skip logs stored here, measuring nothing")
     decide_mode.add_argument("--data-dir", type=Path, default=None)
     decide_mode.set_defaults(func=cmd_decide)
     again = commands.add_parser("recheck", help="the reference decision re-checked on this host: its picks and the rows "

@@ -62,6 +62,8 @@ def test_decide_skips_settings_past_recall_1_logs_why_and_picks_what_the_exhaust
     again = run_decision([config], BUDGETS, folder=tmp_path / "decide", announce=lambda text: None)
     assert again.rows_measured == run.rows_measured  # resumed: nothing measured twice, the same skips
     assert {s.cell_id for s in again.skips} == {s.cell_id for s in run.skips}
+    stored = run_decision([config], BUDGETS, folder=tmp_path / "decide", measure=False)
+    assert stored.skips == again.skips and stored.rows_measured == run.rows_measured and stored.waves_run == again.waves_run
 
 
 def test_decide_halves_rerank_children_over_dev_queries_and_never_drops_the_pick(tiny_model, tiny_cross_encoder,
@@ -99,3 +101,22 @@ def test_decide_rejects_bad_input_before_any_work(tmp_path, capsys):
     assert main(["decide", "configs/tiny.toml", "--minutes", "0"]) == 2
     assert main(["decide", "configs/tiny.toml", "--reference", str(tmp_path / "none.parquet")]) == 2
     assert not list(tmp_path.glob("decide-*"))
+
+
+def test_decide_trains_and_scores_no_reranker_when_no_first_stage_fits_a_budget(tiny_model, tiny_cross_encoder, tmp_path,
+                                                                                  monkeypatch):
+    """A budget no first stage fits: every rerank child is skipped (over every budget) and the cross-encoder is never
+    loaded, so never trained (bench.run.prepare.Rerankers.get trains on first use)."""
+    from bench.run.prepare import Rerankers
+
+    rerank = RerankSpec(rerankers=[RerankerSpec("ce", model=tiny_cross_encoder, max_length=32, alpha=[1.0])],
+                        r=[5], k=[20], latency_queries=4)
+    config = _config(tiny_model, tmp_path, rerank)
+    loaded = []
+    original = Rerankers.get
+    monkeypatch.setattr(Rerankers, "get", lambda self, name: loaded.append(name) or original(self, name))
+    run = run_decision([config], [Budget(1e-6, 1000)], folder=tmp_path / "decide", announce=lambda text: None)
+    assert not loaded and run.pairs_scored == run.pairs_halving == 0
+    children = [s for s in run.skips if ">> rerank" in s.what]
+    assert children and {s.rule for s in children} == {"over_every_budget"}
+    assert (run.frames["tiny"]["stage"] == "first").all()

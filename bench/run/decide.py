@@ -214,11 +214,12 @@ class DecisionRun:
     skips: list[Skip]
     waves_run: int
     waves_skipped: list[str]
-    pairs_scored: int
-    pairs_halving: int
+    pairs_scored: int  # by the rows measured (their cross_pairs_scored), halving's dev subsets included
+    pairs_halving: int  # of those, scored on dev subsets while halving (children dropped then are in no row)
     rows_measured: int
-    seconds: float
-    upper_bound_s: float
+    seconds: float  # this call's wall time
+    upper_bound_s: float  # `run` on every cell, by this host's plan
+    skip_files: list[Path] = dataclasses.field(default_factory=list)
 
 
 def results_path(config: SweepConfig, folder: Path) -> Path:
@@ -249,14 +250,17 @@ def _seconds(phases: list) -> float:
 
 def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None, minutes: float | None = None,
                  folder: Path = Path("results"), data_root: Path | None = None,
-                 announce: Callable[[str], None] = print) -> DecisionRun:
+                 announce: Callable[[str], None] = print, measure: bool = True) -> DecisionRun:
     """Decide under `budgets` for each config, measuring waves cheapest first and skipping what cannot change the
-    pick (module docstring). Rows go to `folder/decide-<config>.parquet`; a second call resumes."""
+    pick (module docstring). Rows go to `folder/decide-<config>.parquet`, skips to `.skips.csv` and the run's
+    figures to `.run.json` beside it; a second call resumes. `measure=False`: the stored rows and logs only."""
     budgets = budgets or DEFAULT_BUDGETS
     started = time.monotonic()
     deadline = started + 60 * minutes if minutes else None
     configs = [dataclasses.replace(c, results=str(results_path(c, folder))) for c in configs]
     stores = {c.name: ResultStore(c.results_path) for c in configs}
+    if not measure:
+        return _stored(configs, stores)
     pruners = {c.name: Pruner(c, stores[c.name], budgets, deadline, announce) for c in configs}
     plans, trained, distilled = {}, {}, {}
     for config in configs:
@@ -303,7 +307,7 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
         run_sweep(wave.config, data_root=data_root, store=stores[wave.config.name], only_cells=wave.cells,
                   announce=announce, pruner=pruners[wave.config.name])
         ran += 1
-        announce(progress(configs, pruners, budgets))
+        announce(progress(configs, pruners, budgets, waves[waves.index(wave) + 1:] if wave in waves else []))
 
     for wave in waves:
         run_wave(wave)
@@ -313,7 +317,31 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
             wave.seconds = _seconds(_estimate(config, stores[config.name], wave.cells, data_root))
             run_wave(wave)
 
-    frames, measured, pairs = {}, 0, 0
+    seconds = time.monotonic() - started
+    for config in configs:
+        pruner = pruners[config.name]
+        write_skips(list(pruner.skips.values()), skips_path(config))
+        record = {"minutes": seconds / 60, "time_limit_min": minutes, "waves_run": ran, "upper_bound_min": upper / 60,
+                  "pairs_halving": pruner.pairs_halving, "host_id": host_id(),
+                  "waves_not_started": [w for w in not_run if w.startswith(config.name + " ")]}
+        atomic_write_bytes(run_path(config), lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    return _stored(configs, stores, pairs_halving=sum(p.pairs_halving for p in pruners.values()), waves_run=ran,
+                   not_run=not_run, seconds=seconds, upper=upper)
+
+
+def skips_path(config: SweepConfig) -> Path:
+    return Path(config.results_path).with_suffix(".skips.csv")
+
+
+def run_path(config: SweepConfig) -> Path:
+    return Path(config.results_path).with_suffix(".run.json")
+
+
+def _stored(configs: list[SweepConfig], stores: dict[str, ResultStore], pairs_halving: int | None = None,
+            waves_run: int = 0, not_run: list[str] | None = None, seconds: float = 0.0, upper: float = 0.0
+            ) -> DecisionRun:
+    """This host's stored rows and skip logs; without a run's own figures, those its last call recorded."""
+    frames, measured, pairs, skips, halved, records = {}, 0, 0, [], 0, []
     for config in configs:
         stores[config.name].compact()
         frame = stores[config.name].load()
@@ -321,11 +349,21 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
         measured += len(frame)
         pairs += int(frame["cross_pairs_scored"].fillna(0).sum())
         frames[config.name] = with_derived(frame) if len(frame) else frame
-    skips = [s for p in pruners.values() for s in p.skips.values()]
-    for config in configs:
-        write_skips([s for s in skips if s.config == config.name], Path(config.results_path).with_suffix(".skips.csv"))
-    return DecisionRun(frames, skips, ran, not_run, pairs, sum(p.pairs_halving for p in pruners.values()), measured,
-                       time.monotonic() - started, upper)
+        if skips_path(config).exists():
+            logged = pd.read_csv(skips_path(config), dtype=str, keep_default_na=False)
+            skips += [Skip(**row) for row in logged.to_dict("records")]
+        if run_path(config).exists():
+            records.append(json.loads(run_path(config).read_text()))
+    if pairs_halving is None:  # the last call's figures, as recorded
+        halved = sum(r.get("pairs_halving", 0) for r in records)
+        not_run = [w for r in records for w in r.get("waves_not_started", [])]
+        waves_run = max((r.get("waves_run", 0) for r in records), default=0)
+        seconds = 60 * max((r.get("minutes", 0.0) for r in records), default=0.0)
+        upper = 60 * max((r.get("upper_bound_min", 0.0) for r in records), default=0.0)
+    else:
+        halved = pairs_halving
+    return DecisionRun(frames, skips, waves_run, not_run or [], pairs + halved, halved, measured, seconds, upper,
+                       [skips_path(c) for c in configs])
 
 
 def rerank_wave(config: SweepConfig, plans: dict[str, list[Cell]], pruner: Pruner, budgets: list[Budget]) -> Wave:
@@ -357,8 +395,9 @@ def rerank_wave(config: SweepConfig, plans: dict[str, list[Cell]], pruner: Prune
     return Wave(config, "rerank", cells, 0.0)
 
 
-def progress(configs: list[SweepConfig], pruners: dict[str, Pruner], budgets: list[Budget]) -> str:
-    """Per dataset and budget, the current pick with its dev interval."""
+def progress(configs: list[SweepConfig], pruners: dict[str, Pruner], budgets: list[Budget],
+             left: list[Wave]) -> str:
+    """Per dataset and budget, the current pick with its dev interval; what is left to measure."""
     lines = []
     for config in configs:
         rows = pruners[config.name].derived()
@@ -375,6 +414,9 @@ def progress(configs: list[SweepConfig], pruners: dict[str, Pruner], budgets: li
                          f"(dev {mean:.3f} ± {half:.3f})")
         lines.append(f"  {config.name}: {len(pruners[config.name].rows)} rows measured, "
                      f"{len(pruners[config.name].skips)} cells skipped so far")
+    cells = sum(len(w.cells) for w in left)
+    lines.append(f"  left: {len(left)} first-stage waves ({cells} cells, at most {duration(sum(w.seconds for w in left))}), "
+                 "then the rerank waves")
     return "current decision:\n" + "\n".join(lines)
 
 
@@ -418,14 +460,29 @@ def _against(pick: pd.Series, reference: pd.DataFrame, budget: Budget) -> dict:
         theirs = recommend(reference, budget).pick
     except NothingFits:
         return {"reference pick": "nothing fits", "same or tied": "no"}
-    if theirs["pipeline_id"] == pick["pipeline_id"]:
-        return {"reference pick": theirs["pipeline"], "same or tied": "same pipeline"}
+    if theirs["pipeline"] == pick["pipeline"]:  # one name: the same pipeline, at a K that does not change the top 10
+        return {"reference pick": "(the same)", "same or tied": "same pipeline"
+                + ("" if theirs["k"] == pick["k"] else f" (K={theirs['k']} there, {pick['k']} here)")}
     if list(theirs["dev_query_ids"]) != list(pick["dev_query_ids"]):
         return {"reference pick": theirs["pipeline"], "same or tied": "not comparable (other dev queries)"}
     diff = np.asarray(theirs["dev_q_ndcg_at_10"], dtype=float) - np.asarray(pick["dev_q_ndcg_at_10"], dtype=float)
     p = paired_p(diff, "t", "greater")
     return {"reference pick": theirs["pipeline"], "same or tied": f"tied (p = {p:.2f})" if p >= ALPHA
             else f"below it (p = {p:.3f})"}
+
+
+def decision_text(run: DecisionRun, table: pd.DataFrame, budgets: list[Budget]) -> str:
+    """The decision table first, then what was not measured and what the run cost."""
+    return "\n".join([
+        f"Decision on host {host_id()[:4]} under {len(budgets)} budgets, chosen on dev queries (test nDCG@10 reported "
+        "once, 95% t-intervals; e2e p95 from this host's sweep rows):", "",
+        table.to_string(index=False) if len(table) else "(nothing measured)", "",
+        skipped_line(run) + f" Each skip with its rule and reason: {', '.join(str(p) for p in run.skip_files)}.",
+        f"Measured {run.rows_measured} rows in {run.waves_run} waves and scored {run.pairs_scored:,} cross-encoder pairs "
+        f"({run.pairs_halving:,} of them on dev subsets while halving) in {run.seconds / 60:.1f} min; `run` on every "
+        f"cell: at most {run.upper_bound_s / 60:.0f} min by this host's plan." if run.seconds else
+        f"{run.rows_measured} rows stored, {run.pairs_scored:,} cross-encoder pairs in them (no record of the measuring "
+        "run's time: its decide-<config>.run.json is missing)."])
 
 
 def skipped_line(run: DecisionRun) -> str:
