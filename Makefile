@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(PY) -m bench summary $(RESULTS) $(if $(SUMMARY_K),--k $(SUMMARY_K))
 
 # The decision under the report's budgets, measuring first what can change it and skipping (logged) what cannot:
-# results/decide-<config>.parquet, its .skips.csv and results/decide-<host>.md; DECIDE_MINUTES=45 sets a time limit.
+# results/decide-<config>.parquet, its .skips.csv and results/decide-<host>-<configs>.md; DECIDE_MINUTES=45 sets a time limit.
 DECIDE_CONFIGS ?= configs/scifact.toml configs/nfcorpus.toml
 DECIDE_MINUTES ?=
 decide: $(STAMP)

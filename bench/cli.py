@@ -368,7 +368,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     text = decision_text(run, table, budgets)
     print(text)
     if not args.table_only:  # the measuring run's record; --table-only only prints
-        out = args.out_dir / f"decide-{host_id()}.md"
+        out = args.out_dir / f"decide-{host_id()}-{'+'.join(c.name for c in configs)}.md"
         atomic_write_bytes(out, lambda tmp: tmp.write_text(text + "\n"))
         print(f"(written to {out})", file=sys.stderr)
     return 0
