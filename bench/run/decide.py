@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from bench.analysis import (ALPHA, DEFAULT_BUDGETS, Budget, NothingFits, candida
                             with_derived, within)
 from bench.analysis.pruning import HALVING_SEED, HALVING_SHARES, PRUNE_ALPHA, effort_of, upper_bounds
 from bench.core.cache import atomic_write_bytes
+from bench.core.figures import ci
 from bench.core.env import host_id
 from bench.pipeline.config import SweepConfig
 from bench.run.estimate import duration
@@ -47,7 +47,6 @@ from bench.run.prepare import resolve_encoder, sweep_splits
 from bench.run.sweep import run_sweep
 from bench.store.results import ResultStore
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,8 @@ class Pruner:
     are scored; `record(row)` sees every row written. A cell already stored is never skipped (a resumed run measures
     again what it measured, and skips again what it skipped, from the same rows)."""
 
-    def __init__(self, config: SweepConfig, store: ResultStore, budgets: list[Budget], deadline: float | None,
-                 announce: Callable[[str], None] | None = None):
+    def __init__(self, config: SweepConfig, store: ResultStore, budgets: list[Budget], deadline: float | None):
         self.config, self.store, self.budgets, self.deadline = config, store, budgets, deadline
-        self.announce = announce or log.info
         self.largest = max(b.p95_ms for b in budgets)
         self.lines: dict[str, tuple[tuple, str, float]] = {}  # cell id -> (line, knob, effort)
         self.members: dict[tuple, list[tuple[float, str]]] = {}
@@ -261,7 +258,7 @@ def run_decision(configs: list[SweepConfig], budgets: list[Budget] | None = None
     stores = {c.name: ResultStore(c.results_path) for c in configs}
     if not measure:
         return _stored(configs, stores)
-    pruners = {c.name: Pruner(c, stores[c.name], budgets, deadline, announce) for c in configs}
+    pruners = {c.name: Pruner(c, stores[c.name], budgets, deadline) for c in configs}
     plans, trained, distilled = {}, {}, {}
     for config in configs:
         plans[config.name], trained[config.name], distilled[config.name] = _first_stage_cells(config, data_root)
@@ -378,9 +375,9 @@ def rerank_wave(config: SweepConfig, plans: dict[str, list[Cell]], pruner: Prune
                 continue
             what = f"{encoder} {cell.backend} K={cell.k} >> rerank"
             if cell.cell_id not in by_id.index:
-                for child in cell.children:
-                    if cell.cell_id in pruner.skips:
-                        pruner._skip(child.cell_id, what, pruner.skips[cell.cell_id].rule, "its first stage was skipped")
+                parent = pruner.skips.get(cell.cell_id)
+                for child in cell.children if parent is not None else ():
+                    pruner._skip(child.cell_id, what, parent.rule, "its first stage was skipped")
                 continue
             first = by_id.loc[cell.cell_id]
             if first["dev_recall_at_k"] < config.rerank.min_recall_at_k:
@@ -409,9 +406,8 @@ def progress(configs: list[SweepConfig], pruners: dict[str, Pruner], budgets: li
             except NothingFits:
                 lines.append(f"  {config.name} {budget.p95_ms:g} ms / {budget.memory_mb:g} MB: nothing fits yet")
                 continue
-            mean, half = t_interval(pick["dev_q_ndcg_at_10"])
             lines.append(f"  {config.name} {budget.p95_ms:g} ms / {budget.memory_mb:g} MB: {pick['pipeline']} "
-                         f"(dev {mean:.3f} ± {half:.3f})")
+                         f"(dev {ci(*t_interval(pick['dev_q_ndcg_at_10']))})")
         lines.append(f"  {config.name}: {len(pruners[config.name].rows)} rows measured, "
                      f"{len(pruners[config.name].skips)} cells skipped so far")
     cells = sum(len(w.cells) for w in left)
@@ -445,9 +441,8 @@ def decision_table(run: DecisionRun, budgets: list[Budget], reference: pd.DataFr
                 out.append({**entry, "pick": "nothing fits"})
                 continue
             pick = choice.pick
-            dev, test = t_interval(pick["dev_q_ndcg_at_10"]), t_interval(pick["q_ndcg_at_10"])
-            entry.update({"pick": pick["pipeline"], "dev nDCG@10": f"{dev[0]:.3f} ± {dev[1]:.3f}",
-                          "test nDCG@10": f"{test[0]:.3f} ± {test[1]:.3f}", "e2e p95 ms": f"{pick['e2e_p95_ms']:.3g}",
+            entry.update({"pick": pick["pipeline"], "dev nDCG@10": ci(*choice.dev_interval()),
+                          "test nDCG@10": ci(*choice.test_interval()), "e2e p95 ms": f"{pick['e2e_p95_ms']:.3g}",
                           "memory MB": f"{pick['memory_mb']:.0f}"})
             if ref_rows is not None and len(ref_rows):
                 entry.update(_against(pick, ref_rows, budget))
